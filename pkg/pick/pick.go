@@ -1,0 +1,493 @@
+// SPDX-License-Identifier: MIT
+
+package pick
+
+// Rules for this file:
+//   - Choose allocates nothing once Decision.Reasons has grown to the number
+//     of machines: no string formatting, no maps, no closures that escape.
+//   - No I/O, no clock: the caller passes the time.
+//   - Eligibility is Nix's (build-remote.cc, nix-protocols.md §3.2) plus
+//     offload's own exclusions; keep the reasons in the same order as the
+//     checks, most permanent first.
+
+import (
+	"errors"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/offload-nix/offload/pkg/spec"
+)
+
+// Request is one `try` from Nix (nix-protocols.md §2.3).
+type Request struct {
+	// System is the derivation's platform, e.g. "aarch64-linux", or
+	// "builtin".
+	System string
+	// Features are the required system features, as Nix sends them.
+	Features []string
+	// LocalWilling is Nix's amWilling: it would build locally now.
+	LocalWilling bool
+	// DrvPath is the derivation's store path, for messages.
+	DrvPath string
+	// DrvName is the derivation's name without hash, for messages.
+	DrvName string
+}
+
+// Local is what the local machine could build, how fast and how busy it is.
+// The caller fills it from Nix's settings and /proc/loadavg.
+type Local struct {
+	// System is Nix's system setting, e.g. "aarch64-linux".
+	System string
+	// ExtraPlatforms is Nix's extra-platforms setting.
+	ExtraPlatforms []string
+	// Features is Nix's system-features setting.
+	Features []string
+	// SpeedFactor is offload's local-speed-factor setting (0 means 1).
+	SpeedFactor float64
+	// LoadPerCPU is the one-minute load average divided by the number of
+	// CPUs.
+	LoadPerCPU float64
+}
+
+// Exec says how a machine runs a system.
+type Exec uint8
+
+const (
+	// Unknown: nobody said, and the presumption does not apply.
+	Unknown Exec = iota
+	// Native: the machine's own CPU runs it.
+	Native
+	// Emulated: qemu-user through binfmt_misc (or similar) runs it.
+	Emulated
+)
+
+func (e Exec) String() string {
+	switch e {
+	case Native:
+		return "native"
+	case Emulated:
+		return "emulated"
+	}
+	return "unknown"
+}
+
+// SystemExec is what is known about one (machine, system) pair.
+type SystemExec struct {
+	System string
+	Exec   Exec
+	// Via names the emulator, e.g. "qemu-aarch64", if known.
+	Via string
+}
+
+// Load is the state of one machine at decision time. The caller fills one
+// per machine, in the same order as the machines; a missing entry is the
+// zero Load (idle, healthy, nothing known).
+type Load struct {
+	// Busy is the number of slots in use.
+	Busy int
+	// UnhealthyUntil is when the machine may be tried again after failed
+	// connections; the zero time means healthy.
+	UnhealthyUntil time.Time
+	// Failures is the number of failed connections in a row.
+	Failures int
+	// LastError is the last connection error, for messages.
+	LastError string
+	// Drained is set by `offload drain`: take no new builds.
+	Drained bool
+	// Exec says, per system, whether the machine runs it natively or under
+	// emulation; systems not listed are unknown.
+	Exec []SystemExec
+}
+
+// Emulation is the `emulation` setting: how machines that emulate a non-x86
+// system on an x86 CPU rank against equally good others.
+type Emulation uint8
+
+const (
+	// EmulationPrefer ranks emulating x86 machines first on ties (default).
+	EmulationPrefer Emulation = iota
+	// EmulationNeutral ignores emulation when ranking.
+	EmulationNeutral
+	// EmulationAvoid ranks emulating x86 machines last on ties.
+	EmulationAvoid
+)
+
+func (e Emulation) String() string {
+	switch e {
+	case EmulationNeutral:
+		return "neutral"
+	case EmulationAvoid:
+		return "avoid"
+	}
+	return "prefer"
+}
+
+// ErrEmulation is returned by ParseEmulation for an unknown value.
+var ErrEmulation = errors.New(`pick: emulation must be "prefer", "neutral" or "avoid"`)
+
+// ParseEmulation parses the `emulation` setting; "" means prefer.
+func ParseEmulation(s string) (Emulation, error) {
+	switch s {
+	case "", "prefer":
+		return EmulationPrefer, nil
+	case "neutral":
+		return EmulationNeutral, nil
+	case "avoid":
+		return EmulationAvoid, nil
+	}
+	return EmulationPrefer, ErrEmulation
+}
+
+// Options are the user's settings for choosing.
+type Options struct {
+	// Emulation is the `emulation` setting (default prefer).
+	Emulation Emulation
+	// EmulationPenalty divides the speed factor of emulated pairs
+	// (setting emulation-penalty; 0 means 1).
+	EmulationPenalty float64
+	// Only, if not empty, restricts the choice to these machines (names or
+	// URIs, from OFFLOAD_ONLY).
+	Only []string
+	// Avoid excludes these machines (names or URIs, from OFFLOAD_AVOID).
+	Avoid []string
+}
+
+// Answer is the hook's reply to Nix (nix-protocols.md §2.4).
+type Answer uint8
+
+const (
+	// Accept: the chosen machine builds it.
+	Accept Answer = iota
+	// Postpone: ask again later; a machine could build it but is full or
+	// briefly unhealthy, and the local machine cannot.
+	Postpone
+	// Decline: Nix builds it locally, or fails.
+	Decline
+	// DeclinePermanently: no machines at all; Nix stops asking.
+	DeclinePermanently
+)
+
+// String returns the protocol word, without the leading "# ".
+func (a Answer) String() string {
+	switch a {
+	case Accept:
+		return "accept"
+	case Postpone:
+		return "postpone"
+	case Decline:
+		return "decline"
+	case DeclinePermanently:
+		return "decline-permanently"
+	}
+	return "invalid"
+}
+
+// Reject says why a machine is not eligible. The constants are in the order
+// Choose checks them.
+type Reject uint8
+
+const (
+	// RejectNone: the machine is eligible.
+	RejectNone Reject = iota
+	// RejectSystem: it does not list the needed system.
+	RejectSystem
+	// RejectFeature: it lacks a required feature.
+	RejectFeature
+	// RejectMandatory: one of its mandatory features is not required.
+	RejectMandatory
+	// RejectNoJobs: its max-jobs is 0.
+	RejectNoJobs
+	// RejectOnly: Options.Only is set and does not name it.
+	RejectOnly
+	// RejectAvoid: Options.Avoid names it.
+	RejectAvoid
+	// RejectDrained: it is drained.
+	RejectDrained
+	// RejectUnhealthy: it is marked unhealthy.
+	RejectUnhealthy
+	// RejectFull: every slot is busy.
+	RejectFull
+)
+
+// transient reports whether the machine could build the request were it not
+// for a state that passes by itself (Nix's rightType).
+func (r Reject) transient() bool { return r == RejectUnhealthy || r == RejectFull }
+
+// Reason is what Choose found about one machine.
+type Reason struct {
+	URI, Name string
+	// Eligible is true when the machine passed every test, whether or not
+	// it was chosen.
+	Eligible bool
+	// Reject says which test failed first (RejectNone when eligible).
+	Reject Reject
+	// Score is busy slots / effective speed, lower is better; set for
+	// machines that fit the request (eligible, full or unhealthy), else 0.
+	Score float64
+	// Speed is the effective speed for the needed system.
+	Speed float64
+	// Busy and MaxJobs are the slot counts.
+	Busy, MaxJobs int
+	// Exec is how the machine runs the needed system; Presumed is true
+	// when that was presumed from its systems list, not known.
+	Exec     Exec
+	Presumed bool
+	// Via names the emulator, if known.
+	Via string
+
+	// For formatting on demand.
+	m         *spec.Machine
+	system    string
+	features  []string
+	prefer    bool          // emulating x86 machine, for the preference
+	unhealthy time.Duration // how much longer, when RejectUnhealthy
+	failures  int
+	lastError string
+}
+
+// Decision is the result of Choose. Reuse one Decision across calls: its
+// Reasons slice is reused, so steady-state decisions allocate nothing.
+type Decision struct {
+	Answer Answer
+	// Index is the chosen machine's index, or -1.
+	Index int
+	// Reasons has one entry per machine, in the machines' order.
+	Reasons []Reason
+
+	// Kept to explain the decision on demand.
+	system      string
+	features    []string
+	best        int // best remote machine, even when local wins; -1 if none
+	localFaster bool
+	localCan    bool
+	willing     bool
+	localSpeed  float64 // speed a new build would get locally
+	remoteSpeed float64 // speed a new build would get on best
+	localUtil   float64
+}
+
+// Chosen returns the chosen machine's URI, or "".
+func (d *Decision) Chosen() string {
+	if d.Index < 0 || d.Index >= len(d.Reasons) {
+		return ""
+	}
+	return d.Reasons[d.Index].URI
+}
+
+var zeroLoad Load
+
+// Choose decides which of ms builds req, and why, into d. loads[i] is the
+// state of ms[i] (missing entries mean idle and healthy). now is the
+// decision's time, against which Load.UnhealthyUntil is compared.
+//
+// d refers to ms and req.Features afterwards, to explain itself on demand;
+// do not change them before calling Why, WriteText or WriteJSON.
+func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Local, o Options, now time.Time) {
+	*d = Decision{Reasons: d.Reasons[:0], Index: -1, best: -1,
+		system: req.System, features: req.Features, willing: req.LocalWilling}
+	if len(ms) == 0 {
+		d.Answer = DeclinePermanently
+		return
+	}
+	penalty := positive(o.EmulationPenalty)
+	nonX86 := req.System != "builtin" && !isX86(req.System) && strings.HasSuffix(req.System, "-linux")
+	rightType := false
+	best := -1
+	for i := range ms {
+		m := &ms[i]
+		ld := &zeroLoad
+		if i < len(loads) {
+			ld = &loads[i]
+		}
+		d.Reasons = append(d.Reasons, Reason{URI: m.URI, Name: m.Name, m: m,
+			system: req.System, features: req.Features,
+			Busy: ld.Busy, MaxJobs: m.MaxJobs})
+		r := &d.Reasons[i]
+
+		switch {
+		case req.System != "builtin" && !contains(m.Systems, req.System):
+			r.Reject = RejectSystem
+		case !subset2(req.Features, m.SupportedFeatures, m.MandatoryFeatures):
+			r.Reject = RejectFeature
+		case !subset(m.MandatoryFeatures, req.Features):
+			r.Reject = RejectMandatory
+		case m.MaxJobs <= 0:
+			r.Reject = RejectNoJobs
+		case len(o.Only) > 0 && !names(o.Only, m):
+			r.Reject = RejectOnly
+		case names(o.Avoid, m):
+			r.Reject = RejectAvoid
+		case ld.Drained:
+			r.Reject = RejectDrained
+		case ld.UnhealthyUntil.After(now):
+			r.Reject = RejectUnhealthy
+			r.unhealthy = ld.UnhealthyUntil.Sub(now)
+			r.failures = ld.Failures
+			r.lastError = ld.LastError
+		case ld.Busy >= m.MaxJobs:
+			r.Reject = RejectFull
+		}
+		if r.Reject != RejectNone && r.Reject < RejectNoJobs {
+			continue
+		}
+
+		// The machine fits the request: rate the (machine, system) pair.
+		r.Exec, r.Via = Unknown, ""
+		for j := range ld.Exec {
+			if ld.Exec[j].System == req.System {
+				r.Exec, r.Via = ld.Exec[j].Exec, ld.Exec[j].Via
+				break
+			}
+		}
+		listsX86 := contains(m.Systems, "x86_64-linux") || contains(m.Systems, "i686-linux")
+		if r.Exec == Unknown && nonX86 && listsX86 {
+			r.Exec, r.Presumed = Emulated, true
+		}
+		r.prefer = r.Exec == Emulated && nonX86 && listsX86
+		r.Speed = positive(m.SpeedFactor)
+		if r.Exec == Emulated {
+			r.Speed /= penalty
+		}
+		busy := ld.Busy
+		if busy < 0 {
+			busy = 0
+		}
+		r.Score = float64(busy) / r.Speed
+
+		if r.Reject.transient() {
+			rightType = true
+		}
+		if r.Reject != RejectNone {
+			continue
+		}
+		r.Eligible = true
+		if best < 0 || better(r, &d.Reasons[best], o.Emulation) {
+			best = i
+		}
+	}
+	d.best = best
+
+	d.localCan = canBuildLocally(req, local)
+	if best < 0 {
+		switch {
+		case rightType && !(req.LocalWilling && d.localCan):
+			d.Answer = Postpone
+		default:
+			d.Answer = Decline
+		}
+		return
+	}
+	if req.LocalWilling && d.localCan {
+		r := &d.Reasons[best]
+		d.remoteSpeed = r.Speed / (1 + float64(r.Busy)/float64(r.MaxJobs))
+		d.localUtil = local.LoadPerCPU
+		if !(d.localUtil > 0) || math.IsInf(d.localUtil, 0) {
+			d.localUtil = 0
+		}
+		ls := positive(local.SpeedFactor)
+		if req.System != "builtin" && family(req.System) != family(local.System) {
+			ls /= penalty
+		}
+		d.localSpeed = ls / (1 + d.localUtil)
+		if d.localSpeed > d.remoteSpeed {
+			d.localFaster = true
+			d.Answer = Decline
+			return
+		}
+	}
+	d.Answer = Accept
+	d.Index = best
+}
+
+// better reports whether a ranks before b; a comes later in file order.
+func better(a, b *Reason, e Emulation) bool {
+	if a.Score != b.Score {
+		return a.Score < b.Score
+	}
+	if a.Speed != b.Speed {
+		return a.Speed > b.Speed
+	}
+	if a.prefer != b.prefer && e != EmulationNeutral {
+		return a.prefer == (e == EmulationPrefer)
+	}
+	return a.Busy < b.Busy
+}
+
+func canBuildLocally(req Request, l Local) bool {
+	if req.System != "builtin" && req.System != l.System && !contains(l.ExtraPlatforms, req.System) {
+		return false
+	}
+	return subset(req.Features, l.Features)
+}
+
+// positive returns f, or 1 when f is not a positive finite number.
+func positive(f float64) float64 {
+	if f > 0 && !math.IsInf(f, 0) {
+		return f
+	}
+	return 1
+}
+
+func isX86(system string) bool {
+	return strings.HasPrefix(system, "x86_64-") || strings.HasPrefix(system, "i686-")
+}
+
+// family returns the CPU family of a system's architecture: CPUs of one
+// family run each other's code without emulation (mostly: not every aarch64
+// runs armv7l, but that is the case to presume).
+func family(system string) string {
+	arch, _, _ := strings.Cut(system, "-")
+	switch {
+	case arch == "x86_64" || arch == "i686" || arch == "i386":
+		return "x86"
+	case arch == "aarch64" || strings.HasPrefix(arch, "arm"):
+		return "arm"
+	case strings.HasPrefix(arch, "riscv"):
+		return "riscv"
+	case strings.HasPrefix(arch, "powerpc"):
+		return "powerpc"
+	case strings.HasPrefix(arch, "mips"):
+		return "mips"
+	}
+	return arch
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// subset reports whether every element of a is in b.
+func subset(a, b []string) bool {
+	for _, x := range a {
+		if !contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// subset2 reports whether every element of a is in b or c.
+func subset2(a, b, c []string) bool {
+	for _, x := range a {
+		if !contains(b, x) && !contains(c, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// names reports whether list names m, by name or URI.
+func names(list []string, m *spec.Machine) bool {
+	for _, x := range list {
+		if x != "" && (x == m.Name || x == m.URI) {
+			return true
+		}
+	}
+	return false
+}
