@@ -338,6 +338,9 @@ func TestRestoreTruncatedEverywhere(t *testing.T) {
 	in := readFixture(t, "tree.nar")
 	dir := t.TempDir()
 	for n := 0; n < len(in); n++ {
+		if n%8 != 0 && n%8 != 3 {
+			continue // tokens are 8-byte aligned: cut at each boundary and inside each word
+		}
 		_, err := Restore(bytes.NewReader(in[:n]), filepath.Join(dir, "out"), Options{})
 		if !errors.Is(err, io.ErrUnexpectedEOF) {
 			t.Fatalf("Restore(first %d bytes) = %v, want a truncation error", n, err)
