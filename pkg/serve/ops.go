@@ -1,0 +1,374 @@
+// SPDX-License-Identifier: MIT
+
+package serve
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+)
+
+// PathInfo describes a valid store path, as QueryPathInfos returns it and
+// AddToStoreNars sends it.
+type PathInfo struct {
+	Path       string
+	Deriver    string // "" if none
+	References []string
+	NarSize    uint64
+	// NarHash is the sha256 of the path's NAR as the server sent it,
+	// "sha256:<nix32>". AddToStoreNars accepts any form ParseSHA256 does.
+	NarHash string
+	CA      string // content address, "" if none
+	Sigs    []string
+}
+
+// NarDigest returns the raw 32-byte sha256 digest of NarHash.
+func (p *PathInfo) NarDigest() ([32]byte, error) {
+	return ParseSHA256(p.NarHash)
+}
+
+// QueryValidPaths returns the paths that are valid on the server.
+//
+// With lock, the server adds temporary GC roots for the paths, valid for
+// the rest of the session, so its garbage collector keeps what is uploaded
+// for a build. With substitute, it first tries to fetch missing paths from
+// its own substituters. Both take effect only with `nix-store --serve
+// --write`.
+func (c *Client) QueryValidPaths(paths []string, lock, substitute bool) ([]string, error) {
+	if err := c.begin(); err != nil {
+		return nil, err
+	}
+	valid, err := c.queryValidPaths(paths, lock, substitute)
+	return valid, c.end(err)
+}
+
+func (c *Client) queryValidPaths(paths []string, lock, substitute bool) ([]string, error) {
+	const op = "QueryValidPaths"
+	c.w.Uint64(cmdQueryValidPaths)
+	c.w.Bool(lock)
+	c.w.Bool(substitute)
+	c.w.Strings(paths)
+	if err := c.w.Flush(); err != nil {
+		return nil, c.ioErr(op, "", err)
+	}
+	d := newDecoder(c.r, &c.sbuf)
+	// The reply is a subset of the request.
+	valid, err := d.strs("valid paths", uint64(len(paths)), maxPath)
+	if err != nil {
+		return nil, c.ioErr(op, "", err)
+	}
+	return valid, nil
+}
+
+// QueryPathInfos returns information about those of paths that are valid on
+// the server, in the server's order. Invalid paths are left out.
+func (c *Client) QueryPathInfos(paths []string) ([]PathInfo, error) {
+	if err := c.begin(); err != nil {
+		return nil, err
+	}
+	infos, err := c.queryPathInfos(paths)
+	return infos, c.end(err)
+}
+
+func (c *Client) queryPathInfos(paths []string) ([]PathInfo, error) {
+	const op = "QueryPathInfos"
+	c.w.Uint64(cmdQueryPathInfos)
+	c.w.Strings(paths)
+	if err := c.w.Flush(); err != nil {
+		return nil, c.ioErr(op, "", err)
+	}
+	infos, err := readPathInfos(newDecoder(c.r, &c.sbuf), c.version, paths)
+	if err != nil {
+		return nil, c.ioErr(op, "", err)
+	}
+	return infos, nil
+}
+
+// readPathInfos decodes a QueryPathInfos reply: one entry per valid path,
+// ended by an empty string (nix-store.cc opServe, cmdQueryPathInfos). Every
+// path must be one that was asked for, and none may come twice.
+func readPathInfos(d *decoder, version uint64, asked []string) ([]PathInfo, error) {
+	want := make(map[string]bool, len(asked))
+	for _, p := range asked {
+		want[p] = true
+	}
+	var infos []PathInfo
+	for {
+		path, err := d.str("path", maxPath)
+		if err != nil {
+			return nil, noEOF(err)
+		}
+		if path == "" {
+			return infos, nil
+		}
+		if !want[path] {
+			return nil, fmt.Errorf("server sent information about %q, which was not asked for (or twice)", path)
+		}
+		want[path] = false
+		info := PathInfo{Path: path}
+		if info.Deriver, err = d.str("deriver", maxPath); err != nil {
+			return nil, noEOF(err)
+		}
+		if info.References, err = d.strs("references", maxList, maxPath); err != nil {
+			return nil, noEOF(err)
+		}
+		if _, err = d.u64(); err != nil { // download size, the same as narSize
+			return nil, noEOF(err)
+		}
+		if info.NarSize, err = d.u64(); err != nil {
+			return nil, noEOF(err)
+		}
+		if version >= 0x204 {
+			if info.NarHash, err = d.str("narHash", maxShort); err != nil {
+				return nil, noEOF(err)
+			}
+			if info.CA, err = d.str("content address", maxShort); err != nil {
+				return nil, noEOF(err)
+			}
+			if info.Sigs, err = d.strs("signatures", maxList, maxShort); err != nil {
+				return nil, noEOF(err)
+			}
+		}
+		infos = append(infos, info)
+	}
+}
+
+// QueryClosure returns the closure of paths on the server: the paths and
+// everything they reference, transitively, and with includeOutputs also the
+// outputs of derivations in it.
+func (c *Client) QueryClosure(paths []string, includeOutputs bool) ([]string, error) {
+	if err := c.begin(); err != nil {
+		return nil, err
+	}
+	closure, err := c.queryClosure(paths, includeOutputs)
+	return closure, c.end(err)
+}
+
+func (c *Client) queryClosure(paths []string, includeOutputs bool) ([]string, error) {
+	const op = "QueryClosure"
+	c.w.Uint64(cmdQueryClosure)
+	c.w.Bool(includeOutputs)
+	c.w.Strings(paths)
+	if err := c.w.Flush(); err != nil {
+		return nil, c.ioErr(op, "", err)
+	}
+	closure, err := newDecoder(c.r, &c.sbuf).strs("closure", maxList, maxPath)
+	if err != nil {
+		return nil, c.ioErr(op, "", noEOF(err))
+	}
+	return closure, nil
+}
+
+// DumpStorePath asks the server for the NAR of path and copies exactly
+// narSize bytes of it into w. The protocol sends no length: the caller
+// knows narSize from QueryPathInfos. A stream that ends early gives an
+// error wrapping io.ErrUnexpectedEOF (an invalid path makes the server
+// exit, with its message in the remote stderr).
+//
+// An error from w leaves the rest of the NAR unread, so the Client is
+// unusable afterwards.
+func (c *Client) DumpStorePath(path string, w io.Writer, narSize uint64) error {
+	if err := c.begin(); err != nil {
+		return err
+	}
+	return c.end(c.dumpStorePath(path, w, narSize))
+}
+
+func (c *Client) dumpStorePath(path string, w io.Writer, narSize uint64) error {
+	const op = "DumpStorePath"
+	c.w.Uint64(cmdDumpStorePath)
+	c.w.String(path)
+	if err := c.w.Flush(); err != nil {
+		return c.ioErr(op, path, err)
+	}
+	var done uint64
+	for done < narSize {
+		chunk := c.rbuf[:min(uint64(len(c.rbuf)), narSize-done)]
+		n, err := io.ReadFull(c.br, chunk)
+		done += uint64(n)
+		if n > 0 {
+			if _, werr := w.Write(chunk[:n]); werr != nil {
+				return fmt.Errorf("serve: %s%s %s: writing NAR: %w", c.on(), op, path, werr)
+			}
+			if c.opts.Progress != nil {
+				c.opts.Progress(path, done, narSize)
+			}
+		}
+		if err != nil {
+			return c.ioErr(op, path, fmt.Errorf("NAR ended after %d of %d bytes: %w", done, narSize, noEOF(err)))
+		}
+	}
+	return nil
+}
+
+// AddToStoreNars uploads store paths to the server with AddToStoreNar. The
+// infos must be in dependency order (references first); open(i) returns the
+// NAR of infos[i], which must give exactly infos[i].NarSize bytes. If it
+// returns an io.Closer, that is closed when done.
+//
+// The requests are pipelined: every AddToStoreNar is written back to back
+// while a goroutine reads the servers's acknowledgements, so an upload costs
+// one round trip in all rather than one per path. An error on either side
+// stops both and names the path.
+//
+// The server checks each NAR against NarHash and NarSize. Nothing is sent
+// if one of the infos is malformed; any other error leaves the Client
+// unusable, and a path whose NAR was cut short never becomes valid.
+func (c *Client) AddToStoreNars(infos []PathInfo, open func(i int) (io.Reader, error)) error {
+	if err := c.begin(); err != nil {
+		return err
+	}
+	return c.end(c.addToStoreNars(infos, open))
+}
+
+func (c *Client) addToStoreNars(infos []PathInfo, open func(i int) (io.Reader, error)) error {
+	const op = "AddToStoreNar"
+	// Check everything before sending anything, so that a bad entry does
+	// not leave the server in the middle of a NAR.
+	hashes := make([]string, len(infos))
+	for i := range infos {
+		p := &infos[i]
+		digest, err := p.NarDigest()
+		if err != nil {
+			return localError{fmt.Errorf("serve: %s %s: narHash: %w", op, p.Path, err)}
+		}
+		if p.NarSize == 0 {
+			// The server refuses narSize 0 ("narInfo is too old").
+			return localError{fmt.Errorf("serve: %s %s: narSize is 0", op, p.Path)}
+		}
+		// Nix clients send 64 hex digits without a prefix.
+		hashes[i] = hex.EncodeToString(digest[:])
+	}
+	if len(infos) == 0 {
+		return nil
+	}
+
+	var stop atomic.Bool
+	acks := make(chan error, 1)
+	go func() {
+		acks <- c.readAcks(infos, &stop)
+	}()
+	werr := c.writeNars(infos, hashes, open, &stop)
+	if werr == nil || errors.Is(werr, errStopped) {
+		// All sent, or the reader failed first and stopped the writer.
+		return <-acks
+	}
+	var we *writeError
+	if !errors.As(werr, &we) {
+		// A local failure (open, a short or long NAR): the server is
+		// waiting for bytes that will never come and sends nothing more,
+		// so do not wait for the reader; it ends when the transport is
+		// closed.
+		return werr
+	}
+	// The transport failed under the writer, so the remote is gone or
+	// going, and the reader sees the end of the stream too. Its error
+	// carries the remote's reason.
+	if rerr := <-acks; rerr != nil && !errors.Is(rerr, errStopped) {
+		return rerr
+	}
+	return werr
+}
+
+// writeError is a failure to write to the transport.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+var errStopped = errors.New("stopped")
+
+func (c *Client) readAcks(infos []PathInfo, stop *atomic.Bool) error {
+	for i := range infos {
+		n, err := c.r.Uint64()
+		if err == nil && n != 1 {
+			err = fmt.Errorf("unexpected reply %d", n)
+		}
+		if err != nil {
+			stop.Store(true)
+			return c.ioErr("AddToStoreNar", infos[i].Path, noEOF(err))
+		}
+	}
+	return nil
+}
+
+func (c *Client) writeNars(infos []PathInfo, hashes []string, open func(i int) (io.Reader, error), stop *atomic.Bool) error {
+	const op = "AddToStoreNar"
+	for i := range infos {
+		p := &infos[i]
+		if stop.Load() {
+			return errStopped
+		}
+		r, err := open(i)
+		if err != nil {
+			return fmt.Errorf("serve: %s %s: opening NAR: %w", op, p.Path, err)
+		}
+		c.w.Uint64(cmdAddToStoreNar)
+		c.w.String(p.Path)
+		c.w.String(p.Deriver)
+		c.w.String(hashes[i])
+		c.w.Strings(p.References)
+		c.w.Uint64(0) // registrationTime: the server uses the current time
+		c.w.Uint64(p.NarSize)
+		c.w.Bool(false) // ultimate
+		c.w.Strings(p.Sigs)
+		c.w.String(p.CA)
+		err = c.copyNar(p, r, stop)
+		if cl, ok := r.(io.Closer); ok {
+			cl.Close()
+		}
+		if err != nil {
+			return err
+		}
+		// Flush after each path so the server can start on it; the
+		// buffer is full most of the time anyway.
+		if err := c.w.Flush(); err != nil {
+			return &writeError{c.ioErr(op, p.Path, err)}
+		}
+	}
+	return nil
+}
+
+// copyNar sends exactly p.NarSize bytes from r and checks that r has no
+// more.
+func (c *Client) copyNar(p *PathInfo, r io.Reader, stop *atomic.Bool) error {
+	const op = "AddToStoreNar"
+	var done uint64
+	for done < p.NarSize {
+		if stop.Load() {
+			return errStopped
+		}
+		chunk := c.wbuf[:min(uint64(len(c.wbuf)), p.NarSize-done)]
+		n, err := io.ReadFull(r, chunk)
+		if n > 0 {
+			if werr := c.w.Raw(chunk[:n]); werr != nil {
+				return &writeError{c.ioErr(op, p.Path, werr)}
+			}
+			done += uint64(n)
+			if c.opts.Progress != nil {
+				c.opts.Progress(p.Path, done, p.NarSize)
+			}
+		}
+		if err != nil {
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				return fmt.Errorf("serve: %s %s: NAR has %d bytes, want %d", op, p.Path, done, p.NarSize)
+			}
+			return fmt.Errorf("serve: %s %s: reading NAR: %w", op, p.Path, err)
+		}
+	}
+	var one [1]byte
+	for {
+		n, err := r.Read(one[:])
+		if n > 0 {
+			return fmt.Errorf("serve: %s %s: NAR is longer than its narSize %d", op, p.Path, p.NarSize)
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("serve: %s %s: reading NAR: %w", op, p.Path, err)
+		}
+	}
+}

@@ -1,0 +1,252 @@
+// SPDX-License-Identifier: MIT
+
+// Package serve is a client for Nix's serve protocol, which `nix-store
+// --serve` speaks on its stdin and stdout and which Nix uses for `ssh://`
+// builders (nix-protocols.md §5).
+//
+// The client speaks over a reader and a writer it is given: the stdout and
+// stdin of a remote SSH session, or the pipes of a local `nix-store --serve`
+// process. It never opens connections itself.
+//
+// # Versions
+//
+// The client claims protocol 2.7 (0x207), the highest version every builder
+// from Nix 2.4 to 2.34 and Lix understands, and gates every field on the
+// negotiated version min(0x207, server). Servers older than 2.5 are refused,
+// as current Nix refuses them.
+//
+// # Errors
+//
+// The protocol has no error frame: when a command fails, the remote prints
+// "error: …" on its stderr and exits, and the client sees EOF. Options.Stderr
+// lets the caller attach the tail of the remote's stderr to such errors.
+// After any transport or protocol error the stream is out of step, so the
+// Client refuses further commands; close the transport.
+//
+// # Limits
+//
+// Every length read from the wire is capped, and each reply has a total
+// budget, so a hostile server cannot make the client allocate without
+// bound. NAR bytes are streamed through fixed buffers and never held in
+// memory.
+//
+// A Client runs one command at a time; concurrent calls wait for each other.
+// AddToStoreNars pipelines its uploads internally.
+package serve
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/offload-nix/offload/pkg/wire"
+)
+
+// Protocol constants (nix-protocols.md §5.2).
+const (
+	magic1 = 0x390c9deb // client → server
+	magic2 = 0x5452eecb // server → client
+
+	// ClientVersion is the protocol version the client claims: 2.7.
+	ClientVersion = 0x207
+	// MinServerVersion is the oldest server version the client accepts.
+	MinServerVersion = 0x205
+)
+
+// Serve commands (nix-protocols.md §5.3).
+const (
+	cmdQueryValidPaths = 1
+	cmdQueryPathInfos  = 2
+	cmdDumpStorePath   = 3
+	cmdBuildDerivation = 8
+	cmdQueryClosure    = 7
+	cmdAddToStoreNar   = 9
+)
+
+// bufSize is the size of the read and write buffers and of the buffers NAR
+// bytes are copied through.
+const bufSize = 64 << 10
+
+// Options configure a Client. The zero value is usable.
+type Options struct {
+	// Host names the remote in error messages.
+	Host string
+	// Stderr, if set, returns the last lines the remote printed on its
+	// stderr. It is called when the stream ends or breaks, and its result
+	// is attached to the error. Because the remote's stderr and stdout are
+	// separate streams, an implementation should wait briefly for the
+	// stderr stream to reach EOF before answering.
+	Stderr func() string
+	// Progress, if set, is called as NAR bytes are sent or received with
+	// the store path, the bytes done so far for that path and its size.
+	// It is called from the goroutine of the method that moves the bytes.
+	Progress func(path string, done, size uint64)
+}
+
+// Client is a serve-protocol client on one stream. Create it with New.
+type Client struct {
+	opts    Options
+	br      *bufio.Reader
+	r       *wire.Reader
+	w       *wire.Writer
+	server  uint64 // the server's version word
+	version uint64 // negotiated: min(ClientVersion, server)
+
+	mu   sync.Mutex
+	err  error // set once the stream is unusable
+	rbuf []byte
+	wbuf []byte
+	sbuf []byte // scratch for decoding strings
+}
+
+// New performs the handshake on r (the server's stdout) and w (its stdin)
+// and returns a Client ready for commands.
+//
+// If the first bytes from r are not the serve protocol's magic number, the
+// error says what was received instead: usually a shell startup file on the
+// remote that prints to stdout.
+func New(r io.Reader, w io.Writer, opts Options) (*Client, error) {
+	c := &Client{
+		opts: opts,
+		br:   bufio.NewReaderSize(r, bufSize),
+		w:    wire.NewWriter(w),
+		rbuf: make([]byte, bufSize),
+		wbuf: make([]byte, bufSize),
+	}
+	c.r = wire.NewReader(c.br)
+	if err := c.handshake(); err != nil {
+		c.err = err
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Client) handshake() error {
+	// Magic and version go out in one write, as Nix clients send them.
+	c.w.Uint64(magic1)
+	c.w.Uint64(ClientVersion)
+	if err := c.w.Flush(); err != nil {
+		return c.ioErr("handshake", "", err)
+	}
+	var first [8]byte
+	n, err := io.ReadFull(c.br, first[:])
+	if n == 0 && err != nil {
+		return c.ioErr("handshake", "", err)
+	}
+	if n < len(first) || leUint64(first[:]) != magic2 {
+		return c.garbageErr(first[:n])
+	}
+	v, err := c.r.Uint64()
+	if err != nil {
+		return c.ioErr("handshake", "", err)
+	}
+	if v>>8 != 2 || v < MinServerVersion {
+		return fmt.Errorf("serve: %sunsupported 'nix-store --serve' protocol version %s (need 2.x, at least %s)",
+			c.on(), versionString(v), versionString(MinServerVersion))
+	}
+	c.server = v
+	c.version = min(v, ClientVersion)
+	return nil
+}
+
+// garbageErr explains the classic breakage: something on the remote (a
+// shell startup file, usually) printed to stdout before nix-store started,
+// so the protocol stream begins with text. Nix itself reports this as
+// "protocol mismatch" or "serialised integer … is too large".
+func (c *Client) garbageErr(first []byte) error {
+	got := append([]byte(nil), first...)
+	if more, _ := c.br.Peek(min(c.br.Buffered(), 256-len(got))); len(more) > 0 {
+		got = append(got, more...)
+	}
+	return fmt.Errorf("serve: %sthe remote shell printed %q on stdout before 'nix-store --serve' started; "+
+		"nothing may print to stdout in a non-interactive session: make the login user's shell startup files "+
+		"(~/.bashrc, ~/.profile, /etc/bash.bashrc, …) print only in interactive shells "+
+		"(e.g. begin ~/.bashrc with `[[ $- == *i* ]] || return`) or send such output to stderr%s",
+		c.on(), got, c.stderrSuffix())
+}
+
+func (c *Client) on() string {
+	if c.opts.Host == "" {
+		return ""
+	}
+	return c.opts.Host + ": "
+}
+
+// Version returns the negotiated protocol version, as a version word
+// (major<<8 | minor).
+func (c *Client) Version() uint64 { return c.version }
+
+// ServerVersion returns the version word the server announced.
+func (c *Client) ServerVersion() uint64 { return c.server }
+
+func versionString(v uint64) string {
+	return fmt.Sprintf("%d.%d", v>>8, v&0xff)
+}
+
+func leUint64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+// ErrBroken is wrapped by the error a Client returns for every command after
+// the stream has failed.
+var ErrBroken = errors.New("serve: connection unusable after an earlier error")
+
+// begin locks the client for one command.
+func (c *Client) begin() error {
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return fmt.Errorf("%w: %v", ErrBroken, err)
+	}
+	return nil
+}
+
+// end unlocks the client, recording err as fatal if it is one.
+func (c *Client) end(err error) error {
+	if err != nil && !isLocal(err) {
+		c.err = err
+	}
+	c.mu.Unlock()
+	return err
+}
+
+// localError marks an error found before anything was sent, which leaves
+// the stream usable.
+type localError struct{ error }
+
+func (e localError) Unwrap() error { return e.error }
+
+func isLocal(err error) bool {
+	var l localError
+	return errors.As(err, &l)
+}
+
+// ioErr wraps a transport error of op (on path, if any) and attaches the
+// remote's stderr.
+func (c *Client) ioErr(op, path string, err error) error {
+	what := op
+	if path != "" {
+		what += " " + path
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("serve: %s%s: remote closed the connection (%w)%s", c.on(), what, err, c.stderrSuffix())
+	}
+	return fmt.Errorf("serve: %s%s: %w%s", c.on(), what, err, c.stderrSuffix())
+}
+
+func (c *Client) stderrSuffix() string {
+	if c.opts.Stderr == nil {
+		return ""
+	}
+	s := strings.TrimSpace(c.opts.Stderr())
+	if s == "" {
+		return ""
+	}
+	return "; remote stderr: " + s
+}
