@@ -1,0 +1,52 @@
+# offload: `make demo` offloads a real build to a local builder;
+# `make test` runs every test. Both install their Debian packages first.
+
+export CGO_ENABLED := 0
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+FUZZTIME ?= 5s
+
+.PHONY: all build deps test unit race fuzz qemu cross lint demo bench clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags "-s -w -X github.com/offload-nix/offload/internal/cli.Version=$(VERSION)" -o offload ./cmd/offload
+
+deps:
+	@scripts/deps.sh
+
+test: deps lint unit race fuzz cross qemu
+	@echo "make test: all passed"
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -count=1 ./...
+
+race:
+	@if [ -d pkg/slots ]; then CGO_ENABLED=1 $(GO) test -count=1 -race -run 'MultiProcess|Concurrent' ./pkg/slots/; fi
+
+# Every fuzz target, for a short time each.
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+		for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/offload-fuzz.log 2>&1 || { cat /tmp/offload-fuzz.log; exit 1; }; \
+		done; \
+	done
+
+cross:
+	VERSION=$(VERSION) scripts/cross-build.sh
+
+qemu:
+	@if [ -x scripts/qemu-test.sh ]; then scripts/qemu-test.sh; fi
+
+demo: deps build
+	scripts/demo.sh
+
+clean:
+	rm -rf dist offload
