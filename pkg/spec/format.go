@@ -34,9 +34,9 @@ func Format(m Machine) string {
 			} else {
 				b.WriteByte('&')
 			}
-			escape(&b, k)
+			escape(&b, k, "")
 			b.WriteByte('=')
-			escape(&b, m.Params[k])
+			escape(&b, m.Params[k], "=") // only the first '=' separates
 		}
 	}
 	b.WriteByte(' ')
@@ -78,11 +78,11 @@ func formatList(l []string, empty string) string {
 
 // escape percent-encodes a query key or value, keeping only characters
 // that mean nothing to the parser.
-func escape(b *strings.Builder, s string) {
+func escape(b *strings.Builder, s, keep string) {
 	const hex = "0123456789ABCDEF"
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~/:,@+", c) >= 0 {
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~/:,@+", c) >= 0 || strings.IndexByte(keep, c) >= 0 {
 			b.WriteByte(c)
 			continue
 		}
