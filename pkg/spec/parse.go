@@ -184,19 +184,29 @@ const (
 	numKinds
 )
 
-type kindCount struct {
-	first string
-	n     int
+var kindMsgs = [numKinds]string{
+	kindSemicolonComment: "a ';' inside a '#' comment starts a new machine on Nix before 2.28.2 (e.g. 2.8), which then reads the rest of the comment as a builder",
+	kindBlankPiece:       "a line or ';'-piece holding only whitespace (an indented comment, a trailing \"; \", a CRLF blank line) fails every build on Nix before 2.28.2 (e.g. 2.8) with \"store URL was not found\"",
+	kindIndentedInclude:  "an '@' include after leading whitespace is read as a machine named \"@…\" by Nix before 2.28.2 (e.g. 2.8)",
 }
 
 func (p *parser) expand(text, name string) error {
-	var once [numKinds]kindCount
+	// Each kind is reported at its first place, with a count of the others.
+	var at, count [numKinds]int
 	note := func(kind int, line int) {
-		if once[kind].n == 0 {
-			once[kind].first = p.source(name, line)
+		if count[kind] == 0 {
+			at[kind] = len(p.ws)
+			p.ws = append(p.ws, Warning{Source: p.source(name, line), Msg: kindMsgs[kind]})
 		}
-		once[kind].n++
+		count[kind]++
 	}
+	defer func() {
+		for k, n := range count {
+			if n > 1 {
+				p.ws[at[k]].Msg += fmt.Sprintf(" (%d places in %s)", n, name)
+			}
+		}
+	}()
 	lineNo := 0
 	for rest := text; rest != ""; {
 		var line string
@@ -231,21 +241,6 @@ func (p *parser) expand(text, name string) error {
 			}
 			p.ms = append(p.ms, m)
 		}
-	}
-	msgs := [numKinds]string{
-		kindSemicolonComment: "a ';' inside a '#' comment starts a new machine on Nix before 2.28.2 (e.g. 2.8), which then reads the rest of the comment as a builder",
-		kindBlankPiece:       "a line or ';'-piece holding only whitespace (an indented comment, a trailing \"; \", a CRLF blank line) fails every build on Nix before 2.28.2 (e.g. 2.8) with \"store URL was not found\"",
-		kindIndentedInclude:  "an '@' include after leading whitespace is read as a machine named \"@…\" by Nix before 2.28.2 (e.g. 2.8)",
-	}
-	for k, c := range once {
-		if c.n == 0 {
-			continue
-		}
-		msg := msgs[k]
-		if c.n > 1 {
-			msg += fmt.Sprintf(" (%d places in %s)", c.n, name)
-		}
-		p.ws = append(p.ws, Warning{Source: c.first, Msg: msg})
 	}
 	return nil
 }
