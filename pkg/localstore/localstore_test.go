@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: MIT
+
+package localstore
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestParseNarHash(t *testing.T) {
+	// sha256 of the empty string in every form Nix prints or accepts.
+	const hexEmpty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+	tests := []struct {
+		in   string
+		want string // hex, or "" for an error
+	}{
+		{"sha256:" + hexEmpty, hexEmpty},
+		{hexEmpty, hexEmpty},
+		{"sha256:" + strings.ToUpper(hexEmpty), hexEmpty},
+		{"sha256:0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73", hexEmpty},
+		{"0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73", hexEmpty},
+		{"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", hexEmpty},
+		{"sha256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", hexEmpty},
+		{"47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", hexEmpty},
+		{"sha1:" + hexEmpty, ""},
+		{"sha512-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", ""},
+		{"sha256:" + hexEmpty[:63], ""},
+		{"sha256:" + hexEmpty[:63] + "g", ""},
+		{"sha256:0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c7e", ""}, // 'e' is not Nix base32
+		{"sha256:zmdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73", ""}, // bits beyond 256
+		{"sha256-" + hexEmpty, ""},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		got, err := ParseNarHash(tt.in)
+		if tt.want == "" {
+			if err == nil {
+				t.Errorf("ParseNarHash(%q) = %x, want an error", tt.in, got)
+			}
+			continue
+		}
+		if err != nil || strings.ToLower(tt.want) != hexOf(got) {
+			t.Errorf("ParseNarHash(%q) = %x, %v, want %s", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func hexOf(b [32]byte) string {
+	const digits = "0123456789abcdef"
+	var s strings.Builder
+	for _, c := range b {
+		s.WriteByte(digits[c>>4])
+		s.WriteByte(digits[c&15])
+	}
+	return s.String()
+}
+
+func FuzzParseNarHash(f *testing.F) {
+	f.Add("sha256:0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73")
+	f.Add("sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")
+	f.Fuzz(func(t *testing.T, s string) {
+		h, err := ParseNarHash(s)
+		if err != nil {
+			return
+		}
+		// Whatever parses, its hex form parses to the same hash.
+		if h2, err := ParseNarHash("sha256:" + hexOf(h)); err != nil || h2 != h {
+			t.Fatalf("ParseNarHash(%q) = %x, but its hex form gives %x, %v", s, h, h2, err)
+		}
+	})
+}
+
+func TestNew(t *testing.T) {
+	t.Setenv("NIX_STORE_DIR", "")
+	tests := []struct {
+		setting                string
+		storeDir, realDir, uri string
+		unsupported            bool
+	}{
+		{"", "/nix/store", "/nix/store", "local", false},
+		{"auto", "/nix/store", "/nix/store", "local", false},
+		{"local", "/nix/store", "/nix/store", "local", false},
+		{"daemon", "/nix/store", "/nix/store", "local", false},
+		{"unix:///nix/var/nix/daemon-socket/socket", "/nix/store", "/nix/store", "local", false},
+		{"local?root=/x", "/nix/store", "/x/nix/store", "local?root=%2Fx", false},
+		{"/x", "/nix/store", "/x/nix/store", "local?root=%2Fx", false},
+		{"local?store=/gnu/store&real=/data/store", "/gnu/store", "/data/store", "local?real=%2Fdata%2Fstore&store=%2Fgnu%2Fstore", false},
+		{"ssh://builder", "", "", "", true},
+		{"ssh-ng://builder", "", "", "", true},
+		{"https://cache.nixos.org", "", "", "", true},
+		{"file:///tmp/cache", "", "", "", true},
+		{"dummy", "", "", "", true},
+	}
+	for _, tt := range tests {
+		s, err := New(tt.setting, []string{"nix-store"}, nil)
+		if tt.unsupported {
+			if !errors.Is(err, ErrUnsupported) {
+				t.Errorf("New(%q) = %v, want ErrUnsupported", tt.setting, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("New(%q): %v", tt.setting, err)
+			continue
+		}
+		if s.StoreDir != tt.storeDir || s.RealDir != tt.realDir || s.URI != tt.uri {
+			t.Errorf("New(%q) = {%s %s %s}, want {%s %s %s}", tt.setting, s.StoreDir, s.RealDir, s.URI, tt.storeDir, tt.realDir, tt.uri)
+		}
+	}
+	for _, bad := range []string{"local?root=relative", "/x?root=/y", "local?root=%zz"} {
+		if _, err := New(bad, nil, nil); err == nil {
+			t.Errorf("New(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestCheckPath(t *testing.T) {
+	s := &Store{StoreDir: "/nix/store"}
+	h := "/nix/store/0mdqa9w1p6cmli6976v4wi0sw9r4p5pr"
+	tests := []struct {
+		p  string
+		ok bool
+	}{
+		{h + "-hello-2.12", true},
+		{h + "-a+b=c?d_e.f", true},
+		{h + "-" + strings.Repeat("n", 211), true},
+		{h + "-" + strings.Repeat("n", 212), false},
+		{h + "-", false},
+		{h + "-..", false},
+		{h + "-a/b", false},
+		{h + "-a b", false},
+		{"/nix/store/0mdqa9w1p6cmli6976v4wi0sw9r4p5pe-x", false},
+		{"/nix/store/short-x", false},
+		{"/gnu/store/0mdqa9w1p6cmli6976v4wi0sw9r4p5pr-x", false},
+		{"/nix/store/../0mdqa9w1p6cmli6976v4wi0sw9r4p5pr-x", false},
+	}
+	for _, tt := range tests {
+		if err := s.checkPath(tt.p); (err == nil) != tt.ok {
+			t.Errorf("checkPath(%q) = %v, want ok=%v", tt.p, err, tt.ok)
+		}
+	}
+}
+
+func TestSortInfos(t *testing.T) {
+	s := &Store{StoreDir: "/nix/store"}
+	p := func(c byte, name string) string {
+		return "/nix/store/" + strings.Repeat(string(c), 32) + "-" + name
+	}
+	a, b, c, ext := p('a', "a"), p('b', "b"), p('c', "c"), p('d', "ext")
+	infos := []PathInfo{
+		{Path: a, References: []string{a, b, ext}, NarSize: 1},
+		{Path: b, References: []string{c}, NarSize: 1},
+		{Path: c, NarSize: 1},
+	}
+	order, err := s.sortInfos(infos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int{2, 1, 0}
+	for i := range want {
+		if order[i] != want[i] {
+			t.Fatalf("sortInfos order = %v, want %v", order, want)
+		}
+	}
+	infos[2].References = []string{a}
+	if _, err := s.sortInfos(infos); err == nil || !strings.Contains(err.Error(), "cycle") {
+		t.Errorf("sortInfos(cycle) = %v, want a cycle error", err)
+	}
+	dup := []PathInfo{{Path: a, NarSize: 1}, {Path: a, NarSize: 1}}
+	if _, err := s.sortInfos(dup); err == nil {
+		t.Error("sortInfos(duplicate) succeeded")
+	}
+	outside := []PathInfo{{Path: "/etc/passwd", NarSize: 1}}
+	if _, err := s.sortInfos(outside); err == nil {
+		t.Error("sortInfos(/etc/passwd) succeeded")
+	}
+}
+
+func TestVersionAtLeast(t *testing.T) {
+	tests := []struct {
+		v  string
+		ok bool
+	}{
+		{"2.36.0", true},
+		{"2.36.0pre20260822_88b09c6", true},
+		{"2.37", true},
+		{"3.0.0", true},
+		{"2.35.9", false},
+		{"2.8.0", false},
+		{"lix-2.91.1", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := versionAtLeast(tt.v, 2, 36); got != tt.ok {
+			t.Errorf("versionAtLeast(%q, 2.36) = %v, want %v", tt.v, got, tt.ok)
+		}
+	}
+}
+
+func TestFindNixStore(t *testing.T) {
+	path, err := exec.LookPath("nix-store")
+	if err != nil {
+		t.Skip("no nix-store on PATH")
+	}
+	ctx := context.Background()
+	// A process whose executable is the nix multi-call binary, as the
+	// hook's parent is.
+	parent := exec.Command(path, "--serve")
+	stdin, err := parent.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := parent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		parent.Wait()
+	}()
+	real, err := os.Readlink("/proc/" + strconv.Itoa(parent.Process.Pid) + "/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := FindNixStore(ctx, parent.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != real {
+		t.Errorf("FindNixStore(nix parent) = %v, want [%s]", got, real)
+	}
+	if v, err := Version(ctx, got); err != nil || v == "" {
+		t.Errorf("Version(%v) = %q, %v", got, v, err)
+	}
+	// This test binary is no nix: fall back to PATH.
+	got, err = FindNixStore(ctx, os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != path {
+		t.Errorf("FindNixStore(non-nix parent) = %v, want [%s]", got, path)
+	}
+	if _, err := Version(ctx, []string{"/bin/true"}); err == nil {
+		t.Error("Version(/bin/true) succeeded")
+	}
+}

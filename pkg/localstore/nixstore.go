@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: MIT
+
+package localstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// FindNixStore returns a nix-store to run, as for Store.NixStore, and
+// checks it by running `nix-store --version` once.
+//
+// It prefers the executable of the process ppid, normally the hook's
+// parent (nix-daemon, nix-build or nix: all one multi-call binary that
+// dispatches on argv[0]), so that nix-store is the parent's own version
+// even when the daemon's PATH has none (nix-protocols.md §4.6). The link
+// /proc/<ppid>/exe is resolved now, because the parent may be replaced
+// later; if the parent's file was already deleted by an upgrade, the
+// /proc link itself is used, which still reaches it while the parent
+// lives. It falls back to nix-store on PATH and then to well-known places.
+func FindNixStore(ctx context.Context, ppid int) ([]string, error) {
+	var candidates []string
+	if ppid > 0 {
+		link := fmt.Sprintf("/proc/%d/exe", ppid)
+		if exe, err := os.Readlink(link); err == nil {
+			if strings.HasSuffix(exe, " (deleted)") {
+				exe = link
+			}
+			candidates = append(candidates, exe)
+		}
+	}
+	if p, err := exec.LookPath("nix-store"); err == nil {
+		candidates = append(candidates, p)
+	}
+	candidates = append(candidates,
+		"/usr/bin/nix-store",
+		"/nix/var/nix/profiles/default/bin/nix-store",
+		"/run/current-system/sw/bin/nix-store")
+	var errs []error
+	for _, c := range candidates {
+		argv := []string{c}
+		if _, err := Version(ctx, argv); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		return argv, nil
+	}
+	return nil, fmt.Errorf("localstore: no working nix-store: %w", errors.Join(errs...))
+}
+
+// command returns an exec.Cmd running nix-store with args; argv[0] is
+// "nix-store" whatever file runs.
+func command(ctx context.Context, nixStore []string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, nixStore[0])
+	cmd.Args = append(append([]string{"nix-store"}, nixStore[1:]...), args...)
+	return cmd
+}
+
+// Version runs `nix-store --version` and returns the version it prints,
+// e.g. "2.8.0" for "nix-store (Nix) 2.8.0". Lix numbers its releases
+// differently, so its versions come back as "lix-2.91.1".
+func Version(ctx context.Context, nixStore []string) (string, error) {
+	if len(nixStore) == 0 {
+		return "", errors.New("localstore: no nix-store given")
+	}
+	cmd := command(ctx, nixStore, "--version")
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("localstore: %v (%s): %w", cmd.Args, cmd.Path, err)
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	if !strings.HasPrefix(line, "nix-store (") {
+		return "", fmt.Errorf("localstore: %s is not nix-store: it says %q", cmd.Path, line)
+	}
+	f := strings.Fields(line)
+	v := f[len(f)-1]
+	if strings.Contains(line, "Lix") {
+		v = "lix-" + v
+	}
+	return v, nil
+}
+
+// versionAtLeast compares dotted versions such as "2.8.0" or
+// "2.36.0pre20260822"; a part that does not start with digits counts as 0.
+func versionAtLeast(v string, want ...int) bool {
+	parts := strings.Split(v, ".")
+	for i, w := range want {
+		n := 0
+		if i < len(parts) {
+			digits := parts[i]
+			for j := 0; j < len(digits); j++ {
+				if digits[j] < '0' || digits[j] > '9' {
+					digits = digits[:j]
+					break
+				}
+			}
+			n, _ = strconv.Atoi(digits)
+		}
+		if n != w {
+			return n > w
+		}
+	}
+	return true
+}
+
+// cmdError describes a failed nix-store, with the end of its stderr.
+func cmdError(cmd *exec.Cmd, stderr *tailBuffer, err error) error {
+	msg := strings.TrimSpace(stderr.String())
+	if msg == "" {
+		return fmt.Errorf("localstore: %v: %w", cmd.Args, err)
+	}
+	return fmt.Errorf("localstore: %v: %w: %s", cmd.Args, err, msg)
+}
+
+// tailBuffer keeps the last 8 KiB written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailMax = 8 << 10
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > tailMax {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-tailMax:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
+
+// maxArgs bounds the paths per nix-store command line, far below ARG_MAX.
+const maxArgs = 4096
+
+// Valid returns those of paths that are valid in the store, in their
+// order, asking nix-store once (`--check-validity --print-invalid`) unless
+// there are thousands.
+func (s *Store) Valid(ctx context.Context, paths []string) ([]string, error) {
+	for _, p := range paths {
+		if err := s.checkPath(p); err != nil {
+			return nil, err
+		}
+	}
+	invalid := make(map[string]bool)
+	for start := 0; start < len(paths); start += maxArgs {
+		chunk := paths[start:min(start+maxArgs, len(paths))]
+		cmd := command(ctx, s.NixStore, append([]string{"--store", s.URI, "--check-validity", "--print-invalid"}, chunk...)...)
+		var stdout bytes.Buffer
+		stderr := new(tailBuffer)
+		cmd.Stdout, cmd.Stderr = &stdout, stderr
+		if err := cmd.Run(); err != nil {
+			return nil, cmdError(cmd, stderr, err)
+		}
+		for _, line := range strings.Split(stdout.String(), "\n") {
+			if line != "" {
+				invalid[line] = true
+			}
+		}
+	}
+	var valid []string
+	for _, p := range paths {
+		if !invalid[p] {
+			valid = append(valid, p)
+		}
+	}
+	return valid, nil
+}
+
+// nixVersion returns the version of s.NixStore, running it once.
+func (s *Store) nixVersion(ctx context.Context) (string, error) {
+	if s.version == "" {
+		v, err := Version(ctx, s.NixStore)
+		if err != nil {
+			return "", err
+		}
+		s.version = v
+	}
+	return s.version, nil
+}
+
+// CheckImport reports whether Import can work with this store, without
+// touching it, so that the hook can decline a build before accepting it.
+// A chroot store (RealDir differs from StoreDir) needs a nix-store whose
+// --register-validity looks at the real path: Nix before 2.36 lstats the
+// logical path and fails (nix-protocols.md §4.6; fixed by NixOS/nix
+// d4248c87a4 "nix-store --register-validity: fix ENOENT under chroot
+// stores").
+func (s *Store) CheckImport(ctx context.Context) error {
+	if len(s.NixStore) == 0 {
+		return errors.New("localstore: no nix-store to register paths with")
+	}
+	if s.RealDir == s.StoreDir {
+		return nil
+	}
+	v, err := s.nixVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if !versionAtLeast(v, 2, 36) {
+		return fmt.Errorf("%w: nix-store %s cannot register paths in the chroot store %s (needs Nix 2.36 or later)", ErrUnsupported, v, s.URI)
+	}
+	return nil
+}
