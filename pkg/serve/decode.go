@@ -18,7 +18,7 @@ const (
 	maxErrorMsg = 1 << 20  // a build error includes the last log lines
 	maxJSON     = 64 << 10 // one realisation
 	maxList     = 1 << 20  // entries of any list
-	maxReply    = 64 << 20 // bytes of strings in one reply, all told
+	maxReply    = 16 << 20 // bytes of strings in one reply, all told
 	// strOverhead is what a string costs beyond its bytes, for the budget.
 	strOverhead = 16
 )

@@ -90,10 +90,12 @@ func (c *Client) queryPathInfos(paths []string) ([]PathInfo, error) {
 // ended by an empty string (nix-store.cc opServe, cmdQueryPathInfos). Every
 // path must be one that was asked for, and none may come twice.
 func readPathInfos(d *decoder, version uint64, asked []string) ([]PathInfo, error) {
+	// asked == nil (only in tests) accepts any path.
 	want := make(map[string]bool, len(asked))
 	for _, p := range asked {
 		want[p] = true
 	}
+	seen := make(map[string]bool)
 	var infos []PathInfo
 	for {
 		path, err := d.str("path", maxPath)
@@ -103,10 +105,10 @@ func readPathInfos(d *decoder, version uint64, asked []string) ([]PathInfo, erro
 		if path == "" {
 			return infos, nil
 		}
-		if !want[path] {
+		if (asked != nil && !want[path]) || seen[path] {
 			return nil, fmt.Errorf("server sent information about %q, which was not asked for (or twice)", path)
 		}
-		want[path] = false
+		seen[path] = true
 		info := PathInfo{Path: path}
 		if info.Deriver, err = d.str("deriver", maxPath); err != nil {
 			return nil, noEOF(err)

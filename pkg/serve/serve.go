@@ -164,8 +164,8 @@ func (c *Client) garbageErr(first []byte) error {
 	return fmt.Errorf("serve: %sthe remote shell printed %q on stdout before 'nix-store --serve' started; "+
 		"nothing may print to stdout in a non-interactive session: make the login user's shell startup files "+
 		"(~/.bashrc, ~/.profile, /etc/bash.bashrc, …) print only in interactive shells "+
-		"(e.g. begin ~/.bashrc with `[[ $- == *i* ]] || return`) or send such output to stderr%s",
-		c.on(), got, c.stderrSuffix())
+		"(e.g. begin ~/.bashrc with `[[ $- == *i* ]] || return`) or send such output to stderr",
+		c.on(), got)
 }
 
 func (c *Client) on() string {
