@@ -26,6 +26,8 @@ type Machine struct {
 	// remote-store, base64-ssh-public-host-key, compress, …).
 	Params map[string]string
 	// Systems the machine builds for, sorted, without duplicates.
+	// Machines from one parse may share the backing arrays of Systems and
+	// the feature lists: treat them as read-only.
 	Systems []string
 	// SSHKey is the identity file from field 3 (or ?ssh-key=), "" if none.
 	SSHKey string

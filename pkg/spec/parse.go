@@ -163,6 +163,26 @@ type parser struct {
 	ms    []Machine
 	ws    []Warning
 	buf   []byte // scratch for Source strings
+	// lists interns parsed comma lists: a site's machines repeat the same
+	// systems and features on every line.
+	lists map[string][]string
+	local []string // the default systems list
+}
+
+// list parses a comma list through the intern table. Machines from one
+// parse may share a list's backing array, so lists are read-only.
+func (p *parser) list(s string) []string {
+	if l, ok := p.lists[s]; ok {
+		return l
+	}
+	l := splitList(s)
+	if p.lists == nil {
+		p.lists = make(map[string][]string)
+	}
+	if len(p.lists) < 256 {
+		p.lists[s] = l
+	}
+	return l
 }
 
 func newParser(o Options) *parser {
@@ -207,6 +227,9 @@ func (p *parser) expand(text, name string) error {
 			}
 		}
 	}()
+	if p.ms == nil {
+		p.ms = make([]Machine, 0, min(strings.Count(text, "\n")+1, 4096))
+	}
 	lineNo := 0
 	for rest := text; rest != ""; {
 		var line string
@@ -385,9 +408,12 @@ func (p *parser) parseMachine(line, file string, lineNo int) (Machine, error) {
 		p.ws = append(p.ws, Warning{Source: src, Msg: fmt.Sprintf("%s: Nix before 2.31 (e.g. 2.8) cannot take a port in the URI and runs ssh with %q as the host name; for older Nix use a Host alias with Port in root's ssh_config", m.URI, hostPort(m))})
 	}
 	if set(1) {
-		m.Systems = splitList(tok[1])
+		m.Systems = p.list(tok[1])
 	} else {
-		m.Systems = []string{p.o.LocalSystem}
+		if p.local == nil {
+			p.local = []string{p.o.LocalSystem}
+		}
+		m.Systems = p.local
 	}
 	ssh := m.Scheme == "ssh" || m.Scheme == "ssh-ng"
 	if set(2) {
@@ -413,10 +439,10 @@ func (p *parser) parseMachine(line, file string, lineNo int) (Machine, error) {
 		}
 	}
 	if set(5) {
-		m.SupportedFeatures = splitList(tok[5])
+		m.SupportedFeatures = p.list(tok[5])
 	}
 	if set(6) {
-		m.MandatoryFeatures = splitList(tok[6])
+		m.MandatoryFeatures = p.list(tok[6])
 	}
 	if set(7) {
 		if err := checkHostKey(tok[7]); err != nil {
@@ -544,7 +570,11 @@ func (m *Machine) setURI(s string) (port bool, err error) {
 		}
 		m.Port = int(n)
 	}
-	m.URI = machineURI(m.Scheme, m.User, m.Host, m.Port)
+	if hasPort && strconv.Itoa(m.Port) != portPart {
+		m.URI = machineURI(m.Scheme, m.User, m.Host, m.Port)
+	} else {
+		m.URI = base // already in normal form; saves an allocation
+	}
 	return hasPort, nil
 }
 
