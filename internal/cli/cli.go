@@ -257,7 +257,3 @@ type machinesCmd struct {
 
 func (machinesCmd) Run(rc *runContext) error { return notYet("machines") }
 
-func runHook(ctx context.Context, verbosity int, env Env) int {
-	fmt.Fprintln(env.Stderr, "# decline-permanently")
-	return ExitOK
-}

@@ -1,0 +1,431 @@
+// SPDX-License-Identifier: MIT
+
+package hook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/offload-nix/offload/pkg/hookproto"
+	"github.com/offload-nix/offload/pkg/localstore"
+	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/pkg/slots"
+	"github.com/offload-nix/offload/pkg/spec"
+	"github.com/offload-nix/offload/pkg/ssh"
+)
+
+// conn is a connection to a builder with the serve protocol running.
+type conn struct {
+	m      *spec.Machine
+	client *ssh.Client
+	sess   *ssh.Session
+	serve  *serve.Client
+	tail   *logTail
+}
+
+func (c *conn) Close() {
+	c.sess.Close()
+	c.sess.Wait()
+	c.tail.Wait()
+	c.client.Close()
+}
+
+// connect dials the builder and starts `nix-store --serve --write` there,
+// all within the connect timeout: a dead builder must not hold up Nix,
+// which waits for the answer with its whole scheduler.
+func (h *hook) connect(ctx context.Context, m *spec.Machine) (*conn, error) {
+	if m.Scheme != "ssh" {
+		return nil, fmt.Errorf("%s:// builders are not supported yet", m.Scheme)
+	}
+	id := h.log.Start(hookproto.LvlTalkative, hookproto.ActUnknown, fmt.Sprintf("connecting to '%s'", m.URI))
+	defer h.log.Stop(id)
+
+	client, err := ssh.Dial(ctx, *m, ssh.Options{ConnectTimeout: h.cfg.ConnectTimeout, Env: h.env.Getenv, Logf: h.log.Warnf})
+	if err != nil {
+		return nil, err
+	}
+	sess, err := client.Start(ctx, ssh.RemoteCommand(*m, false))
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	c := &conn{m: m, client: client, sess: sess, tail: newLogTail(sess.Stderr)}
+	// The handshake is bounded too: a remote command that never answers
+	// is a dead builder.
+	timeout := h.cfg.ConnectTimeout
+	if timeout <= 0 {
+		timeout = ssh.DefaultConnectTimeout
+	}
+	timer := time.AfterFunc(timeout, func() { sess.Close() })
+	c.serve, err = serve.New(sess.Stdout, sess.Stdin, serve.Options{Host: m.Name, Stderr: c.tail.Last})
+	if !timer.Stop() && err != nil {
+		err = &ssh.Error{Kind: ssh.Timeout, Host: m.Host, Err: fmt.Errorf("no answer from %s within %v: %w", strings.Join(ssh.RemoteCommand(*m, false), " "), timeout, err)}
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// build runs an accepted build to its end and returns the exit code.
+func (h *hook) build(ctx context.Context, c *conn, m *spec.Machine, slot *slots.Slot, req *hookproto.Request, j *job) int {
+	defer c.Close()
+	ok := false
+	var sent, received int64
+	defer func() {
+		if slot != nil {
+			slot.Release()
+		}
+		if h.state != nil {
+			h.state.BuildDone(m.URI, ok, sent, received)
+		}
+	}()
+	phase := func(p slots.Phase) {
+		if slot != nil {
+			slot.SetPhase(p)
+		}
+	}
+
+	if h.env.CloseFD5 != nil {
+		h.env.CloseFD5()
+	}
+	if err := h.log.Accept(m.URI); err != nil {
+		return exitFailed
+	}
+	inputs, _, err := hookproto.ReadAccepted(h.in)
+	if err != nil {
+		h.log.Errorf("%v", err)
+		return exitFailed
+	}
+	// From here on the builder's stderr is the build log.
+	if h.env.BuildLog != nil {
+		c.tail.SetSink(h.env.BuildLog)
+	}
+
+	phase(slots.PhaseUploading)
+	n, err := h.upload(ctx, c, j, inputs, slot)
+	sent = n
+	if err != nil {
+		h.log.Errorf("copying inputs of %s to '%s': %v", req.DrvPath, m.URI, err)
+		return exitFailed
+	}
+
+	phase(slots.PhaseBuilding)
+	inputSrcs := j.drv.InputSrcs
+	if len(j.drv.InputDrvs) > 0 {
+		inputSrcs = inputs
+	}
+	res, err := c.serve.BuildDerivation(req.DrvPath, j.drv, inputSrcs, h.buildOptions())
+	if err != nil {
+		if ctx.Err() != nil {
+			return exitFailed
+		}
+		h.log.Errorf("build of '%s' on '%s': %v", req.DrvPath, m.URI, err)
+		return exitFailed
+	}
+	if !res.Success() {
+		msg := strings.TrimSpace(res.ErrorMsg)
+		if msg == "" {
+			msg = res.Status.String()
+		}
+		h.log.Errorf("build of '%s' on '%s' failed: %s", req.DrvPath, m.URI, msg)
+		return exitCode(res.Status)
+	}
+
+	phase(slots.PhaseDownloading)
+	n, err = h.download(ctx, c, j, req.DrvPath, slot)
+	received = n
+	if err != nil {
+		h.log.Errorf("copying outputs of '%s' from '%s': %v", req.DrvPath, m.URI, err)
+		return exitFailed
+	}
+	ok = true
+	return exitOK
+}
+
+// exitCode maps a failed build's status to the hook's exit code, so Nix
+// 2.8 … 2.28 reports it as what it is (nix-protocols.md §2.8, §5.7).
+func exitCode(s serve.Status) int {
+	switch s {
+	case serve.TimedOut:
+		return exitTimedOut
+	case serve.PermanentFailure, serve.TransientFailure, serve.OutputRejected, serve.NotDeterministic:
+		return exitBuildFailed
+	}
+	return exitFailed
+}
+
+func (h *hook) buildOptions() serve.BuildOptions {
+	secs := func(k string) time.Duration {
+		var n int64
+		fmt.Sscan(h.settings[k], &n)
+		return time.Duration(n) * time.Second
+	}
+	var logSize uint64
+	fmt.Sscan(h.settings["max-build-log-size"], &logSize)
+	return serve.BuildOptions{
+		MaxSilentTime: secs("max-silent-time"),
+		Timeout:       secs("timeout"),
+		MaxLogSize:    logSize,
+		KeepFailed:    h.settings["keep-failed"] == "true",
+	}
+}
+
+// upload copies the inputs the builder lacks, from a local
+// `nix-store --serve` (read-only), in one pipelined stream.
+func (h *hook) upload(ctx context.Context, c *conn, j *job, inputs []string, slot *slots.Slot) (int64, error) {
+	if len(inputs) == 0 {
+		return 0, nil
+	}
+	subst := h.settings["builders-use-substitutes"] == "true"
+	valid, err := c.serve.QueryValidPaths(inputs, true, subst)
+	if err != nil {
+		return 0, err
+	}
+	have := make(map[string]bool, len(valid))
+	for _, p := range valid {
+		have[p] = true
+	}
+	var missing []string
+	for _, p := range inputs {
+		if !have[p] {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) == 0 {
+		return 0, nil
+	}
+	local, err := h.startLocalServe(ctx, j.store)
+	if err != nil {
+		return 0, err
+	}
+	defer local.Close()
+	infos, err := local.serve.QueryPathInfos(missing)
+	if err != nil {
+		return 0, fmt.Errorf("reading the local store: %w", err)
+	}
+	if len(infos) != len(missing) {
+		return 0, fmt.Errorf("the local store lacks %d of the %d inputs", len(missing)-len(infos), len(missing))
+	}
+	sortByReferences(infos)
+	var total uint64
+	for i := range infos {
+		total += infos[i].NarSize
+	}
+	id := h.log.Start(hookproto.LvlInfo, hookproto.ActCopyPaths, fmt.Sprintf("copying %d paths to '%s'", len(infos), c.m.URI))
+	defer h.log.Stop(id)
+
+	var prev chan struct{}
+	err = c.serve.AddToStoreNars(infos, func(i int) (io.Reader, error) {
+		if prev != nil {
+			<-prev
+		}
+		done := make(chan struct{})
+		prev = done
+		pr, pw := io.Pipe()
+		go func() {
+			defer close(done)
+			pw.CloseWithError(local.serve.DumpStorePath(infos[i].Path, pw, infos[i].NarSize))
+		}()
+		if slot != nil {
+			slot.AddBytes(int64(infos[i].NarSize))
+		}
+		h.log.Result(id, hookproto.ResProgress, i, len(infos), 1, 0)
+		return pr, nil
+	})
+	if prev != nil {
+		<-prev
+	}
+	if err != nil {
+		return 0, err
+	}
+	h.log.Result(id, hookproto.ResProgress, len(infos), len(infos), 0, 0)
+	return int64(total), nil
+}
+
+// sortByReferences orders infos so that every path comes after the paths
+// it refers to, as the builder's store requires.
+func sortByReferences(infos []serve.PathInfo) {
+	idx := make(map[string]int, len(infos))
+	for i := range infos {
+		idx[infos[i].Path] = i
+	}
+	sort.SliceStable(infos, func(a, b int) bool { return infos[a].Path < infos[b].Path })
+	for i := range infos {
+		idx[infos[i].Path] = i
+	}
+	out := make([]serve.PathInfo, 0, len(infos))
+	state := make([]uint8, len(infos)) // 0 new, 1 visiting, 2 done
+	var visit func(i int)
+	visit = func(i int) {
+		if state[i] != 0 {
+			return
+		}
+		state[i] = 1
+		for _, r := range infos[i].References {
+			if j, ok := idx[r]; ok && j != i {
+				visit(j)
+			}
+		}
+		state[i] = 2
+		out = append(out, infos[i])
+	}
+	for i := range infos {
+		visit(i)
+	}
+	copy(infos, out)
+}
+
+// download brings the derivation's outputs that are not valid locally into
+// the local store.
+func (h *hook) download(ctx context.Context, c *conn, j *job, drvPath string, slot *slots.Slot) (int64, error) {
+	var outs []string
+	for _, o := range j.drv.Outputs {
+		outs = append(outs, o.Path)
+	}
+	valid, err := j.store.Valid(ctx, outs)
+	if err != nil {
+		return 0, err
+	}
+	have := make(map[string]bool, len(valid))
+	for _, p := range valid {
+		have[p] = true
+	}
+	var missing []string
+	for _, p := range outs {
+		if !have[p] {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) == 0 {
+		return 0, nil
+	}
+	infos, err := c.serve.QueryPathInfos(missing)
+	if err != nil {
+		return 0, err
+	}
+	if len(infos) != len(missing) {
+		return 0, fmt.Errorf("the builder has %d of the %d outputs", len(infos), len(missing))
+	}
+	local := make([]localstore.PathInfo, len(infos))
+	var total uint64
+	for i := range infos {
+		digest, err := infos[i].NarDigest()
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", infos[i].Path, err)
+		}
+		deriver := infos[i].Deriver
+		if deriver == "" {
+			deriver = drvPath
+		}
+		local[i] = localstore.PathInfo{
+			Path:       infos[i].Path,
+			Deriver:    deriver,
+			References: infos[i].References,
+			NarHash:    digest,
+			NarSize:    infos[i].NarSize,
+		}
+		total += infos[i].NarSize
+	}
+	id := h.log.Start(hookproto.LvlInfo, hookproto.ActCopyPaths, fmt.Sprintf("copying %d paths from '%s'", len(infos), c.m.URI))
+	defer h.log.Stop(id)
+	var prev chan struct{}
+	err = j.store.Import(ctx, local, func(i int) (io.ReadCloser, error) {
+		if prev != nil {
+			<-prev
+		}
+		done := make(chan struct{})
+		prev = done
+		pr, pw := io.Pipe()
+		go func() {
+			defer close(done)
+			pw.CloseWithError(c.serve.DumpStorePath(local[i].Path, pw, local[i].NarSize))
+		}()
+		if slot != nil {
+			slot.AddBytes(int64(local[i].NarSize))
+		}
+		return pr, nil
+	})
+	if prev != nil {
+		<-prev
+	}
+	if err != nil {
+		return 0, err
+	}
+	return int64(total), nil
+}
+
+// localServe is a local `nix-store --serve` (read-only), the way to read
+// the local store's paths and NARs without its database.
+type localServe struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	serve *serve.Client
+}
+
+func (h *hook) startLocalServe(ctx context.Context, st *localstore.Store) (*localServe, error) {
+	args := append([]string{"nix-store"}, st.NixStore[1:]...)
+	args = append(args, "--serve")
+	if st.URI != "" {
+		args = append(args, "--store", st.URI)
+	}
+	cmd := &exec.Cmd{Path: st.NixStore[0], Args: args}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &limitedWriter{w: &stderr, n: 4096}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%v: %w", cmd.Args, err)
+	}
+	ls := &localServe{cmd: cmd, stdin: stdin}
+	ls.serve, err = serve.New(stdout, stdin, serve.Options{Host: "local", Stderr: stderr.String})
+	if err != nil {
+		ls.Close()
+		return nil, fmt.Errorf("%v: %w", cmd.Args, err)
+	}
+	return ls, nil
+}
+
+func (ls *localServe) Close() {
+	ls.stdin.Close()
+	done := make(chan struct{})
+	go func() { ls.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		ls.cmd.Process.Kill()
+		<-done
+	}
+}
+
+type limitedWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if l.n > 0 {
+		q := p
+		if len(q) > l.n {
+			q = q[:l.n]
+		}
+		l.w.Write(q)
+		l.n -= len(q)
+	}
+	return len(p), nil
+}
+
+var _ = errors.New

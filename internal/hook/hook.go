@@ -1,0 +1,306 @@
+// SPDX-License-Identifier: MIT
+
+// Package hook is offload running as Nix's build hook: it reads Nix's
+// settings and requests, chooses a builder for each derivation, and for an
+// accepted one copies the inputs there, builds, and brings the outputs home
+// into the local store before it exits.
+//
+// The order matters (nix-protocols.md §0): offload connects to the builder
+// before it answers "# accept", because after the answer nothing can fall
+// back to a local build; and it registers the outputs before it exits,
+// because Nix then only checks that they are valid.
+//
+// Rules: every line on standard error goes through the hookproto.Logger;
+// nothing is written to the build log (file descriptor 4) before accept;
+// every slot, session and child process has one owner that releases it on
+// every path, SIGTERM included; and a slot held by a SIGKILLed hook is
+// reclaimed by the next decision on the host (pkg/slots).
+package hook
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/offload-nix/offload/pkg/hookproto"
+	"github.com/offload-nix/offload/pkg/localstore"
+	"github.com/offload-nix/offload/pkg/pick"
+	"github.com/offload-nix/offload/pkg/slots"
+	"github.com/offload-nix/offload/pkg/spec"
+	"github.com/offload-nix/offload/pkg/wire"
+)
+
+// Exit codes the hook returns after accepting. Nix 2.8 … 2.28 reports 100
+// as a build failure and 101 as a timeout (nix-protocols.md §2.8); newer
+// Nix treats every non-zero code alike.
+const (
+	exitOK          = 0
+	exitFailed      = 1
+	exitBuildFailed = 100
+	exitTimedOut    = 101
+)
+
+// Config is offload's own settings that the hook uses (pkg/config fills it).
+type Config struct {
+	ConnectTimeout      time.Duration
+	StateDir            string
+	Emulation           pick.Emulation
+	EmulationPenalty    float64
+	LocalSpeedFactor    float64
+	UnhealthyBackoff    time.Duration
+	UnhealthyBackoffMax time.Duration
+	PostponeWait        time.Duration
+}
+
+// Env is the hook's view of its process.
+type Env struct {
+	Stdin  io.Reader
+	Stderr io.Writer
+	// BuildLog is file descriptor 4: the build log Nix reads after accept.
+	// Nil when absent (the log is then dropped).
+	BuildLog io.Writer
+	// CloseFD5 closes file descriptor 5, which Nix passes as a read end
+	// of the build log pipe; a hook must not keep it. May be nil.
+	CloseFD5 func()
+	Getenv   func(string) string
+	// PPID is the parent's process id (Nix), to find its nix-store.
+	PPID int
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+}
+
+// hook is the state of one hook process, kept across the try requests it
+// declines or postpones.
+type hook struct {
+	env      Env
+	cfg      Config
+	log      *hookproto.Logger
+	in       *wire.Reader
+	settings map[string]string
+	machines []spec.Machine
+	local    pick.Local
+	opts     pick.Options
+	state    *slots.File // nil: no shared state (one warning said why)
+	loads    []pick.Load
+	snap     []slots.Builder
+	gen      uint32
+	decision pick.Decision
+	// disabled marks builders this process failed to reach, as Nix's own
+	// hook does, on top of the shared unhealthy marks.
+	disabled []bool
+	lastReq  hookproto.Request
+	store    *localstore.Store
+	storeErr error
+}
+
+// Main runs the hook protocol until Nix closes its input or a build ends,
+// and returns the exit code.
+func Main(ctx context.Context, verbosity int, cfg Config, env Env) int {
+	if env.Now == nil {
+		env.Now = time.Now
+	}
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	h := &hook{
+		env: env,
+		cfg: cfg,
+		log: hookproto.NewLogger(env.Stderr, verbosity),
+		in:  wire.NewReader(bufio.NewReaderSize(env.Stdin, 64<<10)),
+	}
+	defer func() {
+		if h.state != nil {
+			h.state.Close()
+		}
+	}()
+	code, err := h.run(ctx)
+	if err != nil {
+		h.log.Errorf("%v", err)
+	}
+	return code
+}
+
+func (h *hook) run(ctx context.Context) (int, error) {
+	var err error
+	h.settings, err = hookproto.ReadSettings(h.in)
+	if err != nil {
+		return exitFailed, err
+	}
+	if err := h.setup(); err != nil {
+		return exitFailed, err
+	}
+	var req hookproto.Request
+	for {
+		err := hookproto.ReadRequest(h.in, &req)
+		if errors.Is(err, io.EOF) || errors.Is(err, hookproto.ErrNotTry) {
+			return exitOK, nil
+		}
+		if err != nil {
+			return exitFailed, err
+		}
+		code, done, err := h.try(ctx, &req)
+		if done || err != nil {
+			return code, err
+		}
+	}
+}
+
+// setup reads the machines and the local machine's description from the
+// settings Nix sent: they, not the hook's own guess, are what Nix uses.
+func (h *hook) setup() error {
+	s := h.settings
+	ms, warnings, err := spec.ParseBuilders(s["builders"], spec.Options{
+		LocalSystem: s["system"],
+		Lenient:     true,
+		Name:        "builders",
+	})
+	for _, w := range warnings {
+		h.log.Warnf("%s: %s", w.Source, w.Msg)
+	}
+	if err != nil {
+		// Lenient parsing fails only on what concerns every line (an
+		// include cycle, an oversized file): no builder can be trusted.
+		return fmt.Errorf("reading builders: %w", err)
+	}
+	h.machines = ms
+	h.disabled = make([]bool, len(ms))
+	h.loads = make([]pick.Load, len(ms))
+	h.local = pick.Local{
+		System:         s["system"],
+		ExtraPlatforms: strings.Fields(s["extra-platforms"]),
+		Features:       strings.Fields(s["system-features"]),
+		SpeedFactor:    h.cfg.LocalSpeedFactor,
+		LoadPerCPU:     loadPerCPU(),
+	}
+	h.opts = pick.Options{
+		Emulation:        h.cfg.Emulation,
+		EmulationPenalty: h.cfg.EmulationPenalty,
+		Only:             splitList(h.env.Getenv("OFFLOAD_ONLY")),
+		Avoid:            splitList(h.env.Getenv("OFFLOAD_AVOID")),
+	}
+	if len(ms) > 0 {
+		h.openState()
+	}
+	return nil
+}
+
+func (h *hook) openState() {
+	getenv := h.env.Getenv
+	if dir := h.cfg.StateDir; dir != "" {
+		// The state-dir setting names offload's own directory, as
+		// OFFLOAD_STATE_DIR does.
+		getenv = func(k string) string {
+			if k == "OFFLOAD_STATE_DIR" {
+				return dir
+			}
+			return h.env.Getenv(k)
+		}
+	}
+	f, err := slots.OpenFallback("", h.machines, slots.Options{
+		Logf:   h.log.Warnf,
+		Getenv: getenv,
+	})
+	if err != nil {
+		h.log.Warnf("builder load is not shared with other builds on this machine: %v", err)
+		return
+	}
+	h.state = f
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		out = append(out, f)
+	}
+	return out
+}
+
+// loadPerCPU is the one-minute load average per CPU: how busy the local
+// machine is, standing in for its busy build slots, which Nix does not tell
+// the hook.
+func loadPerCPU() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0
+	}
+	return v / float64(runtime.NumCPU())
+}
+
+// decide fills h.loads from the shared state and chooses.
+func (h *hook) decide(req *pick.Request) {
+	now := h.env.Now()
+	if h.state != nil {
+		h.gen = h.state.Generation()
+		h.snap = h.state.Snapshot(h.snap[:0])
+	}
+	for i := range h.loads {
+		h.loads[i] = pick.Load{}
+	}
+	for _, b := range h.snap {
+		i := h.index(b.URI)
+		if i < 0 {
+			continue
+		}
+		h.loads[i] = pick.Load{
+			Busy:           b.Busy,
+			UnhealthyUntil: b.UnhealthyUntil,
+			Failures:       b.ConsecutiveFailures,
+			LastError:      b.LastError.String(),
+			Drained:        b.Drained,
+		}
+	}
+	for i, off := range h.disabled {
+		if off {
+			h.loads[i].UnhealthyUntil = now.Add(time.Hour)
+			if h.loads[i].Failures == 0 {
+				h.loads[i].Failures = 1
+			}
+		}
+	}
+	pick.Choose(&h.decision, h.machines, h.loads, *req, h.local, h.opts, now)
+}
+
+func (h *hook) index(uri string) int {
+	for i := range h.machines {
+		if h.machines[i].URI == uri {
+			return i
+		}
+	}
+	return -1
+}
+
+// recordDecision keeps the decision in the shared ring, for `offload
+// status --log`: under nix-daemon it is the lasting answer to "why was this
+// not offloaded?".
+func (h *hook) recordDecision(drvName string, a pick.Answer, builder, why string) {
+	if h.state == nil {
+		return
+	}
+	var sa slots.Answer
+	switch a {
+	case pick.Accept:
+		sa = slots.AnswerAccept
+	case pick.Postpone:
+		sa = slots.AnswerPostpone
+	case pick.Decline:
+		sa = slots.AnswerDecline
+	case pick.DeclinePermanently:
+		sa = slots.AnswerDeclinePermanently
+	}
+	h.state.LogDecision(slots.Decision{Time: h.env.Now(), Drv: drvName, Answer: sa, Builder: builder, Reason: why})
+}

@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: MIT
+
+package hook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/offload-nix/offload/pkg/drv"
+	"github.com/offload-nix/offload/pkg/hookproto"
+	"github.com/offload-nix/offload/pkg/localstore"
+	"github.com/offload-nix/offload/pkg/pick"
+	"github.com/offload-nix/offload/pkg/slots"
+	"github.com/offload-nix/offload/pkg/ssh"
+)
+
+// maxAttempts bounds how many builders one request tries to connect to.
+const maxAttempts = 8
+
+// try answers one request. done is true when the hook process has finished
+// its work (it accepted and built, or declined permanently) and must exit
+// with code.
+func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done bool, err error) {
+	name := drvName(req.DrvPath)
+	h.lastReq = *req
+	if len(h.machines) == 0 {
+		h.recordDecision(name, pick.DeclinePermanently, "", "no builders")
+		return exitOK, true, h.log.Answer(hookproto.DeclinePermanently)
+	}
+	preq := pick.Request{
+		System:       req.System,
+		Features:     req.Features,
+		LocalWilling: req.AmWilling,
+		DrvPath:      req.DrvPath,
+		DrvName:      name,
+	}
+	waited := false
+	for attempt := 0; ; attempt++ {
+		h.decide(&preq)
+		d := &h.decision
+		switch d.Answer {
+		case pick.Accept:
+		case pick.Postpone:
+			if !waited && h.cfg.PostponeWait > 0 && h.state != nil && attempt < maxAttempts {
+				// Nix asks again only after build-poll-interval (5 s);
+				// a slot that frees sooner is better used now.
+				waited = true
+				h.state.WaitChange(ctx, h.gen, h.cfg.PostponeWait)
+				continue
+			}
+			fallthrough
+		default:
+			return exitOK, false, h.answer(name, d)
+		}
+		if attempt >= maxAttempts {
+			h.log.Warnf("giving up on remote builders for %s after %d attempts", name, attempt)
+			return exitOK, false, h.answerWhy(name, pick.Decline, "", "too many failed attempts")
+		}
+
+		i := d.Index
+		m := &h.machines[i]
+		job, why := h.prepare(ctx, req)
+		if job == nil {
+			return exitOK, false, h.answerWhy(name, pick.Decline, "", why)
+		}
+		var slot *slots.Slot
+		if h.state != nil {
+			s, ok := h.state.Acquire(m.URI)
+			if !ok { // another hook took the last slot since the snapshot
+				continue
+			}
+			slot = &s
+			slot.SetDrv(name)
+			slot.SetPhase(slots.PhaseConnecting)
+		}
+		start := h.env.Now()
+		c, err := h.connect(ctx, m)
+		if err != nil {
+			if slot != nil {
+				slot.Release()
+			}
+			h.connectFailed(i, err)
+			if ctx.Err() != nil {
+				return exitFailed, true, ctx.Err()
+			}
+			continue
+		}
+		if h.state != nil {
+			h.state.RecordSuccess(m.URI, h.env.Now().Sub(start))
+		}
+		h.recordDecision(name, pick.Accept, m.URI, d.Why())
+		code := h.build(ctx, c, m, slot, req, job)
+		return code, true, nil
+	}
+}
+
+// answer writes a decline or postpone with its reason: a message for the
+// user (at a level that depends on whether Nix can build it locally) and the
+// decision ring.
+func (h *hook) answer(name string, d *pick.Decision) error {
+	return h.answerWhy(name, d.Answer, "", d.Why())
+}
+
+// canBuildLocally is Nix's own test (nix-protocols.md §3.2): willing, the
+// system is the local one or an extra platform, and every required feature
+// is a local system feature.
+func (h *hook) canBuildLocally() bool {
+	r := &h.lastReq
+	if !r.AmWilling {
+		return false
+	}
+	ok := r.System == h.local.System || r.System == "builtin"
+	for _, p := range h.local.ExtraPlatforms {
+		ok = ok || p == r.System
+	}
+	if !ok {
+		return false
+	}
+	for _, f := range r.Features {
+		found := false
+		for _, g := range h.local.Features {
+			found = found || f == g
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *hook) answerWhy(name string, a pick.Answer, builder, why string) error {
+	h.recordDecision(name, a, builder, why)
+	level := hookproto.LvlTalkative
+	if a == pick.Decline && !h.canBuildLocally() {
+		level = hookproto.LvlWarn
+	}
+	if a == pick.Decline || a == pick.DeclinePermanently {
+		h.log.Msg(level, "not building %s remotely: %s", name, why)
+	}
+	var pa hookproto.Answer
+	switch a {
+	case pick.Postpone:
+		pa = hookproto.Postpone
+	case pick.DeclinePermanently:
+		pa = hookproto.DeclinePermanently
+	default:
+		pa = hookproto.Decline
+	}
+	return h.log.Answer(pa)
+}
+
+// job is what an accepted build needs from the local side.
+type job struct {
+	drv   *drv.Derivation
+	store *localstore.Store
+}
+
+// prepare reads the derivation and checks that its outputs can be brought
+// home; it returns nil and a reason to decline otherwise. This happens
+// before accept: afterwards nothing can fall back.
+func (h *hook) prepare(ctx context.Context, req *hookproto.Request) (*job, string) {
+	st, err := h.localStore(ctx)
+	if err != nil {
+		return nil, err.Error()
+	}
+	real := st.RealDir + strings.TrimPrefix(req.DrvPath, st.StoreDir)
+	d, err := drv.ReadFile(real)
+	if err != nil {
+		return nil, fmt.Sprintf("reading %s: %v", req.DrvPath, err)
+	}
+	if d.IsFloatingCA() {
+		return nil, "floating content-addressed derivations are not supported: their output paths are not known before the build"
+	}
+	return &job{drv: d, store: st}, ""
+}
+
+// localStore opens the local store once, from the store setting Nix sent.
+func (h *hook) localStore(ctx context.Context) (*localstore.Store, error) {
+	if h.store != nil || h.storeErr != nil {
+		return h.store, h.storeErr
+	}
+	ns, err := localstore.FindNixStore(ctx, h.env.PPID)
+	if err == nil {
+		h.store, err = localstore.New(h.settings["store"], ns, h.log.Debugf)
+	}
+	if err == nil {
+		err = h.store.CheckImport(ctx)
+	}
+	if err != nil {
+		h.store, h.storeErr = nil, fmt.Errorf("the local store cannot take remote outputs: %w", err)
+	}
+	return h.store, h.storeErr
+}
+
+// connectFailed records a failed connection: this process stops trying the
+// builder, and every hook on the host sees it unhealthy for a backoff that
+// grows with each failure in a row.
+func (h *hook) connectFailed(i int, err error) {
+	m := &h.machines[i]
+	h.disabled[i] = true
+	h.log.Errorf("cannot build on '%s': %v", m.URI, err)
+	if h.state == nil {
+		return
+	}
+	h.state.RecordFailure(m.URI, errCode(err), h.cfg.UnhealthyBackoff, h.cfg.UnhealthyBackoffMax)
+}
+
+func errCode(err error) slots.ErrCode {
+	var se *ssh.Error
+	if errors.As(err, &se) {
+		switch se.Kind {
+		case ssh.Refused, ssh.DNS:
+			return slots.ErrConnect
+		case ssh.Timeout:
+			return slots.ErrTimeout
+		case ssh.Auth:
+			return slots.ErrAuth
+		case ssh.HostKey:
+			return slots.ErrHostKey
+		case ssh.Protocol:
+			return slots.ErrProtocol
+		}
+	}
+	var hk *ssh.HostKeyError
+	if errors.As(err, &hk) {
+		return slots.ErrHostKey
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return slots.ErrTimeout
+	}
+	return slots.ErrOther
+}
+
+// drvName is the derivation's name without hash and ".drv".
+func drvName(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		p = p[i+1:]
+	}
+	if i := strings.IndexByte(p, '-'); i >= 0 {
+		p = p[i+1:]
+	}
+	return strings.TrimSuffix(p, ".drv")
+}
+
