@@ -256,4 +256,3 @@ type machinesCmd struct {
 }
 
 func (machinesCmd) Run(rc *runContext) error { return notYet("machines") }
-

@@ -243,4 +243,3 @@ func drvName(p string) string {
 	}
 	return strings.TrimSuffix(p, ".drv")
 }
-
