@@ -47,7 +47,7 @@ func (r *Reason) appendWhy(b []byte, chosen bool) []byte {
 		b = r.appendRating(b)
 	case RejectSystem:
 		b = append(b, "lacks system "...)
-		b = append(b, r.system...)
+		b = append(b, r.d.system...)
 		b = append(b, " (has "...)
 		if r.m == nil || len(r.m.Systems) == 0 {
 			b = append(b, "none"...)
@@ -82,19 +82,19 @@ func (r *Reason) appendWhy(b []byte, chosen bool) []byte {
 		b = append(b, "drained"...)
 	case RejectUnhealthy:
 		b = append(b, "unhealthy for "...)
-		b = appendDuration(b, r.unhealthy)
+		b = appendDuration(b, r.unhealthyFor())
 		b = append(b, " more"...)
-		if r.failures > 0 {
+		if n := r.ld.Failures; n > 0 {
 			b = append(b, " after "...)
-			b = strconv.AppendInt(b, int64(r.failures), 10)
+			b = strconv.AppendInt(b, int64(n), 10)
 			b = append(b, " failed connect"...)
-			if r.failures > 1 {
+			if n > 1 {
 				b = append(b, 's')
 			}
 		}
-		if r.lastError != "" {
+		if e := r.ld.LastError; e != "" {
 			b = append(b, " ("...)
-			b = append(b, r.lastError...)
+			b = append(b, e...)
 			b = append(b, ')')
 		}
 	case RejectFull:
@@ -142,7 +142,7 @@ func (r *Reason) appendShort(b []byte) []byte {
 		b = append(b, "eligible"...)
 	case RejectSystem:
 		b = append(b, "lacks "...)
-		b = append(b, r.system...)
+		b = append(b, r.d.system...)
 	case RejectFeature:
 		b = append(b, "lacks "...)
 		b = appendList(b, r.missing(), ",")
@@ -159,7 +159,7 @@ func (r *Reason) appendShort(b []byte) []byte {
 		b = append(b, "drained"...)
 	case RejectUnhealthy:
 		b = append(b, "unhealthy for "...)
-		b = appendDuration(b, r.unhealthy)
+		b = appendDuration(b, r.unhealthyFor())
 	case RejectFull:
 		b = strconv.AppendInt(b, int64(r.Busy), 10)
 		b = append(b, '/')
@@ -169,10 +169,13 @@ func (r *Reason) appendShort(b []byte) []byte {
 	return b
 }
 
+// unhealthyFor returns how much longer the machine counts as unhealthy.
+func (r *Reason) unhealthyFor() time.Duration { return r.ld.UnhealthyUntil.Sub(r.d.now) }
+
 // missing returns the required features the machine lacks.
 func (r *Reason) missing() []string {
 	var out []string
-	for _, f := range r.features {
+	for _, f := range r.d.features {
 		if r.m == nil || (!contains(r.m.SupportedFeatures, f) && !contains(r.m.MandatoryFeatures, f)) {
 			out = append(out, f)
 		}
@@ -185,7 +188,7 @@ func (r *Reason) unrequested() []string {
 	var out []string
 	if r.m != nil {
 		for _, f := range r.m.MandatoryFeatures {
-			if !contains(r.features, f) {
+			if !contains(r.d.features, f) {
 				out = append(out, f)
 			}
 		}

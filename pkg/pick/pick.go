@@ -236,14 +236,12 @@ type Reason struct {
 	// Via names the emulator, if known.
 	Via string
 
+	prefer bool // emulating x86 machine, for the preference
+
 	// For formatting on demand.
-	m         *spec.Machine
-	system    string
-	features  []string
-	prefer    bool          // emulating x86 machine, for the preference
-	unhealthy time.Duration // how much longer, when RejectUnhealthy
-	failures  int
-	lastError string
+	m  *spec.Machine
+	ld *Load
+	d  *Decision
 }
 
 // Decision is the result of Choose. Reuse one Decision across calls: its
@@ -258,6 +256,7 @@ type Decision struct {
 	// Kept to explain the decision on demand.
 	system      string
 	features    []string
+	now         time.Time
 	best        int // best remote machine, even when local wins; -1 if none
 	localFaster bool
 	localCan    bool
@@ -281,11 +280,12 @@ var zeroLoad Load
 // state of ms[i] (missing entries mean idle and healthy). now is the
 // decision's time, against which Load.UnhealthyUntil is compared.
 //
-// d refers to ms and req.Features afterwards, to explain itself on demand;
-// do not change them before calling Why, WriteText or WriteJSON.
+// d and its Reasons refer to ms, loads and req.Features afterwards, to
+// explain themselves on demand: do not change those, or call Choose with d
+// again, before calling Why, WriteText or WriteJSON.
 func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Local, o Options, now time.Time) {
 	*d = Decision{Reasons: d.Reasons[:0], Index: -1, best: -1,
-		system: req.System, features: req.Features, willing: req.LocalWilling}
+		system: req.System, features: req.Features, now: now, willing: req.LocalWilling}
 	if len(ms) == 0 {
 		d.Answer = DeclinePermanently
 		return
@@ -294,16 +294,18 @@ func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Loc
 	nonX86 := req.System != "builtin" && !isX86(req.System) && strings.HasSuffix(req.System, "-linux")
 	rightType := false
 	best := -1
+	if cap(d.Reasons) < len(ms) {
+		d.Reasons = make([]Reason, len(ms))
+	}
+	d.Reasons = d.Reasons[:len(ms)]
 	for i := range ms {
 		m := &ms[i]
 		ld := &zeroLoad
 		if i < len(loads) {
 			ld = &loads[i]
 		}
-		d.Reasons = append(d.Reasons, Reason{URI: m.URI, Name: m.Name, m: m,
-			system: req.System, features: req.Features,
-			Busy: ld.Busy, MaxJobs: m.MaxJobs})
 		r := &d.Reasons[i]
+		*r = Reason{URI: m.URI, Name: m.Name, Busy: ld.Busy, MaxJobs: m.MaxJobs, m: m, ld: ld, d: d}
 
 		switch {
 		case req.System != "builtin" && !contains(m.Systems, req.System):
@@ -322,9 +324,6 @@ func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Loc
 			r.Reject = RejectDrained
 		case ld.UnhealthyUntil.After(now):
 			r.Reject = RejectUnhealthy
-			r.unhealthy = ld.UnhealthyUntil.Sub(now)
-			r.failures = ld.Failures
-			r.lastError = ld.LastError
 		case ld.Busy >= m.MaxJobs:
 			r.Reject = RejectFull
 		}
@@ -333,7 +332,6 @@ func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Loc
 		}
 
 		// The machine fits the request: rate the (machine, system) pair.
-		r.Exec, r.Via = Unknown, ""
 		for j := range ld.Exec {
 			if ld.Exec[j].System == req.System {
 				r.Exec, r.Via = ld.Exec[j].Exec, ld.Exec[j].Via
