@@ -393,11 +393,12 @@ func classify(ctx context.Context, s *Settings, err error) error {
 
 // proxyConn is a net.Conn over a proxy command's standard streams.
 type proxyConn struct {
-	cmd    *exec.Cmd
-	r      io.ReadCloser
-	w      io.WriteCloser
-	stderr *limitedBuffer
-	once   sync.Once
+	cmd      *exec.Cmd
+	r        io.ReadCloser
+	w        io.WriteCloser
+	stderr   *limitedBuffer
+	once     sync.Once
+	waitOnce sync.Once
 }
 
 func startProxy(s *Settings) (net.Conn, error) {
@@ -451,10 +452,18 @@ func (s *Settings) expandProxy(v string) string {
 
 func (p *proxyConn) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
-	if err == io.EOF && p.stderr.Len() > 0 {
-		err = fmt.Errorf("ProxyCommand ended: %s", strings.TrimSpace(p.stderr.String()))
+	if err == io.EOF {
+		// Reap the command so its stderr is complete.
+		p.wait()
+		if p.stderr.Len() > 0 {
+			err = fmt.Errorf("ProxyCommand ended: %s", strings.TrimSpace(p.stderr.String()))
+		}
 	}
 	return n, err
+}
+
+func (p *proxyConn) wait() {
+	p.waitOnce.Do(func() { p.cmd.Wait() })
 }
 
 func (p *proxyConn) Write(b []byte) (int, error) { return p.w.Write(b) }
@@ -465,7 +474,7 @@ func (p *proxyConn) Close() error {
 		if p.cmd.Process != nil {
 			syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
 		}
-		p.cmd.Wait()
+		p.wait()
 	})
 	return nil
 }

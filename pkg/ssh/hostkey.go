@@ -171,12 +171,25 @@ func (s *Settings) hostKeyCheck(o *Options) (gossh.HostKeyCallback, []string, er
 	remoteAddr := &net.TCPAddr{IP: net.IPv4zero}
 
 	// Ask the database which keys it has for the host, with a key it
-	// cannot hold, to offer the server those key types first.
+	// cannot hold, to offer the server those key types first. Its
+	// answer includes @cert-authority keys, which stand for host
+	// certificates: when there are any, certificates go first.
 	var algos []string
 	if db != nil {
+		cas := certAuthorities(files)
+		if len(cas) > 0 {
+			for _, a := range gossh.SupportedAlgorithms().HostKeys {
+				if strings.Contains(a, "-cert-") {
+					algos = append(algos, a)
+				}
+			}
+		}
 		var ke *knownhosts.KeyError
 		if err := db(addr, remoteAddr, probeKey()); errors.As(err, &ke) {
 			for _, w := range ke.Want {
+				if cas[string(w.Key.Marshal())] {
+					continue
+				}
 				for _, a := range algorithmsFor(w.Key.Type()) {
 					if !contains(algos, a) {
 						algos = append(algos, a)
@@ -216,6 +229,28 @@ func (s *Settings) hostKeyCheck(o *Options) (gossh.HostKeyCallback, []string, er
 		return &HostKeyError{Host: name, Key: key, Files: shown, Err: err}
 	}
 	return cb, algos, nil
+}
+
+// certAuthorities returns the keys of @cert-authority lines.
+func certAuthorities(files []string) map[string]bool {
+	cas := map[string]bool{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil || !strings.Contains(string(data), "@cert-authority") {
+			continue
+		}
+		for len(data) > 0 {
+			marker, _, key, _, rest, err := gossh.ParseKnownHosts(data)
+			if err != nil {
+				break
+			}
+			if marker == "cert-authority" {
+				cas[string(key.Marshal())] = true
+			}
+			data = rest
+		}
+	}
+	return cas
 }
 
 func contains(l []string, s string) bool {
