@@ -41,6 +41,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/offload-nix/offload/pkg/wire"
 )
@@ -234,7 +235,8 @@ func (c *Client) ioErr(op, path string, err error) error {
 	if path != "" {
 		what += " " + path
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, io.ErrClosedPipe) || errors.Is(err, syscall.EPIPE) {
 		return fmt.Errorf("serve: %s%s: remote closed the connection (%w)%s", c.on(), what, err, c.stderrSuffix())
 	}
 	return fmt.Errorf("serve: %s%s: %w%s", c.on(), what, err, c.stderrSuffix())
