@@ -47,7 +47,7 @@ func (r *Reason) appendWhy(b []byte, chosen bool) []byte {
 		b = r.appendRating(b)
 	case RejectSystem:
 		b = append(b, "lacks system "...)
-		b = append(b, r.d.system...)
+		b = append(b, r.system()...)
 		b = append(b, " (has "...)
 		if r.m == nil || len(r.m.Systems) == 0 {
 			b = append(b, "none"...)
@@ -84,7 +84,7 @@ func (r *Reason) appendWhy(b []byte, chosen bool) []byte {
 		b = append(b, "unhealthy for "...)
 		b = appendDuration(b, r.unhealthyFor())
 		b = append(b, " more"...)
-		if n := r.ld.Failures; n > 0 {
+		if n := r.load().Failures; n > 0 {
 			b = append(b, " after "...)
 			b = strconv.AppendInt(b, int64(n), 10)
 			b = append(b, " failed connect"...)
@@ -92,7 +92,7 @@ func (r *Reason) appendWhy(b []byte, chosen bool) []byte {
 				b = append(b, 's')
 			}
 		}
-		if e := r.ld.LastError; e != "" {
+		if e := r.load().LastError; e != "" {
 			b = append(b, " ("...)
 			b = append(b, e...)
 			b = append(b, ')')
@@ -142,7 +142,7 @@ func (r *Reason) appendShort(b []byte) []byte {
 		b = append(b, "eligible"...)
 	case RejectSystem:
 		b = append(b, "lacks "...)
-		b = append(b, r.d.system...)
+		b = append(b, r.system()...)
 	case RejectFeature:
 		b = append(b, "lacks "...)
 		b = appendList(b, r.missing(), ",")
@@ -170,12 +170,39 @@ func (r *Reason) appendShort(b []byte) []byte {
 }
 
 // unhealthyFor returns how much longer the machine counts as unhealthy.
-func (r *Reason) unhealthyFor() time.Duration { return r.ld.UnhealthyUntil.Sub(r.d.now) }
+func (r *Reason) unhealthyFor() time.Duration {
+	if r.d == nil {
+		return 0
+	}
+	return r.load().UnhealthyUntil.Sub(r.d.now)
+}
+
+// load, system and features tolerate a Reason not made by Choose.
+func (r *Reason) load() *Load {
+	if r.ld == nil {
+		return &zeroLoad
+	}
+	return r.ld
+}
+
+func (r *Reason) system() string {
+	if r.d == nil {
+		return ""
+	}
+	return r.d.system
+}
+
+func (r *Reason) features() []string {
+	if r.d == nil {
+		return nil
+	}
+	return r.d.features
+}
 
 // missing returns the required features the machine lacks.
 func (r *Reason) missing() []string {
 	var out []string
-	for _, f := range r.d.features {
+	for _, f := range r.features() {
 		if r.m == nil || (!contains(r.m.SupportedFeatures, f) && !contains(r.m.MandatoryFeatures, f)) {
 			out = append(out, f)
 		}
@@ -188,7 +215,7 @@ func (r *Reason) unrequested() []string {
 	var out []string
 	if r.m != nil {
 		for _, f := range r.m.MandatoryFeatures {
-			if !contains(r.d.features, f) {
+			if !contains(r.features(), f) {
 				out = append(out, f)
 			}
 		}

@@ -772,3 +772,16 @@ func TestAppendFloat(t *testing.T) {
 		}
 	}
 }
+
+func TestReasonWhyStandalone(t *testing.T) {
+	// A Reason not made by Choose still explains itself.
+	for rej := RejectNone; rej <= RejectFull; rej++ {
+		r := Reason{Name: "b1", Reject: rej}
+		if got := r.Why(); !strings.HasPrefix(got, "b1: ") {
+			t.Errorf("Reason{Reject: %d}.Why() = %q", rej, got)
+		}
+		if got := string(r.appendShort(nil)); !strings.HasPrefix(got, "b1 ") {
+			t.Errorf("Reason{Reject: %d}.appendShort = %q", rej, got)
+		}
+	}
+}
