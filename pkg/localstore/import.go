@@ -46,8 +46,15 @@ const registerTimeout = 5 * time.Minute
 // Import refuses paths outside StoreDir and references that are neither
 // valid in the store nor part of infos. Paths that are valid already are
 // skipped.
+//
+// In a chroot store with Nix 2.28 or older, Import streams the NARs to a
+// local `nix-store --serve --write` instead, with NIX_HELD_LOCKS naming the
+// outputs; Nix then checks and registers each path on its own, so a
+// failure can leave earlier paths of the batch valid (and complete). See
+// CheckImport for the stores Import cannot serve.
 func (s *Store) Import(ctx context.Context, infos []PathInfo, open func(i int) (io.ReadCloser, error)) error {
-	if err := s.CheckImport(ctx); err != nil {
+	serve, err := s.useServe(ctx)
+	if err != nil {
 		return err
 	}
 	order, err := s.sortInfos(infos)
@@ -85,6 +92,10 @@ func (s *Store) Import(ctx context.Context, infos []PathInfo, open func(i int) (
 				return fmt.Errorf("localstore: %s refers to %s, which is not valid in the local store", in.Path, r)
 			}
 		}
+	}
+
+	if serve {
+		return s.importViaServe(ctx, infos, order, isValid, open)
 	}
 
 	var written []string // real paths
@@ -145,6 +156,47 @@ func (s *Store) Import(ctx context.Context, infos []PathInfo, open func(i int) (
 		return fail(err)
 	}
 	return nil
+}
+
+// importViaServe imports the paths that are not valid yet through a local
+// nix-store --serve and, on failure, removes the files of those that are
+// still invalid (Nix leaves a path that fails its hash check on disk).
+func (s *Store) importViaServe(ctx context.Context, infos []PathInfo, order []int, isValid map[string]bool, open func(int) (io.ReadCloser, error)) error {
+	var todo []int
+	var paths []string
+	for _, i := range order {
+		if isValid[infos[i].Path] {
+			s.logf("%s is valid already, leaving it alone", infos[i].Path)
+			continue
+		}
+		todo = append(todo, i)
+		paths = append(paths, infos[i].Path)
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	err := s.importServe(ctx, infos, todo, open)
+	if err == nil {
+		return nil
+	}
+	vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	nowValid, verr := s.Valid(vctx, paths)
+	if verr != nil {
+		return fmt.Errorf("%w (cannot tell which paths to clean up: %v)", err, verr)
+	}
+	keep := make(map[string]bool)
+	for _, p := range nowValid {
+		keep[p] = true
+	}
+	for _, p := range paths {
+		if !keep[p] {
+			if rerr := os.RemoveAll(s.realPath(p)); rerr != nil {
+				s.logf("removing %s: %v", s.realPath(p), rerr)
+			}
+		}
+	}
+	return err
 }
 
 // restore unpacks and checks one path.

@@ -194,24 +194,37 @@ func (s *Store) nixVersion(ctx context.Context) (string, error) {
 
 // CheckImport reports whether Import can work with this store, without
 // touching it, so that the hook can decline a build before accepting it.
+func (s *Store) CheckImport(ctx context.Context) error {
+	_, err := s.useServe(ctx)
+	return err
+}
+
+// useServe tells how Import writes into s: false to unpack and run
+// --register-validity, true to go through a local nix-store --serve with
+// NIX_HELD_LOCKS.
+//
 // A chroot store (RealDir differs from StoreDir) needs a nix-store whose
 // --register-validity looks at the real path: Nix before 2.36 lstats the
 // logical path and fails (nix-protocols.md §4.6; fixed by NixOS/nix
 // d4248c87a4 "nix-store --register-validity: fix ENOENT under chroot
-// stores").
-func (s *Store) CheckImport(ctx context.Context) error {
+// stores"). Nix up to 2.28 honours NIX_HELD_LOCKS instead; 2.29 to 2.35
+// can do neither.
+func (s *Store) useServe(ctx context.Context) (bool, error) {
 	if len(s.NixStore) == 0 {
-		return errors.New("localstore: no nix-store to register paths with")
+		return false, errors.New("localstore: no nix-store to register paths with")
 	}
 	if s.RealDir == s.StoreDir {
-		return nil
+		return false, nil
 	}
 	v, err := s.nixVersion(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if !versionAtLeast(v, 2, 36) {
-		return fmt.Errorf("%w: nix-store %s cannot register paths in the chroot store %s (needs Nix 2.36 or later)", ErrUnsupported, v, s.URI)
+	switch {
+	case versionAtLeast(v, 2, 36):
+		return false, nil
+	case !strings.HasPrefix(v, "lix-") && !versionAtLeast(v, 2, 29):
+		return true, nil
 	}
-	return nil
+	return false, fmt.Errorf("%w: nix-store %s cannot register paths in the chroot store %s while Nix holds their locks (needs Nix 2.28 or older, or 2.36 or later)", ErrUnsupported, v, s.URI)
 }
