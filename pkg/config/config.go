@@ -1,0 +1,332 @@
+// SPDX-License-Identifier: MIT
+
+// Package config holds offload's own settings: one registry of names,
+// defaults, descriptions and parsers, filled from /etc/nix/offload.conf
+// (or the file named by OFFLOAD_CONF), in nix.conf syntax, and from
+// OFFLOAD_<KEY> environment variables. The environment wins over the
+// file, which wins over the defaults. The file works under nix-daemon,
+// whose environment a user cannot set; the variables suit single-user
+// setups and tests.
+//
+// To add a setting, add one entry to the registry below; typed getters
+// (Duration, String, Float) read it by name.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/offload-nix/offload/pkg/nixconf"
+)
+
+// DefaultFile is read when OFFLOAD_CONF is unset; it may be missing.
+const DefaultFile = "/etc/nix/offload.conf"
+
+// testOnlyDefaultFile replaces DefaultFile in tests.
+var testOnlyDefaultFile = ""
+
+// Emulation preferences: whether to send a build to a builder that runs
+// the system under emulation (binfmt/qemu) when one runs it natively.
+const (
+	EmulationPrefer  = "prefer"
+	EmulationNeutral = "neutral"
+	EmulationAvoid   = "avoid"
+)
+
+// Setting describes one setting.
+type Setting struct {
+	Name    string // as in the file: "connect-timeout"
+	Default string
+	Doc     string // one line
+	// parse turns text into the typed value (time.Duration, string,
+	// float64) or says why it cannot.
+	parse func(string) (any, error)
+}
+
+// Env is the environment variable that sets s: OFFLOAD_ and the name in
+// upper case with '-' as '_'.
+func (s Setting) Env() string { return EnvName(s.Name) }
+
+// EnvName maps "connect-timeout" to "OFFLOAD_CONNECT_TIMEOUT".
+func EnvName(name string) string {
+	return "OFFLOAD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// registry lists every setting, in the order offload config shows them.
+var registry = []Setting{
+	{Name: "connect-timeout", Default: "10s", Doc: "how long to wait for a builder's SSH handshake before trying another", parse: duration(1)},
+	{Name: "state-dir", Default: "/nix/var/nix/offload", Doc: "directory for offload's slot file and builder health", parse: absPath},
+	{Name: "emulation", Default: EmulationPrefer, Doc: "builders that emulate a system: prefer, neutral or avoid", parse: oneOf(EmulationPrefer, EmulationNeutral, EmulationAvoid)},
+	{Name: "local-speed-factor", Default: "1", Doc: "speed of this machine, compared with the builders' speed factors", parse: positiveFloat},
+	{Name: "unhealthy-backoff", Default: "30s", Doc: "how long to skip a builder after a failed connect; doubles on each failure", parse: duration(1)},
+	{Name: "unhealthy-backoff-max", Default: "10m", Doc: "the longest a failing builder is skipped", parse: duration(1)},
+	{Name: "postpone-wait", Default: "2s", Doc: "how long Nix is asked to wait before retrying when every builder is busy", parse: duration(0)},
+}
+
+// check runs cross-setting checks after everything is loaded.
+func (c *Config) check() error {
+	if lo, hi := c.Duration("unhealthy-backoff"), c.Duration("unhealthy-backoff-max"); hi < lo {
+		return fmt.Errorf("config: unhealthy-backoff-max (%s, %s) is less than unhealthy-backoff (%s, %s)",
+			formatDuration(hi), c.vals["unhealthy-backoff-max"].origin, formatDuration(lo), c.vals["unhealthy-backoff"].origin)
+	}
+	return nil
+}
+
+// Settings returns the registry, for documentation.
+func Settings() []Setting { return append([]Setting(nil), registry...) }
+
+func lookup(name string) (Setting, bool) {
+	for _, s := range registry {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Setting{}, false
+}
+
+// duration accepts Go durations ("10s", "1m30s") and plain seconds ("10",
+// "1.5"), not below min seconds.
+func duration(min time.Duration) func(string) (any, error) {
+	return func(s string) (any, error) {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			f, ferr := strconv.ParseFloat(s, 64)
+			if ferr != nil || math.IsNaN(f) || math.IsInf(f, 0) || strings.ContainsAny(s, "xX_") {
+				return nil, errors.New("not a duration (want e.g. 10s, 1m30s, or plain seconds)")
+			}
+			if f > float64(math.MaxInt64/time.Second) {
+				return nil, errors.New("too long")
+			}
+			d = time.Duration(f * float64(time.Second))
+		}
+		if d < 0 {
+			return nil, errors.New("must not be negative")
+		}
+		if min > 0 && d == 0 {
+			return nil, errors.New("must be more than 0")
+		}
+		return d, nil
+	}
+}
+
+func absPath(s string) (any, error) {
+	if !filepath.IsAbs(s) {
+		return nil, errors.New("must be an absolute path")
+	}
+	return filepath.Clean(s), nil
+}
+
+func oneOf(choices ...string) func(string) (any, error) {
+	return func(s string) (any, error) {
+		for _, c := range choices {
+			if s == c {
+				return s, nil
+			}
+		}
+		return nil, fmt.Errorf("must be one of %s", strings.Join(choices, ", "))
+	}
+}
+
+func positiveFloat(s string) (any, error) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || strings.ContainsAny(s, "xX_") {
+		return nil, errors.New("not a number")
+	}
+	if f <= 0 {
+		return nil, errors.New("must be more than 0")
+	}
+	return f, nil
+}
+
+type value struct {
+	v      any
+	text   string
+	origin string
+}
+
+// Config is offload's settings, each with its origin.
+type Config struct {
+	vals map[string]value
+}
+
+// Entry is one setting as offload config shows it.
+type Entry struct {
+	Name   string
+	Value  string
+	Origin string // "default", "/etc/nix/offload.conf:3", "env OFFLOAD_X"
+}
+
+// Default returns the configuration with every setting at its default.
+func Default() *Config {
+	c := &Config{vals: make(map[string]value, len(registry))}
+	for _, s := range registry {
+		v, err := s.parse(s.Default)
+		if err != nil {
+			panic("config: bad default for " + s.Name + ": " + err.Error())
+		}
+		c.vals[s.Name] = value{v: v, text: s.Default, origin: "default"}
+	}
+	return c
+}
+
+// Load reads the settings: defaults, then the file named by OFFLOAD_CONF
+// (or DefaultFile, which may be missing), then OFFLOAD_<KEY> variables. A
+// missing OFFLOAD_CONF file, an unknown key or a bad value is an error
+// naming file:line or the variable.
+func Load(env func(string) string) (*Config, error) {
+	c := Default()
+	path, named := env("OFFLOAD_CONF"), true
+	if path == "" {
+		path, named = DefaultFile, false
+		if testOnlyDefaultFile != "" {
+			path = testOnlyDefaultFile
+		}
+	}
+	f, err := os.Open(path)
+	switch {
+	case err == nil:
+		defer f.Close()
+		entries, err := nixconf.Parse(f, path)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			if err := c.set(e.Key, e.Value, e.Origin()); err != nil {
+				return nil, err
+			}
+		}
+	case errors.Is(err, fs.ErrNotExist) && !named:
+		// No file: defaults and environment only.
+	case named:
+		return nil, fmt.Errorf("config: OFFLOAD_CONF names %s: %w", path, unwrapPath(err))
+	default:
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	for _, s := range registry {
+		if v := env(s.Env()); v != "" {
+			if err := c.set(s.Name, v, "env "+s.Env()); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func (c *Config) set(name, text, origin string) error {
+	s, ok := lookup(name)
+	if !ok {
+		return fmt.Errorf("%s: unknown setting %q", origin, name)
+	}
+	v, err := s.parse(text)
+	if err != nil {
+		return fmt.Errorf("%s: %s %q: %w", origin, name, text, err)
+	}
+	c.vals[name] = value{v: v, text: text, origin: origin}
+	return nil
+}
+
+func (c *Config) get(name string) any {
+	v, ok := c.vals[name]
+	if !ok {
+		panic("config: no setting " + name)
+	}
+	return v.v
+}
+
+// Duration returns a duration setting by name. It panics if name is not
+// a duration setting: that is a bug, not a configuration error.
+func (c *Config) Duration(name string) time.Duration { return c.get(name).(time.Duration) }
+
+// String returns a string setting by name (panics like Duration).
+func (c *Config) String(name string) string { return c.get(name).(string) }
+
+// Float returns a number setting by name (panics like Duration).
+func (c *Config) Float(name string) float64 { return c.get(name).(float64) }
+
+// ConnectTimeout is connect-timeout.
+func (c *Config) ConnectTimeout() time.Duration { return c.Duration("connect-timeout") }
+
+// StateDir is state-dir.
+func (c *Config) StateDir() string { return c.String("state-dir") }
+
+// Emulation is emulation: EmulationPrefer, EmulationNeutral or
+// EmulationAvoid.
+func (c *Config) Emulation() string { return c.String("emulation") }
+
+// LocalSpeedFactor is local-speed-factor.
+func (c *Config) LocalSpeedFactor() float64 { return c.Float("local-speed-factor") }
+
+// UnhealthyBackoff is unhealthy-backoff.
+func (c *Config) UnhealthyBackoff() time.Duration { return c.Duration("unhealthy-backoff") }
+
+// UnhealthyBackoffMax is unhealthy-backoff-max.
+func (c *Config) UnhealthyBackoffMax() time.Duration { return c.Duration("unhealthy-backoff-max") }
+
+// PostponeWait is postpone-wait.
+func (c *Config) PostponeWait() time.Duration { return c.Duration("postpone-wait") }
+
+// Entries returns every setting in registry order, with its value in
+// normal form and its origin.
+func (c *Config) Entries() []Entry {
+	out := make([]Entry, 0, len(registry))
+	for _, s := range registry {
+		v := c.vals[s.Name]
+		out = append(out, Entry{Name: s.Name, Value: format(v.v), Origin: v.origin})
+	}
+	return out
+}
+
+func format(v any) string {
+	switch v := v.(type) {
+	case time.Duration:
+		return formatDuration(v)
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	case string:
+		return v
+	}
+	return fmt.Sprint(v)
+}
+
+// formatDuration writes 10m rather than 10m0s.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// WriteTable writes every setting, its value and its origin as an
+// aligned table, for offload config.
+func WriteTable(w io.Writer, c *Config) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "SETTING\tVALUE\tORIGIN")
+	for _, e := range c.Entries() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", e.Name, e.Value, e.Origin)
+	}
+	return tw.Flush()
+}
