@@ -244,8 +244,8 @@ func Resolve(m spec.Machine, o Options) (*Settings, error) {
 	}
 
 	// HostName and User first: other values expand %h and %r.
-	s.HostName = get("hostname", m.Host)
-	s.HostName = s.expand(s.HostName, 0, m.Host, "")
+	hn := get("hostname", m.Host)
+	s.HostName = s.expand(hn, 0, m.Host, "") // %h is the original host here
 	s.User = get("user", s.localUser)
 	portStr := get("port", "22")
 	p, err := strconv.Atoi(portStr)

@@ -279,3 +279,7 @@ func (s *sshdServer) machine(t testing.TB, c *clientEnv, pin bool) spec.Machine 
 	}
 	return m
 }
+
+func writeFile(p, text string) error {
+	return os.WriteFile(p, []byte(text), 0o600)
+}
