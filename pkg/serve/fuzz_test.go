@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: MIT
+
+package serve
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/offload-nix/offload/pkg/drv"
+	"github.com/offload-nix/offload/pkg/wire"
+)
+
+// Fuzz targets for the reply decoders, seeded with replies captured from
+// the real nix-store --serve (testdata/replies, rewritten by
+// `go test -run TestRealServe -update`) and the hand-made tables.
+
+func readReplies(f *testing.F, prefix string) [][]byte {
+	files, err := filepath.Glob(filepath.Join("testdata", "replies", prefix+"*.bin"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	if len(files) == 0 {
+		f.Fatalf("no testdata/replies/%s*.bin", prefix)
+	}
+	var out [][]byte
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+var testDrv = &drv.Derivation{
+	Outputs:  []drv.Output{{Name: "out", Path: "/nix/store/00000000000000000000000000000000-p"}},
+	Platform: "x86_64-linux",
+	Builder:  "/bin/sh",
+}
+
+func FuzzReadBuildResult(f *testing.F) {
+	for _, b := range readReplies(f, "build-") {
+		f.Add(b, uint8(7))
+	}
+	f.Add(buildResultBytes(0x202, PermanentFailure, "boom", nil), uint8(2))
+	f.Add(buildResultBytes(0x205, Built, "", nil), uint8(5))
+	f.Add(buildResultBytes(0x207, Built, "", map[string]string{"sha256:abc!out": `{"outPath":"xyz-t"}`}), uint8(7))
+	f.Fuzz(func(t *testing.T, b []byte, minor uint8) {
+		var sbuf []byte
+		res, err := readBuildResult(newDecoder(wire.NewReader(bytes.NewReader(b)), &sbuf), 0x200|uint64(minor))
+		if err == nil && len(res.ErrorMsg) > maxErrorMsg {
+			t.Fatalf("error message of %d bytes passed the cap", len(res.ErrorMsg))
+		}
+		for _, o := range res.BuiltOutputs {
+			if !strings.HasSuffix(o.ID, "!"+o.Name) {
+				t.Fatalf("output %+v: name not taken from the id", o)
+			}
+		}
+	})
+}
+
+func FuzzReadPathInfos(f *testing.F) {
+	for _, b := range readReplies(f, "pathinfos") {
+		f.Add(b)
+	}
+	var b bytes.Buffer
+	w := wire.NewWriter(&b)
+	w.String("/nix/store/00000000000000000000000000000000-p")
+	w.String("")
+	w.Uint64(1 << 40)
+	w.Flush()
+	f.Add(b.Bytes())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var sbuf []byte
+		infos, _ := readPathInfos(newDecoder(wire.NewReader(bytes.NewReader(b)), &sbuf), ClientVersion, nil)
+		seen := map[string]bool{}
+		for _, p := range infos {
+			if p.Path == "" || seen[p.Path] {
+				t.Fatalf("path %q empty or repeated", p.Path)
+			}
+			seen[p.Path] = true
+			if len(p.Path) > maxPath || len(p.NarHash) > maxShort {
+				t.Fatalf("string past its cap: %+v", p)
+			}
+		}
+	})
+}
+
+// FuzzClient feeds arbitrary server output to a client running a
+// session's worth of commands: whatever the server sends, the client must
+// return errors, never panic or hang.
+func FuzzClient(f *testing.F) {
+	var hello bytes.Buffer
+	w := wire.NewWriter(&hello)
+	w.Uint64(magic2)
+	w.Uint64(0x207)
+	w.Flush()
+	var session []byte
+	session = append(session, hello.Bytes()...)
+	for _, name := range []string{"validpaths", "pathinfos", "build-built"} {
+		session = append(session, readReplies(f, name)[0]...)
+	}
+	f.Add(session)
+	f.Add(append(hello.Bytes(), readReplies(f, "build-failed")[0]...))
+	f.Add([]byte("Welcome!\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := New(bytes.NewReader(b), discard{}, Options{})
+		if err != nil {
+			return
+		}
+		paths := []string{"/nix/store/00000000000000000000000000000000-p"}
+		c.QueryValidPaths(paths, true, false)
+		c.QueryPathInfos(paths)
+		c.BuildDerivation("/nix/store/00000000000000000000000000000000-p.drv", testDrv, nil, BuildOptions{})
+		c.DumpStorePath(paths[0], discard{}, 1000)
+	})
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
