@@ -90,11 +90,12 @@ type ParseError struct {
 }
 
 func (e *ParseError) Error() string {
+	return e.File + ":" + strconv.Itoa(e.Line) + ": " + e.msg()
+}
+
+// msg is the error without its location.
+func (e *ParseError) msg() string {
 	var b strings.Builder
-	b.WriteString(e.File)
-	b.WriteByte(':')
-	b.WriteString(strconv.Itoa(e.Line))
-	b.WriteString(": ")
 	if e.Field != "" {
 		b.WriteString(e.Field)
 		if e.Value != "" {
@@ -257,7 +258,7 @@ func (p *parser) expand(text, name string) error {
 			m, err := p.parseMachine(e, name, lineNo)
 			if err != nil {
 				if p.o.Lenient {
-					p.ws = append(p.ws, Warning{Source: p.source(name, lineNo), Msg: trimLoc(err.Error()) + "; line skipped"})
+					p.ws = append(p.ws, Warning{Source: p.source(name, lineNo), Msg: trimLoc(err) + "; line skipped"})
 					continue
 				}
 				return err
@@ -268,13 +269,13 @@ func (p *parser) expand(text, name string) error {
 	return nil
 }
 
-// trimLoc drops the "file:line: " prefix of a ParseError's text, for a
-// warning whose Source already says it.
-func trimLoc(s string) string {
-	if _, after, ok := strings.Cut(s, ": "); ok {
-		return after
+// trimLoc returns err's text without its location, for a warning whose
+// Source already says where.
+func trimLoc(err error) string {
+	if pe, ok := err.(*ParseError); ok {
+		return pe.msg()
 	}
-	return s
+	return err.Error()
 }
 
 // check28 reports how Nix before 2.28.2 reads line: it split the whole
@@ -306,7 +307,7 @@ func (p *parser) include(path, from string, line int) error {
 	fail := func(err error) error {
 		pe := &ParseError{File: from, Line: line, Field: "include", Value: path, Err: err}
 		if p.o.Lenient && !errors.Is(err, ErrTooLarge) {
-			p.ws = append(p.ws, Warning{Source: p.source(from, line), Msg: trimLoc(pe.Error()) + "; include skipped"})
+			p.ws = append(p.ws, Warning{Source: p.source(from, line), Msg: trimLoc(pe) + "; include skipped"})
 			return nil
 		}
 		return pe
