@@ -29,7 +29,7 @@ const fakeStderr = "error: the fake server gave up"
 // startFake runs serve as the server side of a new connection and returns
 // the client's end. serve gets the raw streams; the connection closes when
 // serve returns.
-func startFake(t *testing.T, serve func(f *fake)) (io.Reader, io.Writer) {
+func startFake(t testing.TB, serve func(f *fake)) (io.Reader, io.Writer) {
 	t.Helper()
 	c2sR, c2sW := io.Pipe()
 	s2cR, s2cW := io.Pipe()
@@ -56,7 +56,7 @@ func startFake(t *testing.T, serve func(f *fake)) (io.Reader, io.Writer) {
 }
 
 // handshake answers the client's greeting with version v.
-func (f *fake) handshake(t *testing.T, v uint64) bool {
+func (f *fake) handshake(t testing.TB, v uint64) bool {
 	m, err := f.r.Uint64()
 	if err != nil || m != magic1 {
 		t.Errorf("fake: magic = %#x, %v", m, err)
@@ -75,7 +75,7 @@ func (f *fake) handshake(t *testing.T, v uint64) bool {
 
 // newFakeClient returns a client connected to a fake server at version
 // 2.7 that runs serve after the handshake.
-func newFakeClient(t *testing.T, serve func(f *fake)) *Client {
+func newFakeClient(t testing.TB, serve func(f *fake)) *Client {
 	t.Helper()
 	r, w := startFake(t, func(f *fake) {
 		if f.handshake(t, 0x207) {
@@ -567,5 +567,32 @@ func TestBuildDerivationRequest(t *testing.T) {
 				t.Errorf("BuildDerivation = %+v, %v", res, err)
 			}
 		})
+	}
+}
+
+// writeLog records each Write call.
+type writeLog struct{ writes [][]byte }
+
+func (w *writeLog) Write(p []byte) (int, error) {
+	w.writes = append(w.writes, bytes.Clone(p))
+	return len(p), nil
+}
+
+// TestHandshakeOneWrite: magic and version go out in a single write, as
+// Nix clients send them (a server that reads the magic and answers before
+// reading the version must not see them split across packets).
+func TestHandshakeOneWrite(t *testing.T) {
+	var hello bytes.Buffer
+	hw := wire.NewWriter(&hello)
+	hw.Uint64(magic2)
+	hw.Uint64(0x207)
+	hw.Flush()
+	var w writeLog
+	if _, err := New(&hello, &w, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	want := []byte{0xeb, 0x9d, 0x0c, 0x39, 0, 0, 0, 0, 0x07, 0x02, 0, 0, 0, 0, 0, 0}
+	if len(w.writes) != 1 || !bytes.Equal(w.writes[0], want) {
+		t.Errorf("handshake writes = %x, want one write of %x", w.writes, want)
 	}
 }

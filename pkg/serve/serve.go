@@ -79,7 +79,8 @@ type Options struct {
 	// stderr. It is called when the stream ends or breaks, and its result
 	// is attached to the error. Because the remote's stderr and stdout are
 	// separate streams, an implementation should wait briefly for the
-	// stderr stream to reach EOF before answering.
+	// stderr stream to reach EOF before answering. It must be safe for
+	// concurrent use: AddToStoreNars may call it from two goroutines.
 	Stderr func() string
 	// Progress, if set, is called as NAR bytes are sent or received with
 	// the store path, the bytes done so far for that path and its size.

@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: MIT
+
+package serve
+
+import (
+	"bytes"
+	"io"
+	"testing"
+)
+
+const benchNarSize = 64 << 20
+
+// benchNar returns a 64 MiB NAR of one file.
+func benchNar() []byte {
+	contents := make([]byte, benchNarSize-128)
+	for i := range contents {
+		contents[i] = byte(i * 7)
+	}
+	return narFile(contents, false)
+}
+
+// BenchmarkDumpStorePath copies a 64 MiB NAR from a fake server over an
+// in-memory pipe.
+func BenchmarkDumpStorePath(b *testing.B) {
+	nar := benchNar()
+	const p = "/nix/store/00000000000000000000000000000000-big"
+	c := newFakeClient(b, func(f *fake) {
+		for {
+			if _, err := f.r.Uint64(); err != nil {
+				return
+			}
+			if _, err := f.r.String(); err != nil {
+				return
+			}
+			if f.w.Raw(nar) != nil || f.w.Flush() != nil {
+				return
+			}
+		}
+	})
+	b.SetBytes(int64(len(nar)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := c.DumpStorePath(p, io.Discard, uint64(len(nar))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAddToStoreNars uploads a 64 MiB NAR to a fake server over an
+// in-memory pipe.
+func BenchmarkAddToStoreNars(b *testing.B) {
+	nar := benchNar()
+	infos := []PathInfo{{
+		Path:    "/nix/store/00000000000000000000000000000000-big",
+		NarSize: uint64(len(nar)),
+		NarHash: narHash(nar),
+	}}
+	c := newFakeClient(b, func(f *fake) {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := f.r.Uint64(); err != nil {
+				return
+			}
+			for range 3 {
+				f.r.String()
+			}
+			f.r.Strings()
+			f.r.Uint64()
+			size, _ := f.r.Uint64()
+			f.r.Uint64()
+			f.r.Strings()
+			f.r.String()
+			if _, err := io.CopyBuffer(io.Discard, io.LimitReader(f.r.Underlying(), int64(size)), buf); err != nil {
+				return
+			}
+			f.w.Uint64(1)
+			if f.w.Flush() != nil {
+				return
+			}
+		}
+	})
+	r := bytes.NewReader(nar)
+	open := func(int) (io.Reader, error) {
+		r.Reset(nar)
+		return r, nil
+	}
+	b.SetBytes(int64(len(nar)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := c.AddToStoreNars(infos, open); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
