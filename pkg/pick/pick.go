@@ -223,7 +223,7 @@ type Reason struct {
 	// Reject says which test failed first (RejectNone when eligible).
 	Reject Reject
 	// Score is busy slots / effective speed, lower is better; set for
-	// machines that fit the request (eligible, full or unhealthy), else 0.
+	// machines that list the system and features, else 0.
 	Score float64
 	// Speed is the effective speed for the needed system.
 	Speed float64
@@ -260,7 +260,6 @@ type Decision struct {
 	best        int // best remote machine, even when local wins; -1 if none
 	localFaster bool
 	localCan    bool
-	willing     bool
 	localSpeed  float64 // speed a new build would get locally
 	remoteSpeed float64 // speed a new build would get on best
 	localUtil   float64
@@ -274,6 +273,12 @@ func (d *Decision) Chosen() string {
 	return d.Reasons[d.Index].URI
 }
 
+// LocalCanBuild reports whether the local machine could build the request
+// (its system or extra platforms, and its features), whether or not Nix is
+// willing now. Nix logs its "Failed to find a machine" table louder when
+// the local machine cannot build the derivation; the hook can do the same.
+func (d *Decision) LocalCanBuild() bool { return d.localCan }
+
 var zeroLoad Load
 
 // Choose decides which of ms builds req, and why, into d. loads[i] is the
@@ -285,7 +290,7 @@ var zeroLoad Load
 // again, before calling Why, WriteText or WriteJSON.
 func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Local, o Options, now time.Time) {
 	*d = Decision{Reasons: d.Reasons[:0], Index: -1, best: -1,
-		system: req.System, features: req.Features, now: now, willing: req.LocalWilling}
+		system: req.System, features: req.Features, now: now}
 	if len(ms) == 0 {
 		d.Answer = DeclinePermanently
 		return
@@ -378,7 +383,7 @@ func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Loc
 	}
 	if req.LocalWilling && d.localCan {
 		r := &d.Reasons[best]
-		d.remoteSpeed = r.Speed / (1 + float64(r.Busy)/float64(r.MaxJobs))
+		d.remoteSpeed = r.Speed / (1 + float64(max(r.Busy, 0))/float64(r.MaxJobs))
 		d.localUtil = local.LoadPerCPU
 		if !(d.localUtil > 0) || math.IsInf(d.localUtil, 0) {
 			d.localUtil = 0

@@ -785,3 +785,26 @@ func TestReasonWhyStandalone(t *testing.T) {
 		}
 	}
 }
+
+func TestLocalCanBuild(t *testing.T) {
+	ms := machines(t, "b1 x86_64-linux")
+	tests := []struct {
+		req   Request
+		local Local
+		want  bool
+	}{
+		{Request{System: "aarch64-linux"}, board, true},
+		{Request{System: "builtin"}, board, true},
+		{Request{System: "x86_64-linux"}, board, false},
+		{Request{System: "x86_64-linux"}, Local{System: "aarch64-linux", ExtraPlatforms: []string{"x86_64-linux"}}, true},
+		{Request{System: "aarch64-linux", Features: []string{"kvm"}}, board, false},
+		{Request{System: "aarch64-linux", Features: []string{"kvm"}}, Local{System: "aarch64-linux", Features: []string{"kvm"}}, true},
+	}
+	for _, tt := range tests {
+		var d Decision
+		Choose(&d, ms, nil, tt.req, tt.local, Options{}, now)
+		if got := d.LocalCanBuild(); got != tt.want {
+			t.Errorf("LocalCanBuild for %+v on %+v = %v, want %v", tt.req, tt.local, got, tt.want)
+		}
+	}
+}
