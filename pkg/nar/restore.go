@@ -62,6 +62,10 @@ type restorer struct {
 // marked executable, and directories 0755, whatever the umask; Nix
 // canonicalises them when the path is registered. On error Restore removes
 // whatever it created at dst.
+//
+// Restore reads exactly the archive's bytes from r, never more, so r may go
+// on with other data; it does not buffer, so give it a buffered reader when
+// r is a pipe or socket.
 func Restore(r io.Reader, dst string, o Options) (Result, error) {
 	dst = filepath.Clean(dst)
 	parent, base := filepath.Split(dst)
@@ -73,7 +77,7 @@ func Restore(r io.Reader, dst string, o Options) (Result, error) {
 	}
 	pfd, err := unix.Open(parent, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return Result{}, &os.PathError{Op: "open", Path: parent, Err: err}
+		return Result{}, fmt.Errorf("nar: %w", &os.PathError{Op: "open", Path: parent, Err: err})
 	}
 	defer unix.Close(pfd)
 
@@ -189,7 +193,7 @@ func display(at string) string {
 // the node's path inside the archive, for messages.
 func (d *restorer) node(dirfd int, name, at string, depth int, created *bool) error {
 	if depth >= MaxDepth {
-		return fmt.Errorf("nar: %s: nesting deeper than %d", at, MaxDepth-1)
+		return fmt.Errorf("nar: %s: nesting deeper than %d", display(at), MaxDepth-1)
 	}
 	if err := d.expect("(", at); err != nil {
 		return err
