@@ -596,3 +596,17 @@ func TestHandshakeOneWrite(t *testing.T) {
 		t.Errorf("handshake writes = %x, want one write of %x", w.writes, want)
 	}
 }
+
+func TestDumpStorePathZeroSize(t *testing.T) {
+	c := newFakeClient(t, func(f *fake) {
+		if op, err := f.r.Uint64(); err == nil {
+			t.Errorf("fake: got op %d, want nothing sent", op)
+		}
+	})
+	if err := c.DumpStorePath("/nix/store/x", io.Discard, 0); err == nil || !strings.Contains(err.Error(), "narSize is 0") {
+		t.Errorf("DumpStorePath(narSize 0) = %v, want an error", err)
+	}
+	if c.err != nil {
+		t.Errorf("client broken after a local error: %v", c.err)
+	}
+}

@@ -169,6 +169,10 @@ func (c *Client) queryClosure(paths []string, includeOutputs bool) ([]string, er
 // error wrapping io.ErrUnexpectedEOF (an invalid path makes the server
 // exit, with its message in the remote stderr).
 //
+// narSize must be the NarSize that QueryPathInfos reported: the stream has
+// nothing to tell a shorter NAR by, so with a larger narSize the call waits
+// for bytes that never come, until the transport is closed.
+//
 // An error from w leaves the rest of the NAR unread, so the Client is
 // unusable afterwards.
 func (c *Client) DumpStorePath(path string, w io.Writer, narSize uint64) error {
@@ -180,6 +184,11 @@ func (c *Client) DumpStorePath(path string, w io.Writer, narSize uint64) error {
 
 func (c *Client) dumpStorePath(path string, w io.Writer, narSize uint64) error {
 	const op = "DumpStorePath"
+	if narSize == 0 {
+		// No NAR is empty; sending the command would leave its bytes
+		// unread.
+		return localError{fmt.Errorf("serve: %s%s %s: narSize is 0", c.on(), op, path)}
+	}
 	c.w.Uint64(cmdDumpStorePath)
 	c.w.String(path)
 	if err := c.w.Flush(); err != nil {
@@ -211,7 +220,7 @@ func (c *Client) dumpStorePath(path string, w io.Writer, narSize uint64) error {
 // returns an io.Closer, that is closed when done.
 //
 // The requests are pipelined: every AddToStoreNar is written back to back
-// while a goroutine reads the servers's acknowledgements, so an upload costs
+// while a goroutine reads the server's acknowledgements, so an upload costs
 // one round trip in all rather than one per path. An error on either side
 // stops both and names the path.
 //
