@@ -80,6 +80,14 @@ func (m *mapping) store(off int, v uint64) {
 	atomic.StoreUint64(m.word(off), v)
 }
 
+// clear stores 0 unless the word is 0 already (a load is much cheaper
+// than an atomic store).
+func (m *mapping) clear(off int) {
+	if m.load(off) != 0 {
+		m.store(off, 0)
+	}
+}
+
 func (m *mapping) add(off int, d uint64) uint64 {
 	if m.ro {
 		return m.load(off)

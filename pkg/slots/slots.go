@@ -415,8 +415,8 @@ func (f *File) Acquire(uri string) (Slot, bool) {
 		}
 		m.store(off+sAt, uint64(f.o.Now().UnixNano()))
 		m.store(off+sPhase, uint64(PhaseConnecting))
-		m.store(off+sBytes, 0)
-		m.store(off+sDrv, 0)
+		m.clear(off + sBytes) // left by a reclaimed owner
+		m.clear(off + sDrv)
 		m.add(base+rStarted, 1)
 		return Slot{f: f, m: m, hash: h, rec: rec, j: j, owner: f.self}, true
 	}
@@ -450,10 +450,10 @@ func (s *Slot) Release() {
 		return
 	}
 	s.m = nil
-	m.store(off+sAt, 0)
-	m.store(off+sPhase, 0)
-	m.store(off+sBytes, 0)
-	m.store(off+sDrv, 0)
+	m.clear(off + sAt)
+	m.clear(off + sPhase)
+	m.clear(off + sBytes)
+	m.clear(off + sDrv)
 	m.cas(off, s.owner, 0)
 	if m.moved() {
 		// The slot may have been copied into the rebuilt file.
