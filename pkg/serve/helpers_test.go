@@ -171,7 +171,14 @@ type session struct {
 // server sends is kept in session.rec.
 func (s *nixStore) serve(t *testing.T, setup string, record bool) (*session, error) {
 	t.Helper()
-	cmd := s.command(setup + "\nexec nix-store --serve --write")
+	return s.start(t, setup+"\nexec nix-store --serve --write", record)
+}
+
+// start runs script, which ends by starting a serve-protocol server, and
+// connects a Client to it.
+func (s *nixStore) start(t *testing.T, script string, record bool) (*session, error) {
+	t.Helper()
+	cmd := s.command(script)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -408,3 +408,39 @@ func TestRealServeNotFound(t *testing.T) {
 		t.Errorf("handshake error = %v; want EOF with the shell's 'not found'", err)
 	}
 }
+
+// TestRealServeReadOnly: without --write, as the hook reads the local
+// store, queries and dumps work and uploads are refused.
+func TestRealServeReadOnly(t *testing.T) {
+	s := newNixStore(t)
+	cl := makeClosure()
+	rw, err := s.serve(t, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rw.AddToStoreNars(cl.infos, cl.open); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := s.start(t, "exec nix-store --serve", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	infos, err := ro.QueryPathInfos(cl.paths())
+	if err != nil || len(infos) != len(cl.infos) {
+		t.Fatalf("QueryPathInfos = %+v, %v", infos, err)
+	}
+	for _, info := range infos {
+		h := sha256.New()
+		if err := ro.DumpStorePath(info.Path, h, info.NarSize); err != nil {
+			t.Fatal(err)
+		}
+		if digest, _ := info.NarDigest(); !bytes.Equal(h.Sum(nil), digest[:]) {
+			t.Errorf("DumpStorePath(%s) does not hash to its narHash", info.Path)
+		}
+	}
+	err = ro.AddToStoreNars([]PathInfo{{Path: randomStorePath("x"), NarSize: 1, NarHash: narHash(nil)}},
+		func(int) (io.Reader, error) { return strings.NewReader("x"), nil })
+	if err == nil || !strings.Contains(err.Error(), "importing paths is not allowed") {
+		t.Errorf("AddToStoreNars without --write = %v, want the server's refusal", err)
+	}
+}
