@@ -290,7 +290,8 @@ var zeroLoad Load
 // again, before calling Why, WriteText or WriteJSON.
 func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Local, o Options, now time.Time) {
 	*d = Decision{Reasons: d.Reasons[:0], Index: -1, best: -1,
-		system: req.System, features: req.Features, now: now}
+		system: req.System, features: req.Features, now: now,
+		localCan: canBuildLocally(req, local)}
 	if len(ms) == 0 {
 		d.Answer = DeclinePermanently
 		return
@@ -371,7 +372,6 @@ func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Loc
 	}
 	d.best = best
 
-	d.localCan = canBuildLocally(req, local)
 	if best < 0 {
 		switch {
 		case rightType && !(req.LocalWilling && d.localCan):

@@ -801,10 +801,13 @@ func TestLocalCanBuild(t *testing.T) {
 		{Request{System: "aarch64-linux", Features: []string{"kvm"}}, Local{System: "aarch64-linux", Features: []string{"kvm"}}, true},
 	}
 	for _, tt := range tests {
-		var d Decision
-		Choose(&d, ms, nil, tt.req, tt.local, Options{}, now)
-		if got := d.LocalCanBuild(); got != tt.want {
-			t.Errorf("LocalCanBuild for %+v on %+v = %v, want %v", tt.req, tt.local, got, tt.want)
+		for _, ms := range [][]spec.Machine{ms, nil} {
+			var d Decision
+			Choose(&d, ms, nil, tt.req, tt.local, Options{}, now)
+			if got := d.LocalCanBuild(); got != tt.want {
+				t.Errorf("LocalCanBuild for %+v on %+v with %d machines = %v, want %v",
+					tt.req, tt.local, len(ms), got, tt.want)
+			}
 		}
 	}
 }
