@@ -153,6 +153,18 @@ type Options struct {
 	Avoid []string
 }
 
+// ParseList splits the value of OFFLOAD_ONLY or OFFLOAD_AVOID, builder
+// names or URIs separated by commas, dropping spaces and empty entries.
+func ParseList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
 // Answer is the hook's reply to Nix (nix-protocols.md §2.4).
 type Answer uint8
 

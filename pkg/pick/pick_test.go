@@ -5,6 +5,7 @@ package pick
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -808,6 +809,23 @@ func TestLocalCanBuild(t *testing.T) {
 				t.Errorf("LocalCanBuild for %+v on %+v with %d machines = %v, want %v",
 					tt.req, tt.local, len(ms), got, tt.want)
 			}
+		}
+	}
+}
+
+func TestParseList(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{" , ,", nil},
+		{"b1", []string{"b1"}},
+		{"b1, ssh://root@b2 ,,b3", []string{"b1", "ssh://root@b2", "b3"}},
+	}
+	for _, tt := range tests {
+		if got := ParseList(tt.in); !slices.Equal(got, tt.want) {
+			t.Errorf("ParseList(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }
