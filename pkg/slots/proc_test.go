@@ -67,6 +67,8 @@ type witness struct{ data []byte }
 const (
 	wViolations = 0
 	wInUse      = 8    // + 8*builder
+	wReady      = 512  // children ready to start
+	wGo         = 520  // end of the run (Unix ns); 0 until all are ready
 	wSlot       = 1024 // + 8*(builder*MaxSlots + slot)
 	wSize       = wSlot + 8*8*MaxSlots
 )
@@ -163,7 +165,11 @@ func hammer(t childT, path string) int {
 	}
 	defer f.Close()
 	w := openWitness(t, os.Getenv("SLOTS_WITNESS"), false)
-	until, _ := strconv.ParseInt(os.Getenv("SLOTS_UNTIL"), 10, 64)
+	atomic.AddUint64(w.word(wReady), 1)
+	for atomic.LoadUint64(w.word(wGo)) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	until := int64(atomic.LoadUint64(w.word(wGo)))
 	pid := uint64(os.Getpid())
 	taken := 0
 	var snap []Builder
@@ -220,18 +226,10 @@ func testMultiProcess(t *testing.T, rebuild bool) {
 	f := open(t, path, ms)
 	w := openWitness(t, filepath.Join(dir, "witness"), true)
 
-	// Children start slowly under qemu; give them time to start before
-	// the common deadline.
-	startup := 500 * time.Millisecond
-	if os.Getenv("OFFLOAD_TEST_EXEC_WRAPPER") != "" {
-		startup = 5 * time.Second
-	}
-	until := time.Now().Add(startup + hammerDuration())
 	var cmds []*exec.Cmd
 	var outs []*strings.Builder
 	for range children {
-		cmd := child(t, "hammer", "SLOTS_PATH="+path, "SLOTS_WITNESS="+filepath.Join(dir, "witness"),
-			"SLOTS_UNTIL="+strconv.FormatInt(until.UnixNano(), 10))
+		cmd := child(t, "hammer", "SLOTS_PATH="+path, "SLOTS_WITNESS="+filepath.Join(dir, "witness"))
 		out := &strings.Builder{}
 		cmd.Stdout = out
 		if err := cmd.Start(); err != nil {
@@ -240,6 +238,20 @@ func testMultiProcess(t *testing.T, rebuild bool) {
 		cmds = append(cmds, cmd)
 		outs = append(outs, out)
 	}
+
+	// Children start slowly under qemu or the race detector: start the
+	// clock once all have opened the file.
+	for deadline := time.Now().Add(2 * time.Minute); atomic.LoadUint64(w.word(wReady)) < children; {
+		if time.Now().After(deadline) {
+			for _, c := range cmds {
+				c.Process.Kill()
+			}
+			t.Fatalf("only %d of %d children started", atomic.LoadUint64(w.word(wReady)), children)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	until := time.Now().Add(hammerDuration())
+	atomic.StoreUint64(w.word(wGo), uint64(until.UnixNano()))
 
 	// Watch: in-use counts never above capacity; and, with rebuilds,
 	// grow the file under the children now and then.
