@@ -92,6 +92,10 @@ SSHD
 		fi
 		sleep 0.1
 	done
+	# Create the builder's store database now, so that the first session
+	# does not pay for it.
+	nsenter -t "$pid" -m -- env NIX_CONF_DIR="$dir/etc" HOME="$dir/home" \
+		nix-store --check-validity /nix/store/00000000000000000000000000000000-warm-up 2>/dev/null || true
 	hostkey=$(cat "$dir/keys/host.pub")
 	{
 		echo "[127.0.0.1]:$port $hostkey"

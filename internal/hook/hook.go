@@ -92,9 +92,10 @@ type hook struct {
 	snap     []slots.Builder
 	gen      uint32
 	decision pick.Decision
-	// disabled marks builders this process failed to reach, as Nix's own
-	// hook does, on top of the shared unhealthy marks.
-	disabled []bool
+	// unreachable holds, per builder, why this process failed to reach
+	// it: it is not tried again, as in Nix's own hook, on top of the
+	// shared unhealthy mark.
+	unreachable []string
 	lastReq  hookproto.Request
 	store    *localstore.Store
 	storeErr error
@@ -170,7 +171,7 @@ func (h *hook) setup() error {
 		return fmt.Errorf("reading builders: %w", err)
 	}
 	h.machines = ms
-	h.disabled = make([]bool, len(ms))
+	h.unreachable = make([]string, len(ms))
 	h.loads = make([]pick.Load, len(ms))
 	h.local = pick.Local{
 		System:         s["system"],
@@ -264,12 +265,10 @@ func (h *hook) decide(req *pick.Request) {
 			Drained:        b.Drained,
 		}
 	}
-	for i, off := range h.disabled {
-		if off {
-			h.loads[i].UnhealthyUntil = now.Add(time.Hour)
-			if h.loads[i].Failures == 0 {
-				h.loads[i].Failures = 1
-			}
+	for i, err := range h.unreachable {
+		if err != "" {
+			h.loads[i].Unreachable = true
+			h.loads[i].LastError = err
 		}
 	}
 	pick.Choose(&h.decision, h.machines, h.loads, *req, h.local, h.opts, now)

@@ -199,7 +199,7 @@ func (h *hook) localStore(ctx context.Context) (*localstore.Store, error) {
 // grows with each failure in a row.
 func (h *hook) connectFailed(i int, err error) {
 	m := &h.machines[i]
-	h.disabled[i] = true
+	h.unreachable[i] = errCode(err).String()
 	h.log.Errorf("cannot build on '%s': %v", m.URI, err)
 	if h.state == nil {
 		return

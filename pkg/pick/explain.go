@@ -80,6 +80,13 @@ func (r *Reason) appendWhy(b []byte, chosen bool) []byte {
 		b = append(b, "listed in OFFLOAD_AVOID"...)
 	case RejectDrained:
 		b = append(b, "drained"...)
+	case RejectUnreachable:
+		b = append(b, "cannot connect"...)
+		if e := r.load().LastError; e != "" {
+			b = append(b, " ("...)
+			b = append(b, e...)
+			b = append(b, ')')
+		}
 	case RejectUnhealthy:
 		b = append(b, "unhealthy for "...)
 		b = appendDuration(b, r.unhealthyFor())
@@ -157,6 +164,8 @@ func (r *Reason) appendShort(b []byte) []byte {
 		b = append(b, "in OFFLOAD_AVOID"...)
 	case RejectDrained:
 		b = append(b, "drained"...)
+	case RejectUnreachable:
+		b = append(b, "cannot connect"...)
 	case RejectUnhealthy:
 		b = append(b, "unhealthy for "...)
 		b = appendDuration(b, r.unhealthyFor())

@@ -95,6 +95,11 @@ type Load struct {
 	LastError string
 	// Drained is set by `offload drain`: take no new builds.
 	Drained bool
+	// Unreachable is set by a hook that failed to connect to the machine
+	// itself: unlike a shared unhealthy mark it is not waited out, so a
+	// request whose only builders are unreachable is declined (as Nix's
+	// own hook does) instead of postponed again and again.
+	Unreachable bool
 	// Exec says, per system, whether the machine runs it natively or under
 	// emulation; systems not listed are unknown.
 	Exec []SystemExec
@@ -216,6 +221,8 @@ const (
 	RejectAvoid
 	// RejectDrained: it is drained.
 	RejectDrained
+	// RejectUnreachable: this hook could not connect to it just now.
+	RejectUnreachable
 	// RejectUnhealthy: it is marked unhealthy.
 	RejectUnhealthy
 	// RejectFull: every slot is busy.
@@ -340,6 +347,8 @@ func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Loc
 			r.Reject = RejectAvoid
 		case ld.Drained:
 			r.Reject = RejectDrained
+		case ld.Unreachable:
+			r.Reject = RejectUnreachable
 		case ld.UnhealthyUntil.After(now):
 			r.Reject = RejectUnhealthy
 		case ld.Busy >= m.MaxJobs:

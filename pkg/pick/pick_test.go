@@ -257,6 +257,17 @@ var chooseTests = []chooseTest{
 		reasons: []string{"b4: unhealthy for 5 min more after 1 failed connect (connection refused)"},
 	},
 	{
+		// Nix's own hook disables a machine it failed to connect to and
+		// declines when nothing else fits (build-remote.cc); postponing
+		// would wait out a dead builder's backoff again and again.
+		name:     "unreachable from this hook: decline, not postpone",
+		machines: []string{"b4 x86_64-linux - 2 1", "b5 aarch64-linux - 2 1"},
+		loads:    []Load{{Unreachable: true, LastError: "connect", UnhealthyUntil: now.Add(time.Minute)}},
+		req:      Request{System: "x86_64-linux"}, local: board,
+		want:    Decline,
+		reasons: []string{"b4: cannot connect (connect)"},
+	},
+	{
 		name:     "unhealthy mark has expired",
 		machines: []string{"b4 x86_64-linux - 2 1"},
 		loads:    []Load{{UnhealthyUntil: now, Failures: 3}},
