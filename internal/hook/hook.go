@@ -96,9 +96,9 @@ type hook struct {
 	// it: it is not tried again, as in Nix's own hook, on top of the
 	// shared unhealthy mark.
 	unreachable []string
-	lastReq  hookproto.Request
-	store    *localstore.Store
-	storeErr error
+	lastReq     hookproto.Request
+	store       *localstore.Store
+	storeErr    error
 }
 
 // Main runs the hook protocol until Nix closes its input or a build ends,
