@@ -215,44 +215,11 @@ func (h hookCmd) Run(rc *runContext) error {
 	return silentExit(runHook(rc.ctx, h.Verbosity, rc.env))
 }
 
+// warnf prints a warning for a command people type.
+func (rc *runContext) warnf(format string, args ...any) {
+	fmt.Fprintf(rc.env.Stderr, "offload: warning: "+format+"\n", args...)
+}
+
 func notYet(what string) error {
 	return usageErr(fmt.Errorf("%s: not implemented yet", what), "")
 }
-
-type statusCmd struct{}
-
-func (statusCmd) Run(rc *runContext) error { return notYet("status") }
-
-type pickCmd struct{}
-
-func (pickCmd) Run(rc *runContext) error { return notYet("pick") }
-
-type checkCmd struct{}
-
-func (checkCmd) Run(rc *runContext) error { return notYet("check") }
-
-type drainCmd struct {
-	Builder string `arg:"" help:"Builder name or URI."`
-}
-
-func (drainCmd) Run(rc *runContext) error { return notYet("drain") }
-
-type undrainCmd struct {
-	Builder string `arg:"" help:"Builder name or URI."`
-}
-
-func (undrainCmd) Run(rc *runContext) error { return notYet("undrain") }
-
-type setupCmd struct{}
-
-func (setupCmd) Run(rc *runContext) error { return notYet("setup") }
-
-type configCmd struct{}
-
-func (configCmd) Run(rc *runContext) error { return notYet("config") }
-
-type machinesCmd struct {
-	JSON bool `help:"Print JSON."`
-}
-
-func (machinesCmd) Run(rc *runContext) error { return notYet("machines") }

@@ -7,10 +7,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
+	"fmt"
 
 	"github.com/offload-nix/offload/internal/hook"
-	"github.com/offload-nix/offload/pkg/pick"
+	"github.com/offload-nix/offload/pkg/config"
 )
 
 // runHook runs hook mode. Nix ≥ 2.35 ends a hook with SIGTERM and SIGKILL
@@ -21,7 +21,13 @@ import (
 func runHook(ctx context.Context, verbosity int, env Env) int {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt, syscall.SIGHUP)
 	defer stop()
-	cfg := hookConfig(env)
+	cfg, err := hookConfig(env)
+	if err != nil {
+		// A broken offload.conf must not stop every build: the hook
+		// runs with the defaults and says why.
+		fmt.Fprintf(env.Stderr, "@nix {\"action\":\"msg\",\"level\":1,\"msg\":%q}\n", "offload: warning: "+err.Error()+"; using the defaults")
+		cfg, _ = hookConfigFrom(config.Default())
+	}
 	henv := hook.Env{
 		Stdin:    env.Stdin,
 		Stderr:   env.Stderr,
@@ -35,24 +41,10 @@ func runHook(ctx context.Context, verbosity int, env Env) int {
 	return hook.Main(ctx, verbosity, cfg, henv)
 }
 
-func hookConfig(env Env) hook.Config {
-	cfg := hook.Config{
-		ConnectTimeout:      10 * time.Second,
-		StateDir:            "/nix/var/nix/offload",
-		Emulation:           pick.EmulationPrefer,
-		EmulationPenalty:    1,
-		LocalSpeedFactor:    1,
-		UnhealthyBackoff:    30 * time.Second,
-		UnhealthyBackoffMax: 10 * time.Minute,
-		PostponeWait:        2 * time.Second,
+func hookConfig(env Env) (hook.Config, error) {
+	c, err := config.Load(env.Getenv)
+	if err != nil {
+		return hook.Config{}, err
 	}
-	if v := env.Getenv("OFFLOAD_STATE_DIR"); v != "" {
-		cfg.StateDir = v
-	}
-	if v := env.Getenv("OFFLOAD_CONNECT_TIMEOUT"); v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			cfg.ConnectTimeout = d
-		}
-	}
-	return cfg
+	return hookConfigFrom(c)
 }

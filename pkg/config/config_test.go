@@ -75,6 +75,7 @@ func TestFileAndEnv(t *testing.T) {
 		{"unhealthy-backoff", "30s", "default"},
 		{"unhealthy-backoff-max", "10m", "default"},
 		{"postpone-wait", "1.5s", conf + ":5"},
+		{"emulation-penalty", "1", "default"},
 	}
 	got := c.Entries()
 	if len(got) != len(want) {

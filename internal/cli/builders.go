@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: MIT
+
+package cli
+
+import (
+	"fmt"
+
+	"github.com/offload-nix/offload/internal/hook"
+	"github.com/offload-nix/offload/pkg/config"
+	"github.com/offload-nix/offload/pkg/nixconf"
+	"github.com/offload-nix/offload/pkg/pick"
+	"github.com/offload-nix/offload/pkg/spec"
+)
+
+// builders returns the machines the way Nix resolves them: the --builders
+// flag if given, else Nix's builders setting from its configuration files
+// (whose default is @/etc/nix/machines, or NIX_REMOTE_SYSTEMS).
+func (rc *runContext) builders(lenient bool) ([]spec.Machine, []spec.Warning, string, error) {
+	setting, origin := rc.global.Builders, "--builders"
+	system := ""
+	if setting == "" {
+		conf, err := nixconf.Load(rc.env.Getenv)
+		if err != nil {
+			return nil, nil, "", usageErr(fmt.Errorf("reading Nix's configuration: %w", err), "fix the line it names, or pass --builders")
+		}
+		setting, origin = conf.Builders(rc.env.Getenv)
+		if v, _, ok := conf.Get("system"); ok {
+			system = v
+		}
+	}
+	ms, warnings, err := spec.ParseBuilders(setting, spec.Options{LocalSystem: system, Lenient: lenient})
+	if err != nil {
+		return nil, nil, origin, usageErr(err, "Nix's own hook fails every build on such a line; fix it or comment it out")
+	}
+	return ms, warnings, origin, nil
+}
+
+// settings loads offload's own settings.
+func (rc *runContext) settings() (*config.Config, error) {
+	c, err := config.Load(rc.env.Getenv)
+	if err != nil {
+		return nil, usageErr(err, "see `offload config` for every setting and its default")
+	}
+	return c, nil
+}
+
+// hookConfigFrom turns offload's settings into what the hook uses.
+func hookConfigFrom(c *config.Config) (hook.Config, error) {
+	em, err := pick.ParseEmulation(c.Emulation())
+	if err != nil {
+		return hook.Config{}, err
+	}
+	penalty := c.Float("emulation-penalty")
+	return hook.Config{
+		ConnectTimeout:      c.ConnectTimeout(),
+		StateDir:            c.StateDir(),
+		Emulation:           em,
+		EmulationPenalty:    penalty,
+		LocalSpeedFactor:    c.LocalSpeedFactor(),
+		UnhealthyBackoff:    c.UnhealthyBackoff(),
+		UnhealthyBackoffMax: c.UnhealthyBackoffMax(),
+		PostponeWait:        c.PostponeWait(),
+	}, nil
+}

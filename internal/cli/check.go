@@ -1,0 +1,7 @@
+// SPDX-License-Identifier: MIT
+
+package cli
+
+type checkCmd struct{}
+
+func (checkCmd) Run(rc *runContext) error { return notYet("check") }

@@ -1,0 +1,7 @@
+// SPDX-License-Identifier: MIT
+
+package cli
+
+type pickCmd struct{}
+
+func (pickCmd) Run(rc *runContext) error { return notYet("pick") }

@@ -1,0 +1,7 @@
+// SPDX-License-Identifier: MIT
+
+package cli
+
+type setupCmd struct{}
+
+func (setupCmd) Run(rc *runContext) error { return notYet("setup") }
