@@ -4,10 +4,10 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
-	"fmt"
 
 	"github.com/offload-nix/offload/internal/hook"
 	"github.com/offload-nix/offload/pkg/config"
