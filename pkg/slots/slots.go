@@ -641,6 +641,30 @@ func (f *File) BuildDone(uri string, ok bool, sent, received int64) {
 	m.add(r+rReceived, uint64(received))
 }
 
+// ResetCounters zeroes the build counters (started, succeeded, failed,
+// bytes sent and received) of every builder in the file, listed or not.
+// Health, drain flags, held slots and the decision ring are kept.
+func (f *File) ResetCounters() error {
+	if f.o.ReadOnly {
+		return fmt.Errorf("slots: %s: opened read-only", f.path)
+	}
+	v := f.view()
+	if v == nil {
+		return errors.New("slots: reset after close")
+	}
+	m := v.m
+	for i := 0; i < int(m.g.records); i++ {
+		r := m.g.recOff(i)
+		if m.load(r+rHash) == 0 {
+			continue
+		}
+		for _, off := range [...]int{rStarted, rSucceeded, rFailed, rSent, rReceived} {
+			m.store(r+off, 0)
+		}
+	}
+	return nil
+}
+
 // SetDrained turns draining of uri on or off: a drained builder gives out
 // no new slots; held ones run to their end.
 func (f *File) SetDrained(uri string, on bool) error {

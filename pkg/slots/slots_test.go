@@ -653,3 +653,58 @@ func TestWaitChange(t *testing.T) {
 		t.Error("WaitChange with a cancelled ctx reported a change")
 	}
 }
+
+func TestResetCounters(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "slots")
+	ms := []spec.Machine{mach("ssh://a", 2), mach("ssh://b", 1)}
+	f := open(t, path, ms)
+	s, ok := f.Acquire("ssh://a")
+	if !ok {
+		t.Fatal("Acquire failed")
+	}
+	defer s.Release()
+	f.BuildDone("ssh://a", true, 10, 20)
+	f.BuildDone("ssh://b", false, 1, 2)
+	f.RecordFailure("ssh://b", ErrConnect, time.Hour, time.Hour)
+	f.SetDrained("ssh://a", true)
+	f.LogDecision(Decision{Drv: "x", Answer: AnswerAccept})
+	// A builder no longer listed keeps a record; its counters go too.
+	old := open(t, path, []spec.Machine{mach("ssh://gone", 1)})
+	old.BuildDone("ssh://gone", true, 5, 5)
+
+	ro, err := Open(path, ms, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if err := ro.ResetCounters(); err == nil {
+		t.Error("ResetCounters on a read-only file succeeded")
+	}
+	if got := ro.Snapshot(nil)[0].Succeeded; got != 1 {
+		t.Errorf("read-only ResetCounters changed the file: succeeded %d, want 1", got)
+	}
+
+	if err := f.ResetCounters(); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range f.Snapshot(nil) {
+		if b.Started != 0 || b.Succeeded != 0 || b.Failed != 0 || b.BytesSent != 0 || b.BytesRecvd != 0 {
+			t.Errorf("%s after reset: %+v", b.URI, b)
+		}
+	}
+	if b := old.Snapshot(nil)[0]; b.Succeeded != 0 || b.BytesSent != 0 {
+		t.Errorf("unlisted builder after reset: %+v", b)
+	}
+	snap := f.Snapshot(nil)
+	if snap[0].Busy != 1 || !snap[0].Drained || snap[1].ConsecutiveFailures != 1 || snap[1].UnhealthyUntil.IsZero() {
+		t.Errorf("reset changed more than counters: %+v", snap)
+	}
+	if n := len(f.Decisions(nil)); n != 1 {
+		t.Errorf("reset changed the decision ring: %d entries, want 1", n)
+	}
+	f.Close()
+	if err := f.ResetCounters(); err == nil {
+		t.Error("ResetCounters after Close succeeded")
+	}
+}
