@@ -2,6 +2,77 @@
 
 package cli
 
-type pickCmd struct{}
+import (
+	"errors"
+	"strings"
+	"time"
 
-func (pickCmd) Run(rc *runContext) error { return notYet("pick") }
+	"github.com/offload-nix/offload/pkg/pick"
+)
+
+type pickCmd struct {
+	System       string   `required:"" help:"The derivation's system, e.g. aarch64-linux." placeholder:"SYSTEM"`
+	Features     []string `help:"Features it requires, comma-separated (requiredSystemFeatures)." placeholder:"F,…"`
+	LocalWilling bool     `help:"Nix is willing to build it locally (max-jobs above 0), so a faster local machine keeps it."`
+	JSON         bool     `help:"Print the decision as JSON: answer, builder, and reasons [{uri, eligible, why, score…}]."`
+}
+
+func (pickCmd) Help() string {
+	return `Shows what the hook would answer for a derivation of this system and these
+features right now, and why, builder by builder: the same machines, the
+same shared builder load (read from the slot file; none means idle),
+offload's settings, OFFLOAD_ONLY and OFFLOAD_AVOID. The local machine is
+described from Nix's configuration (system, extra-platforms,
+system-features) and its load from /proc/loadavg.
+
+The exit code is 0 whenever a decision was made, whatever it is (read
+the answer from the first word, or from "answer" with --json), and 2 on
+bad input or configuration.
+
+Example:
+  offload pick --system aarch64-linux --features kvm
+  offload pick --system x86_64-linux --local-willing --json`
+}
+
+func (c pickCmd) Run(rc *runContext) error {
+	req := pick.Request{System: strings.TrimSpace(c.System), LocalWilling: c.LocalWilling}
+	if req.System == "" || strings.ContainsAny(req.System, " \t,") {
+		return usageErr(errors.New("pick: --system wants one system, e.g. aarch64-linux"), "")
+	}
+	for _, f := range c.Features {
+		for _, w := range strings.Fields(f) {
+			req.Features = append(req.Features, w)
+		}
+	}
+	ms, warnings, _, err := rc.builders(true)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		rc.warnf("%s: %s", w.Source, w.Msg)
+	}
+	settings, err := rc.settings()
+	if err != nil {
+		return err
+	}
+	cfg, err := hookConfigFrom(settings)
+	if err != nil {
+		return usageErr(err, "see `offload config` for every setting and its default")
+	}
+	local, err := rc.localMachine(cfg.LocalSpeedFactor)
+	if err != nil {
+		return err
+	}
+	loads := rc.loads(ms)
+	var d pick.Decision
+	pick.Choose(&d, ms, loads, req, local, rc.pickOptions(cfg), time.Now())
+	if c.JSON {
+		err = d.WriteJSON(rc.env.Stdout)
+	} else {
+		err = d.WriteText(rc.env.Stdout)
+	}
+	if err != nil {
+		return failed(err, "")
+	}
+	return nil
+}

@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: MIT
+
+package cli
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/offload-nix/offload/internal/hook"
+	"github.com/offload-nix/offload/pkg/nixconf"
+	"github.com/offload-nix/offload/pkg/pick"
+	"github.com/offload-nix/offload/pkg/slots"
+	"github.com/offload-nix/offload/pkg/spec"
+)
+
+// loadavgPath is read for the local machine's load; tests replace it.
+var loadavgPath = "/proc/loadavg"
+
+// localMachine describes this machine as the hook would see it: Nix sends
+// the hook its system, extra-platforms and system-features settings; a
+// command people type reads them from Nix's configuration files instead,
+// with Nix's defaults where the files set nothing (src/libstore/globals.cc:
+// extra-platforms gains i686-linux on x86_64-linux, system-features are
+// nixos-test, benchmark and big-parallel, plus kvm when /dev/kvm can be
+// opened).
+func (rc *runContext) localMachine(speed float64) (pick.Local, error) {
+	conf, err := nixconf.Load(rc.env.Getenv)
+	if err != nil {
+		return pick.Local{}, usageErr(err, "fix the line it names")
+	}
+	system := spec.LocalSystem()
+	if v, _, ok := conf.Get("system"); ok && strings.TrimSpace(v) != "" {
+		system = strings.TrimSpace(v)
+	}
+	var extra []string
+	if system == "x86_64-linux" {
+		extra = []string{"i686-linux"}
+	}
+	features := []string{"nixos-test", "benchmark", "big-parallel"}
+	if syscall.Access("/dev/kvm", 6) == nil { // R_OK|W_OK
+		features = append(features, "kvm")
+	}
+	return pick.Local{
+		System:         system,
+		ExtraPlatforms: listSetting(conf, "extra-platforms", extra),
+		Features:       listSetting(conf, "system-features", features),
+		SpeedFactor:    speed,
+		LoadPerCPU:     loadPerCPU(),
+	}, nil
+}
+
+// listSetting is Nix's list setting key: def unless an entry sets key, then
+// every "extra-key" entry appended.
+func listSetting(conf *nixconf.Conf, key string, def []string) []string {
+	if _, _, ok := conf.Get(key); ok {
+		return conf.List(key)
+	}
+	words := def
+	for _, e := range conf.Entries {
+		if e.Key == "extra-"+key {
+			words = append(words, strings.Fields(e.Value)...)
+		}
+	}
+	return words
+}
+
+// loadPerCPU is the one-minute load average over the CPU count (as the
+// hook computes it), 0 when unreadable.
+func loadPerCPU() float64 {
+	b, err := os.ReadFile(loadavgPath)
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0
+	}
+	return v / float64(runtime.NumCPU())
+}
+
+// loads reads the shared builder state for ms, read-only, as the hook's
+// decision sees it: one Load per machine. A missing slot file means every
+// builder is idle and healthy; an unreadable one is said once and counts as
+// missing.
+func (rc *runContext) loads(ms []spec.Machine) []pick.Load {
+	loads := make([]pick.Load, len(ms))
+	if len(ms) == 0 {
+		return loads
+	}
+	f, err := rc.openSlots(ms, true)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			rc.warnf("builder load unknown, taking every builder as idle: %v", errors.Unwrap(err))
+		}
+		return loads
+	}
+	defer f.Close()
+	snap := f.Snapshot(nil)
+	for _, b := range snap {
+		for i := range ms {
+			if ms[i].URI != b.URI {
+				continue
+			}
+			loads[i] = pick.Load{
+				Busy:           b.Busy,
+				UnhealthyUntil: b.UnhealthyUntil,
+				Failures:       b.ConsecutiveFailures,
+				LastError:      lastError(b.LastError),
+				Drained:        b.Drained,
+			}
+			break
+		}
+	}
+	return loads
+}
+
+func lastError(c slots.ErrCode) string {
+	if c == slots.ErrNone {
+		return ""
+	}
+	return c.String()
+}
+
+// pickOptions are the hook's choosing options: offload's settings and the
+// OFFLOAD_ONLY and OFFLOAD_AVOID lists of the environment.
+func (rc *runContext) pickOptions(cfg hook.Config) pick.Options {
+	return pick.Options{
+		Emulation:        cfg.Emulation,
+		EmulationPenalty: cfg.EmulationPenalty,
+		Only:             pick.ParseList(rc.env.Getenv("OFFLOAD_ONLY")),
+		Avoid:            pick.ParseList(rc.env.Getenv("OFFLOAD_AVOID")),
+	}
+}
