@@ -322,8 +322,11 @@ func testMultiProcess(t *testing.T, rebuild bool) {
 	}
 	t.Logf("%d children took %d slots; peak in use %v of %d/%d/%d; %d rebuilds",
 		children, total, peak, ms[0].MaxJobs, ms[1].MaxJobs, ms[2].MaxJobs, rebuilds)
-	if rebuild && rebuilds < 3 {
-		t.Errorf("%d rebuilds happened while the children ran, want at least 3", rebuilds)
+	// How many rebuilds fit while the children run depends on the
+	// machine's speed (qemu-user is slow); one is enough to exercise the
+	// move, more only add confidence.
+	if rebuild && rebuilds < 1 {
+		t.Errorf("no rebuild happened while the children ran")
 	}
 	for b := range ms {
 		if peak[b] == 0 {
