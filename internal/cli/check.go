@@ -2,6 +2,678 @@
 
 package cli
 
-type checkCmd struct{}
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
 
-func (checkCmd) Run(rc *runContext) error { return notYet("check") }
+	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/pkg/slots"
+	"github.com/offload-nix/offload/pkg/spec"
+	"github.com/offload-nix/offload/pkg/ssh"
+)
+
+// Rules: check runs only fixed remote commands (the serve command Nix
+// itself runs, and the probes in probeCommands): nothing from the
+// configuration is put into a remote shell line by this file. Every
+// builder gets its own deadline, so one dead builder costs at most the
+// connect timeout, twice (connecting, then everything after).
+
+type checkCmd struct {
+	Only    []string `arg:"" optional:"" name:"builder" help:"Check only these builders (names or URIs); default: all."`
+	JSON    bool     `help:"Print JSON: an array with one object per builder."`
+	Explain string   `help:"Print how the SSH settings of HOST (a builder's name or URI, or any host) are resolved and where each comes from, without connecting." placeholder:"HOST"`
+	Jobs    int      `default:"8" help:"Check at most this many builders at once."`
+}
+
+func (checkCmd) Help() string {
+	return `Connects to every builder, in parallel, as the hook would: SSH with host
+key verification, then Nix's serve protocol (nix-store --serve --write).
+For each it reports the remote Nix version, the protocol version, the time
+to connect (SSH, then the serve handshake) and one request's round trip;
+and it asks the builder which systems and features it has (nix config
+show, or nix show-config on Nix before 2.20) and compares them with the
+machines file: a system or feature the machines file claims but the
+builder lacks would make its builds fail there. Extra ones are fine.
+
+The result is recorded in the shared builder state when it is writable,
+so a builder found unreachable is skipped by the hooks for a while, and
+one found working is tried again at once.
+
+Exit code 0 when every builder checked is fine, 1 otherwise, 2 on bad
+input or configuration.
+
+Example:
+  offload check
+  offload check b1 --json
+  offload check --explain b1`
+}
+
+// checkResult is what check found about one builder; its JSON form is the
+// --json output.
+type checkResult struct {
+	URI  string `json:"uri"`
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
+	// Reason is why the builder is not fine, or a note about a fine one.
+	Reason string `json:"reason"`
+	// Error classifies a failure to connect: refused, timeout, dns, auth,
+	// host-key, protocol, other ("" when connected).
+	Error string `json:"error,omitempty"`
+	// Fingerprint is the host key offered, when it was refused.
+	Fingerprint string `json:"host_key_fingerprint,omitempty"`
+	NixVersion  string `json:"nix_version,omitempty"`
+	Protocol    string `json:"protocol,omitempty"`
+	// ConnectMS is the SSH connection (TCP, key exchange,
+	// authentication); HandshakeMS the serve session and handshake after
+	// it; RTTMS one QueryValidPaths round trip.
+	ConnectMS   float64 `json:"connect_ms"`
+	HandshakeMS float64 `json:"handshake_ms"`
+	RTTMS       float64 `json:"rtt_ms"`
+	// Capabilities is "reported" when the builder told its settings, else
+	// "unknown" (see Reason).
+	Capabilities   string   `json:"capabilities"`
+	System         string   `json:"system,omitempty"`
+	ExtraPlatforms []string `json:"extra_platforms"`
+	Features       []string `json:"system_features"`
+	// Problems are the differences between the machines file and the
+	// builder that make it not fine.
+	Problems []string `json:"problems"`
+
+	code slots.ErrCode // for RecordFailure
+}
+
+func (c checkCmd) Run(rc *runContext) error {
+	settings, err := rc.settings()
+	if err != nil {
+		return err
+	}
+	if c.Explain != "" {
+		return rc.explain(c.Explain, settings.ConnectTimeout())
+	}
+	ms, warnings, _, err := rc.builders(true)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		rc.warnf("%s: %s", w.Source, w.Msg)
+	}
+	all := ms
+	if len(c.Only) > 0 {
+		var sel []spec.Machine
+		for _, name := range c.Only {
+			i, err := spec.Find(ms, name)
+			if err != nil {
+				return usageErr(err, "`offload machines` lists the builders by name and URI")
+			}
+			sel = append(sel, ms[i])
+		}
+		ms = sel
+	}
+	if len(ms) == 0 {
+		return failed(errors.New("check: no builders configured"), "add machines to /etc/nix/machines or Nix's builders setting, or pass --builders")
+	}
+
+	var logMu sync.Mutex
+	opts := ssh.Options{
+		ConnectTimeout: settings.ConnectTimeout(),
+		Env:            rc.env.Getenv,
+		Logf: func(format string, args ...any) {
+			logMu.Lock()
+			defer logMu.Unlock()
+			rc.warnf(format, args...)
+		},
+	}
+	start := time.Now()
+	results := checkAll(rc.ctx, ms, opts, c.Jobs)
+	elapsed := time.Since(start)
+	rc.recordChecks(all, results, settings.UnhealthyBackoff(), settings.UnhealthyBackoffMax())
+
+	if c.JSON {
+		enc := json.NewEncoder(rc.env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(results); err != nil {
+			return failed(err, "")
+		}
+	} else if err := writeChecks(rc.env.Stdout, results, elapsed); err != nil {
+		return failed(err, "")
+	}
+	for _, r := range results {
+		if !r.OK {
+			return silentExit(ExitFailed)
+		}
+	}
+	return nil
+}
+
+// explain prints the resolved SSH settings of host without connecting.
+func (rc *runContext) explain(host string, timeout time.Duration) error {
+	var m spec.Machine
+	found := false
+	if ms, _, _, err := rc.builders(true); err == nil {
+		if i, err := spec.Find(ms, host); err == nil {
+			m, found = ms[i], true
+		}
+	}
+	if !found {
+		if strings.ContainsAny(host, " \t\n;") {
+			return usageErr(fmt.Errorf("check: --explain %q: want one host, builder name or URI", host), "")
+		}
+		ms, _, err := spec.ParseBuilders(host, spec.Options{})
+		if err != nil || len(ms) != 1 {
+			return usageErr(fmt.Errorf("check: --explain %q: not a host or builder URI: %v", host, err), "")
+		}
+		m = ms[0]
+	}
+	s, err := ssh.Resolve(m, ssh.Options{ConnectTimeout: timeout, Env: rc.env.Getenv, Logf: rc.warnf})
+	if err != nil {
+		return usageErr(err, "")
+	}
+	w := rc.env.Stdout
+	if found {
+		fmt.Fprintf(w, "builder %s  (%s)\n", m.URI, m.Source)
+	} else {
+		fmt.Fprintf(w, "%s is not in the machines; settings for ssh://%s\n", host, strings.TrimPrefix(m.URI, "ssh://"))
+	}
+	if err := s.Explain(w); err != nil {
+		return failed(err, "")
+	}
+	if !s.Local {
+		fmt.Fprintf(w, "%-22s %s\n", "RemoteCommand", strings.Join(ssh.RemoteCommand(m, m.Scheme == "ssh-ng"), " "))
+	}
+	return nil
+}
+
+// checkAll checks ms with at most jobs at once and returns the results in
+// the machines' order.
+func checkAll(ctx context.Context, ms []spec.Machine, opts ssh.Options, jobs int) []checkResult {
+	if jobs < 1 {
+		jobs = 1
+	}
+	results := make([]checkResult, len(ms))
+	sem := make(chan struct{}, jobs)
+	var wg sync.WaitGroup
+	for i := range ms {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			results[i] = checkOne(ctx, ms[i], opts)
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+// checkOne connects to m and sees what it is.
+func checkOne(ctx context.Context, m spec.Machine, opts ssh.Options) (r checkResult) {
+	r = checkResult{URI: m.URI, Name: m.Name, Capabilities: "unknown", ExtraPlatforms: []string{}, Features: []string{}, Problems: []string{}}
+	if m.Scheme != "ssh" {
+		r.Reason = m.Scheme + ":// builders are not supported yet: offload builds over ssh:// (nix-store --serve)"
+		r.Problems = append(r.Problems, r.Reason)
+		return r
+	}
+	timeout := opts.ConnectTimeout
+	if timeout <= 0 {
+		timeout = ssh.DefaultConnectTimeout
+	}
+
+	t0 := time.Now()
+	client, err := ssh.Dial(ctx, m, opts)
+	r.ConnectMS = ms(time.Since(t0))
+	if err != nil {
+		r.fail(err)
+		return r
+	}
+	defer client.Close()
+
+	// Everything after connecting gets a deadline of its own: a builder
+	// that connects but never answers is as dead as one that does not
+	// connect. Closing the connection unblocks every read.
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { client.Close() })
+	defer stop()
+	timedOut := func(err error) error {
+		if ctx.Err() != nil {
+			return &ssh.Error{Kind: ssh.Timeout, Host: m.Host, Err: fmt.Errorf("no answer within %v after connecting: %w", timeout, err)}
+		}
+		return err
+	}
+
+	t1 := time.Now()
+	argv := ssh.RemoteCommand(m, false)
+	sess, err := client.Start(ctx, argv)
+	if err != nil {
+		r.fail(timedOut(err))
+		return r
+	}
+	tail := newStderrTail(sess.Stderr)
+	sc, err := serve.New(sess.Stdout, sess.Stdin, serve.Options{Host: m.Name, Stderr: tail.String})
+	r.HandshakeMS = ms(time.Since(t1))
+	if err != nil {
+		sess.Close()
+		sess.Wait()
+		err = timedOut(err)
+		var se *ssh.Error
+		var ne *ssh.NoiseError
+		if !errors.As(err, &se) && !errors.As(err, &ne) {
+			err = &ssh.Error{Kind: ssh.Protocol, Host: m.Host, Err: fmt.Errorf("%s: %w", strings.Join(argv, " "), err)}
+		}
+		r.fail(err)
+		return r
+	}
+	v := sc.ServerVersion()
+	r.Protocol = fmt.Sprintf("%d.%d", v>>8&0xff, v&0xff)
+	t2 := time.Now()
+	_, err = sc.QueryValidPaths(nil, false, false)
+	r.RTTMS = ms(time.Since(t2))
+	sess.Close()
+	sess.Wait()
+	if err != nil {
+		r.fail(timedOut(err))
+		return r
+	}
+	r.OK = true
+
+	// What the builder says it builds, from a second session on the
+	// same connection.
+	version, conf, why := probeNix(ctx, client)
+	r.NixVersion = version
+	if conf == nil {
+		r.Reason = "systems and features unknown: " + why
+		return r
+	}
+	r.Capabilities = "reported"
+	r.System = conf["system"]
+	r.ExtraPlatforms = nonNilFields(conf["extra-platforms"])
+	r.Features = nonNilFields(conf["system-features"])
+	r.Problems = compareCapabilities(m, r.System, r.ExtraPlatforms, r.Features)
+	if len(r.Problems) > 0 {
+		r.OK = false
+		r.Reason = strings.Join(r.Problems, "; ")
+	}
+	return r
+}
+
+// fail records a failure to connect or to start the protocol.
+func (r *checkResult) fail(err error) {
+	r.OK = false
+	r.Reason = err.Error()
+	r.code = errCode(err)
+	r.Error = errClass(err)
+	var hk *ssh.HostKeyError
+	if errors.As(err, &hk) && hk.Key != nil {
+		r.Fingerprint = hk.Fingerprint()
+	}
+	r.Problems = append(r.Problems, r.Reason)
+}
+
+// errCode is the slot file's class of a connection failure (the hook
+// records the same).
+func errCode(err error) slots.ErrCode {
+	var hk *ssh.HostKeyError
+	if errors.As(err, &hk) {
+		return slots.ErrHostKey
+	}
+	var se *ssh.Error
+	if errors.As(err, &se) {
+		switch se.Kind {
+		case ssh.Refused, ssh.DNS:
+			return slots.ErrConnect
+		case ssh.Timeout:
+			return slots.ErrTimeout
+		case ssh.Auth:
+			return slots.ErrAuth
+		case ssh.HostKey:
+			return slots.ErrHostKey
+		case ssh.Protocol:
+			return slots.ErrProtocol
+		}
+	}
+	var ne *ssh.NoiseError
+	if errors.As(err, &ne) {
+		return slots.ErrProtocol
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return slots.ErrTimeout
+	}
+	return slots.ErrOther
+}
+
+// errClass names the kind of failure for --json.
+func errClass(err error) string {
+	var hk *ssh.HostKeyError
+	if errors.As(err, &hk) {
+		return "host-key"
+	}
+	var se *ssh.Error
+	if errors.As(err, &se) {
+		switch se.Kind {
+		case ssh.Refused:
+			return "refused"
+		case ssh.DNS:
+			return "dns"
+		case ssh.Timeout:
+			return "timeout"
+		case ssh.Auth:
+			return "auth"
+		case ssh.HostKey:
+			return "host-key"
+		case ssh.Protocol:
+			return "protocol"
+		}
+	}
+	var ne *ssh.NoiseError
+	if errors.As(err, &ne) {
+		return "protocol"
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timeout"
+	}
+	return "other"
+}
+
+// recordChecks notes each result in the shared builder state, when that
+// can be written: a connection that worked makes the builder healthy again
+// at once; one that failed marks it unhealthy with the configured backoff,
+// as a hook's failed connection does. A builder whose capabilities differ
+// from the machines file connected fine, so it counts as a success.
+func (rc *runContext) recordChecks(all []spec.Machine, results []checkResult, backoff, max time.Duration) {
+	var record []checkResult
+	for _, r := range results {
+		if r.Error != "" || r.Protocol != "" {
+			record = append(record, r)
+		}
+	}
+	if len(record) == 0 {
+		return
+	}
+	f, err := rc.openSlots(all, false)
+	if err != nil {
+		return // check is useful without it, e.g. for a user who cannot write it
+	}
+	defer f.Close()
+	for _, r := range record {
+		if r.Error != "" {
+			f.RecordFailure(r.URI, r.code, backoff, max)
+		} else {
+			f.RecordSuccess(r.URI, time.Duration((r.ConnectMS+r.HandshakeMS)*float64(time.Millisecond)))
+		}
+	}
+}
+
+// probeCommands ask a builder for its configuration: `nix config show` on
+// Nix 2.20 and later, `nix show-config` before (where `nix config` does not
+// exist). Both need the nix-command feature on most versions. They are
+// fixed words: nothing from the configuration goes into a remote shell line.
+var (
+	probeVersion    = []string{"nix", "--version"}
+	probeConfigShow = []string{"nix", "--extra-experimental-features", "nix-command", "config", "show"}
+	probeShowConfig = []string{"nix", "--extra-experimental-features", "nix-command", "show-config"}
+)
+
+// probeNix runs the probes on c. It returns the Nix version ("unknown" if
+// the builder would not say) and the configuration, or nil and why not.
+func probeNix(ctx context.Context, c *ssh.Client) (version string, conf map[string]string, why string) {
+	version = "unknown"
+	first, second := probeConfigShow, probeShowConfig
+	if out, err := runProbe(ctx, c, probeVersion); err == nil {
+		version = parseNixVersion(out)
+		if v, ok := versionBefore(version, 2, 20); ok && v {
+			first, second = second, first
+		}
+	}
+	var errs []string
+	for _, argv := range [][]string{first, second} {
+		out, err := runProbe(ctx, c, argv)
+		if err == nil {
+			conf = parseNixConfig(out)
+			if _, ok := conf["system"]; ok {
+				return version, conf, ""
+			}
+			err = errors.New("no system setting in its output")
+		}
+		errs = append(errs, fmt.Sprintf("%s: %v", strings.Join(argv, " "), err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return version, nil, "the builder would not say (" + strings.Join(errs, "; ") + ")"
+}
+
+// runProbe runs argv on c and returns its standard output (at most 1 MiB).
+func runProbe(ctx context.Context, c *ssh.Client, argv []string) ([]byte, error) {
+	s, err := c.Start(ctx, argv)
+	if err != nil {
+		return nil, err
+	}
+	tail := newStderrTail(s.Stderr)
+	out, rerr := io.ReadAll(io.LimitReader(s.Stdout, 1<<20))
+	s.Close()
+	err = s.Wait()
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		if msg := tail.String(); msg != "" {
+			err = fmt.Errorf("%w: %s", err, firstLine(msg))
+		}
+		return nil, err
+	}
+	return out, nil
+}
+
+// parseNixVersion takes "nix (Nix) 2.8.0" or "nix (Lix, like Nix) 2.90.0"
+// to "2.8.0" or "2.90.0 (Lix)".
+func parseNixVersion(out []byte) string {
+	line := firstLine(string(out))
+	f := strings.Fields(line)
+	if len(f) == 0 {
+		return "unknown"
+	}
+	v := f[len(f)-1]
+	if strings.Contains(line, "Lix") {
+		v += " (Lix)"
+	}
+	return v
+}
+
+// versionBefore reports whether version v is before major.minor, and
+// whether v could be read.
+func versionBefore(v string, major, minor int) (before, ok bool) {
+	v, _, _ = strings.Cut(v, " ")
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return false, false
+	}
+	a, err1 := strconv.Atoi(parts[0])
+	b, err2 := strconv.Atoi(strings.TrimRightFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
+	if err1 != nil || err2 != nil {
+		return false, false
+	}
+	return a < major || a == major && b < minor, true
+}
+
+// parseNixConfig reads the "key = value" lines that nix show-config and
+// nix config show print.
+func parseNixConfig(out []byte) map[string]string {
+	conf := map[string]string{}
+	for line := range strings.SplitSeq(string(out), "\n") {
+		k, v, ok := strings.Cut(line, " = ")
+		if !ok {
+			if k, ok = strings.CutSuffix(strings.TrimSpace(line), " ="); !ok {
+				continue
+			}
+		}
+		conf[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return conf
+}
+
+// compareCapabilities lists what the machines file claims for m that the
+// builder does not have: systems that are neither its system nor among its
+// extra platforms, and features missing from its system-features. A build
+// sent there for such a system or feature fails on the builder.
+func compareCapabilities(m spec.Machine, system string, extra, features []string) []string {
+	problems := []string{}
+	var sys []string
+	for _, s := range m.Systems {
+		if s != system && s != "builtin" && !slices.Contains(extra, s) {
+			sys = append(sys, s)
+		}
+	}
+	if len(sys) > 0 {
+		problems = append(problems, fmt.Sprintf("the machines file lists %s, which it does not build (system %s, extra-platforms %s)",
+			strings.Join(sys, ", "), system, orNone(extra)))
+	}
+	var feat []string
+	for _, f := range slices.Concat(m.SupportedFeatures, m.MandatoryFeatures) {
+		if !slices.Contains(features, f) && !slices.Contains(feat, f) {
+			feat = append(feat, f)
+		}
+	}
+	if len(feat) > 0 {
+		word := "feature"
+		if len(feat) > 1 {
+			word = "features"
+		}
+		problems = append(problems, fmt.Sprintf("the machines file lists %s %s, which it lacks (system-features %s)",
+			word, strings.Join(feat, ", "), orNone(features)))
+	}
+	return problems
+}
+
+func orNone(words []string) string {
+	if len(words) == 0 {
+		return "none"
+	}
+	return strings.Join(words, " ")
+}
+
+func nonNilFields(s string) []string {
+	f := strings.Fields(s)
+	if f == nil {
+		f = []string{}
+	}
+	return f
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
+
+func ms(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
+}
+
+// writeChecks prints one row per builder.
+func writeChecks(w io.Writer, results []checkResult, elapsed time.Duration) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "\tBUILDER\tNIX\tPROTO\tCONNECT\tRTT\tRESULT")
+	bad := 0
+	for _, r := range results {
+		mark := "✓"
+		if !r.OK {
+			mark = "✗"
+			bad++
+		}
+		nix, proto, conn, rtt := "-", "-", "-", "-"
+		if r.NixVersion != "" {
+			nix = r.NixVersion
+		}
+		if r.Protocol != "" {
+			proto = r.Protocol
+			conn = fmtMS(r.ConnectMS + r.HandshakeMS)
+			rtt = fmtMS(r.RTTMS)
+		} else if r.Error != "" {
+			conn = r.Error
+		}
+		res := r.Reason
+		if r.OK {
+			res = "ok: " + r.capabilities()
+			if r.Reason != "" {
+				res = "ok; " + r.Reason
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mark, r.Name, nix, proto, conn, rtt, res)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%d of %d fine, in %s\n", len(results)-bad, len(results), elapsed.Round(time.Millisecond))
+	return err
+}
+
+func (r *checkResult) capabilities() string {
+	s := r.System
+	if len(r.ExtraPlatforms) > 0 {
+		s += " +" + strings.Join(r.ExtraPlatforms, ",")
+	}
+	if len(r.Features) > 0 {
+		s += "; features " + strings.Join(r.Features, ",")
+	}
+	return s
+}
+
+func fmtMS(v float64) string {
+	if v < 10 {
+		return strconv.FormatFloat(v, 'f', 1, 64) + "ms"
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64) + "ms"
+}
+
+// stderrTail reads a session's stderr to its end (an SSH channel has one
+// flow-control window for stdout and stderr, so it must be read) and keeps
+// the last few KiB for messages.
+type stderrTail struct {
+	mu   sync.Mutex
+	buf  []byte
+	done chan struct{}
+}
+
+func newStderrTail(r io.Reader) *stderrTail {
+	t := &stderrTail{done: make(chan struct{})}
+	go func() {
+		defer close(t.done)
+		b := make([]byte, 4096)
+		for {
+			n, err := r.Read(b)
+			t.mu.Lock()
+			t.buf = append(t.buf, b[:n]...)
+			if len(t.buf) > 8192 {
+				t.buf = append(t.buf[:0], t.buf[len(t.buf)-4096:]...)
+			}
+			t.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return t
+}
+
+// String returns what was read, waiting up to 200 ms for the stream's end.
+func (t *stderrTail) String() string {
+	select {
+	case <-t.done:
+	case <-time.After(200 * time.Millisecond):
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(bytes.TrimSpace(t.buf))
+}
