@@ -79,7 +79,7 @@ Examples:
 
 // Test seams.
 var (
-	testOnlyStatusNow           func() time.Time
+	testOnlyStatusNow     func() time.Time
 	testOnlyWatchInterval time.Duration
 )
 
@@ -340,7 +340,9 @@ func newStatus(snap []slots.Builder, now time.Time) *statusInfo {
 
 // oneLine is the prompt form. It tries ever shorter forms until one fits
 // in maxLine characters: every builder in full; every builder with short
-// names; only the builders that are busy, down or drained; totals alone.
+// names and shorter states; the same without how long a builder stays
+// down; only the builders that are busy, down or drained; only those down
+// or drained; totals alone.
 func oneLine(st *statusInfo) string {
 	t := st.Totals
 	head := "offload " + strconv.Itoa(t.Busy) + "/" + strconv.Itoa(t.MaxJobs) + " busy"
@@ -351,15 +353,18 @@ func oneLine(st *statusInfo) string {
 		return head + " · no builds offloaded yet on this machine"
 	}
 	tail := " · " + strconv.FormatUint(t.Builds, 10) + " built " + strconv.FormatUint(t.Failures, 10) + " failed"
-	var line string
-	for level := 0; level < 3; level++ {
-		var b strings.Builder
+	var b strings.Builder
+	for level := 0; level < 5; level++ {
+		b.Reset()
 		b.WriteString(head)
 		quiet := 0
 		for i := range st.Builders {
 			bs := &st.Builders[i]
-			if level == 2 && bs.Busy == 0 && bs.Healthy && !bs.Drained {
+			if level == 3 && bs.Busy == 0 && bs.Healthy && !bs.Drained {
 				quiet++
+				continue
+			}
+			if level == 4 && bs.Healthy && !bs.Drained {
 				continue
 			}
 			b.WriteString(" · ")
@@ -369,12 +374,11 @@ func oneLine(st *statusInfo) string {
 			b.WriteString(" · +" + strconv.Itoa(quiet) + " idle")
 		}
 		b.WriteString(tail)
-		line = b.String()
-		if utf8.RuneCountInString(line) <= maxLine {
-			return line
+		if utf8.RuneCountInString(b.String()) <= maxLine {
+			return b.String()
 		}
 	}
-	line = head
+	line := head
 	if t.Unhealthy > 0 {
 		line += " · " + strconv.Itoa(t.Unhealthy) + " down"
 	}
@@ -384,15 +388,20 @@ func oneLine(st *statusInfo) string {
 	return line + tail
 }
 
+// writeItem writes one builder of the line at a level of detail (see
+// oneLine): "b1 2/4", "b2 0/4 down 40s", "b3 0/1 drained"; from level 1
+// on an idle builder that is down or drained shows no count.
 func writeItem(b *strings.Builder, bs *builderStatus, level int) {
 	if level == 0 {
 		b.WriteString(cutRunes(bs.Name, 20))
 	} else {
-		b.WriteString(cutRunes(shortName(bs.Name), 8))
+		b.WriteString(cutRunes(shortName(bs.Name), 10))
 	}
-	b.WriteString(" " + strconv.Itoa(bs.Busy) + "/" + strconv.Itoa(bs.MaxJobs))
+	if level == 0 || (level < 4 && bs.Busy > 0) || (bs.Healthy && !bs.Drained) {
+		b.WriteString(" " + strconv.Itoa(bs.Busy) + "/" + strconv.Itoa(bs.MaxJobs))
+	}
 	switch {
-	case !bs.Healthy && level == 0:
+	case !bs.Healthy && level < 2:
 		b.WriteString(" down " + fmtSeconds(bs.UnhealthyForSeconds))
 	case !bs.Healthy:
 		b.WriteString(" down")
@@ -512,7 +521,7 @@ func writeTable(w io.Writer, st *statusInfo) {
 	fmt.Fprintln(tw, "BUILDER\tDERIVATION\tPHASE\tSINCE\tBYTES")
 	for _, b := range st.Builders {
 		for _, r := range b.Running {
-			drv := r.Drv
+			drv := cutRunes(r.Drv, 48)
 			if drv == "" {
 				drv = "-"
 			}
