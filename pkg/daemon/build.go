@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: MIT
+
+package daemon
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/offload-nix/offload/pkg/drv"
+	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/pkg/wire"
+)
+
+// BuildDerivation builds a derivation on the daemon (buildMode normal). d is
+// the parsed .drv at drvPath; inputSrcs replaces its input sources (Nix's
+// build-remote sends the whole input closure when the derivation has input
+// derivations, which the daemon never sees); nil means d.InputSrcs. The
+// daemon must already have every input.
+//
+// The build's log lines reach Options.Log, and its phases Options.Phase,
+// while it runs. Limits such as max-silent-time are not part of the
+// request: send them first with SetOptions. Closing the transport
+// interrupts the build.
+//
+// A failed build is a BuildResult with a failing Status, not an error. A
+// daemon that refuses the request (an untrusted user asking for an
+// input-addressed derivation: ErrNotTrusted) gives a *RemoteError.
+func (c *Client) BuildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string) (serve.BuildResult, error) {
+	if err := c.begin(); err != nil {
+		return serve.BuildResult{}, err
+	}
+	res, err := c.buildDerivation(drvPath, d, inputSrcs)
+	return res, c.end(err)
+}
+
+func (c *Client) buildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string) (serve.BuildResult, error) {
+	const op = "BuildDerivation"
+	c.w.Uint64(opBuildDerivation)
+	c.w.String(drvPath)
+	writeBasicDerivation(c.w, d, inputSrcs)
+	c.w.Uint64(0) // buildMode: bmNormal
+	if err := c.flushAndWait(op, drvPath); err != nil {
+		return serve.BuildResult{}, err
+	}
+	res, err := readBuildResult(newDecoder(c.r, &c.sbuf), c.version)
+	if err != nil {
+		return serve.BuildResult{}, c.ioErr(op, drvPath, err)
+	}
+	return res, nil
+}
+
+// writeBasicDerivation encodes d as derivations.cc writeDerivation does:
+// outputs sorted by name, environment sorted by key (nix-protocols.md
+// §5.5). The name is not sent and neither are the input derivations.
+func writeBasicDerivation(w *wire.Writer, d *drv.Derivation, inputSrcs []string) {
+	outs := slices.Clone(d.Outputs)
+	slices.SortStableFunc(outs, func(a, b drv.Output) int { return strings.Compare(a.Name, b.Name) })
+	w.Uint64(uint64(len(outs)))
+	for _, o := range outs {
+		w.String(o.Name)
+		w.String(o.Path)
+		w.String(o.HashAlgo)
+		w.String(o.Hash)
+	}
+	if inputSrcs == nil {
+		inputSrcs = d.InputSrcs
+	}
+	srcs := slices.Clone(inputSrcs)
+	slices.Sort(srcs)
+	w.Strings(slices.Compact(srcs))
+	w.String(d.Platform)
+	w.String(d.Builder)
+	w.Strings(d.Args)
+	env := slices.Clone(d.Env)
+	slices.SortStableFunc(env, func(a, b drv.EnvVar) int { return cmp.Compare(a.Key, b.Key) })
+	w.Uint64(uint64(len(env)))
+	for _, e := range env {
+		w.String(e.Key)
+		w.String(e.Value)
+	}
+}
+
+// readBuildResult decodes the BuildResult of BuildDerivation at the
+// negotiated version (nix-protocols.md §7.6): status and error message;
+// from 1.29 timesBuilt, isNonDeterministic, startTime and stopTime; from
+// 1.28 the built outputs as (DrvOutput id, realisation JSON) pairs. The CPU
+// times of 1.37 and the outputs keyed by name of the
+// realisation-with-path-not-hash feature are never negotiated, since the
+// client claims 1.35.
+func readBuildResult(d *decoder, version uint64) (serve.BuildResult, error) {
+	var res serve.BuildResult
+	st, err := d.u64()
+	if err != nil {
+		return res, noEOF(err)
+	}
+	if st > math.MaxUint8 {
+		return res, fmt.Errorf("invalid build status %d", st)
+	}
+	res.Status = serve.Status(st)
+	if res.ErrorMsg, err = d.str("error message", maxErrorMsg); err != nil {
+		return res, noEOF(err)
+	}
+	res.ErrorMsg = stripANSI(res.ErrorMsg)
+	if version >= 1<<8|29 {
+		var start, stop uint64
+		if res.TimesBuilt, err = d.u64(); err != nil {
+			return res, noEOF(err)
+		}
+		if res.IsNonDeterministic, err = d.bool(); err != nil {
+			return res, noEOF(err)
+		}
+		if start, err = d.u64(); err != nil {
+			return res, noEOF(err)
+		}
+		if stop, err = d.u64(); err != nil {
+			return res, noEOF(err)
+		}
+		res.StartTime, res.StopTime = unixTime(start), unixTime(stop)
+	}
+	if version >= 1<<8|28 {
+		n, err := d.count("built outputs", maxList)
+		if err != nil {
+			return res, noEOF(err)
+		}
+		for range n {
+			id, err := d.str("output id", maxShort)
+			if err != nil {
+				return res, noEOF(err)
+			}
+			rj, err := d.str("realisation", maxJSON)
+			if err != nil {
+				return res, noEOF(err)
+			}
+			bang := strings.LastIndexByte(id, '!')
+			if bang < 0 {
+				return res, fmt.Errorf("invalid derivation output id %q", id)
+			}
+			out := serve.BuiltOutput{Name: id[bang+1:], ID: id, Realisation: rj}
+			var j struct {
+				OutPath string `json:"outPath"`
+			}
+			if json.Unmarshal([]byte(rj), &j) == nil {
+				out.OutPath = j.OutPath
+			}
+			res.BuiltOutputs = append(res.BuiltOutputs, out)
+		}
+	}
+	return res, nil
+}
+
+func unixTime(s uint64) time.Time {
+	if s == 0 || s > math.MaxInt64 {
+		return time.Time{}
+	}
+	return time.Unix(int64(s), 0)
+}

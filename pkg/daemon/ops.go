@@ -1,0 +1,429 @@
+// SPDX-License-Identifier: MIT
+
+package daemon
+
+import (
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/offload-nix/offload/pkg/serve"
+)
+
+// IsValidPath reports whether path is valid on the daemon's store.
+func (c *Client) IsValidPath(path string) (bool, error) {
+	if err := c.begin(); err != nil {
+		return false, err
+	}
+	ok, err := c.isValidPath(path)
+	return ok, c.end(err)
+}
+
+func (c *Client) isValidPath(path string) (bool, error) {
+	const op = "IsValidPath"
+	c.w.Uint64(opIsValidPath)
+	c.w.String(path)
+	if err := c.flushAndWait(op, path); err != nil {
+		return false, err
+	}
+	ok, err := newDecoder(c.r, &c.sbuf).bool()
+	if err != nil {
+		return false, c.ioErr(op, path, noEOF(err))
+	}
+	return ok, nil
+}
+
+// flushAndWait sends the request and reads the messages up to the result.
+func (c *Client) flushAndWait(op, path string) error {
+	if err := c.w.Flush(); err != nil {
+		return c.ioErr(op, path, err)
+	}
+	return c.processStderr(op, path)
+}
+
+// QueryValidPaths returns the paths that are valid on the daemon's store.
+// With substitute, the daemon first tries to fetch missing paths from its
+// own substituters (protocol 1.27, Nix 2.4, and later; older daemons do
+// not substitute).
+func (c *Client) QueryValidPaths(paths []string, substitute bool) ([]string, error) {
+	if err := c.begin(); err != nil {
+		return nil, err
+	}
+	valid, err := c.queryValidPaths(paths, substitute)
+	return valid, c.end(err)
+}
+
+func (c *Client) queryValidPaths(paths []string, substitute bool) ([]string, error) {
+	const op = "QueryValidPaths"
+	c.w.Uint64(opQueryValidPaths)
+	// A StorePathSet: the daemon parses each path and dedups.
+	c.w.Strings(paths)
+	if c.version >= 1<<8|27 {
+		c.w.Bool(substitute)
+	}
+	if err := c.flushAndWait(op, ""); err != nil {
+		return nil, err
+	}
+	// The reply is a subset of the request.
+	valid, err := newDecoder(c.r, &c.sbuf).strs("valid paths", uint64(len(paths)), maxPath)
+	if err != nil {
+		return nil, c.ioErr(op, "", noEOF(err))
+	}
+	return valid, nil
+}
+
+// QueryPathInfo returns information about path, and false if it is not
+// valid on the daemon's store.
+//
+// The daemon sends the NAR hash in base16; it is returned in the form
+// package serve uses, "sha256:<nix32>", so that path infos from both kinds
+// of builder compare equal. PathInfo.NarDigest gives the raw digest.
+func (c *Client) QueryPathInfo(path string) (serve.PathInfo, bool, error) {
+	if err := c.begin(); err != nil {
+		return serve.PathInfo{}, false, err
+	}
+	info, ok, err := c.queryPathInfo(path)
+	return info, ok, c.end(err)
+}
+
+func (c *Client) queryPathInfo(path string) (serve.PathInfo, bool, error) {
+	const op = "QueryPathInfo"
+	c.w.Uint64(opQueryPathInfo)
+	c.w.String(path)
+	if err := c.flushAndWait(op, path); err != nil {
+		return serve.PathInfo{}, false, err
+	}
+	info, ok, err := readPathInfo(newDecoder(c.r, &c.sbuf), c.version, path)
+	if err != nil {
+		return serve.PathInfo{}, false, c.ioErr(op, path, err)
+	}
+	return info, ok, nil
+}
+
+// QueryPathInfos returns information about those of paths that are valid
+// on the daemon's store, in the order asked. Invalid paths are left out.
+// The requests are pipelined: all are written while the replies are read.
+func (c *Client) QueryPathInfos(paths []string) ([]serve.PathInfo, error) {
+	if err := c.begin(); err != nil {
+		return nil, err
+	}
+	infos, err := c.queryPathInfos(paths)
+	return infos, c.end(err)
+}
+
+func (c *Client) queryPathInfos(paths []string) ([]serve.PathInfo, error) {
+	const op = "QueryPathInfo"
+	werr := make(chan error, 1)
+	go func() {
+		for _, p := range paths {
+			c.w.Uint64(opQueryPathInfo)
+			c.w.String(p)
+		}
+		werr <- c.w.Flush()
+	}()
+	var infos []serve.PathInfo
+	var first error
+	for _, p := range paths {
+		// Every reply is read, even after the daemon refused one, to keep
+		// the stream in step.
+		if err := c.processStderr(op, p); err != nil {
+			if !isRemote(err) {
+				// The stream is out of step; the writer ends when the
+				// transport is closed.
+				return nil, err
+			}
+			first = cmpOr(first, err)
+			continue
+		}
+		info, ok, err := readPathInfo(newDecoder(c.r, &c.sbuf), c.version, p)
+		if err != nil {
+			return nil, c.ioErr(op, p, err)
+		}
+		if ok {
+			infos = append(infos, info)
+		}
+	}
+	if err := <-werr; err != nil {
+		return nil, c.ioErr(op, "", err)
+	}
+	if first != nil {
+		return nil, first
+	}
+	return infos, nil
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// readPathInfo decodes the reply to QueryPathInfo for path
+// (ValidPathInfo::write without the path, after the validity flag at 1.17
+// and later; daemons before 1.17 fail invalid paths with an error).
+func readPathInfo(d *decoder, version uint64, path string) (serve.PathInfo, bool, error) {
+	info := serve.PathInfo{Path: path}
+	if version >= 1<<8|17 {
+		valid, err := d.bool()
+		if err != nil {
+			return info, false, noEOF(err)
+		}
+		if !valid {
+			return serve.PathInfo{}, false, nil
+		}
+	}
+	if err := readPathInfoBody(d, version, &info); err != nil {
+		return serve.PathInfo{}, false, err
+	}
+	return info, true, nil
+}
+
+// readPathInfoBody decodes ValidPathInfo after its path: deriver, narHash
+// (base16), references, registrationTime, narSize, and at 1.16 and later
+// ultimate, signatures and content address.
+func readPathInfoBody(d *decoder, version uint64, info *serve.PathInfo) error {
+	var err error
+	if info.Deriver, err = d.str("deriver", maxPath); err != nil {
+		return noEOF(err)
+	}
+	h, err := d.bytes("narHash", maxShort)
+	if err != nil {
+		return noEOF(err)
+	}
+	if info.NarHash, err = nix32Hash(h); err != nil {
+		return err
+	}
+	if info.References, err = d.strs("references", maxList, maxPath); err != nil {
+		return noEOF(err)
+	}
+	if _, err = d.u64(); err != nil { // registrationTime
+		return noEOF(err)
+	}
+	if info.NarSize, err = d.u64(); err != nil {
+		return noEOF(err)
+	}
+	if version >= 1<<8|16 {
+		if _, err = d.bool(); err != nil { // ultimate
+			return noEOF(err)
+		}
+		if info.Sigs, err = d.strs("signatures", maxList, maxShort); err != nil {
+			return noEOF(err)
+		}
+		if info.CA, err = d.str("content address", maxShort); err != nil {
+			return noEOF(err)
+		}
+	}
+	return nil
+}
+
+// nix32Hash turns the daemon's narHash (64 hex digits; any form
+// Hash::parseAny takes is accepted) into "sha256:<nix32>".
+func nix32Hash(h []byte) (string, error) {
+	var digest [32]byte
+	if len(h) == 64 {
+		if _, err := hex.Decode(digest[:], h); err != nil {
+			return "", fmt.Errorf("narHash %q is not base16", h)
+		}
+	} else {
+		var err error
+		if digest, err = serve.ParseSHA256(string(h)); err != nil {
+			return "", fmt.Errorf("narHash: %w", err)
+		}
+	}
+	return "sha256:" + serve.EncodeNix32(digest[:]), nil
+}
+
+// NarFromPath asks the daemon for the NAR of path and copies exactly
+// narSize bytes of it into w. The protocol sends no length: the caller
+// knows narSize from QueryPathInfo. A stream that ends early gives an error
+// wrapping io.ErrUnexpectedEOF.
+//
+// narSize must be the NarSize that QueryPathInfo reported: the stream has
+// nothing to tell a shorter NAR by, so with a larger narSize the call waits
+// for bytes that never come, until the transport is closed. An invalid path
+// makes the daemon send an error where the NAR should be, and exit; the
+// call returns that error.
+//
+// An error from w leaves the rest of the NAR unread, so the Client is
+// unusable afterwards.
+func (c *Client) NarFromPath(path string, w io.Writer, narSize uint64) error {
+	if err := c.begin(); err != nil {
+		return err
+	}
+	return c.end(c.narFromPath(path, w, narSize))
+}
+
+// narMagic is how every NAR starts: the length of "nix-archive-1".
+const narMagic = 13
+
+func (c *Client) narFromPath(path string, w io.Writer, narSize uint64) error {
+	const op = "NarFromPath"
+	if narSize == 0 {
+		// No NAR is empty; sending the request would leave its bytes
+		// unread.
+		return localError{fmt.Errorf("daemon: %s%s %s: narSize is 0", c.on(), op, path)}
+	}
+	c.w.Uint64(opNarFromPath)
+	c.w.String(path)
+	if err := c.flushAndWait(op, path); err != nil {
+		return err
+	}
+	// Nix's daemon checks nothing before STDERR_LAST; if dumping the path
+	// fails, an error follows where the NAR should be.
+	if first, err := c.br.Peek(8); err == nil && leUint64(first) == stderrError {
+		c.r.Uint64()
+		err := readError(newDecoder(c.r, &c.sbuf), c.version)
+		if re, ok := err.(*RemoteError); ok {
+			re.Host, re.Op, re.Path, re.fatal = c.opts.Host, op, path, true
+			return re
+		}
+		return c.ioErr(op, path, noEOF(err))
+	} else if err == nil && leUint64(first) != narMagic {
+		return c.ioErr(op, path, fmt.Errorf("reply does not start a NAR: %x", first))
+	}
+	if c.rbuf == nil {
+		c.rbuf = make([]byte, bufSize)
+	}
+	var done uint64
+	for done < narSize {
+		chunk := c.rbuf[:min(uint64(len(c.rbuf)), narSize-done)]
+		n, err := io.ReadFull(c.br, chunk)
+		done += uint64(n)
+		if n > 0 {
+			if _, werr := w.Write(chunk[:n]); werr != nil {
+				return fmt.Errorf("daemon: %s%s %s: writing NAR: %w", c.on(), op, path, werr)
+			}
+			if c.opts.Progress != nil {
+				c.opts.Progress(path, done, narSize)
+			}
+		}
+		if err != nil {
+			return c.ioErr(op, path, fmt.Errorf("NAR ended after %d of %d bytes: %w", done, narSize, noEOF(err)))
+		}
+	}
+	return nil
+}
+
+// AddTempRoot makes path a temporary GC root on the builder for the rest
+// of the session, so that its garbage collector keeps what is uploaded
+// for a build.
+func (c *Client) AddTempRoot(path string) error {
+	if err := c.begin(); err != nil {
+		return err
+	}
+	return c.end(c.addTempRoot(path))
+}
+
+func (c *Client) addTempRoot(path string) error {
+	const op = "AddTempRoot"
+	c.w.Uint64(opAddTempRoot)
+	c.w.String(path)
+	if err := c.flushAndWait(op, path); err != nil {
+		return err
+	}
+	if _, err := c.r.Uint64(); err != nil {
+		return c.ioErr(op, path, noEOF(err))
+	}
+	return nil
+}
+
+// Verbosity is a Nix log level (Verbosity in logging.hh).
+type Verbosity uint64
+
+// Log levels.
+const (
+	LvlError     Verbosity = 0
+	LvlWarn      Verbosity = 1
+	LvlNotice    Verbosity = 2
+	LvlInfo      Verbosity = 3
+	LvlTalkative Verbosity = 4
+	LvlChatty    Verbosity = 5
+	LvlDebug     Verbosity = 6
+	LvlVomit     Verbosity = 7
+)
+
+// Settings are what SetOptions sends (nix-protocols.md §7.4). The
+// daemon applies them to the rest of the session.
+type Settings struct {
+	// Build carries the limits the hook forwards, as for ssh://
+	// builders. MaxSilentTime and KeepFailed are fixed fields, which the
+	// daemon applies for every user. Timeout travels as the "timeout"
+	// override, which untrusted users may set too. MaxLogSize travels as
+	// the "max-build-log-size" override, which the daemon ignores for
+	// untrusted users (the hook enforces it anyway, on the log it passes
+	// on); 0 sends none.
+	Build serve.BuildOptions
+	// Verbosity is the daemon's log level for the session. Messages above
+	// it (STDERR_NEXT) are not sent; build-log lines are sent regardless.
+	Verbosity Verbosity
+	// MaxBuildJobs is max-jobs on the builder; 0 sends 1, since a builder
+	// with max-jobs 0 cannot build BuildDerivation's derivation itself.
+	MaxBuildJobs uint64
+	// BuildCores is cores on the builder: 0 lets a build use them all.
+	BuildCores uint64
+	// UseSubstitutes lets the builder substitute paths it needs.
+	UseSubstitutes bool
+	// Overrides are further settings, by name. The daemon applies them
+	// only for trusted users, except "timeout", "connect-timeout",
+	// "builders" = "" and trusted "substituters" (Nix 2.8; current Nix
+	// also allows "max-silent-time" and "build-poll-interval"); for other
+	// names an untrusted user gets a warning through Options.Log.
+	Overrides [][2]string
+}
+
+// SetOptions sends the session's settings to the daemon. Nix's own
+// ssh-ng client never sends them, so the builder uses its own
+// max-silent-time and timeout unless the hook does.
+//
+// Every field is applied for untrusted users too, except the overrides
+// named in Settings.Overrides.
+func (c *Client) SetOptions(s Settings) error {
+	if err := c.begin(); err != nil {
+		return err
+	}
+	return c.end(c.setOptions(s))
+}
+
+func (c *Client) setOptions(s Settings) error {
+	const op = "SetOptions"
+	c.w.Uint64(opSetOptions)
+	c.w.Bool(s.Build.KeepFailed)
+	c.w.Bool(false) // keepGoing: one derivation per build
+	c.w.Bool(false) // tryFallback
+	c.w.Uint64(uint64(s.Verbosity))
+	c.w.Uint64(max(s.MaxBuildJobs, 1))
+	c.w.Uint64(seconds(s.Build.MaxSilentTime))
+	c.w.Uint64(1)                 // obsolete useBuildHook
+	c.w.Uint64(uint64(LvlError))  // verboseBuild (lvlError means true)
+	c.w.Uint64(0)                 // obsolete logType
+	c.w.Uint64(0)                 // obsolete printBuildTrace
+	c.w.Uint64(min(s.BuildCores, math.MaxUint32))
+	c.w.Bool(s.UseSubstitutes)
+	ov := slices.Clone(s.Overrides)
+	if s.Build.Timeout > 0 {
+		ov = append(ov, [2]string{"timeout", fmt.Sprint(seconds(s.Build.Timeout))})
+	}
+	if s.Build.MaxLogSize > 0 {
+		ov = append(ov, [2]string{"max-build-log-size", fmt.Sprint(s.Build.MaxLogSize)})
+	}
+	c.w.Uint64(uint64(len(ov)))
+	for _, kv := range ov {
+		c.w.String(kv[0])
+		c.w.String(kv[1])
+	}
+	return c.flushAndWait(op, "")
+}
+
+// seconds encodes a duration as the daemon reads it: readInt, at most
+// 2³²−1, rounded up to whole seconds.
+func seconds(d time.Duration) uint64 {
+	if d <= 0 {
+		return 0
+	}
+	s := uint64((d + time.Second - 1) / time.Second)
+	return min(s, math.MaxUint32)
+}
