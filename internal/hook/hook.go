@@ -246,6 +246,11 @@ func loadPerCPU() float64 {
 func (h *hook) decide(req *pick.Request) {
 	now := h.env.Now()
 	if h.state != nil {
+		// Free the slots of hooks that died without releasing them
+		// (Nix ≤ 2.34 SIGKILLs a hook at once): Snapshot counts them
+		// busy, and a builder full of dead slots would be postponed
+		// forever, since Acquire (which also reclaims) is never reached.
+		h.state.Reclaim()
 		h.gen = h.state.Generation()
 		h.snap = h.state.Snapshot(h.snap[:0])
 	}
