@@ -4,7 +4,6 @@ package hook
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os/exec"
@@ -63,8 +62,13 @@ func (h *hook) connect(ctx context.Context, m *spec.Machine) (*conn, error) {
 		timeout = ssh.DefaultConnectTimeout
 	}
 	timer := time.AfterFunc(timeout, func() { sess.Close() })
+	stop := context.AfterFunc(ctx, func() { sess.Close() })
 	c.serve, err = serve.New(sess.Stdout, sess.Stdin, serve.Options{Host: m.Name, Stderr: c.tail.Last})
-	if !timer.Stop() && err != nil {
+	stopped := timer.Stop()
+	stop()
+	if ctx.Err() != nil && err != nil {
+		err = fmt.Errorf("%w: %w", ctx.Err(), err)
+	} else if !stopped && err != nil {
 		err = &ssh.Error{Kind: ssh.Timeout, Host: m.Host, Err: fmt.Errorf("no answer from %s within %v: %w", strings.Join(ssh.RemoteCommand(*m, false), " "), timeout, err)}
 	}
 	if err != nil {
@@ -77,6 +81,14 @@ func (h *hook) connect(ctx context.Context, m *spec.Machine) (*conn, error) {
 // build runs an accepted build to its end and returns the exit code.
 func (h *hook) build(ctx context.Context, c *conn, m *spec.Machine, slot *slots.Slot, req *hookproto.Request, j *job) int {
 	defer c.Close()
+	// On SIGTERM (Nix ≥ 2.35 sends it 500 ms before SIGKILL) close the
+	// session at once: whatever waits on the builder returns, and the
+	// builder's nix-store --serve sees the hangup and stops the build.
+	stop := context.AfterFunc(ctx, func() {
+		c.sess.Close()
+		c.client.Close()
+	})
+	defer stop()
 	ok := false
 	var sent, received int64
 	defer func() {
@@ -131,7 +143,7 @@ func (h *hook) build(ctx context.Context, c *conn, m *spec.Machine, slot *slots.
 		return exitFailed
 	}
 	if !res.Success() {
-		msg := strings.TrimSpace(res.ErrorMsg)
+		msg := strings.TrimSpace(stripANSI(res.ErrorMsg))
 		if msg == "" {
 			msg = res.Status.String()
 		}
@@ -185,22 +197,20 @@ func (h *hook) upload(ctx context.Context, c *conn, j *job, inputs []string, slo
 		return 0, nil
 	}
 	subst := h.settings["builders-use-substitutes"] == "true"
-	valid, err := c.serve.QueryValidPaths(inputs, true, subst)
-	if err != nil {
+	missing, err := h.missingOn(c, inputs, subst)
+	if err != nil || len(missing) == 0 {
 		return 0, err
 	}
-	have := make(map[string]bool, len(valid))
-	for _, p := range valid {
-		have[p] = true
-	}
-	var missing []string
-	for _, p := range inputs {
-		if !have[p] {
-			missing = append(missing, p)
+	// One hook at a time uploads to a builder, so that two builds that
+	// need the same closure do not send it twice at once; the second
+	// asks again afterwards and sends only what is still missing.
+	release, waited := h.uploadToken(ctx, c.m)
+	defer release()
+	if waited {
+		missing, err = h.missingOn(c, missing, subst)
+		if err != nil || len(missing) == 0 {
+			return 0, err
 		}
-	}
-	if len(missing) == 0 {
-		return 0, nil
 	}
 	local, err := h.startLocalServe(ctx, j.store)
 	if err != nil {
@@ -248,6 +258,113 @@ func (h *hook) upload(ctx context.Context, c *conn, j *job, inputs []string, slo
 	}
 	h.log.Result(id, hookproto.ResProgress, len(infos), len(infos), 0, 0)
 	return int64(total), nil
+}
+
+// missingOn returns the paths the builder does not have (or cannot
+// substitute, with subst).
+func (h *hook) missingOn(c *conn, paths []string, subst bool) ([]string, error) {
+	valid, err := c.serve.QueryValidPaths(paths, true, subst)
+	if err != nil {
+		return nil, err
+	}
+	have := make(map[string]bool, len(valid))
+	for _, p := range valid {
+		have[p] = true
+	}
+	var missing []string
+	for _, p := range paths {
+		if !have[p] {
+			missing = append(missing, p)
+		}
+	}
+	return missing, nil
+}
+
+// Waiting for another hook's upload is bounded: after uploadWait the hook
+// uploads anyway, as Nix's build-remote does after 15 minutes on its
+// upload lock (nix-protocols.md §3.4). A hook that died holding the token
+// is no obstacle: TryUpload takes over a dead owner's token.
+var (
+	uploadWait = 60 * time.Second
+	uploadPoll = 100 * time.Millisecond
+)
+
+// uploadToken takes the builder's upload token in the slot file, waiting
+// while another live hook holds it. It returns the release function and
+// whether it had to wait (the builder may have received the paths since).
+// Without shared state, or after uploadWait, it goes ahead without the
+// token.
+func (h *hook) uploadToken(ctx context.Context, m *spec.Machine) (release func(), waited bool) {
+	if h.state == nil {
+		return func() {}, false
+	}
+	var deadline time.Time
+	for {
+		if rel, ok := h.state.TryUpload(m.URI); ok {
+			return rel, waited
+		}
+		if !h.uploadBusy(m.URI) {
+			// No record for the builder (the file is read-only or
+			// was rebuilt without it): nothing to wait for.
+			return func() {}, waited
+		}
+		now := h.env.Now()
+		if !waited {
+			waited = true
+			deadline = now.Add(uploadWait)
+			h.log.Msg(hookproto.LvlInfo, "waiting for another build's upload to '%s' to finish", m.URI)
+		}
+		if now.After(deadline) {
+			h.log.Warnf("another build is still uploading to '%s' after %v; uploading anyway", m.URI, uploadWait)
+			return func() {}, waited
+		}
+		t := time.NewTimer(uploadPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return func() {}, waited
+		case <-t.C:
+		}
+	}
+}
+
+// uploadBusy reports whether the slot file shows uri's upload token held.
+func (h *hook) uploadBusy(uri string) bool {
+	h.snap = h.state.Snapshot(h.snap[:0])
+	for i := range h.snap {
+		if h.snap[i].URI == uri {
+			return h.snap[i].Known && h.snap[i].Uploading
+		}
+	}
+	return false
+}
+
+// stripANSI removes terminal escape sequences (Nix colours its error
+// messages) from s, so the @nix message is plain text.
+func stripANSI(s string) string {
+	if strings.IndexByte(s, 0x1b) < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != 0x1b {
+			b.WriteByte(s[i])
+			continue
+		}
+		// CSI: ESC [ parameters… final byte in 0x40–0x7e.
+		if i+1 < len(s) && s[i+1] == '[' {
+			j := i + 2
+			for j < len(s) && (s[j] < 0x40 || s[j] > 0x7e) {
+				j++
+			}
+			i = j
+			continue
+		}
+		// Any other escape: drop ESC and the byte after it.
+		i++
+	}
+	return b.String()
 }
 
 // sortByReferences orders infos so that every path comes after the paths
@@ -427,5 +544,3 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
-
-var _ = errors.New
