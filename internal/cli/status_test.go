@@ -481,3 +481,27 @@ func BenchmarkStatus(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStatusRead is the part of status that is status's own: the
+// configuration, the slot file mapped read-only and the line, without
+// parsing the command line.
+func BenchmarkStatusRead(b *testing.B) {
+	dir := b.TempDir()
+	sp, sc := manyBuilders(3, func(i int) string { return "b" + strconv.Itoa(i+1) }, "BDI")
+	f, err := writeSlotState(sc, filepath.Join(dir, "state", "slots"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	env := statusEnv(dir)
+	os.WriteFile(env["OFFLOAD_CONF"], nil, 0o644)
+	rc := &runContext{ctx: context.Background(), global: &Globals{Builders: sp},
+		env: Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(k string) string { return env[k] }}}
+	b.ReportAllocs()
+	for b.Loop() {
+		st, err := rc.readStatus(false)
+		if err != nil || st.Totals.Busy != 2 {
+			b.Fatalf("readStatus: %v, %+v", err, st)
+		}
+	}
+}
