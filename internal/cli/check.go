@@ -24,9 +24,10 @@ import (
 
 // Rules: check runs only fixed remote commands (the serve command Nix
 // itself runs, and the probes in probeCommands): nothing from the
-// configuration is put into a remote shell line by this file. Every
-// builder gets its own deadline, so one dead builder costs at most the
-// connect timeout, twice (connecting, then everything after).
+// configuration is put into a remote shell line by this file. Every step
+// (connecting, the serve handshake and round trip, asking Nix) has a
+// deadline of the connect timeout, so a dead builder costs at most that
+// once, and a builder that stalls after connecting at most three times.
 
 type checkCmd struct {
 	Only    []string `arg:"" optional:"" name:"builder" help:"Check only these builders (names or URIs); default: all."`
@@ -237,10 +238,11 @@ func checkOne(ctx context.Context, m spec.Machine, opts ssh.Options) (r checkRes
 	}
 	defer client.Close()
 
-	// Everything after connecting gets a deadline of its own: a builder
-	// that connects but never answers is as dead as one that does not
-	// connect. Closing the connection unblocks every read.
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	// The serve handshake and the probes get a deadline of their own
+	// each: a builder that connects but never answers is as dead as one
+	// that does not connect. Closing the connection unblocks every read.
+	parent := ctx
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { client.Close() })
 	defer stop()
@@ -286,8 +288,14 @@ func checkOne(ctx context.Context, m spec.Machine, opts ssh.Options) (r checkRes
 	}
 	r.OK = true
 
-	// What the builder says it builds, from a second session on the
-	// same connection.
+	// What the builder says it builds, from more sessions on the same
+	// connection, with a deadline of their own.
+	stop()
+	cancel()
+	ctx, cancel = context.WithTimeout(parent, timeout)
+	defer cancel()
+	stop = context.AfterFunc(ctx, func() { client.Close() })
+	defer stop()
 	version, conf, why := probeNix(ctx, client)
 	r.NixVersion = version
 	if conf == nil {
@@ -413,9 +421,10 @@ func (rc *runContext) recordChecks(all []spec.Machine, results []checkResult, ba
 	}
 }
 
-// probeCommands ask a builder for its configuration: `nix config show` on
-// Nix 2.20 and later, `nix show-config` before (where `nix config` does not
-// exist). Both need the nix-command feature on most versions. They are
+// probeCommands ask a builder for its version and configuration: `nix
+// config show` on Nix 2.20 and later, `nix show-config` before (where `nix
+// config` does not exist). Both need the nix-command feature on most
+// versions. They are
 // fixed words: nothing from the configuration goes into a remote shell line.
 var (
 	probeVersion    = []string{"nix", "--version"}
@@ -425,31 +434,44 @@ var (
 
 // probeNix runs the probes on c. It returns the Nix version ("unknown" if
 // the builder would not say) and the configuration, or nil and why not.
+// `nix --version` and `nix config show` run at once; on Nix before 2.20 the
+// latter fails at once and `nix show-config` follows.
 func probeNix(ctx context.Context, c *ssh.Client) (version string, conf map[string]string, why string) {
-	version = "unknown"
-	first, second := probeConfigShow, probeShowConfig
-	if out, err := runProbe(ctx, c, probeVersion); err == nil {
-		version = parseNixVersion(out)
-		if v, ok := versionBefore(version, 2, 20); ok && v {
-			first, second = second, first
-		}
+	type result struct {
+		out []byte
+		err error
 	}
+	vc := make(chan result, 1)
+	go func() {
+		out, err := runProbe(ctx, c, probeVersion)
+		vc <- result{out, err}
+	}()
 	var errs []string
-	for _, argv := range [][]string{first, second} {
+	for _, argv := range [][]string{probeConfigShow, probeShowConfig} {
 		out, err := runProbe(ctx, c, argv)
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("no answer within the connect timeout: %w", err)
+		}
 		if err == nil {
 			conf = parseNixConfig(out)
 			if _, ok := conf["system"]; ok {
-				return version, conf, ""
+				break
 			}
-			err = errors.New("no system setting in its output")
+			conf, err = nil, errors.New("no system setting in its output")
 		}
 		errs = append(errs, fmt.Sprintf("%s: %v", strings.Join(argv, " "), err))
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return version, nil, "the builder would not say (" + strings.Join(errs, "; ") + ")"
+	version = "unknown"
+	if v := <-vc; v.err == nil {
+		version = parseNixVersion(v.out)
+	}
+	if conf == nil {
+		why = "the builder would not say (" + strings.Join(errs, "; ") + ")"
+	}
+	return version, conf, why
 }
 
 // runProbe runs argv on c and returns its standard output (at most 1 MiB).
@@ -458,9 +480,16 @@ func runProbe(ctx context.Context, c *ssh.Client, argv []string) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
+	defer s.Close()
+	s.Stdin.Close()
 	tail := newStderrTail(s.Stderr)
 	out, rerr := io.ReadAll(io.LimitReader(s.Stdout, 1<<20))
-	s.Close()
+	if rerr == nil && len(out) == 1<<20 {
+		rerr = errors.New("more than 1 MiB of output")
+	}
+	if rerr != nil {
+		s.Close()
+	}
 	err = s.Wait()
 	if err == nil {
 		err = rerr
@@ -487,22 +516,6 @@ func parseNixVersion(out []byte) string {
 		v += " (Lix)"
 	}
 	return v
-}
-
-// versionBefore reports whether version v is before major.minor, and
-// whether v could be read.
-func versionBefore(v string, major, minor int) (before, ok bool) {
-	v, _, _ = strings.Cut(v, " ")
-	parts := strings.SplitN(v, ".", 3)
-	if len(parts) < 2 {
-		return false, false
-	}
-	a, err1 := strconv.Atoi(parts[0])
-	b, err2 := strconv.Atoi(strings.TrimRightFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
-	if err1 != nil || err2 != nil {
-		return false, false
-	}
-	return a < major || a == major && b < minor, true
 }
 
 // parseNixConfig reads the "key = value" lines that nix show-config and
@@ -538,12 +551,13 @@ func compareCapabilities(m spec.Machine, system string, extra, features []string
 			strings.Join(sys, ", "), system, orNone(extra)))
 	}
 	var feat []string
-	for _, f := range slices.Concat(m.SupportedFeatures, m.MandatoryFeatures) {
+	for _, f := range slices.Concat(m.SupportedFeatures, m.MandatoryFeatures) { // sorted below
 		if !slices.Contains(features, f) && !slices.Contains(feat, f) {
 			feat = append(feat, f)
 		}
 	}
 	if len(feat) > 0 {
+		slices.Sort(feat)
 		word := "feature"
 		if len(feat) > 1 {
 			word = "features"
