@@ -74,7 +74,9 @@ Examples:
   set -g status-interval 2
 
   # waybar custom module ("return-type": "json", "interval": 2):
-  "exec": "offload status --format '{\"text\": {{json (printf \"%d/%d\" .Totals.Busy .Totals.MaxJobs)}}, \"tooltip\": {{json .Line}}, \"class\": \"{{if .Healthy}}ok{{else}}down{{end}}\"}'"`
+  "exec": "offload status --format '{\"text\": {{json (printf \"%d/%d\" .Totals.Busy .Totals.MaxJobs)}}, \"tooltip\": {{json .Line}}, \"class\": \"{{if .Healthy}}ok{{else}}down{{end}}\"}' || true"
+
+docs/status.md has more.`
 }
 
 // Test seams.
