@@ -42,9 +42,14 @@ key verification, then Nix's serve protocol (nix-store --serve --write).
 For each it reports the remote Nix version, the protocol version, the time
 to connect (SSH, then the serve handshake) and one request's round trip;
 and it asks the builder which systems and features it has (nix config
-show, or nix show-config on Nix before 2.20) and compares them with the
-machines file: a system or feature the machines file claims but the
-builder lacks would make its builds fail there. Extra ones are fine.
+show, or nix show-config where that fails, as on Nix before 2.20) and
+compares them with the machines file: a system or feature the machines
+file claims but the builder lacks would make its builds fail there. Extra
+ones are fine; a builder that will not say is fine with "unknown".
+
+Each step has the connect timeout (connect-timeout in offload.conf, or
+ConnectTimeout in ssh_config) to finish. --explain HOST only prints the SSH
+settings; run offload check HOST to connect.
 
 The result is recorded in the shared builder state when it is writable,
 so a builder found unreachable is skipped by the hooks for a while, and
@@ -398,6 +403,9 @@ func errClass(err error) string {
 // as a hook's failed connection does. A builder whose capabilities differ
 // from the machines file connected fine, so it counts as a success.
 func (rc *runContext) recordChecks(all []spec.Machine, results []checkResult, backoff, max time.Duration) {
+	if rc.ctx.Err() != nil {
+		return // interrupted: the failures say nothing about the builders
+	}
 	var record []checkResult
 	for _, r := range results {
 		if r.Error != "" || r.Protocol != "" {

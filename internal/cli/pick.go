@@ -12,7 +12,7 @@ import (
 
 type pickCmd struct {
 	System       string   `required:"" help:"The derivation's system, e.g. aarch64-linux." placeholder:"SYSTEM"`
-	Features     []string `help:"Features it requires, comma-separated (requiredSystemFeatures)." placeholder:"F,…"`
+	Features     []string `help:"Features it requires, comma-separated (requiredSystemFeatures)." placeholder:"FEATURE"`
 	LocalWilling bool     `help:"Nix is willing to build it locally (max-jobs above 0), so a faster local machine keeps it."`
 	JSON         bool     `help:"Print the decision as JSON: answer, builder, and reasons [{uri, eligible, why, score…}]."`
 }
