@@ -62,13 +62,8 @@ func (h *hook) connect(ctx context.Context, m *spec.Machine) (*conn, error) {
 		timeout = ssh.DefaultConnectTimeout
 	}
 	timer := time.AfterFunc(timeout, func() { sess.Close() })
-	stop := context.AfterFunc(ctx, func() { sess.Close() })
 	c.serve, err = serve.New(sess.Stdout, sess.Stdin, serve.Options{Host: m.Name, Stderr: c.tail.Last})
-	stopped := timer.Stop()
-	stop()
-	if ctx.Err() != nil && err != nil {
-		err = fmt.Errorf("%w: %w", ctx.Err(), err)
-	} else if !stopped && err != nil {
+	if !timer.Stop() && err != nil {
 		err = &ssh.Error{Kind: ssh.Timeout, Host: m.Host, Err: fmt.Errorf("no answer from %s within %v: %w", strings.Join(ssh.RemoteCommand(*m, false), " "), timeout, err)}
 	}
 	if err != nil {
@@ -80,15 +75,11 @@ func (h *hook) connect(ctx context.Context, m *spec.Machine) (*conn, error) {
 
 // build runs an accepted build to its end and returns the exit code.
 func (h *hook) build(ctx context.Context, c *conn, m *spec.Machine, slot *slots.Slot, req *hookproto.Request, j *job) int {
+	// On SIGTERM (Nix ≥ 2.35 sends it 500 ms before SIGKILL) the session
+	// closes at once, since it was started with ctx (pkg/ssh): whatever
+	// waits on the builder returns, and the builder's nix-store --serve
+	// sees the hangup and stops the build (TestHookKilledMidBuild).
 	defer c.Close()
-	// On SIGTERM (Nix ≥ 2.35 sends it 500 ms before SIGKILL) close the
-	// session at once: whatever waits on the builder returns, and the
-	// builder's nix-store --serve sees the hangup and stops the build.
-	stop := context.AfterFunc(ctx, func() {
-		c.sess.Close()
-		c.client.Close()
-	})
-	defer stop()
 	ok := false
 	var sent, received int64
 	defer func() {
