@@ -272,18 +272,12 @@ func (c *Client) narFromPath(path string, w io.Writer, narSize uint64) error {
 	if err := c.flushAndWait(op, path); err != nil {
 		return err
 	}
-	// Nix's daemon checks nothing before STDERR_LAST; if dumping the path
-	// fails, an error follows where the NAR should be.
-	if first, err := c.br.Peek(8); err == nil && leUint64(first) == stderrError {
-		c.r.Uint64()
-		err := readError(newDecoder(c.r, &c.sbuf), c.version)
-		if re, ok := err.(*RemoteError); ok {
-			re.Host, re.Op, re.Path, re.fatal = c.opts.Host, op, path, true
-			return re
-		}
-		return c.ioErr(op, path, noEOF(err))
-	} else if err == nil && leUint64(first) != narMagic {
-		return c.ioErr(op, path, fmt.Errorf("reply does not start a NAR: %x", first))
+	// Nix's daemon checks nothing before STDERR_LAST: if dumping the path
+	// fails, an error follows where the NAR should be, after the NAR's
+	// magic string in Nix 2.8 (dumpPath writes it first), and the daemon
+	// exits.
+	if err := c.narError(op, path); err != nil {
+		return err
 	}
 	if c.rbuf == nil {
 		c.rbuf = make([]byte, bufSize)
@@ -306,6 +300,34 @@ func (c *Client) narFromPath(path string, w io.Writer, narSize uint64) error {
 		}
 	}
 	return nil
+}
+
+// narError looks at the start of a NAR and returns the daemon's error if
+// one is there instead. A NAR starts with the string "nix-archive-1"
+// (24 bytes) and then the string "(".
+func (c *Client) narError(op, path string) error {
+	b, err := c.br.Peek(32)
+	if len(b) < 8 {
+		return nil // the copy reports the short stream
+	}
+	var skip int
+	switch {
+	case leUint64(b) == stderrError:
+		skip = 8
+	case err == nil && leUint64(b) == narMagic && leUint64(b[24:]) == stderrError:
+		skip = 32
+	case leUint64(b) != narMagic:
+		return c.ioErr(op, path, fmt.Errorf("reply does not start a NAR: %x", b[:8]))
+	default:
+		return nil
+	}
+	c.br.Discard(skip)
+	err = readError(newDecoder(c.r, &c.sbuf), c.version)
+	if re, ok := err.(*RemoteError); ok {
+		re.Host, re.Op, re.Path, re.fatal = c.opts.Host, op, path, true
+		return re
+	}
+	return c.ioErr(op, path, noEOF(err))
 }
 
 // AddTempRoot makes path a temporary GC root on the builder for the rest
@@ -397,10 +419,10 @@ func (c *Client) setOptions(s Settings) error {
 	c.w.Uint64(uint64(s.Verbosity))
 	c.w.Uint64(max(s.MaxBuildJobs, 1))
 	c.w.Uint64(seconds(s.Build.MaxSilentTime))
-	c.w.Uint64(1)                 // obsolete useBuildHook
-	c.w.Uint64(uint64(LvlError))  // verboseBuild (lvlError means true)
-	c.w.Uint64(0)                 // obsolete logType
-	c.w.Uint64(0)                 // obsolete printBuildTrace
+	c.w.Uint64(1)                // obsolete useBuildHook
+	c.w.Uint64(uint64(LvlError)) // verboseBuild (lvlError means true)
+	c.w.Uint64(0)                // obsolete logType
+	c.w.Uint64(0)                // obsolete printBuildTrace
 	c.w.Uint64(min(s.BuildCores, math.MaxUint32))
 	c.w.Bool(s.UseSubstitutes)
 	ov := slices.Clone(s.Overrides)

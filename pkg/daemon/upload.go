@@ -36,8 +36,10 @@ func (c *Client) AddToStoreNar(info serve.PathInfo, r io.Reader) error {
 // an io.Closer, that is closed when done.
 //
 // Daemons at protocol 1.32 (Nix 2.4) and later get every path in one
-// AddMultipleToStore stream, so an upload costs one round trip in all;
-// older ones get one AddToStoreNar per path.
+// AddMultipleToStore stream; older ones get one AddToStoreNar per path.
+// Daemons from Nix 2.4 to 2.34 lose their place in that stream when it
+// carries a path they have already, so the upload of several paths first
+// asks which are valid there and skips those: two round trips in all.
 //
 // The uploads ask the daemon not to check signatures. A daemon applies that
 // only for trusted users: for others it requires each path to be signed by
@@ -62,6 +64,7 @@ func (c *Client) addToStoreNars(infos []serve.PathInfo, open func(i int) (io.Rea
 	if c.version < 1<<8|32 || len(infos) == 1 {
 		op = "AddToStoreNar"
 	}
+
 	// Check everything before sending anything.
 	hashes := make([]string, len(infos))
 	for i := range infos {
@@ -76,10 +79,28 @@ func (c *Client) addToStoreNars(infos []serve.PathInfo, open func(i int) (io.Rea
 		// Nix clients send 64 hex digits without a prefix.
 		hashes[i] = hex.EncodeToString(digest[:])
 	}
+	// Daemons from Nix 2.4 to 2.34 do not read the NAR of a path that is
+	// valid already, and read it as the next path's header instead
+	// (Store::addMultipleToStore; fixed by EnsureRead in 2.35), so only
+	// paths missing there are sent.
+	if len(infos) > 1 && c.version >= 1<<8|32 {
+		paths := make([]string, len(infos))
+		for i := range infos {
+			paths[i] = infos[i].Path
+		}
+		valid, err := c.queryValidPaths(paths, false)
+		if err != nil {
+			return err
+		}
+		if len(valid) > 0 {
+			infos, open = missing(infos, hashes, valid, open)
+			hashes = hashes[:len(infos)]
+		}
+	}
 	if len(infos) == 0 {
 		return nil
 	}
-	if op == "AddToStoreNar" {
+	if op == "AddToStoreNar" || len(infos) == 1 {
 		for i := range infos {
 			if err := c.addToStoreNar(&infos[i], hashes[i], i, open); err != nil {
 				return err
@@ -130,6 +151,26 @@ func (c *Client) addToStoreNar(p *serve.PathInfo, hash string, i int, open func(
 		return c.ioErr(op, p.Path, err)
 	}
 	return c.processStderrFrom(op, p.Path, io.LimitReader(r, int64(p.NarSize)))
+}
+
+// missing returns the infos whose paths are not in valid, their hashes in
+// the first entries of hashes, and an open function that maps their
+// indices to the original ones.
+func missing(infos []serve.PathInfo, hashes, valid []string, open func(int) (io.Reader, error)) ([]serve.PathInfo, func(int) (io.Reader, error)) {
+	isValid := make(map[string]bool, len(valid))
+	for _, p := range valid {
+		isValid[p] = true
+	}
+	var keep []serve.PathInfo
+	var index []int
+	for i := range infos {
+		if !isValid[infos[i].Path] {
+			hashes[len(keep)] = hashes[i]
+			keep = append(keep, infos[i])
+			index = append(index, i)
+		}
+	}
+	return keep, func(i int) (io.Reader, error) { return open(index[i]) }
 }
 
 // writePathInfo encodes p as ValidPathInfo::write does, with the hash in

@@ -1,0 +1,548 @@
+// SPDX-License-Identifier: MIT
+
+package daemon
+
+// Tests against the real `nix-daemon --stdio` of the local Nix (2.8 on the
+// development machine). Each test gets its own empty store: a temp
+// directory bind-mounted over /nix in a private mount namespace
+// (unshare --mount), with NIX_CONF_DIR pointing at a nix.conf that turns
+// off build users and the sandbox. Run as root, `nix-daemon --stdio` opens
+// that store directly and trusts its client; run as nobody it splices the
+// connection to a socket `nix-daemon` in the same namespace, which does
+// not. They need root, unshare, setpriv and nix-daemon, and skip without
+// them.
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/offload-nix/offload/pkg/drv"
+	"github.com/offload-nix/offload/pkg/serve"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/replies from the real nix-daemon --stdio")
+
+const drvsNix = `
+let mk = name: script: derivation {
+  inherit name;
+  system = builtins.currentSystem;
+  builder = "/bin/sh";
+  args = [ "-c" script ];
+};
+in {
+  ok = mk "ok" "echo hi > $out";
+  logs = mk "logs" ''
+    echo first line
+    echo '@nix {"action":"setPhase","phase":"slowPhase"}'
+    /bin/sleep 1
+    echo second line >&2
+    echo done > $out
+  '';
+  fail = mk "fail" "echo going to fail >&2; exit 1";
+  sleep = mk "sleep" "/bin/sleep 30";
+}
+`
+
+var drvNames = []string{"ok", "logs", "fail", "sleep"}
+
+// instantiate writes the test derivations into the store and returns their
+// parsed contents by attribute name, with their .drv paths.
+func instantiate(t *testing.T, s *nixStore) (map[string]*drv.Derivation, map[string]string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(s.dir, "work", "drvs.nix"), []byte(drvsNix), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := s.run(t, `for a in `+strings.Join(drvNames, " ")+`; do nix-instantiate --quiet "$W/drvs.nix" -A $a 2>/dev/null; done`)
+	paths := strings.Fields(out)
+	if len(paths) != len(drvNames) {
+		t.Fatalf("nix-instantiate printed %q, want %d paths", out, len(drvNames))
+	}
+	drvs := map[string]*drv.Derivation{}
+	drvPaths := map[string]string{}
+	for i, n := range drvNames {
+		d, err := drv.ReadFile(s.path(paths[i]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		drvs[n], drvPaths[n] = d, paths[i]
+	}
+	return drvs, drvPaths
+}
+
+// closure is three store paths, a → b → c and a → c, with their NARs.
+type closure struct {
+	infos []serve.PathInfo // dependencies first: c, b, a
+	nars  [][]byte
+}
+
+func makeClosure() closure {
+	c, b, a := randomStorePath("up-c"), randomStorePath("up-b"), randomStorePath("up-a")
+	var cl closure
+	add := func(path string, contents string, exec bool, refs ...string) {
+		nar := narFile([]byte(contents), exec)
+		cl.infos = append(cl.infos, serve.PathInfo{
+			Path:       path,
+			References: refs,
+			NarSize:    uint64(len(nar)),
+			NarHash:    narHash(nar),
+		})
+		cl.nars = append(cl.nars, nar)
+	}
+	add(c, "leaf\n", false)
+	add(b, "uses "+c+"\n", true, c)
+	// A bigger one, many frames long.
+	add(a, strings.Repeat("uses "+b+" and "+c+"\n", 10000), false, b, c)
+	return cl
+}
+
+func (cl closure) open(i int) (io.Reader, error) { return bytes.NewReader(cl.nars[i]), nil }
+
+func (cl closure) paths() []string {
+	var ps []string
+	for _, p := range cl.infos {
+		ps = append(ps, p.Path)
+	}
+	return ps
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
+
+// replies records the bytes of each reply the daemon sends, to seed the
+// fuzz targets (written to testdata/replies with -update).
+type replies struct {
+	sess *session
+	last int
+	got  map[string][]byte
+}
+
+func (r *replies) mark(name string) {
+	b := r.sess.rec.Bytes()
+	if name != "" {
+		r.got[name] = slices.Clone(b[r.last:])
+	}
+	r.last = len(b)
+}
+
+func (r *replies) save(t *testing.T) {
+	if !*update {
+		return
+	}
+	dir := filepath.Join("testdata", "replies")
+	os.MkdirAll(dir, 0o755)
+	for name, b := range r.got {
+		if err := os.WriteFile(filepath.Join(dir, name+".bin"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// logRecorder collects what the Client passes to Options.Log and
+// Options.Phase, with the time each arrived.
+type logRecorder struct {
+	mu     sync.Mutex
+	lines  []string
+	times  []time.Time
+	phases []string
+}
+
+func (l *logRecorder) log(line []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, string(line))
+	l.times = append(l.times, time.Now())
+}
+
+func (l *logRecorder) phase(p string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.phases = append(l.phases, p)
+}
+
+func (l *logRecorder) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines, l.times, l.phases = nil, nil, nil
+}
+
+// find returns when the first line containing s arrived.
+func (l *logRecorder) find(s string) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, line := range l.lines {
+		if strings.Contains(line, s) {
+			return l.times[i], true
+		}
+	}
+	return time.Time{}, false
+}
+
+func TestRealDaemon(t *testing.T) {
+	s := newNixStore(t)
+	drvs, drvPaths := instantiate(t, s)
+	logs := &logRecorder{}
+	sess, err := s.stdio(t, Options{Log: logs.log, Phase: logs.phase}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &replies{sess: sess, got: map[string][]byte{}}
+	rec.mark("handshake")
+
+	// Handshake: Nix 2.8 announces 1.34 and its version, and no trust
+	// byte (that came with 1.35).
+	if v := sess.DaemonVersion(); v != 0x122 {
+		t.Errorf("DaemonVersion() = %#x, want 0x122 (1.34, Nix 2.8)", v)
+	}
+	if v := sess.Version(); v != 0x122 {
+		t.Errorf("Version() = %#x, want 0x122", v)
+	}
+	if v := sess.NixVersion(); v != "2.8.0" {
+		t.Errorf("NixVersion() = %q, want 2.8.0", v)
+	}
+	if known, _ := sess.Trusted(); known {
+		t.Errorf("Trusted() known = true from a 1.34 daemon")
+	}
+
+	// Verbose enough that the daemon's own messages arrive too.
+	if err := sess.SetOptions(Settings{Verbosity: LvlInfo}); err != nil {
+		t.Fatal(err)
+	}
+	rec.mark("setoptions")
+
+	cl := makeClosure()
+	valid, err := sess.QueryValidPaths(cl.paths(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(valid) != 0 {
+		t.Errorf("QueryValidPaths(new paths) = %q, want none", valid)
+	}
+	rec.mark("")
+
+	var progress uint64
+	sess.opts.Progress = func(path string, done, size uint64) {
+		if done > size {
+			t.Errorf("Progress(%s, %d, %d): done > size", path, done, size)
+		}
+		progress++
+	}
+	if err := sess.AddToStoreNars(cl.infos, cl.open); err != nil {
+		t.Fatal(err)
+	}
+	rec.mark("upload")
+	sess.opts.Progress = nil
+	if progress < 3 {
+		t.Errorf("Progress called %d times, want at least once per path", progress)
+	}
+	for _, p := range cl.infos {
+		if err := sess.AddTempRoot(p.Path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.mark("")
+
+	missing := randomStorePath("missing")
+	valid, err = sess.QueryValidPaths(append(cl.paths(), missing), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.mark("validpaths")
+	if !slices.Equal(sorted(valid), sorted(cl.paths())) {
+		t.Errorf("QueryValidPaths after upload = %q, want %q", valid, cl.paths())
+	}
+	if ok, err := sess.IsValidPath(cl.infos[0].Path); err != nil || !ok {
+		t.Errorf("IsValidPath(%s) = %v, %v; want true", cl.infos[0].Path, ok, err)
+	}
+	if ok, err := sess.IsValidPath(missing); err != nil || ok {
+		t.Errorf("IsValidPath(missing) = %v, %v; want false", ok, err)
+	}
+	rec.mark("")
+
+	for i, want := range cl.infos {
+		got, ok, err := sess.QueryPathInfo(want.Path)
+		if err != nil || !ok {
+			t.Fatalf("QueryPathInfo(%s) = %v, %v", want.Path, ok, err)
+		}
+		if i == 2 {
+			rec.mark("pathinfo")
+		}
+		if got.Path != want.Path || got.NarHash != want.NarHash || got.NarSize != want.NarSize ||
+			!slices.Equal(sorted(got.References), sorted(want.References)) {
+			t.Errorf("QueryPathInfo(%s) = %+v, want %+v", want.Path, got, want)
+		}
+		if digest, err := got.NarDigest(); err != nil || digest != sha256.Sum256(cl.nars[i]) {
+			t.Errorf("NarDigest(%s) = %x, %v; want sha256 of the NAR", want.Path, digest, err)
+		}
+	}
+	if _, ok, err := sess.QueryPathInfo(missing); err != nil || ok {
+		t.Errorf("QueryPathInfo(missing) = %v, %v; want not valid", ok, err)
+	}
+	rec.mark("pathinfo-invalid")
+	infos, err := sess.QueryPathInfos(append(cl.paths(), missing))
+	if err != nil || len(infos) != 3 {
+		t.Errorf("QueryPathInfos = %+v, %v; want the 3 uploaded paths", infos, err)
+	}
+	// The uploaded files are really there, in the private store.
+	if b, err := os.ReadFile(s.path(cl.infos[0].Path)); err != nil || string(b) != "leaf\n" {
+		t.Errorf("uploaded %s reads %q, %v", cl.infos[0].Path, b, err)
+	}
+	if fi, err := os.Stat(s.path(cl.infos[1].Path)); err != nil || fi.Mode()&0o100 == 0 {
+		t.Errorf("uploaded %s: %v; want executable", cl.infos[1].Path, err)
+	}
+	rec.mark("")
+
+	// A successful build, then the output copied back.
+	res, err := sess.BuildDerivation(drvPaths["ok"], drvs["ok"], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.mark("build-built")
+	if res.Status != serve.Built || !res.Success() || res.ErrorMsg != "" {
+		t.Fatalf("BuildDerivation(ok) = %+v, want Built", res)
+	}
+	if res.StartTime.IsZero() || res.StopTime.Before(res.StartTime) || res.TimesBuilt != 1 {
+		t.Errorf("BuildDerivation(ok) times = %v, %v, built %d", res.StartTime, res.StopTime, res.TimesBuilt)
+	}
+	out := drvs["ok"].Outputs[0].Path
+	if len(res.BuiltOutputs) != 1 || res.BuiltOutputs[0].Name != "out" || res.BuiltOutputs[0].OutPath != filepath.Base(out) {
+		t.Errorf("BuiltOutputs = %+v, want out → %s", res.BuiltOutputs, filepath.Base(out))
+	}
+	info, ok, err := sess.QueryPathInfo(out)
+	if err != nil || !ok {
+		t.Fatalf("QueryPathInfo(%s) = %v, %v", out, ok, err)
+	}
+	wantNar := narFile([]byte("hi\n"), false)
+	if info.NarSize != uint64(len(wantNar)) || info.NarHash != narHash(wantNar) {
+		t.Errorf("QueryPathInfo(%s) = %+v, want the NAR of a file saying hi", out, info)
+	}
+	var nar bytes.Buffer
+	if err := sess.NarFromPath(out, &nar, info.NarSize); err != nil {
+		t.Fatal(err)
+	}
+	if digest, _ := info.NarDigest(); sha256.Sum256(nar.Bytes()) != digest {
+		t.Errorf("sha256 of NarFromPath(%s) does not match its narHash", out)
+	}
+	if !bytes.Equal(nar.Bytes(), wantNar) {
+		t.Errorf("NarFromPath(%s) = %q, want %q", out, nar.Bytes(), wantNar)
+	}
+	// The hash agrees with Nix's own tools.
+	dumpSum := strings.Fields(s.run(t, "nix-store --dump "+out+" | sha256sum"))[0]
+	if digest, _ := info.NarDigest(); hex.EncodeToString(digest[:]) != dumpSum {
+		t.Errorf("NarDigest(%s) = %x, nix-store --dump | sha256sum = %s", out, digest, dumpSum)
+	}
+	// The uploaded big path comes back as it went.
+	nar.Reset()
+	if err := sess.NarFromPath(cl.infos[2].Path, &nar, cl.infos[2].NarSize); err != nil || !bytes.Equal(nar.Bytes(), cl.nars[2]) {
+		t.Errorf("NarFromPath(%s) = %d bytes, %v; want the uploaded NAR", cl.infos[2].Path, nar.Len(), err)
+	}
+	rec.mark("")
+
+	// The log arrives while the build runs: the first line a second
+	// before the build ends.
+	logs.reset()
+	res, err = sess.BuildDerivation(drvPaths["logs"], drvs["logs"], nil)
+	returned := time.Now()
+	if err != nil || res.Status != serve.Built {
+		t.Fatalf("BuildDerivation(logs) = %+v, %v; want Built", res, err)
+	}
+	rec.mark("build-logs")
+	first, ok1 := logs.find("first line")
+	_, ok2 := logs.find("second line")
+	if !ok1 || !ok2 {
+		t.Errorf("log lines = %q, want first line and second line", logs.lines)
+	} else if d := returned.Sub(first); d < 500*time.Millisecond {
+		t.Errorf("first log line arrived %v before the build returned, want about 1s: not streamed", d)
+	}
+	for _, l := range logs.lines {
+		if strings.HasSuffix(l, "\n") || strings.Contains(l, "@nix") {
+			t.Errorf("log line %q: has a newline or a JSON message", l)
+		}
+	}
+	if !slices.Equal(logs.phases, []string{"slowPhase"}) {
+		t.Errorf("phases = %q, want [slowPhase]", logs.phases)
+	}
+
+	// A failing build: the session survives.
+	logs.reset()
+	res, err = sess.BuildDerivation(drvPaths["fail"], drvs["fail"], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.mark("build-failed")
+	if res.Status != serve.PermanentFailure || res.Success() || !strings.Contains(res.ErrorMsg, "failed with exit code 1") {
+		t.Errorf("BuildDerivation(fail) = %+v, want PermanentFailure with the exit code", res)
+	}
+	if strings.Contains(res.ErrorMsg, "\x1b") {
+		t.Errorf("ErrorMsg has terminal escapes: %q", res.ErrorMsg)
+	}
+	if _, ok := logs.find("going to fail"); !ok {
+		t.Errorf("log lines = %q, want going to fail", logs.lines)
+	}
+
+	// max-silent-time, sent with SetOptions.
+	if err := sess.SetOptions(Settings{Build: serve.BuildOptions{MaxSilentTime: time.Second, Timeout: time.Minute}}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res, err = sess.BuildDerivation(drvPaths["sleep"], drvs["sleep"], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.mark("build-timedout")
+	if res.Status != serve.TimedOut {
+		t.Errorf("BuildDerivation(sleep, max-silent-time 1) = %+v, want TimedOut", res)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("timed-out build took %v", d)
+	}
+
+	if _, err := sess.QueryValidPaths([]string{out}, false); err != nil {
+		t.Errorf("session unusable after failed builds: %v", err)
+	}
+
+	// An invalid path's NAR: the daemon sends an error in its place and
+	// exits.
+	err = sess.NarFromPath(missing, io.Discard, 1000)
+	var re *RemoteError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), missing) {
+		t.Errorf("NarFromPath(invalid) = %v, want a *RemoteError naming the path", err)
+	}
+	if _, err := sess.QueryValidPaths([]string{out}, false); !errors.Is(err, ErrBroken) {
+		t.Errorf("QueryValidPaths after the daemon exited = %v, want ErrBroken", err)
+	}
+	rec.save(t)
+}
+
+// TestRealDaemonBadUpload: the second of three paths has a wrong narHash,
+// then a NAR shorter than its narSize. The daemon refuses each, the error
+// names the cause, and the session goes on.
+func TestRealDaemonBadUpload(t *testing.T) {
+	s := newNixStore(t)
+	sess, err := s.stdio(t, Options{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := makeClosure()
+	good := cl.infos[1].NarHash
+	cl.infos[1].NarHash = narHash([]byte("something else"))
+	err = sess.AddToStoreNars(cl.infos, cl.open)
+	var re *RemoteError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), "hash mismatch") || !strings.Contains(err.Error(), cl.infos[1].Path) {
+		t.Errorf("AddToStoreNars with a wrong hash = %v; want the daemon's hash mismatch for %s", err, cl.infos[1].Path)
+	}
+	if errors.Is(err, ErrNotTrusted) {
+		t.Errorf("hash mismatch matches ErrNotTrusted")
+	}
+	valid, err := sess.QueryValidPaths(cl.paths(), false)
+	if err != nil {
+		t.Fatalf("session unusable after a refused upload: %v", err)
+	}
+	if !slices.Equal(valid, cl.paths()[:1]) {
+		t.Errorf("valid after failed upload = %q, want only %q", valid, cl.paths()[:1])
+	}
+
+	// A NAR cut short on this side.
+	cl.infos[1].NarHash = good
+	short := func(i int) (io.Reader, error) {
+		if i == 2 {
+			return bytes.NewReader(cl.nars[i][:1000]), nil
+		}
+		return cl.open(i)
+	}
+	err = sess.AddToStoreNars(cl.infos, short)
+	if err == nil || !strings.Contains(err.Error(), "NAR has 1000 bytes") {
+		t.Errorf("AddToStoreNars with a short NAR = %v, want the short NAR named", err)
+	}
+	valid, err = sess.QueryValidPaths(cl.paths(), false)
+	if err != nil {
+		t.Fatalf("session unusable after a short NAR: %v", err)
+	}
+	if !slices.Equal(sorted(valid), sorted(cl.paths()[:2])) {
+		t.Errorf("valid after a short NAR = %q, want %q", valid, cl.paths()[:2])
+	}
+	// And a single path with AddToStoreNar.
+	if err := sess.AddToStoreNar(cl.infos[2], bytes.NewReader(cl.nars[2])); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := sess.IsValidPath(cl.infos[2].Path); !ok || err != nil {
+		t.Errorf("IsValidPath after AddToStoreNar = %v, %v", ok, err)
+	}
+}
+
+// TestRealDaemonUntrusted: nobody's `nix-daemon --stdio` goes through the
+// socket daemon, which does not trust it: unsigned uploads and
+// input-addressed builds are refused with ErrNotTrusted and a hint.
+func TestRealDaemonUntrusted(t *testing.T) {
+	s := newNixStore(t)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("skipping: setpriv not found")
+	}
+	drvs, drvPaths := instantiate(t, s)
+	script := `
+nix-daemon </dev/null >/dev/null 2>"$W/daemon.log" &
+daemon=$!
+trap 'kill $daemon' EXIT
+i=0; while [ ! -S /nix/var/nix/daemon-socket/socket ]; do i=$((i+1)); [ $i -lt 200 ] || exit 1; sleep 0.05; done
+HOME=/nonexistent setpriv --reuid=nobody --regid=nogroup --clear-groups nix-daemon --stdio
+`
+	sess, err := s.start(t, script, Options{}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &replies{sess: sess, got: map[string][]byte{}}
+	rec.mark("")
+	cl := makeClosure()
+	err = sess.AddToStoreNars(cl.infos, cl.open)
+	rec.mark("untrusted-upload")
+	if !errors.Is(err, ErrNotTrusted) {
+		t.Fatalf("unsigned upload as an untrusted user = %v, want ErrNotTrusted", err)
+	}
+	for _, want := range []string{"lacks a valid signature", "trusted-users", "require-sigs = false", "test-builder: AddMultipleToStore"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	t.Logf("untrusted upload: %v", err)
+	if strings.Contains(err.Error(), "\x1b") {
+		t.Errorf("error has terminal escapes: %q", err)
+	}
+	valid, err := sess.QueryValidPaths(cl.paths(), false)
+	if err != nil || len(valid) != 0 {
+		t.Errorf("QueryValidPaths after the refused upload = %q, %v; want none, and the session alive", valid, err)
+	}
+	_, err = sess.BuildDerivation(drvPaths["ok"], drvs["ok"], nil)
+	if !errors.Is(err, ErrNotTrusted) || !strings.Contains(err.Error(), "trusted-users") {
+		t.Errorf("BuildDerivation as an untrusted user = %v, want ErrNotTrusted", err)
+	}
+	rec.save(t)
+}
+
+// TestRealDaemonChattyShell: a shell startup file that prints to stdout
+// before nix-daemon starts.
+func TestRealDaemonChattyShell(t *testing.T) {
+	s := newNixStore(t)
+	_, err := s.start(t, `echo "Welcome to builder1!"; exec nix-daemon --stdio`, Options{}, false)
+	if err == nil {
+		t.Fatal("handshake through a chatty shell succeeded")
+	}
+	for _, want := range []string{`"Welcome to builder1!\n`, "before 'nix-daemon --stdio' started", ".bashrc", "test-builder: "} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("handshake error = %v; want it to contain %q", err, want)
+		}
+	}
+}
