@@ -120,6 +120,13 @@ func Main(ctx context.Context, args []string, env Env) int {
 		return runHook(ctx, v, env)
 	}
 
+	// `offload status` alone runs in shell prompts and status bars, often
+	// many times a second: skip building the flag parser for it.
+	if len(args) == 1 && args[0] == "status" {
+		rc := &runContext{ctx: ctx, env: env, global: &Globals{}}
+		return report(env.Stderr, statusCmd{}.Run(rc))
+	}
+
 	var c CLI
 	code := -1
 	parser, err := kong.New(&c,
