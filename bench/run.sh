@@ -78,6 +78,7 @@ let
   } // extra);
 in
 if kind == "trivial" then mk "bench-trivial" "echo $u > $out" { }
+else if kind == "local" then mk "bench-trivial" "echo $u > $out" { preferLocalBuild = true; }
 else if kind == "copy50" then mk "bench-copy50" "/usr/bin/head -c 52428800 /dev/urandom > $out" { }
 else if kind == "up200" then mk "bench-up200" "echo $src > $out" { src = builtins.storePath big; }
 else if kind == "fanout" then builtins.genList (i: mk "bench-sleep-${toString i}" "/bin/sleep 1; echo $u > $out" { }) 20
@@ -99,7 +100,7 @@ nixbuild() {
 	case $hook in
 	offload) set -- --option build-hook "$tool" "$@"; real=$work/offload ;;
 	build-remote) set -- --option build-hook "$tool" "$@"; real=$BR ;;
-	local) set -- --option build-hook "" "$@"; real= ;;
+	local) real= ;; # preferLocalBuild: Nix does not start a hook
 	esac
 	tag=$(printf '%s\t%s\t%s' "$scen" "$hook" "$rep")
 	u="$scen-$hook-$rep-$(date +%s%N)"
@@ -128,7 +129,7 @@ say "warm-up"
 for h in offload build-remote; do
 	nixbuild "$h" warmup 0 trivial --max-jobs 0 --builders "$remote"
 done
-nixbuild local warmup 0 trivial --max-jobs 1 --builders ""
+nixbuild local warmup 0 local --max-jobs 1 --builders ""
 sed -i '/^warmup\t/d' "$raw"
 
 # --- alternating repetitions ----------------------------------------------
@@ -137,7 +138,7 @@ while [ "$rep" -le "$REPS" ]; do
 	# The first hook alternates, so neither always runs on a colder cache.
 	if [ $((rep % 2)) = 1 ]; then order="offload build-remote"; else order="build-remote offload"; fi
 	say "repetition $rep of $REPS ($order)"
-	nixbuild local local "$rep" trivial --max-jobs 1 --builders ""
+	nixbuild local local "$rep" local --max-jobs 1 --builders ""
 	for h in $order; do
 		nixbuild "$h" decline "$rep" trivial --max-jobs 1 --builders "ssh://b1 aarch64-linux"
 	done

@@ -243,7 +243,7 @@ better for times, memory and size; above 1 is better for throughput).
 		}
 		fmt.Fprintf(&md, "| %s%s | %s | %s | %s | %s | %s |\n", w.name, note, w.unit, num(w.off), num(w.br), num(w.ratio()), win)
 	}
-	fmt.Fprintf(&md, "\nReference: the trivial build built locally (max-jobs 1, no builders, no hook): %s ms.\n", num(local))
+	fmt.Fprintf(&md, "\nReference: the trivial build built locally (max-jobs 1, no builders, `preferLocalBuild = true` so that Nix starts no hook): %s ms.\n", num(local))
 	fmt.Fprintf(&md, "\nPeak RSS is each process's VmHWM from /proc, sampled every 5 ms by the\n"+
 		"timing shim (bench/benchtool) that Nix runs as its hook and that runs the real\n"+
 		"hook; \"hook + child processes\" is the largest sum of the peaks of the\n"+
