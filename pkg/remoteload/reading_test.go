@@ -129,9 +129,9 @@ func TestString(t *testing.T) {
 		{darwin, "10 CPUs, load 2.41 2.3 2.19, store 191 GiB free of 460 GiB"},
 		{all(nil), "unknown"},
 		{all(func(r *Reading) { r.CPUs, r.Builds = 1, 1 }), "1 CPU, 1 build"},
-		{all(func(r *Reading) { r.MemoryPressure, r.MemTotal = 4100, 1 << 30 }), "pressure memory 41 %, memory 1 GiB"},
-		{all(func(r *Reading) { r.StoreFree, r.StoreSize = 1288490188, 1 << 40 }), "store 1.2 GiB free of 1 TiB"},
-		{all(func(r *Reading) { r.StoreFree, r.StoreSize = 812 << 20, 999 }), "store 812 MiB free of 999 B"},
+		{all(func(r *Reading) { r.MemoryPressure, r.MemTotal = 4100, 1<<30 }), "pressure memory 41 %, memory 1 GiB"},
+		{all(func(r *Reading) { r.StoreFree, r.StoreSize = 1288490188, 1<<40 }), "store 1.2 GiB free of 1 TiB"},
+		{all(func(r *Reading) { r.StoreFree, r.StoreSize = 812<<20, 999 }), "store 812 MiB free of 999 B"},
 	}
 	for _, tt := range tests {
 		if got := tt.r.String(); got != tt.want {
