@@ -76,12 +76,24 @@
 //	 88     8  last connect latency (ns)
 //	 96     8  last successful connect (Unix ns)
 //	104     8  upload token owner (0: free)
-//	112     8  reserved: last load reading (load average * 1000)
-//	120     8  reserved: time of the load reading (Unix ns)
+//	112     8  load averages of the reading: 1, 5 and 15 min in
+//	           thousandths + 1, 21 bits each from bit 0 (0: unknown)
+//	120     8  time of the reading (Unix ns; 0: none; all ones: being
+//	           written)
 //	128   128  reserved: 8 × {system hash, flags: 1 native, 2 emulated}
 //	256   128  builder URI (cut)
 //	384    64  display name (cut)
-//	448    64  reserved
+//	448     8  load refresh token owner (0: free)
+//	456     8  CPUs + 1 (bits 0-19), running builds + 1 (bits 20-39),
+//	           this host's slots in the building phase when the reading
+//	           was stored (bits 40-59)
+//	464     8  pressure "some avg10" in hundredths of a percent + 1: CPU
+//	           (bits 0-15), memory (16-31), IO (32-47)
+//	472     8  available memory in bytes + 1
+//	480     8  total memory in bytes + 1
+//	488     8  free space of the store's filesystem in bytes + 1
+//	496     8  size of the store's filesystem in bytes + 1
+//	504     8  reserved
 //	512 S*128  slot entries
 //
 // Slot entry j of a record, at record + 512 + j*128:
@@ -108,6 +120,13 @@
 //
 // Derivation table entry (reserved for remembered derivation names) at the
 // table offset + k*128: hash 8, last seen 8, flags 8, reserved 8, name 96.
+//
+// A reading's fields are stored plus one so that zero, the value of a new or
+// older file, means unknown. The one process holding the refresh token
+// ([File.TryRefresh]) writes a reading; any writer marks the time word
+// "being written" first and stores the time last, and readers retry when
+// the time word changed under them, so a reading is never seen half
+// written.
 //
 // The words of a record up to offset 512, and the first 48 bytes of a slot
 // entry, keep their meaning in every later layout version, so a file of an

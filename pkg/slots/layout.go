@@ -72,13 +72,20 @@ const (
 	rConnectNs     = 88
 	rConnectAt     = 96
 	rUpload        = 104
-	rLoad          = 112
-	rLoadAt        = 120
+	rLoad          = 112 // Load1, Load5, Load15: 21 bits each, value+1
+	rLoadAt        = 120 // reading time (Unix ns); readingBusy while written
 	rSystems       = 128
 	rURI           = 256
 	rURILen        = 128
 	rName          = 384
 	rNameLen       = 64
+	rRefresh       = 448 // refresh token owner
+	rReadCounts    = 456 // CPUs+1, Builds+1, ours: 20 bits each
+	rPressure      = 464 // CPU, memory, IO pressure + 1: 16 bits each
+	rMemAvail      = 472 // +1
+	rMemTotal      = 480 // +1
+	rStoreFree     = 488 // +1
+	rStoreSize     = 496 // +1
 	rCountersBegin = rStarted
 	rCountersEnd   = rSystems
 )

@@ -542,9 +542,9 @@ func (f *File) WaitChange(ctx context.Context, gen uint32, d time.Duration) bool
 	}
 }
 
-// Reclaim frees every slot and upload token whose owner process is gone
-// and returns how many it freed. Acquire does this by itself for a full
-// builder.
+// Reclaim frees every slot, upload token and refresh token whose owner
+// process is gone and returns how many slots it freed. Acquire does this
+// by itself for a full builder.
 func (f *File) Reclaim() int {
 	v := f.view()
 	if v == nil || f.o.ReadOnly {
@@ -567,9 +567,11 @@ func (f *File) reclaimRecord(m *mapping, rec int) int {
 			n++
 		}
 	}
-	up := m.g.recOff(rec) + rUpload
-	if w := m.load(up); w != 0 && w != f.self && !alive(w) {
-		m.cas(up, w, 0)
+	for _, tok := range [...]int{rUpload, rRefresh} {
+		up := m.g.recOff(rec) + tok
+		if w := m.load(up); w != 0 && w != f.self && !alive(w) {
+			m.cas(up, w, 0)
+		}
 	}
 	if n > 0 {
 		notify(m)
@@ -757,6 +759,8 @@ func (f *File) Snapshot(dst []Builder) []Builder {
 		b.LastConnectAt = unixTime(m.load(r + rConnectAt))
 		b.Drained = m.load(r+rFlags)&flagDrained != 0
 		b.Uploading = m.load(r+rUpload) != 0
+		b.Reading, b.ReadingOurs = reading(m, r)
+		b.Refreshing = m.load(r+rRefresh) != 0
 		for j := 0; j < int(m.g.slots); j++ {
 			off := m.g.slotOff(rec, j)
 			w := m.load(off)

@@ -137,4 +137,13 @@ type Builder struct {
 	Drained               bool
 	Uploading             bool
 	Running               []SlotInfo
+	// Reading is the builder's last load reading (zero Time: none).
+	Reading Reading
+	// ReadingOurs is how many of this host's slots of the builder were
+	// in the building phase when the reading was stored: builds that
+	// Reading.Builds already counts. Builds from elsewhere are about
+	// Reading.Builds - ReadingOurs.
+	ReadingOurs int
+	// Refreshing is set while a process holds the refresh token.
+	Refreshing bool
 }
