@@ -23,13 +23,38 @@
 //   - it is not excluded by [Options.Only] or [Options.Avoid] (names or URIs,
 //     from OFFLOAD_ONLY and OFFLOAD_AVOID) and not drained ([Load.Drained]);
 //   - it is not marked unhealthy at the decision's time ([Load.UnhealthyUntil]);
-//   - it has a free slot: [Load.Busy] < max-jobs.
+//   - it has a free slot: [Load.Busy] < max-jobs;
+//   - its real state, when [Options.Thresholds] are set and its
+//     [Load.Reading] is recent enough, is under every threshold: its
+//     store's filesystem has the free space asked for ("store nearly
+//     full" otherwise), and the builds running there from elsewhere do
+//     not fill max-jobs together with this host's, its load per CPU and
+//     its CPU and memory pressure are not above their limits ("busy
+//     elsewhere" otherwise).
+//
+// Full slots, an unhealthy mark, a nearly full store and "busy elsewhere"
+// pass by themselves: when they are all that keeps the eligible machines
+// away, the answer is postpone, or decline when the local machine can build
+// it, as Nix's own hook does for full machines.
+//
+// # Real load
+//
+// The slot file counts only this host's builds. When several hosts share a
+// builder, the hook reads the builder's real state (pkg/remoteload) and
+// passes it in [Load.Reading]. With [Thresholds.Builds], a builder's busy
+// count is this host's busy slots plus the builds from elsewhere
+// ([Reason.Elsewhere], the reading's builds minus this host's builds it
+// already counted), for eligibility, score and the local comparison alike;
+// the other thresholds only keep a builder away. The zero [Thresholds] turn
+// all of it off; [DefaultThresholds] has the defaults of the settings, with
+// the reasons for them.
 //
 // # Ranking
 //
 // Among eligible machines the best has, in this order of tie-breaks:
 //
-//  1. the lowest score, busy slots divided by effective speed (real
+//  1. the lowest score, busy slots (plus builds from elsewhere, see Real
+//     load) divided by effective speed (real
 //     division: Nix 2.8 divided integers, so speed factors 1 and 2 made no
 //     difference at low load);
 //  2. the higher effective speed;

@@ -106,6 +106,58 @@ func (r *Reason) appendWhy(b []byte, chosen bool) []byte {
 		}
 	case RejectFull:
 		b = r.appendSlots(b)
+	case RejectStoreFull:
+		b = append(b, "store nearly full: "...)
+		b = appendBytes(b, r.load().Reading.StoreFree)
+		b = append(b, " free"...)
+	case RejectBusyElsewhere:
+		b = append(b, "busy elsewhere: "...)
+		b = r.appendOver(b)
+	}
+	return b
+}
+
+// appendOver appends the figures over their thresholds: "load 7.9 on 8
+// CPUs, memory pressure 41 %".
+func (r *Reason) appendOver(b []byte) []byte {
+	rd := &r.load().Reading
+	start := len(b)
+	sep := func() {
+		if len(b) > start {
+			b = append(b, ", "...)
+		}
+	}
+	if r.over&overBuilds != 0 {
+		b = strconv.AppendInt(b, int64(r.Elsewhere), 10)
+		b = append(b, " build"...)
+		if r.Elsewhere != 1 {
+			b = append(b, 's')
+		}
+		b = append(b, " from elsewhere and "...)
+		b = r.appendSlots(b)
+	}
+	if r.over&overLoad != 0 {
+		sep()
+		b = append(b, "load "...)
+		b = appendFloat1(b, float64(rd.Load1)/1000)
+		b = append(b, " on "...)
+		b = strconv.AppendInt(b, int64(rd.CPUs), 10)
+		b = append(b, " CPU"...)
+		if rd.CPUs != 1 {
+			b = append(b, 's')
+		}
+	}
+	if r.over&overCPU != 0 {
+		sep()
+		b = append(b, "CPU pressure "...)
+		b = strconv.AppendInt(b, int64(rd.CPUPressure+50)/100, 10)
+		b = append(b, " %"...)
+	}
+	if r.over&overMemory != 0 {
+		sep()
+		b = append(b, "memory pressure "...)
+		b = strconv.AppendInt(b, int64(rd.MemoryPressure+50)/100, 10)
+		b = append(b, " %"...)
 	}
 	return b
 }
@@ -136,7 +188,13 @@ func (r *Reason) appendSlots(b []byte) []byte {
 	b = strconv.AppendInt(b, int64(r.Busy), 10)
 	b = append(b, '/')
 	b = strconv.AppendInt(b, int64(r.MaxJobs), 10)
-	return append(b, " slots busy"...)
+	b = append(b, " slots busy"...)
+	if r.Elsewhere > 0 && r.Reject != RejectBusyElsewhere {
+		b = append(b, " (+"...)
+		b = strconv.AppendInt(b, int64(r.Elsewhere), 10)
+		b = append(b, " elsewhere)"...)
+	}
+	return b
 }
 
 // appendShort appends the few words a one-line summary gives a machine:
@@ -174,6 +232,14 @@ func (r *Reason) appendShort(b []byte) []byte {
 		b = append(b, '/')
 		b = strconv.AppendInt(b, int64(r.MaxJobs), 10)
 		b = append(b, " busy"...)
+	case RejectStoreFull:
+		b = append(b, "store nearly full ("...)
+		b = appendBytes(b, r.load().Reading.StoreFree)
+		b = append(b, " free)"...)
+	case RejectBusyElsewhere:
+		b = append(b, "busy elsewhere ("...)
+		b = r.appendOver(b)
+		b = append(b, ')')
 	}
 	return b
 }
@@ -350,10 +416,11 @@ func (d *Decision) WriteText(w io.Writer) error {
 //
 //	{"answer":"accept","builder":"ssh://b1","why":"…","reasons":[
 //	  {"uri":"ssh://b1","name":"b1","eligible":true,"why":"…","score":0,
-//	   "speed":2,"busy":0,"max_jobs":8,"exec":"native","presumed":false}]}
+//	   "speed":2,"busy":0,"max_jobs":8,"elsewhere":0,"exec":"native",
+//	   "presumed":false}]}
 //
 // answer is one of accept, postpone, decline, decline-permanently; builder
-// is the chosen URI or "".
+// is the chosen URI or ""; elsewhere is [Reason.Elsewhere].
 func (d *Decision) WriteJSON(w io.Writer) error {
 	b := append([]byte(nil), `{"answer":`...)
 	b = appendJSONString(b, d.Answer.String())
@@ -383,6 +450,8 @@ func (d *Decision) WriteJSON(w io.Writer) error {
 		b = strconv.AppendInt(b, int64(r.Busy), 10)
 		b = append(b, `,"max_jobs":`...)
 		b = strconv.AppendInt(b, int64(r.MaxJobs), 10)
+		b = append(b, `,"elsewhere":`...)
+		b = strconv.AppendInt(b, int64(r.Elsewhere), 10)
 		b = append(b, `,"exec":`...)
 		b = appendJSONString(b, r.Exec.String())
 		b = append(b, `,"presumed":`...)
@@ -418,6 +487,35 @@ func appendFloat(b []byte, f float64) []byte {
 		}
 	}
 	return b
+}
+
+// appendFloat1 appends f rounded to one decimal, without a trailing zero:
+// 7.9, 8.
+func appendFloat1(b []byte, f float64) []byte {
+	start := len(b)
+	b = strconv.AppendFloat(b, f, 'f', 1, 64)
+	if bytes.HasSuffix(b[start:], []byte(".0")) {
+		b = b[:len(b)-2]
+	}
+	return b
+}
+
+// appendBytes appends a size for people: "812 MiB", "1.2 GiB".
+func appendBytes(b []byte, n int64) []byte {
+	units := [...]string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
+	f := float64(max(n, 0))
+	u := 0
+	for f >= 1024 && u < len(units)-1 {
+		f /= 1024
+		u++
+	}
+	if u == 0 || f >= 100 {
+		b = strconv.AppendFloat(b, f, 'f', 0, 64)
+	} else {
+		b = appendFloat1(b, f)
+	}
+	b = append(b, ' ')
+	return append(b, units[u]...)
 }
 
 // appendDuration appends d rounded up, in seconds up to two minutes and in

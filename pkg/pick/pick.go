@@ -103,6 +103,125 @@ type Load struct {
 	// Exec says, per system, whether the machine runs it natively or under
 	// emulation; systems not listed are unknown.
 	Exec []SystemExec
+	// Reading is the machine's last load reading (from pkg/remoteload,
+	// shared through pkg/slots); a zero Time means none.
+	Reading Reading
+	// ReadingOurs is how many of this host's builds (Busy) Reading.Builds
+	// already counted (slots.Builder.ReadingOurs).
+	ReadingOurs int
+}
+
+// ReadingUnknown is the value of a Reading field the machine did not tell.
+const ReadingUnknown = -1
+
+// Reading is what a machine said about its real state. It has the same
+// fields as remoteload.Reading and slots.Reading, so the caller converts
+// with a type conversion. A field is ReadingUnknown (-1) when the machine
+// did not tell it.
+type Reading struct {
+	// Time is when the reading was taken; zero means no reading.
+	Time time.Time
+	// CPUs is the number of online CPUs.
+	CPUs int
+	// Load1, Load5 and Load15 are the load averages in thousandths.
+	Load1, Load5, Load15 int
+	// CPUPressure, MemoryPressure and IOPressure are the pressure stall
+	// figures "some avg10" in hundredths of a percent.
+	CPUPressure, MemoryPressure, IOPressure int
+	// MemAvailable and MemTotal are in bytes.
+	MemAvailable, MemTotal int64
+	// StoreFree and StoreSize are the free space and size of the store's
+	// filesystem in bytes.
+	StoreFree, StoreSize int64
+	// Builds is the number of Nix builds running there, from everyone.
+	Builds int
+}
+
+// Thresholds say when a machine's real state (its [Load.Reading]) keeps
+// new builds away. The zero value turns every test off: choices are as
+// without readings. Each test needs its field known in a reading no older
+// than MaxAge; an unknown field, a missing or an old reading never keeps a
+// machine away.
+type Thresholds struct {
+	// MaxAge is how old a reading may be, at the decision's time, to
+	// count (setting load-max-age); 0 means any age.
+	MaxAge time.Duration
+	// Builds counts the builds running on the machine that are not this
+	// host's (Reading.Builds - Load.ReadingOurs) against its max-jobs,
+	// as if they held slots: the machine is busy elsewhere when they and
+	// this host's busy slots reach max-jobs, and they count in its score.
+	Builds bool
+	// LoadPerCPU: busy elsewhere when the one-minute load average per
+	// CPU is above it (setting load-max-per-cpu); 0: off.
+	LoadPerCPU float64
+	// CPUPressure and MemoryPressure, in percent: busy elsewhere when
+	// "some avg10" is above (settings cpu-pressure-max and
+	// memory-pressure-max); 0: off.
+	CPUPressure, MemoryPressure float64
+	// StoreFree, in bytes: "store nearly full" when the store's
+	// filesystem has less free space (setting store-free-min); 0: off.
+	StoreFree int64
+}
+
+// DefaultThresholds are the defaults of the load-aware settings:
+//
+//   - MaxAge 60 s: the hook refreshes readings older than load-refresh
+//     (5 s) when it needs them, so a reading this old means nobody could
+//     read the machine for a while; better to decide as without readings.
+//   - Builds on: builds from other hosts are the point (issue 15).
+//   - LoadPerCPU 2: twice as many runnable tasks as CPUs means every
+//     build there gets at most half a CPU; a new one slows them all. A
+//     machine running its max-jobs builds with all cores each already
+//     sits near 1 to 2.
+//   - CPUPressure off: "some" CPU pressure is high on any saturated
+//     machine, even one that still makes good progress; the load per CPU
+//     says the same with a meaning people know.
+//   - MemoryPressure 20 %: tasks stalled on memory a fifth of the last
+//     ten seconds means reclaim or swap is slowing builds down, and more
+//     builds lead to the out-of-memory killer.
+//   - StoreFree 1 GiB: below that most builds with real outputs fail with
+//     "No space left on device".
+var DefaultThresholds = Thresholds{
+	MaxAge:         60 * time.Second,
+	Builds:         true,
+	LoadPerCPU:     2,
+	MemoryPressure: 20,
+	StoreFree:      1 << 30,
+}
+
+// Figures over a threshold, for the reason.
+const (
+	overBuilds uint8 = 1 << iota
+	overLoad
+	overCPU
+	overMemory
+)
+
+// judge applies t to a machine's reading: how many builds from elsewhere
+// count against max-jobs, which figures are over their thresholds, and
+// whether the store is nearly full.
+func (t *Thresholds) judge(ld *Load, maxJobs int, now time.Time) (elsewhere int, over uint8, storeLow bool) {
+	r := &ld.Reading
+	if r.Time.IsZero() || t.MaxAge > 0 && now.Sub(r.Time) > t.MaxAge {
+		return 0, 0, false
+	}
+	if t.Builds && r.Builds > 0 {
+		elsewhere = max(r.Builds-max(ld.ReadingOurs, 0), 0)
+		if max(ld.Busy, 0)+elsewhere >= maxJobs {
+			over |= overBuilds
+		}
+	}
+	if t.LoadPerCPU > 0 && r.CPUs > 0 && r.Load1 >= 0 && float64(r.Load1)/1000/float64(r.CPUs) > t.LoadPerCPU {
+		over |= overLoad
+	}
+	if t.CPUPressure > 0 && r.CPUPressure >= 0 && float64(r.CPUPressure)/100 > t.CPUPressure {
+		over |= overCPU
+	}
+	if t.MemoryPressure > 0 && r.MemoryPressure >= 0 && float64(r.MemoryPressure)/100 > t.MemoryPressure {
+		over |= overMemory
+	}
+	storeLow = t.StoreFree > 0 && r.StoreFree >= 0 && r.StoreFree < t.StoreFree
+	return elsewhere, over, storeLow
 }
 
 // Emulation is the `emulation` setting: how machines that emulate a non-x86
@@ -156,6 +275,9 @@ type Options struct {
 	Only []string
 	// Avoid excludes these machines (names or URIs, from OFFLOAD_AVOID).
 	Avoid []string
+	// Thresholds keep machines whose real state is over them away; the
+	// zero value is off (the load-aware setting off).
+	Thresholds Thresholds
 }
 
 // ParseList splits the value of OFFLOAD_ONLY or OFFLOAD_AVOID, builder
@@ -227,11 +349,20 @@ const (
 	RejectUnhealthy
 	// RejectFull: every slot is busy.
 	RejectFull
+	// RejectStoreFull: its store's filesystem has less free space than
+	// Thresholds.StoreFree.
+	RejectStoreFull
+	// RejectBusyElsewhere: its real state is over a threshold: builds
+	// from elsewhere fill its max-jobs, or its load or pressure is too
+	// high.
+	RejectBusyElsewhere
 )
 
 // transient reports whether the machine could build the request were it not
 // for a state that passes by itself (Nix's rightType).
-func (r Reject) transient() bool { return r == RejectUnhealthy || r == RejectFull }
+func (r Reject) transient() bool {
+	return r == RejectUnhealthy || r == RejectFull || r == RejectStoreFull || r == RejectBusyElsewhere
+}
 
 // Reason is what Choose found about one machine.
 type Reason struct {
@@ -248,6 +379,9 @@ type Reason struct {
 	Speed float64
 	// Busy and MaxJobs are the slot counts.
 	Busy, MaxJobs int
+	// Elsewhere is the number of builds from elsewhere that count
+	// against MaxJobs and in Score (Thresholds.Builds).
+	Elsewhere int
 	// Exec is how the machine runs the needed system; Presumed is true
 	// when that was presumed from its systems list, not known.
 	Exec     Exec
@@ -255,7 +389,8 @@ type Reason struct {
 	// Via names the emulator, if known.
 	Via string
 
-	prefer bool // emulating x86 machine, for the preference
+	prefer bool  // emulating x86 machine, for the preference
+	over   uint8 // figures over their thresholds
 
 	// For formatting on demand.
 	m  *spec.Machine
@@ -331,6 +466,8 @@ func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Loc
 		}
 		r := &d.Reasons[i]
 		*r = Reason{URI: m.URI, Name: m.Name, Busy: ld.Busy, MaxJobs: m.MaxJobs, m: m, ld: ld, d: d}
+		elsewhere, over, storeLow := o.Thresholds.judge(ld, m.MaxJobs, now)
+		r.Elsewhere, r.over = elsewhere, over
 
 		switch {
 		case req.System != "builtin" && !contains(m.Systems, req.System):
@@ -353,6 +490,10 @@ func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Loc
 			r.Reject = RejectUnhealthy
 		case ld.Busy >= m.MaxJobs:
 			r.Reject = RejectFull
+		case storeLow:
+			r.Reject = RejectStoreFull
+		case over != 0:
+			r.Reject = RejectBusyElsewhere
 		}
 		if r.Reject != RejectNone && r.Reject < RejectNoJobs {
 			continue
@@ -374,10 +515,7 @@ func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Loc
 		if r.Exec == Emulated {
 			r.Speed /= penalty
 		}
-		busy := ld.Busy
-		if busy < 0 {
-			busy = 0
-		}
+		busy := max(ld.Busy, 0) + elsewhere
 		r.Score = float64(busy) / r.Speed
 
 		if r.Reject.transient() {
@@ -404,7 +542,7 @@ func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Loc
 	}
 	if req.LocalWilling && d.localCan {
 		r := &d.Reasons[best]
-		d.remoteSpeed = r.Speed / (1 + float64(max(r.Busy, 0))/float64(r.MaxJobs))
+		d.remoteSpeed = r.Speed / (1 + float64(max(r.Busy, 0)+r.Elsewhere)/float64(r.MaxJobs))
 		d.localUtil = local.LoadPerCPU
 		if !(d.localUtil > 0) || math.IsInf(d.localUtil, 0) {
 			d.localUtil = 0
@@ -435,7 +573,7 @@ func better(a, b *Reason, e Emulation) bool {
 	if a.prefer != b.prefer && e != EmulationNeutral {
 		return a.prefer == (e == EmulationPrefer)
 	}
-	return a.Busy < b.Busy
+	return a.Busy+a.Elsewhere < b.Busy+b.Elsewhere
 }
 
 func canBuildLocally(req Request, l Local) bool {

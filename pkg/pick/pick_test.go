@@ -741,6 +741,7 @@ func TestWriteJSON(t *testing.T) {
 				Speed    float64 `json:"speed"`
 				Busy     int     `json:"busy"`
 				MaxJobs  int     `json:"max_jobs"`
+				Else     int     `json:"elsewhere"`
 				Exec     string  `json:"exec"`
 				Presumed bool    `json:"presumed"`
 			} `json:"reasons"`
@@ -787,7 +788,7 @@ func TestAppendFloat(t *testing.T) {
 
 func TestReasonWhyStandalone(t *testing.T) {
 	// A Reason not made by Choose still explains itself.
-	for rej := RejectNone; rej <= RejectFull; rej++ {
+	for rej := RejectNone; rej <= RejectBusyElsewhere; rej++ {
 		r := Reason{Name: "b1", Reject: rej}
 		if got := r.Why(); !strings.HasPrefix(got, "b1: ") {
 			t.Errorf("Reason{Reject: %d}.Why() = %q", rej, got)

@@ -61,6 +61,10 @@ func randCase(r *rand.Rand) propCase {
 		for _, s := range randSubset(r, propSystems, 0.2) {
 			l.Exec = append(l.Exec, SystemExec{System: s, Exec: Exec(r.IntN(3))})
 		}
+		if r.IntN(2) == 0 {
+			l.Reading = randReading(r)
+			l.ReadingOurs = r.IntN(max(l.Busy, 0) + 1)
+		}
 		c.loads = append(c.loads, l)
 	}
 	c.req = Request{
@@ -82,7 +86,69 @@ func randCase(r *rand.Rand) propCase {
 	if n > 0 && r.IntN(6) == 0 {
 		c.opts.Avoid = []string{c.ms[r.IntN(n)].URI}
 	}
+	switch r.IntN(3) {
+	case 0:
+		c.opts.Thresholds = DefaultThresholds
+	case 1:
+		c.opts.Thresholds = Thresholds{
+			MaxAge:         time.Duration(r.IntN(3)) * 30 * time.Second,
+			Builds:         r.IntN(2) == 0,
+			LoadPerCPU:     []float64{0, 0.5, 1, 2}[r.IntN(4)],
+			CPUPressure:    []float64{0, 10, 50}[r.IntN(3)],
+			MemoryPressure: []float64{0, 10, 50}[r.IntN(3)],
+			StoreFree:      []int64{0, 1 << 30}[r.IntN(2)],
+		}
+	}
 	return c
+}
+
+// randReading returns a reading of random age with random fields, each
+// unknown now and then.
+func randReading(r *rand.Rand) Reading {
+	pick := func(v int) int {
+		if r.IntN(5) == 0 {
+			return ReadingUnknown
+		}
+		return v
+	}
+	rd := Reading{
+		Time:           now.Add(-time.Duration(r.IntN(120)) * time.Second),
+		CPUs:           pick([]int{0, 1, 4, 8}[r.IntN(4)]),
+		Load1:          pick(r.IntN(20000)),
+		Load5:          pick(r.IntN(20000)),
+		Load15:         pick(r.IntN(20000)),
+		CPUPressure:    pick(r.IntN(10001)),
+		MemoryPressure: pick(r.IntN(10001)),
+		IOPressure:     pick(r.IntN(10001)),
+		MemAvailable:   int64(pick(r.IntN(1 << 30))),
+		MemTotal:       int64(pick(1 << 30)),
+		StoreFree:      int64(pick(r.IntN(3 << 30))),
+		StoreSize:      int64(pick(4 << 30)),
+		Builds:         pick(r.IntN(6)),
+	}
+	if r.IntN(10) == 0 {
+		rd.Time = time.Time{}
+	}
+	return rd
+}
+
+// refElsewhere is the documented use of a reading, written independently
+// of Choose: the builds from elsewhere counted against max-jobs, and
+// whether the machine is kept away.
+func refElsewhere(m *spec.Machine, l Load, o Options) (elsewhere int, kept bool) {
+	th, rd := o.Thresholds, l.Reading
+	if rd.Time.IsZero() || th.MaxAge > 0 && now.Sub(rd.Time) > th.MaxAge {
+		return 0, false
+	}
+	if th.Builds && rd.Builds > l.ReadingOurs {
+		elsewhere = rd.Builds - l.ReadingOurs
+	}
+	kept = th.Builds && max(l.Busy, 0)+elsewhere >= m.MaxJobs && rd.Builds > 0 ||
+		th.LoadPerCPU > 0 && rd.CPUs > 0 && rd.Load1 >= 0 && float64(rd.Load1)/1000 > th.LoadPerCPU*float64(rd.CPUs) ||
+		th.CPUPressure > 0 && rd.CPUPressure >= 0 && float64(rd.CPUPressure)/100 > th.CPUPressure ||
+		th.MemoryPressure > 0 && rd.MemoryPressure >= 0 && float64(rd.MemoryPressure)/100 > th.MemoryPressure ||
+		th.StoreFree > 0 && rd.StoreFree >= 0 && rd.StoreFree < th.StoreFree
+	return elsewhere, kept
 }
 
 // refFits is the documented matching, written independently of Choose:
@@ -112,8 +178,9 @@ func refExcluded(m *spec.Machine, l Load, o Options) bool {
 }
 
 func refEligible(m *spec.Machine, l Load, c propCase) bool {
+	_, kept := refElsewhere(m, l, c.opts)
 	return refFits(m, c.req) && !refExcluded(m, l, c.opts) &&
-		!l.UnhealthyUntil.After(now) && l.Busy < m.MaxJobs
+		!l.UnhealthyUntil.After(now) && l.Busy < m.MaxJobs && !kept
 }
 
 func refScore(m *spec.Machine, l Load, c propCase) float64 {
@@ -136,7 +203,8 @@ func refScore(m *spec.Machine, l Load, c propCase) float64 {
 	if exec == Emulated && c.opts.EmulationPenalty > 0 {
 		speed /= c.opts.EmulationPenalty
 	}
-	return float64(max(l.Busy, 0)) / speed
+	elsewhere, _ := refElsewhere(m, l, c.opts)
+	return float64(max(l.Busy, 0)+elsewhere) / speed
 }
 
 func refLocalCan(c propCase) bool {
@@ -206,6 +274,13 @@ func TestChooseProperties(t *testing.T) {
 			}
 			if l.Busy >= m.MaxJobs {
 				fail("chose %s with %d/%d busy", m.Name, l.Busy, m.MaxJobs)
+			}
+			if e, _ := refElsewhere(m, l, c.opts); c.opts.Thresholds.Builds && l.Busy+e >= m.MaxJobs {
+				fail("chose %s with %d/%d busy and %d builds from elsewhere", m.Name, l.Busy, m.MaxJobs, e)
+			}
+			if rd := l.Reading; !rd.Time.IsZero() && (c.opts.Thresholds.MaxAge == 0 || now.Sub(rd.Time) <= c.opts.Thresholds.MaxAge) &&
+				c.opts.Thresholds.StoreFree > 0 && rd.StoreFree >= 0 && rd.StoreFree < c.opts.Thresholds.StoreFree {
+				fail("chose %s with %d bytes free in its store", m.Name, rd.StoreFree)
 			}
 			for j := range c.ms {
 				if refEligible(&c.ms[j], load(j), c) && refScore(&c.ms[j], load(j), c) < refScore(m, l, c) {
