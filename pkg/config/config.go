@@ -71,6 +71,17 @@ var registry = []Setting{
 	{Name: "unhealthy-backoff-max", Default: "10m", Doc: "the longest a failing builder is skipped", parse: duration(1)},
 	{Name: "postpone-wait", Default: "2s", Doc: "how long a hook waits for a busy builder's slot to free before answering postpone (Nix then asks again only after build-poll-interval)", parse: duration(0)},
 	{Name: "emulation-penalty", Default: "1", Doc: "divides a builder's speed factor for systems it runs under emulation (qemu-user)", parse: positiveFloat},
+
+	// Real load of shared builders (issue 15). The defaults and why are
+	// in pkg/pick's DefaultThresholds; keep the two in step. A threshold
+	// of 0 is off, and load-aware false turns every one off.
+	{Name: "load-aware", Default: "true", Doc: "read each builder's real load (CPUs, load, pressure, memory, free store space, running builds) and keep builds away from one that is busy elsewhere", parse: boolean},
+	{Name: "load-refresh", Default: "5s", Doc: "a hook that needs a builder's load reads it again when the shared reading is older than this", parse: duration(1)},
+	{Name: "load-max-age", Default: "60s", Doc: "a load reading older than this counts as unknown (no effect on the choice)", parse: duration(1)},
+	{Name: "load-max-per-cpu", Default: "2", Doc: "a builder whose one-minute load average per CPU is above this is busy elsewhere; 0: off", parse: nonNegativeFloat},
+	{Name: "cpu-pressure-max", Default: "0", Doc: "a builder whose CPU pressure (some avg10, percent) is above this is busy elsewhere; 0: off", parse: percent},
+	{Name: "memory-pressure-max", Default: "20", Doc: "a builder whose memory pressure (some avg10, percent) is above this is busy elsewhere; 0: off", parse: percent},
+	{Name: "store-free-min", Default: "1G", Doc: "a builder whose store filesystem has less free space than this (bytes, or with K, M, G, T) is avoided; 0: off", parse: size},
 }
 
 // check runs cross-setting checks after everything is loaded.
@@ -78,6 +89,10 @@ func (c *Config) check() error {
 	if lo, hi := c.Duration("unhealthy-backoff"), c.Duration("unhealthy-backoff-max"); hi < lo {
 		return fmt.Errorf("config: unhealthy-backoff-max (%s, %s) is less than unhealthy-backoff (%s, %s)",
 			formatDuration(hi), c.vals["unhealthy-backoff-max"].origin, formatDuration(lo), c.vals["unhealthy-backoff"].origin)
+	}
+	if lo, hi := c.Duration("load-refresh"), c.Duration("load-max-age"); hi < lo {
+		return fmt.Errorf("config: load-max-age (%s, %s) is less than load-refresh (%s, %s): every reading would count as unknown",
+			formatDuration(hi), c.vals["load-max-age"].origin, formatDuration(lo), c.vals["load-refresh"].origin)
 	}
 	return nil
 }
@@ -146,6 +161,81 @@ func positiveFloat(s string) (any, error) {
 		return nil, errors.New("must be more than 0")
 	}
 	return f, nil
+}
+
+func nonNegativeFloat(s string) (any, error) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || strings.ContainsAny(s, "xX_") {
+		return nil, errors.New("not a number")
+	}
+	if f < 0 {
+		return nil, errors.New("must not be negative")
+	}
+	return f, nil
+}
+
+// percent accepts a number from 0 to 100, with or without "%".
+func percent(s string) (any, error) {
+	v, err := nonNegativeFloat(strings.TrimSpace(strings.TrimSuffix(s, "%")))
+	if err != nil {
+		return nil, err
+	}
+	if v.(float64) > 100 {
+		return nil, errors.New("must be at most 100 (percent)")
+	}
+	return v, nil
+}
+
+// boolean accepts true and false, as nix.conf does.
+func boolean(s string) (any, error) {
+	switch s {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return nil, errors.New("must be true or false")
+}
+
+// sizeUnits are the suffixes size accepts, in bytes (binary, as df and
+// Nix's min-free use them).
+var sizeUnits = []struct {
+	suffix string
+	n      int64
+}{{"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}}
+
+// size accepts a number of bytes, or a number with K, M, G or T
+// (optionally followed by "iB"): "1073741824", "512M", "1.5GiB".
+func size(s string) (any, error) {
+	bad := errors.New("not a size (want bytes, or e.g. 512M, 1G)")
+	t, mult := s, int64(1)
+	for _, u := range sizeUnits {
+		if rest, ok := strings.CutSuffix(strings.TrimSuffix(t, "iB"), u.suffix); ok {
+			t, mult = rest, u.n
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || strings.ContainsAny(t, "xXeEpP_") {
+		return nil, bad
+	}
+	if f < 0 {
+		return nil, errors.New("must not be negative")
+	}
+	if f*float64(mult) >= math.MaxInt64 {
+		return nil, errors.New("too large")
+	}
+	return int64(f * float64(mult)), nil
+}
+
+// formatSize writes a size with the largest unit that divides it.
+func formatSize(n int64) string {
+	for _, u := range sizeUnits {
+		if n != 0 && n%u.n == 0 {
+			return strconv.FormatInt(n/u.n, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 type value struct {
@@ -264,6 +354,33 @@ func (c *Config) String(name string) string { return c.get(name).(string) }
 // Float returns a number setting by name (panics like Duration).
 func (c *Config) Float(name string) float64 { return c.get(name).(float64) }
 
+// Bool returns a true/false setting by name (panics like Duration).
+func (c *Config) Bool(name string) bool { return c.get(name).(bool) }
+
+// Size returns a size setting in bytes by name (panics like Duration).
+func (c *Config) Size(name string) int64 { return c.get(name).(int64) }
+
+// LoadAware is load-aware.
+func (c *Config) LoadAware() bool { return c.Bool("load-aware") }
+
+// LoadRefresh is load-refresh.
+func (c *Config) LoadRefresh() time.Duration { return c.Duration("load-refresh") }
+
+// LoadMaxAge is load-max-age.
+func (c *Config) LoadMaxAge() time.Duration { return c.Duration("load-max-age") }
+
+// LoadMaxPerCPU is load-max-per-cpu (0: off).
+func (c *Config) LoadMaxPerCPU() float64 { return c.Float("load-max-per-cpu") }
+
+// CPUPressureMax is cpu-pressure-max in percent (0: off).
+func (c *Config) CPUPressureMax() float64 { return c.Float("cpu-pressure-max") }
+
+// MemoryPressureMax is memory-pressure-max in percent (0: off).
+func (c *Config) MemoryPressureMax() float64 { return c.Float("memory-pressure-max") }
+
+// StoreFreeMin is store-free-min in bytes (0: off).
+func (c *Config) StoreFreeMin() int64 { return c.Size("store-free-min") }
+
 // ConnectTimeout is connect-timeout.
 func (c *Config) ConnectTimeout() time.Duration { return c.Duration("connect-timeout") }
 
@@ -305,6 +422,10 @@ func format(v any) string {
 		return strconv.FormatFloat(v, 'g', -1, 64)
 	case string:
 		return v
+	case bool:
+		return strconv.FormatBool(v)
+	case int64:
+		return formatSize(v)
 	}
 	return fmt.Sprint(v)
 }

@@ -76,6 +76,13 @@ func TestFileAndEnv(t *testing.T) {
 		{"unhealthy-backoff-max", "10m", "default"},
 		{"postpone-wait", "1.5s", conf + ":5"},
 		{"emulation-penalty", "1", "default"},
+		{"load-aware", "true", "default"},
+		{"load-refresh", "5s", "default"},
+		{"load-max-age", "1m", "default"},
+		{"load-max-per-cpu", "2", "default"},
+		{"cpu-pressure-max", "0", "default"},
+		{"memory-pressure-max", "20", "default"},
+		{"store-free-min", "1G", "default"},
 	}
 	got := c.Entries()
 	if len(got) != len(want) {
@@ -157,5 +164,57 @@ func TestDurationForms(t *testing.T) {
 		if got, err := p(in); err == nil {
 			t.Errorf("duration(%q) = %v, want error", in, got)
 		}
+	}
+}
+
+func TestLoadSettings(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want string // Entries of the load settings, or the error
+	}{
+		{nil, "true 5s 1m 2 0 20 1G"},
+		{map[string]string{"OFFLOAD_LOAD_AWARE": "false", "OFFLOAD_LOAD_MAX_PER_CPU": "0", "OFFLOAD_STORE_FREE_MIN": "0"}, "false 5s 1m 0 0 20 0"},
+		{map[string]string{"OFFLOAD_STORE_FREE_MIN": "512MiB", "OFFLOAD_MEMORY_PRESSURE_MAX": "35%", "OFFLOAD_CPU_PRESSURE_MAX": "90"}, "true 5s 1m 2 90 35 512M"},
+		{map[string]string{"OFFLOAD_STORE_FREE_MIN": "1.5G"}, "true 5s 1m 2 0 20 1536M"},
+		{map[string]string{"OFFLOAD_STORE_FREE_MIN": "1000"}, "true 5s 1m 2 0 20 1000"},
+		{map[string]string{"OFFLOAD_LOAD_REFRESH": "2", "OFFLOAD_LOAD_MAX_AGE": "10s"}, "true 2s 10s 2 0 20 1G"},
+		{map[string]string{"OFFLOAD_LOAD_AWARE": "yes"}, `env OFFLOAD_LOAD_AWARE: load-aware "yes": must be true or false`},
+		{map[string]string{"OFFLOAD_MEMORY_PRESSURE_MAX": "101"}, `env OFFLOAD_MEMORY_PRESSURE_MAX: memory-pressure-max "101": must be at most 100 (percent)`},
+		{map[string]string{"OFFLOAD_LOAD_MAX_PER_CPU": "-1"}, `env OFFLOAD_LOAD_MAX_PER_CPU: load-max-per-cpu "-1": must not be negative`},
+		{map[string]string{"OFFLOAD_STORE_FREE_MIN": "1X"}, `env OFFLOAD_STORE_FREE_MIN: store-free-min "1X": not a size (want bytes, or e.g. 512M, 1G)`},
+		{map[string]string{"OFFLOAD_STORE_FREE_MIN": "1e9"}, `env OFFLOAD_STORE_FREE_MIN: store-free-min "1e9": not a size (want bytes, or e.g. 512M, 1G)`},
+		{map[string]string{"OFFLOAD_STORE_FREE_MIN": "-1G"}, `env OFFLOAD_STORE_FREE_MIN: store-free-min "-1G": must not be negative`},
+		{map[string]string{"OFFLOAD_STORE_FREE_MIN": "99999999T"}, `env OFFLOAD_STORE_FREE_MIN: store-free-min "99999999T": too large`},
+		{map[string]string{"OFFLOAD_LOAD_MAX_AGE": "3s"}, "config: load-max-age (3s, env OFFLOAD_LOAD_MAX_AGE) is less than load-refresh (5s, default): every reading would count as unknown"},
+		{map[string]string{"OFFLOAD_LOAD_REFRESH": "0"}, `env OFFLOAD_LOAD_REFRESH: load-refresh "0": must be more than 0`},
+	}
+	for _, tt := range tests {
+		env := map[string]string{"OFFLOAD_CONF": filepath.Join(t.TempDir(), "none")}
+		os.WriteFile(env["OFFLOAD_CONF"], nil, 0o644)
+		for k, v := range tt.env {
+			env[k] = v
+		}
+		c, err := Load(envMap(env))
+		var got string
+		if err != nil {
+			got = err.Error()
+		} else {
+			var vals []string
+			for _, e := range c.Entries() {
+				if strings.HasPrefix(e.Name, "load-") || strings.HasSuffix(e.Name, "-pressure-max") || e.Name == "store-free-min" {
+					vals = append(vals, e.Value)
+				}
+			}
+			got = strings.Join(vals, " ")
+		}
+		if got != tt.want {
+			t.Errorf("Load(%v) = %q, want %q", tt.env, got, tt.want)
+		}
+	}
+	c := Default()
+	if !c.LoadAware() || c.LoadRefresh() != 5*time.Second || c.LoadMaxAge() != time.Minute || c.LoadMaxPerCPU() != 2 ||
+		c.CPUPressureMax() != 0 || c.MemoryPressureMax() != 20 || c.StoreFreeMin() != 1<<30 {
+		t.Errorf("defaults: %v %v %v %v %v %v %v", c.LoadAware(), c.LoadRefresh(), c.LoadMaxAge(), c.LoadMaxPerCPU(),
+			c.CPUPressureMax(), c.MemoryPressureMax(), c.StoreFreeMin())
 	}
 }
