@@ -160,6 +160,8 @@ type client struct {
 	builders []*builder
 	// Env is added to nix-build's environment (the hook inherits it).
 	Env []string
+	// Hook is the build hook nix-build runs; empty means offloadBin.
+	Hook string
 }
 
 func newClient(t *testing.T, bs ...*builder) *client {
@@ -203,9 +205,7 @@ func (c *client) run(timeout time.Duration, args ...string) result {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot, "scripts/test-client.sh"), append([]string{c.Dir}, args...)...)
-	cmd.Env = append(os.Environ(), "NIX_SSHOPTS=-F "+filepath.Join(c.Dir, "ssh_config"))
-	cmd.Env = append(cmd.Env, c.Env...)
+	cmd := c.command(ctx, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -221,13 +221,26 @@ func (c *client) run(timeout time.Duration, args ...string) result {
 	return r
 }
 
+// command returns the command that runs args as the client, in its
+// namespace, with NIX_SSHOPTS pointing at the client's ssh_config.
+func (c *client) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot, "scripts/test-client.sh"), append([]string{c.Dir}, args...)...)
+	cmd.Env = append(os.Environ(), "NIX_SSHOPTS=-F "+filepath.Join(c.Dir, "ssh_config"))
+	cmd.Env = append(cmd.Env, c.Env...)
+	return cmd
+}
+
 // build runs nix-build on expr with offload as the build hook, no local
 // builds, and the given builders setting.
 func (c *client) build(expr string, builders string, extra ...string) result {
 	c.t.Helper()
 	f := c.file(fmt.Sprintf("expr-%d.nix", time.Now().UnixNano()), expr)
+	hook := c.Hook
+	if hook == "" {
+		hook = offloadBin
+	}
 	args := []string{"nix-build", "--no-out-link", f, "--max-jobs", "0",
-		"--option", "build-hook", offloadBin, "--builders", builders}
+		"--option", "build-hook", hook, "--builders", builders}
 	args = append(args, extra...)
 	return c.run(2*time.Minute, args...)
 }
