@@ -43,7 +43,7 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 		switch d.Answer {
 		case pick.Accept:
 		case pick.Postpone:
-			if !waited && h.cfg.PostponeWait > 0 && h.state != nil && attempt < maxAttempts {
+			if !waited && h.cfg.PostponeWait > 0 && h.state != nil && attempt < maxAttempts && slotMayFree(d) {
 				// Nix asks again only after build-poll-interval (5 s);
 				// a slot that frees sooner is better used now.
 				waited = true
@@ -94,6 +94,19 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 		code := h.build(ctx, c, m, slot, req, job)
 		return code, true, nil
 	}
+}
+
+// slotMayFree reports whether some machine was turned down only because
+// its slots are full: waiting for a slot can help then, and not when every
+// machine is unhealthy (a wait there only blocks Nix, which waits for the
+// answer with its whole scheduler).
+func slotMayFree(d *pick.Decision) bool {
+	for i := range d.Reasons {
+		if d.Reasons[i].Reject == pick.RejectFull {
+			return true
+		}
+	}
+	return false
 }
 
 // answer writes a decline or postpone with its reason: a message for the
