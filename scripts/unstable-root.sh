@@ -1,0 +1,141 @@
+#!/bin/sh
+# unstable-root.sh: a minimal Debian unstable (sid) root with current Nix
+# (nix-bin, 2.34 at the time of writing) and openssh-client, for running
+# the end-to-end tests against current Nix on a machine whose own Nix is
+# older. Prints the root's path.
+#
+#   unstable-root.sh            build the root when missing, print its path
+#
+# The root is built once with debootstrap and then reused. It is built in
+# a temporary directory next to its final place and renamed when complete,
+# so an interrupted build is never mistaken for a finished one; a lock
+# file keeps two builds from running at once. debootstrap runs in a
+# private mount namespace, so the /proc and /sys it mounts inside the
+# root vanish with it even when it is killed.
+#
+# Variables:
+#   OFFLOAD_SID_ROOT       where the root lives (default /var/cache/offload/sid-root)
+#   OFFLOAD_DEBIAN_MIRROR  the Debian mirror to use (default: the first Debian
+#                          archive in the machine's apt configuration)
+#
+# Needs root, debootstrap (installed with apt-get when missing), unshare
+# and flock (util-linux).
+set -eu
+
+root=${OFFLOAD_SID_ROOT:-/var/cache/offload/sid-root}
+suite=sid
+# debootstrap does not resolve virtual packages: libdbd-sqlite3-perl (which
+# nix-bin depends on) needs perl-dbdabi-94, which only libdbi-perl provides.
+packages=nix-bin,openssh-client,libdbi-perl
+
+die() { echo "$0: $*" >&2; exit 1; }
+
+# A finished root: renamed into place only when complete.
+ready() { [ -x "$root/usr/bin/nix-build" ] && [ -f "$root/.offload-sid-root" ]; }
+
+if ready; then
+	echo "$root"
+	exit 0
+fi
+[ "$(id -u)" -eq 0 ] || die "needs root (debootstrap)"
+
+# mirrors prints the URIs of the machine's apt sources, one a line, in
+# the order apt reads them: one-line "deb" entries of sources.list and
+# *.list, then deb822 "URIs:" fields of *.sources entries of type deb.
+# Entries for security updates are left out: they do not carry sid.
+mirrors() {
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+		[ -f "$f" ] || continue
+		# deb [options] URI suite components...
+		sed -n 's/^[[:space:]]*deb[[:space:]]\{1,\}\(\[[^]]*\][[:space:]]\{1,\}\)\{0,1\}\([^[:space:]]\{1,\}\)[[:space:]]\{1,\}\([^[:space:]]\{1,\}\).*/\2 \3/p' "$f"
+	done
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] || continue
+		# Stanzas are separated by blank lines; print "URI suites" for
+		# every URI of every stanza of type deb.
+		awk '
+			function flush() {
+				if (types ~ /(^| )deb( |$)/ && enabled != "no")
+					for (i = 1; i <= nu; i++) print uris[i], suites
+				types = ""; suites = ""; nu = 0; enabled = ""
+			}
+			/^[[:space:]]*#/ { next }
+			/^[[:space:]]*$/ { flush(); next }
+			{
+				key = tolower($1); sub(/:$/, "", key)
+				val = $0; sub(/^[^:]*:[[:space:]]*/, "", val)
+				if (key == "types") types = val
+				else if (key == "suites") suites = val
+				else if (key == "enabled") enabled = tolower(val)
+				else if (key == "uris") nu = split(val, uris, /[[:space:]]+/)
+			}
+			END { flush() }
+		' "$f"
+	done | awk '{ print $1, $2 }'
+}
+
+pick_mirror() {
+	mirrors | while read -r uri suite; do
+		case $suite in *-security | */updates) continue ;; esac
+		case $uri in http://* | https://*) ;; *) continue ;; esac
+		uri=${uri%/}
+		# The first archive that serves sid wins; the others (a
+		# vendor's repository, say) do not have it.
+		if wget -q -T 20 -O /dev/null "$uri/dists/sid/Release" 2>/dev/null; then
+			echo "$uri"
+			return
+		fi
+	done
+}
+
+mkdir -p "$(dirname "$root")"
+exec 9>"$root.lock"
+flock 9
+# Another run may have finished it while this one waited for the lock.
+if ready; then
+	echo "$root"
+	exit 0
+fi
+
+if ! command -v debootstrap >/dev/null 2>&1; then
+	echo "$0: installing debootstrap" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >&2 ||
+		die "could not install debootstrap"
+fi
+
+mirror=${OFFLOAD_DEBIAN_MIRROR:-$(pick_mirror)}
+[ -n "$mirror" ] || die "no Debian archive serving $suite in /etc/apt/sources.list or /etc/apt/sources.list.d (set OFFLOAD_DEBIAN_MIRROR)"
+
+# Leftovers of interrupted builds: nothing is mounted in them (their
+# mounts lived in debootstrap's namespace), but stay on this file system.
+for old in "$root".tmp.*; do
+	[ -d "$old" ] && rm -rf --one-file-system "$old"
+done
+tmp=$root.tmp.$$
+trap 'rm -rf --one-file-system "$tmp"' EXIT
+trap 'exit 1' HUP INT TERM
+
+start=$(date +%s)
+echo "$0: building a Debian $suite root with $packages from $mirror in $root (once; takes a few minutes)" >&2
+unshare --mount --propagation private \
+	debootstrap --variant=minbase --include="$packages" \
+	"$suite" "$tmp" "$mirror" >"$root.log" 2>&1 ||
+	{
+		cat "$tmp/debootstrap/debootstrap.log" >>"$root.log" 2>/dev/null || true
+		grep -E '^(E|W):|dpkg: (error|dependency)' "$root.log" | tail -n 20 >&2
+		die "debootstrap failed (log: $root.log)"
+	}
+
+# Keep it small: no package lists, no downloaded .debs, no docs.
+rm -rf "$tmp/var/cache/apt/archives/"*.deb "$tmp/var/lib/apt/lists/"* \
+	"$tmp/usr/share/doc/"* "$tmp/usr/share/man/"* "$tmp/usr/share/locale/"*
+# The tests bind a store of their own over /nix.
+mkdir -p "$tmp/nix"
+# Nix needs /proc (it reads /proc/self/exe), mounted only in a namespace.
+unshare --mount --propagation private sh -c \
+	'mount -t proc proc "$1/proc" && exec chroot "$1" nix-build --version' sh "$tmp" \
+	>"$tmp/.offload-sid-root" || die "nix-build does not run in the new root"
+mv "$tmp" "$root"
+trap - EXIT
+echo "$0: built $root ($(cat "$root/.offload-sid-root"), $(du -sh "$root" | cut -f1)) in $(($(date +%s) - start)) s" >&2
+echo "$root"
