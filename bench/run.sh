@@ -2,8 +2,9 @@
 # bench/run.sh: offload against Nix's own build hook
 # (/usr/libexec/nix/build-remote) on the same local sshd builder, the same
 # work, alternately, several times each; writes bench/results.md (medians and
-# offload/build-remote ratios), bench/results.svg (a chart of the ratios) and
-# bench/results.tsv (every record). Needs root. Run from anywhere:
+# offload/build-remote ratios), bench/results.svg (a chart of the ratios),
+# bench/results.tsv (every record) and bench/results.meta (the machine).
+# Needs root. Run from anywhere:
 #
 #   bench/run.sh
 #
@@ -222,6 +223,9 @@ qemu_runs=$QEMU_RUNS
 minutes=$(awk "BEGIN { printf \"%.1f\", $elapsed / 60 }")
 META
 cp "$raw" "$OUT/results.tsv"
-"$tool" report "$raw" "$work/meta" "$OUT/results.md" "$OUT/results.svg"
+cp "$work/meta" "$OUT/results.meta"
+"$tool" report "$OUT/results.tsv" "$OUT/results.meta" "$OUT/results.md" "$OUT/results.svg"
+# To redraw from the records: go run ./bench/benchtool report \
+#   bench/results.tsv bench/results.meta bench/results.md bench/results.svg
 say "done in ${elapsed}s: $OUT/results.md, $OUT/results.svg"
 cat "$OUT/results.md"

@@ -201,7 +201,8 @@ func report(rawPath, metaPath, mdPath, svgPath string) error {
 To rerun: on a Debian 12 machine with the README's set-up, as root, from the
 repository's top directory run `+"`bench/run.sh`"+` (it calls scripts/deps.sh,
 builds offload, starts a local sshd builder with its own store, and rewrites
-bench/results.md, bench/results.svg and bench/results.tsv). BENCH_REPS
+bench/results.md, bench/results.svg, bench/results.tsv and
+bench/results.meta). BENCH_REPS
 (default 5) sets the repetitions of each measurement, BENCH_FANOUT_REPS
 (default 1) those of the slow fan-out runs, BENCH_QEMU_RUNS (default 20) the
 runs of each start-up command under qemu; BENCH_OUT=dir writes the results
@@ -213,6 +214,10 @@ minutes on the machine below.
 - Nix: %s (build-remote: %s)
 - offload: %s, %s
 - Repetitions: %s of each measurement, %s of each fan-out, hooks alternating (the first hook alternates between repetitions); each build is a new derivation
+
+A load average above the number of cores means other work shared the
+machine during the run: absolute times are then inflated and noisy, and
+the offload ÷ build-remote ratios of one run are what compare.
 
 Medians over the repetitions. Ratio = offload ÷ build-remote (below 1 is
 better for times, memory and size; above 1 is better for throughput).
@@ -261,7 +266,8 @@ better for times, memory and size; above 1 is better for throughput).
 		"median of the big build, either in nix-build wall time (as the SSH\n"+
 		"connection's set-up cancels out, noisy on a busy machine) or in accept →\n"+
 		"exit (less noisy); both include writing the data on the builder (50 MiB\n"+
-		"from /dev/urandom) or adding it to the builder's store. On-disk size: offload's static binary (-s -w) against %s\n"+
+		"from /dev/urandom) or adding it to the builder's store.\n"+
+		"On-disk size: offload's static binary (-s -w) against %s\n"+
 		"and the shared libraries ldd lists for it (shared with other programs).\n", meta["nix_bin"])
 
 	fmt.Fprintf(&md, "\n## offload's release binaries under qemu-user\n\n"+
@@ -309,7 +315,7 @@ func chart(rows []row, meta map[string]string) string {
 	}
 	// Whole decades (and halves) around the data.
 	lo, hi = math.Pow(10, math.Floor(math.Log10(lo)*2)/2), math.Pow(10, math.Ceil(math.Log10(hi)*2)/2)
-	const left, width, rowH, top = 400.0, 440.0, 26.0, 70.0
+	const left, width, rowH, top = 450.0, 420.0, 26.0, 70.0
 	x := func(v float64) float64 {
 		return left + width*(math.Log10(v)-math.Log10(lo))/(math.Log10(hi)-math.Log10(lo))
 	}
