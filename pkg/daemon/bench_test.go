@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: MIT
+
+package daemon
+
+import (
+	"bytes"
+	"io"
+	"testing"
+
+	"github.com/offload-nix/offload/pkg/serve"
+)
+
+const benchNarSize = 64 << 20
+
+// benchNar returns a 64 MiB NAR of one file.
+func benchNar() []byte {
+	contents := make([]byte, benchNarSize-128)
+	for i := range contents {
+		contents[i] = byte(i * 7)
+	}
+	return narFile(contents, false)
+}
+
+// BenchmarkNarFromPath copies a 64 MiB NAR from a fake daemon over an
+// in-memory pipe.
+func BenchmarkNarFromPath(b *testing.B) {
+	nar := benchNar()
+	const p = "/nix/store/00000000000000000000000000000000-big"
+	c := newFakeClient(b, 0x123, Options{}, func(f *fake) {
+		for {
+			if _, err := f.r.Uint64(); err != nil {
+				return
+			}
+			if _, err := f.r.String(); err != nil {
+				return
+			}
+			f.msg(stderrLast)
+			if f.w.Raw(nar) != nil || f.w.Flush() != nil {
+				return
+			}
+		}
+	})
+	b.SetBytes(int64(len(nar)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := c.NarFromPath(p, io.Discard, uint64(len(nar))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAddToStoreNars uploads a 64 MiB NAR and a small one with
+// AddMultipleToStore to a fake daemon over an in-memory pipe.
+func BenchmarkAddToStoreNars(b *testing.B) {
+	nar := benchNar()
+	small := narFile([]byte("small\n"), false)
+	infos := []serve.PathInfo{
+		{Path: "/nix/store/00000000000000000000000000000000-small", NarSize: uint64(len(small)), NarHash: narHash(small)},
+		{Path: "/nix/store/00000000000000000000000000000000-big", NarSize: uint64(len(nar)), NarHash: narHash(nar)},
+	}
+	c := newFakeClient(b, 0x123, Options{}, func(f *fake) {
+		buf := make([]byte, bufSize)
+		lr := &io.LimitedReader{}
+		for {
+			op, err := f.r.Uint64()
+			if err != nil {
+				return
+			}
+			switch op {
+			case opQueryValidPaths:
+				f.r.Strings()
+				f.r.Uint64()
+				f.msg(stderrLast, 0)
+			case opAddMultipleToStore:
+				f.r.Uint64()
+				f.r.Uint64()
+				for {
+					n, err := f.r.Uint64()
+					if err != nil {
+						return
+					}
+					if n == 0 {
+						break
+					}
+					lr.R, lr.N = f.r.Underlying(), int64(n)
+					if _, err := io.CopyBuffer(io.Discard, lr, buf); err != nil {
+						return
+					}
+				}
+				f.msg(stderrLast)
+			}
+			if f.w.Flush() != nil {
+				return
+			}
+		}
+	})
+	readers := []*bytes.Reader{bytes.NewReader(small), bytes.NewReader(nar)}
+	open := func(i int) (io.Reader, error) {
+		readers[i].Seek(0, io.SeekStart)
+		return readers[i], nil
+	}
+	b.SetBytes(int64(len(nar) + len(small)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := c.AddToStoreNars(infos, open); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
