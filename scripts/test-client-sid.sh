@@ -21,6 +21,8 @@
 # $OFFLOAD_SID_ROOT says where it lives).
 # Needs root, unshare and chroot.
 set -eu
+# Builders' sessions run this with a PATH that lacks chroot's directory.
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 [ $# -ge 2 ] || { echo "usage: $0 DIR CMD..." >&2; exit 2; }
 dir=$1
 shift
