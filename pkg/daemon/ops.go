@@ -392,8 +392,9 @@ type Settings struct {
 	// Overrides are further settings, by name. The daemon applies them
 	// only for trusted users, except "timeout", "connect-timeout",
 	// "builders" = "" and trusted "substituters" (Nix 2.8; current Nix
-	// also allows "max-silent-time" and "build-poll-interval"); for other
-	// names an untrusted user gets a warning through Options.Log.
+	// also allows "max-silent-time" and "build-poll-interval"). It
+	// ignores the others for untrusted users: silently in Nix 2.8, with a
+	// warning (through Options.Log) in current Nix.
 	Overrides [][2]string
 }
 

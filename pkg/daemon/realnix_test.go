@@ -51,7 +51,7 @@ in {
     echo done > $out
   '';
   fail = mk "fail" "echo going to fail >&2; exit 1";
-  sleep = mk "sleep" "/bin/sleep 30";
+  sleep = mk "sleep" "echo sleeping; /bin/sleep 30";
 }
 `
 
@@ -394,10 +394,12 @@ func TestRealDaemon(t *testing.T) {
 		t.Errorf("log lines = %q, want going to fail", logs.lines)
 	}
 
-	// max-silent-time, sent with SetOptions.
+	// max-silent-time, sent with SetOptions. The verbosity drops to
+	// LvlError, and build-log lines still arrive.
 	if err := sess.SetOptions(Settings{Build: serve.BuildOptions{MaxSilentTime: time.Second, Timeout: time.Minute}}); err != nil {
 		t.Fatal(err)
 	}
+	logs.reset()
 	start := time.Now()
 	res, err = sess.BuildDerivation(drvPaths["sleep"], drvs["sleep"], nil)
 	if err != nil {
@@ -406,6 +408,9 @@ func TestRealDaemon(t *testing.T) {
 	rec.mark("build-timedout")
 	if res.Status != serve.TimedOut {
 		t.Errorf("BuildDerivation(sleep, max-silent-time 1) = %+v, want TimedOut", res)
+	}
+	if _, ok := logs.find("sleeping"); !ok {
+		t.Errorf("log lines at LvlError = %q, want sleeping", logs.lines)
 	}
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("timed-out build took %v", d)
