@@ -17,7 +17,11 @@
 # (default: extra-platforms for aarch64/riscv64/armv7l, so it acts like an
 # x86 builder that emulates them, and the features kvm and big-parallel).
 # $BUILDER_ENV adds one VAR=value line to every session's environment.
+# With BUILDER_SID=1 every session (and exec) runs current Nix instead: it
+# enters the Debian unstable root with the builder's own /nix through
+# scripts/test-client-sid.sh.
 set -eu
+here=$(cd "$(dirname "$0")" && pwd)
 
 usage() { echo "usage: $0 start DIR NAME [PORT] | stop DIR | exec DIR CMD..." >&2; exit 2; }
 [ $# -ge 2 ] || usage
@@ -46,13 +50,19 @@ substituters =
 max-jobs = 8
 $conf
 CONF
+	enter=
+	rm -f "$dir/sid"
+	if [ "${BUILDER_SID:-}" = 1 ]; then
+		"$here/unstable-root.sh" > "$dir/sid"
+		enter="'$here/test-client-sid.sh' '$dir'"
+	fi
 	cat > "$dir/session" <<SESSION
 #!/bin/sh
 # The builder's login: what a real builder's sshd would run, minus the
 # user's shell rc files.
 export HOME='$dir/home' NIX_CONF_DIR='$dir/etc' PATH=/usr/local/bin:/usr/bin:/bin
 ${BUILDER_ENV:+export $BUILDER_ENV}
-exec /bin/sh -c "\$SSH_ORIGINAL_COMMAND"
+exec $enter /bin/sh -c "\$SSH_ORIGINAL_COMMAND"
 SESSION
 	chmod 755 "$dir/session"
 	if [ -z "$port" ]; then
@@ -94,8 +104,7 @@ SSHD
 	done
 	# Create the builder's store database now, so that the first session
 	# does not pay for it.
-	nsenter -t "$pid" -m -- env NIX_CONF_DIR="$dir/etc" HOME="$dir/home" \
-		nix-store --check-validity /nix/store/00000000000000000000000000000000-warm-up 2>/dev/null || true
+	"$0" exec "$dir" nix-store --check-validity /nix/store/00000000000000000000000000000000-warm-up 2>/dev/null || true
 	hostkey=$(cat "$dir/keys/host.pub")
 	{
 		echo "[127.0.0.1]:$port $hostkey"
@@ -137,6 +146,7 @@ exec)
 	[ $# -ge 1 ] || usage
 	pid=$(cat "$dir/sshd.pid")
 	dir=$(cd "$dir" && pwd)
+	[ -f "$dir/sid" ] && exec "$here/test-client-sid.sh" "$dir" "$@"
 	exec nsenter -t "$pid" -m -- env HOME="$dir/home" NIX_CONF_DIR="$dir/etc" "$@"
 	;;
 *) usage ;;

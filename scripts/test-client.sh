@@ -7,8 +7,16 @@
 # over /nix, with NIX_CONF_DIR=DIR/etc (created with a default nix.conf
 # when missing). The machine's own /nix/store is never touched, so every
 # run starts from what DIR holds. Needs root and unshare.
+#
+# With OFFLOAD_TEST_CLIENT=sid, CMD runs with current Nix instead, from the
+# Debian unstable root (scripts/test-client-sid.sh, same DIR layout).
 set -eu
 [ $# -ge 2 ] || { echo "usage: $0 DIR CMD..." >&2; exit 2; }
+case ${OFFLOAD_TEST_CLIENT:-} in
+'' | host) ;;
+sid) exec "$(dirname "$0")/test-client-sid.sh" "$@" ;;
+*) echo "$0: OFFLOAD_TEST_CLIENT=$OFFLOAD_TEST_CLIENT: want host or sid" >&2; exit 2 ;;
+esac
 dir=$1
 shift
 mkdir -p "$dir/nix" "$dir/etc"
