@@ -320,6 +320,17 @@ func TestTrivialBuildNix234(t *testing.T) {
 		t.Errorf("output contents = %q", got.Out)
 	}
 	c.mustVerify()
+	// The client's mounts lived in its own namespace: none is left in
+	// the machine's mount table, whatever other tests are doing.
+	mounts, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], sidRoot) {
+			t.Errorf("a mount of the unstable root leaked onto the machine: %s", line)
+		}
+	}
 }
 
 // Nix ≥ 2.29 no longer passes a hook's exit code through (99d0dd3): the
