@@ -10,8 +10,9 @@
 #   - DIR/nix is bind-mounted over the root's /nix;
 #   - /proc is mounted, /dev and /tmp are bound from the machine (test
 #     files and the offload binary live under /tmp), /run is a tmpfs;
-#   - DIR and every directory in $OFFLOAD_SID_BINDS (space-separated) are
-#     bound at their own paths when they are not under /tmp already.
+#   - DIR, $TMPDIR and every directory in $OFFLOAD_SID_BINDS
+#     (space-separated) are bound at their own paths when they are not
+#     under /tmp already.
 # NIX_CONF_DIR is DIR/etc (created with a default nix.conf when missing)
 # and HOME is DIR/home. The mounts live and die with the namespace: none
 # reaches the machine's own mount table. Builders use it too
@@ -40,7 +41,7 @@ CONF
 # turns read-only; creating an empty directory is the only change a run
 # makes to the cached root.
 binds=
-for d in "$dir" ${OFFLOAD_SID_BINDS:-}; do
+for d in "$dir" ${TMPDIR:-} ${OFFLOAD_SID_BINDS:-}; do
 	case $d in /tmp | /tmp/*) continue ;; /*) ;; *) echo "$0: $d: not an absolute path" >&2; exit 2 ;; esac
 	mkdir -p "$root$d"
 	binds="$binds $d"
