@@ -445,44 +445,46 @@ var (
 
 // probeNix runs the probes on c. It returns the Nix version ("unknown" if
 // the builder would not say) and the configuration, or nil and why not.
-// `nix --version` and `nix config show` run at once; on Nix before 2.20 the
-// latter fails at once and `nix show-config` follows.
+//
+// The three commands run at once, and `nix config show` is preferred to
+// `nix show-config` when both answer: every session on a builder can cost a
+// login shell's start-up files (often the larger part of a check), so
+// trying one after the other would add that to every builder on Nix before
+// 2.20, where the first fails. On later Nix the second is a deprecated
+// alias that still answers.
 func probeNix(ctx context.Context, c *ssh.Client) (version string, conf map[string]string, why string) {
-	type result struct {
-		out []byte
-		err error
+	probes := [][]string{probeVersion, probeConfigShow, probeShowConfig}
+	outs := make([][]byte, len(probes))
+	errs := make([]error, len(probes))
+	var wg sync.WaitGroup
+	for i, argv := range probes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i], errs[i] = runProbe(ctx, c, argv)
+			if errs[i] != nil && ctx.Err() != nil {
+				errs[i] = fmt.Errorf("no answer within the connect timeout: %w", errs[i])
+			}
+		}()
 	}
-	vc := make(chan result, 1)
-	go func() {
-		out, err := runProbe(ctx, c, probeVersion)
-		vc <- result{out, err}
-	}()
-	var errs []string
-	for _, argv := range [][]string{probeConfigShow, probeShowConfig} {
-		out, err := runProbe(ctx, c, argv)
-		if err != nil && ctx.Err() != nil {
-			err = fmt.Errorf("no answer within the connect timeout: %w", err)
-		}
+	wg.Wait()
+	version = "unknown"
+	if errs[0] == nil {
+		version = parseNixVersion(outs[0])
+	}
+	var whys []string
+	for i := 1; i < len(probes); i++ {
+		err := errs[i]
 		if err == nil {
-			conf = parseNixConfig(out)
+			conf = parseNixConfig(outs[i])
 			if _, ok := conf["system"]; ok {
-				break
+				return version, conf, ""
 			}
 			conf, err = nil, errors.New("no system setting in its output")
 		}
-		errs = append(errs, fmt.Sprintf("%s: %v", strings.Join(argv, " "), err))
-		if ctx.Err() != nil {
-			break
-		}
+		whys = append(whys, fmt.Sprintf("%s: %v", strings.Join(probes[i], " "), err))
 	}
-	version = "unknown"
-	if v := <-vc; v.err == nil {
-		version = parseNixVersion(v.out)
-	}
-	if conf == nil {
-		why = "the builder would not say (" + strings.Join(errs, "; ") + ")"
-	}
-	return version, conf, why
+	return version, nil, "the builder would not say (" + strings.Join(whys, "; ") + ")"
 }
 
 // runProbe runs argv on c and returns its standard output (at most 1 MiB).
