@@ -467,7 +467,7 @@ func hookKilled(t *testing.T, sig syscall.Signal) {
 	builders := "ssh://b1 x86_64-linux - 1"
 	expr := drv("killed", "x86_64-linux", fmt.Sprintf(`if [ -e %[1]s/again ]; then echo done > $out; else echo $$ > %[1]s/pid; exec /bin/sleep 60; fi`, dir), `u = "`+unique()+`";`)
 	s := c.startBuild(expr, builders)
-	sleeper := readPid(t, filepath.Join(dir, "pid"), 30*time.Second)
+	sleeper := readPid(t, filepath.Join(dir, "pid"), time.Minute)
 	hooks := procsOf(c.Hook)
 	if len(hooks) != 1 {
 		t.Fatalf("found %d hook processes, want 1: %v", len(hooks), hooks)
@@ -537,7 +537,7 @@ func TestTimeoutsForwardedNix28(t *testing.T) {
 			expr := drv("sleeps", "x86_64-linux", fmt.Sprintf(`echo $$ > %s/pid; exec /bin/sleep 30`, dir), `u = "`+unique()+`";`)
 			begin := time.Now()
 			s := c.startBuild(expr, "ssh://b1 x86_64-linux", "--option", opt, "3")
-			pid := readPid(t, filepath.Join(dir, "pid"), 30*time.Second)
+			pid := readPid(t, filepath.Join(dir, "pid"), time.Minute)
 			code := s.wait(t, 40*time.Second)
 			took := time.Since(begin)
 			if code != 101 {

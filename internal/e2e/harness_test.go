@@ -226,6 +226,11 @@ func (c *client) run(timeout time.Duration, args ...string) result {
 func (c *client) command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot, "scripts/test-client.sh"), append([]string{c.Dir}, args...)...)
 	cmd.Env = append(os.Environ(), "NIX_SSHOPTS=-F "+filepath.Join(c.Dir, "ssh_config"))
+	// On a loaded 2-core machine running these tests in parallel an SSH
+	// handshake with sshd can take over 10 s (measured: 13 concurrent
+	// `ssh b1 true` took 5-12 s), past offload's default connect timeout;
+	// the tests are not about that timeout. c.Env can override it.
+	cmd.Env = append(cmd.Env, "OFFLOAD_CONNECT_TIMEOUT=60s")
 	cmd.Env = append(cmd.Env, c.Env...)
 	return cmd
 }
