@@ -275,6 +275,9 @@ func TestOneBuilderDown(t *testing.T) {
 	}
 	c.file("ssh_config", string(cfg)+fmt.Sprintf("Host bdown\n\tHostName 127.0.0.1\n\tPort %d\n\tUser root\n\tIdentityFile %s\n\tBatchMode yes\n", closedPort(t), b2.Key))
 	builders := "ssh://bdown x86_64-linux - 4 10\nssh://b2 x86_64-linux - 4 1"
+	// A backoff longer than the build, however slow the machine: within
+	// it, no hook may try bdown again.
+	c.Env = []string{"OFFLOAD_UNHEALTHY_BACKOFF=5m"}
 	expr := fmt.Sprintf(`
 let mk = i: derivation { name = "d-${toString i}"; system = "x86_64-linux"; builder = "/bin/sh"; u = %q;
   args = [ "-c" "echo ${toString i} > $out" ]; };
