@@ -79,6 +79,9 @@ KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
 ForceCommand $dir/session
+# sshd runs the forced command with the login shell, and bash started by
+# sshd reads ~/.bashrc: point HOME away from root's rc files.
+SetEnv HOME=$dir/home
 PidFile $dir/sshd.pid
 MaxStartups 100:30:200
 MaxSessions 100
