@@ -73,6 +73,11 @@ type Warning struct {
 	// Source is "file:line" (or "builders:N").
 	Source string
 	Msg    string
+	// OlderNix is true for a line offload reads as current Nix does but
+	// that Nix's own build-remote of an older version reads differently.
+	// It matters where build-remote may read the file (Nix without
+	// offload, another machine), not to offload's own hook.
+	OlderNix bool
 }
 
 func (w Warning) String() string { return w.Source + ": " + w.Msg }
@@ -217,7 +222,7 @@ func (p *parser) expand(text, name string) error {
 	note := func(kind int, line int) {
 		if count[kind] == 0 {
 			at[kind] = len(p.ws)
-			p.ws = append(p.ws, Warning{Source: p.source(name, line), Msg: kindMsgs[kind]})
+			p.ws = append(p.ws, Warning{Source: p.source(name, line), Msg: kindMsgs[kind], OlderNix: true})
 		}
 		count[kind]++
 	}
@@ -406,7 +411,7 @@ func (p *parser) parseMachine(line, file string, lineNo int) (Machine, error) {
 	src := p.source(file, lineNo)
 	m.Source = src
 	if portSet {
-		p.ws = append(p.ws, Warning{Source: src, Msg: fmt.Sprintf("%s: Nix before 2.31 (e.g. 2.8) cannot take a port in the URI and runs ssh with %q as the host name; for older Nix use a Host alias with Port in root's ssh_config", m.URI, hostPort(m))})
+		p.ws = append(p.ws, Warning{Source: src, Msg: fmt.Sprintf("%s: Nix before 2.31 (e.g. 2.8) cannot take a port in the URI and runs ssh with %q as the host name; for older Nix use a Host alias with Port in root's ssh_config", m.URI, hostPort(m)), OlderNix: true})
 	}
 	if set(1) {
 		m.Systems = p.list(tok[1])
@@ -436,7 +441,7 @@ func (p *parser) parseMachine(line, file string, lineNo int) (Machine, error) {
 		}
 		m.SpeedFactor = f
 		if !whole {
-			p.ws = append(p.ws, Warning{Source: src, Msg: fmt.Sprintf("speed factor %q is not a whole number: Nix before 2.20 (e.g. 2.8) rejects the line, and that fails every build", tok[4])})
+			p.ws = append(p.ws, Warning{Source: src, Msg: fmt.Sprintf("speed factor %q is not a whole number: Nix before 2.20 (e.g. 2.8) rejects the line, and that fails every build", tok[4]), OlderNix: true})
 		}
 	}
 	if set(5) {
