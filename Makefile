@@ -6,7 +6,7 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 FUZZTIME ?= 5s
 
-.PHONY: all build deps test unit race fuzz qemu cross lint demo bench clean
+.PHONY: all build deps sid-root test unit race fuzz qemu cross lint demo bench clean
 
 all: build
 
@@ -16,8 +16,13 @@ build:
 deps:
 	@scripts/deps.sh
 
-test: deps lint unit race fuzz cross qemu
+test: deps sid-root lint unit race fuzz cross qemu
 	@echo "make test: all passed"
+
+# A Debian unstable root with current Nix (2.34), built once and cached in
+# /var/cache/offload, for the end-to-end tests on current Nix.
+sid-root:
+	@scripts/unstable-root.sh >/dev/null
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
