@@ -51,7 +51,20 @@ func hookConfigFrom(c *config.Config) (hook.Config, error) {
 		return hook.Config{}, err
 	}
 	penalty := c.Float("emulation-penalty")
+	var th pick.Thresholds
+	if c.LoadAware() {
+		th = pick.Thresholds{
+			MaxAge:         c.LoadMaxAge(),
+			Builds:         true,
+			LoadPerCPU:     c.LoadMaxPerCPU(),
+			CPUPressure:    c.CPUPressureMax(),
+			MemoryPressure: c.MemoryPressureMax(),
+			StoreFree:      c.StoreFreeMin(),
+		}
+	}
 	return hook.Config{
+		Thresholds:          th,
+		LoadRefresh:         c.LoadRefresh(),
 		ConnectTimeout:      c.ConnectTimeout(),
 		StateDir:            c.StateDir(),
 		Emulation:           em,

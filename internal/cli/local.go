@@ -10,11 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/offload-nix/offload/internal/hook"
 	"github.com/offload-nix/offload/pkg/nixconf"
 	"github.com/offload-nix/offload/pkg/pick"
-	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
 )
 
@@ -105,38 +105,20 @@ func (rc *runContext) loads(ms []spec.Machine) []pick.Load {
 	}
 	defer f.Close()
 	snap := f.Snapshot(nil)
-	for _, b := range snap {
+	now := time.Now()
+	for k := range snap {
 		for i := range ms {
-			if ms[i].URI != b.URI {
-				continue
+			if ms[i].URI == snap[k].URI {
+				loads[i] = hook.LoadOf(&snap[k], now)
+				break
 			}
-			loads[i] = pick.Load{
-				Busy:           b.Busy,
-				UnhealthyUntil: b.UnhealthyUntil,
-				Failures:       b.ConsecutiveFailures,
-				LastError:      lastError(b.LastError),
-				Drained:        b.Drained,
-			}
-			break
 		}
 	}
 	return loads
 }
 
-func lastError(c slots.ErrCode) string {
-	if c == slots.ErrNone {
-		return ""
-	}
-	return c.String()
-}
-
 // pickOptions are the hook's choosing options: offload's settings and the
 // OFFLOAD_ONLY and OFFLOAD_AVOID lists of the environment.
 func (rc *runContext) pickOptions(cfg hook.Config) pick.Options {
-	return pick.Options{
-		Emulation:        cfg.Emulation,
-		EmulationPenalty: cfg.EmulationPenalty,
-		Only:             pick.ParseList(rc.env.Getenv("OFFLOAD_ONLY")),
-		Avoid:            pick.ParseList(rc.env.Getenv("OFFLOAD_AVOID")),
-	}
+	return hook.PickOptions(cfg, rc.env.Getenv)
 }

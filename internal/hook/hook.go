@@ -57,6 +57,11 @@ type Config struct {
 	UnhealthyBackoff    time.Duration
 	UnhealthyBackoffMax time.Duration
 	PostponeWait        time.Duration
+	// Thresholds keep builders that are busy elsewhere away (zero: off);
+	// LoadRefresh is how old a builder's shared load reading may get
+	// before a hook that connects there reads it again (0: never).
+	Thresholds  pick.Thresholds
+	LoadRefresh time.Duration
 }
 
 // Env is the hook's view of its process.
@@ -97,8 +102,11 @@ type hook struct {
 	// shared unhealthy mark.
 	unreachable []string
 	lastReq     hookproto.Request
-	store       *localstore.Store
-	storeErr    error
+	// spare is a connection kept across one re-decision (after reading a
+	// builder's load), used again if the same builder is chosen.
+	spare    *conn
+	store    *localstore.Store
+	storeErr error
 }
 
 // Main runs the hook protocol until Nix closes its input or a build ends,
@@ -163,7 +171,11 @@ func (h *hook) setup() error {
 		Name:        "builders",
 	})
 	for _, w := range warnings {
-		h.log.Warnf("%s: %s", w.Source, w.Msg)
+		// Lines that only Nix's own older build-remote reads differently
+		// do not concern the hook that is running: offload is.
+		if !w.OlderNix {
+			h.log.Warnf("%s: %s", w.Source, w.Msg)
+		}
 	}
 	if err != nil {
 		// Lenient parsing fails only on what concerns every line (an
@@ -180,12 +192,7 @@ func (h *hook) setup() error {
 		SpeedFactor:    h.cfg.LocalSpeedFactor,
 		LoadPerCPU:     loadPerCPU(),
 	}
-	h.opts = pick.Options{
-		Emulation:        h.cfg.Emulation,
-		EmulationPenalty: h.cfg.EmulationPenalty,
-		Only:             splitList(h.env.Getenv("OFFLOAD_ONLY")),
-		Avoid:            splitList(h.env.Getenv("OFFLOAD_AVOID")),
-	}
+	h.opts = PickOptions(h.cfg, h.env.Getenv)
 	if len(ms) > 0 {
 		h.openState()
 	}
@@ -213,14 +220,6 @@ func (h *hook) openState() {
 		return
 	}
 	h.state = f
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
-		out = append(out, f)
-	}
-	return out
 }
 
 // loadPerCPU is the one-minute load average per CPU: how busy the local
@@ -257,17 +256,9 @@ func (h *hook) decide(req *pick.Request) {
 	for i := range h.loads {
 		h.loads[i] = pick.Load{}
 	}
-	for _, b := range h.snap {
-		i := h.index(b.URI)
-		if i < 0 {
-			continue
-		}
-		h.loads[i] = pick.Load{
-			Busy:           b.Busy,
-			UnhealthyUntil: b.UnhealthyUntil,
-			Failures:       b.ConsecutiveFailures,
-			LastError:      b.LastError.String(),
-			Drained:        b.Drained,
+	for k := range h.snap {
+		if i := h.index(h.snap[k].URI); i >= 0 {
+			h.loads[i] = LoadOf(&h.snap[k], now)
 		}
 	}
 	for i, err := range h.unreachable {

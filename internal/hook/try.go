@@ -25,6 +25,13 @@ const maxAttempts = 8
 func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done bool, err error) {
 	name := drvName(req.DrvPath)
 	h.lastReq = *req
+	// A builder this process could not reach is skipped for the rest of
+	// this request only; for later ones the shared health (backoff, and
+	// DownAfter failures) decides, so one slow handshake does not turn
+	// every later derivation away.
+	for i := range h.unreachable {
+		h.unreachable[i] = ""
+	}
 	if len(h.machines) == 0 {
 		h.recordDecision(name, pick.DeclinePermanently, "", "no builders")
 		return exitOK, true, h.log.Answer(hookproto.DeclinePermanently)
@@ -52,6 +59,7 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 			}
 			fallthrough
 		default:
+			h.closeSpare()
 			return exitOK, false, h.answer(name, d)
 		}
 		if attempt >= maxAttempts {
@@ -76,7 +84,10 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 			slot.SetPhase(slots.PhaseConnecting)
 		}
 		start := h.env.Now()
-		c, err := h.connect(ctx, m)
+		c, err := h.takeSpare(m)
+		if c == nil {
+			c, err = h.connect(ctx, m)
+		}
 		if err != nil {
 			if slot != nil {
 				slot.Release()
@@ -90,6 +101,17 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 		if h.state != nil {
 			h.state.RecordSuccess(m.URI, h.env.Now().Sub(start))
 		}
+		if h.refreshLoad(ctx, c, m) {
+			// The builder's real load was stale and has just been read:
+			// choose again with it, keeping the connection for the case
+			// that the same builder wins.
+			if slot != nil {
+				slot.Release()
+			}
+			h.spare = c
+			continue
+		}
+		h.closeSpare()
 		h.recordDecision(name, pick.Accept, m.URI, d.Why())
 		code := h.build(ctx, c, m, slot, req, job)
 		return code, true, nil
