@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/localstore"
 	"github.com/offload-nix/offload/pkg/serve"
@@ -19,12 +20,22 @@ import (
 	"github.com/offload-nix/offload/pkg/ssh"
 )
 
-// conn is a connection to a builder with the serve protocol running.
+// remote is a builder's store as a build needs it: the serve protocol
+// (ssh://, *serve.Client) or the daemon protocol (ssh-ng://, see ng.go).
+type remote interface {
+	QueryValidPaths(paths []string, lock, substitute bool) ([]string, error)
+	QueryPathInfos(paths []string) ([]serve.PathInfo, error)
+	AddToStoreNars(infos []serve.PathInfo, open func(i int) (io.Reader, error)) error
+	BuildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string, o serve.BuildOptions) (serve.BuildResult, error)
+	DumpStorePath(path string, w io.Writer, narSize uint64) error
+}
+
+// conn is a connection to a builder with its store protocol running.
 type conn struct {
 	m      *spec.Machine
 	client *ssh.Client
 	sess   *ssh.Session
-	serve  *serve.Client
+	store  remote
 	tail   *logTail
 }
 
@@ -39,8 +50,12 @@ func (c *conn) Close() {
 // all within the connect timeout: a dead builder must not hold up Nix,
 // which waits for the answer with its whole scheduler.
 func (h *hook) connect(ctx context.Context, m *spec.Machine) (*conn, error) {
-	if m.Scheme != "ssh" {
-		return nil, fmt.Errorf("%s:// builders are not supported yet", m.Scheme)
+	switch m.Scheme {
+	case "ssh":
+	case "ssh-ng":
+		return h.connectNG(ctx, m)
+	default:
+		return nil, fmt.Errorf("%s:// builders are not supported", m.Scheme)
 	}
 	id := h.log.Start(hookproto.LvlTalkative, hookproto.ActUnknown, fmt.Sprintf("connecting to '%s'", m.URI))
 	defer h.log.Stop(id)
@@ -62,7 +77,7 @@ func (h *hook) connect(ctx context.Context, m *spec.Machine) (*conn, error) {
 		timeout = ssh.DefaultConnectTimeout
 	}
 	timer := time.AfterFunc(timeout, func() { sess.Close() })
-	c.serve, err = serve.New(sess.Stdout, sess.Stdin, serve.Options{Host: m.Name, Stderr: c.tail.Last})
+	c.store, err = serve.New(sess.Stdout, sess.Stdin, serve.Options{Host: m.Name, Stderr: c.tail.Last})
 	if !timer.Stop() && err != nil {
 		err = &ssh.Error{Kind: ssh.Timeout, Host: m.Host, Err: fmt.Errorf("no answer from %s within %v: %w", strings.Join(ssh.RemoteCommand(*m, false), " "), timeout, err)}
 	}
@@ -125,7 +140,7 @@ func (h *hook) build(ctx context.Context, c *conn, m *spec.Machine, slot *slots.
 	if len(j.drv.InputDrvs) > 0 {
 		inputSrcs = inputs
 	}
-	res, err := c.serve.BuildDerivation(req.DrvPath, j.drv, inputSrcs, h.buildOptions())
+	res, err := c.store.BuildDerivation(req.DrvPath, j.drv, inputSrcs, h.buildOptions())
 	if err != nil {
 		if ctx.Err() != nil {
 			return exitFailed
@@ -224,7 +239,7 @@ func (h *hook) upload(ctx context.Context, c *conn, j *job, inputs []string, slo
 	defer h.log.Stop(id)
 
 	var prev chan struct{}
-	err = c.serve.AddToStoreNars(infos, func(i int) (io.Reader, error) {
+	err = c.store.AddToStoreNars(infos, func(i int) (io.Reader, error) {
 		if prev != nil {
 			<-prev
 		}
@@ -254,7 +269,7 @@ func (h *hook) upload(ctx context.Context, c *conn, j *job, inputs []string, slo
 // missingOn returns the paths the builder does not have (or cannot
 // substitute, with subst).
 func (h *hook) missingOn(c *conn, paths []string, subst bool) ([]string, error) {
-	valid, err := c.serve.QueryValidPaths(paths, true, subst)
+	valid, err := c.store.QueryValidPaths(paths, true, subst)
 	if err != nil {
 		return nil, err
 	}
@@ -415,7 +430,7 @@ func (h *hook) download(ctx context.Context, c *conn, j *job, drvPath string, sl
 	if len(missing) == 0 {
 		return 0, nil
 	}
-	infos, err := c.serve.QueryPathInfos(missing)
+	infos, err := c.store.QueryPathInfos(missing)
 	if err != nil {
 		return 0, err
 	}
@@ -454,7 +469,7 @@ func (h *hook) download(ctx context.Context, c *conn, j *job, drvPath string, sl
 		pr, pw := io.Pipe()
 		go func() {
 			defer close(done)
-			pw.CloseWithError(c.serve.DumpStorePath(local[i].Path, pw, local[i].NarSize))
+			pw.CloseWithError(c.store.DumpStorePath(local[i].Path, pw, local[i].NarSize))
 		}()
 		if slot != nil {
 			slot.AddBytes(int64(local[i].NarSize))
