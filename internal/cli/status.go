@@ -28,6 +28,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/offload-nix/offload/pkg/remoteload"
 	"github.com/offload-nix/offload/pkg/slots"
 )
 
@@ -58,9 +59,17 @@ the state cannot be read.
 names: .Line (the line above), .Healthy, .NoState, .Totals.{Busy,MaxJobs,
 Builds,Failures,Unhealthy,Drained}, and .Builders, each with .URI, .Name,
 .MaxJobs, .Busy, .Healthy, .UnhealthyForSeconds, .LastError, .Builds,
-.Failures, .BytesSent, .BytesReceived, .LastConnectMs, .Drained and .Running
-(each .Drv, .Phase, .Since, .SinceUnix, .Bytes). Functions: json (a value
-as JSON), bytes (a count as "1.2 MiB"), seconds (a count as "40s", "3m").
+.Failures, .BytesSent, .BytesReceived, .LastConnectMs, .Drained, .Running
+(each .Drv, .Phase, .Since, .SinceUnix, .Bytes), .Reading (the builder's
+last load reading, nil for none; its fields are -1 where unknown) and
+.ReadingAgeSeconds. Functions: json (a value as JSON), bytes (a count as
+"1.2 MiB"), seconds (a count as "40s", "3m").
+
+-v and --json also show each builder's real state, as the hooks last read
+it over SSH when load-aware is on (and offload check reads it too): CPUs,
+load, pressure, memory, free store space and the Nix builds running there
+from every client, with the reading's age. "unknown" means the builder
+did not tell (not Linux, a forced command, or the reading failed).
 
 Examples:
   offload status
@@ -144,6 +153,10 @@ type builderStatus struct {
 	LastConnectMs int64           `json:"lastConnectMs"`
 	Drained       bool            `json:"drained"`
 	Running       []runningStatus `json:"running"`
+	// Reading is the builder's last load reading, shared by the hooks
+	// (nil: none yet); ReadingAgeSeconds is its age (nil with it).
+	Reading           *remoteload.Reading `json:"reading"`
+	ReadingAgeSeconds *int64              `json:"readingAgeSeconds"`
 }
 
 type runningStatus struct {
@@ -322,6 +335,11 @@ func newStatus(snap []slots.Builder, now time.Time) *statusInfo {
 			})
 		}
 		bs.Busy = len(bs.Running)
+		if !b.Reading.Time.IsZero() {
+			r := remoteload.Reading(b.Reading)
+			age := int64(max(now.Sub(r.Time), 0) / time.Second)
+			bs.Reading, bs.ReadingAgeSeconds = &r, &age
+		}
 		st.Builders = append(st.Builders, bs)
 
 		t := &st.Totals
@@ -511,6 +529,7 @@ func writeTable(w io.Writer, st *statusInfo) {
 			b.Builds, b.Failures, fmtBytes(b.BytesSent), fmtBytes(b.BytesReceived), conn, lastErr, b.URI)
 	}
 	tw.Flush()
+	writeReadings(w, st)
 	fmt.Fprintln(w)
 	if st.NoState {
 		fmt.Fprintln(w, "no builds offloaded yet on this machine")
@@ -534,6 +553,29 @@ func writeTable(w io.Writer, st *statusInfo) {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Name, drv, r.Phase, since, fmtBytes(uint64(max(r.Bytes, 0))))
 		}
+	}
+	tw.Flush()
+}
+
+// writeReadings is the -v form's table of load readings, left out when no
+// builder has one (load-aware off, or no hook has connected yet).
+func writeReadings(w io.Writer, st *statusInfo) {
+	some := false
+	for _, b := range st.Builders {
+		some = some || b.Reading != nil
+	}
+	if !some {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "BUILDER\tREAL STATE")
+	for _, b := range st.Builders {
+		text := "no reading"
+		if b.Reading != nil {
+			text = b.Reading.Format(st.Time)
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", b.Name, text)
 	}
 	tw.Flush()
 }

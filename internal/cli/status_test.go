@@ -21,6 +21,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/offload-nix/offload/pkg/remoteload"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
 )
@@ -100,6 +101,9 @@ func cmdExitCode(ts *testscript.TestScript, neg bool, args []string) {
 //	done URI ok|failed SENT RECV [N]   N builds finished
 //	drain URI
 //	decide ANSWER DRV BUILDER REASON…  a logged decision (- for no builder)
+//	reading URI LINE|LINE…             a load reading taken now: the lines
+//	                                   of the remote script's output
+//	                                   (pkg/remoteload), or "garbage"
 func cmdSlotState(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 || neg {
 		ts.Fatalf("usage: slotstate FILE")
@@ -167,6 +171,15 @@ func writeSlotState(script, path string) (*slots.File, error) {
 			for range count {
 				f.BuildDone(w[1], w[2] == "ok", sent, recv)
 			}
+		case w[0] == "reading" && len(w) >= 3:
+			out := "offload-load 1\n" + strings.ReplaceAll(strings.Join(w[2:], " "), "|", "\n") + "\nend\n"
+			r, perr := remoteload.Parse([]byte(out))
+			if w[2] == "garbage" {
+				perr = nil // what the hook stores for a failed reading
+			}
+			err = perr
+			r.Time = at
+			f.SetReading(w[1], slots.Reading(r))
 		case w[0] == "drain" && len(w) == 2:
 			err = f.SetDrained(w[1], true)
 		case w[0] == "decide" && len(w) >= 4:
@@ -335,7 +348,7 @@ func TestStatusJSONKeys(t *testing.T) {
 	if len(v.Builders) != 1 {
 		t.Fatalf("%d builders, want 1", len(v.Builders))
 	}
-	if got, want := keys(v.Builders[0]), "builds busy bytesReceived bytesSent drained failures healthy lastConnectMs lastError maxJobs name running unhealthyForSeconds uri"; got != want {
+	if got, want := keys(v.Builders[0]), "builds busy bytesReceived bytesSent drained failures healthy lastConnectMs lastError maxJobs name reading readingAgeSeconds running unhealthyForSeconds uri"; got != want {
 		t.Errorf("builder keys = %s, want %s", got, want)
 	}
 	var running []map[string]json.RawMessage
