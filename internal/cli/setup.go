@@ -5,24 +5,40 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/offload-nix/offload/pkg/nixconf"
+	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/spec"
+	"github.com/offload-nix/offload/pkg/ssh"
+	"github.com/offload-nix/offload/pkg/wire"
 )
 
+// Rules: setup changes nothing but nix.conf, and that only with --write
+// (a backup is kept, a build-hook line is never doubled); it never
+// restarts a service. On builders it adds at most one tiny unreferenced
+// path (the trust probe), the same path every time, which the builder's
+// garbage collector removes.
+
 type setupCmd struct {
-	Write bool   `help:"Make the local changes: set build-hook in nix.conf (a backup is kept)."`
-	Force bool   `help:"With --write, replace a build-hook that names another program."`
-	JSON  bool   `help:"Print the findings as JSON."`
-	Hook  string `help:"Path of the offload binary Nix should run (default: this one)." placeholder:"PATH"`
+	Write   bool   `help:"Make the local changes: set build-hook in nix.conf (a backup is kept)."`
+	Force   bool   `help:"With --write, replace a build-hook that names another program."`
+	JSON    bool   `help:"Print the findings as JSON."`
+	Hook    string `help:"Path of the offload binary Nix should run (default: this one)." placeholder:"PATH"`
+	Offline bool   `help:"Do not connect to the builders (skips the trust check)."`
 }
 
 func (setupCmd) Help() string {
@@ -31,6 +47,14 @@ nix.conf is in force, the builders) and prints, step by step, what is
 missing and the exact line that fixes it. With --write it sets build-hook
 in nix.conf itself (once; a backup of the file is kept). It never restarts
 nix-daemon: it says when that is needed.
+
+It connects to each builder as the hook would and checks, by adding a tiny
+unsigned path over the serve protocol, that the builder's Nix trusts the
+SSH user (trusted-users, or require-sigs = false there): an untrusted user
+cannot upload a build's inputs. --offline skips that.
+
+Exit code 0 when nothing is missing, 1 when something is, 2 on bad
+configuration.
 
 Example:
   offload setup
@@ -44,22 +68,38 @@ type step struct {
 	Fix  string `json:"fix,omitempty"`
 }
 
+// builderTrust is what setup found about one builder's trust in the SSH
+// user.
+type builderTrust struct {
+	Name string `json:"name"`
+	URI  string `json:"uri"`
+	// Trusted is "yes", "no" or "unknown" (not connected: see Detail).
+	Trusted string `json:"trusted"`
+	Detail  string `json:"detail,omitempty"`
+}
+
 type setupReport struct {
 	NixVersion string `json:"nixVersion"`
-	Daemon     bool   `json:"daemon"`
-	NixConf    string `json:"nixConf"`
-	Hook       string `json:"hook"`
-	Steps      []step `json:"steps"`
-	Changed    bool   `json:"changed"`
+	// NixSupported is false for a Nix offload cannot serve as its hook.
+	NixSupported bool           `json:"nixSupported"`
+	Daemon       bool           `json:"daemon"`
+	NixConf      string         `json:"nixConf"`
+	Hook         string         `json:"hook"`
+	Builders     []builderTrust `json:"builders"`
+	Steps        []step         `json:"steps"`
+	Changed      bool           `json:"changed"`
+	// RestartDaemon is true when nix-daemon must be restarted to see
+	// the change.
+	RestartDaemon bool `json:"restartDaemon"`
 }
 
 func (c setupCmd) Run(rc *runContext) error {
-	r := &setupReport{}
+	r := &setupReport{Builders: []builderTrust{}}
 	hookPath := c.Hook
 	if hookPath == "" {
 		exe, err := os.Executable()
 		if err != nil {
-			return failed(fmt.Errorf("finding this program's path: %w", err), "pass --hook /path/to/offload")
+			return failed(fmt.Errorf("setup: finding this program's path: %w", err), "pass --hook /path/to/offload")
 		}
 		hookPath = exe
 	}
@@ -71,17 +111,22 @@ func (c setupCmd) Run(rc *runContext) error {
 
 	// 1. Nix itself.
 	r.NixVersion = nixVersion(rc.ctx)
-	switch {
-	case r.NixVersion == "":
-		add(false, "Nix not found on PATH", "install Nix first (Debian: apt-get install nix-bin)")
-	case strings.Contains(strings.ToLower(r.NixVersion), "lix"):
-		add(false, "found "+r.NixVersion+": Lix ≥ 2.94 talks to its build hook in Cap'n Proto RPC, which offload does not speak", "use Nix, or Lix's own remote builds")
-	default:
-		add(true, "found "+r.NixVersion, "")
+	r.NixSupported = true
+	if r.NixVersion == "" {
+		r.NixSupported = false
+		add(false, "Nix not found on PATH (nix-store --version)", "install Nix first (Debian: apt-get install nix-bin)")
+	} else {
+		ok, note := nixSupport(r.NixVersion)
+		r.NixSupported = ok
+		if ok {
+			add(true, "found "+r.NixVersion+note, "")
+		} else {
+			add(false, "found "+r.NixVersion+": "+note, "use Nix (2.8 to 2.34 are tested), or Lix's own remote builds instead of offload")
+		}
 	}
 	r.Daemon = usesDaemon(rc.env.Getenv)
 	if r.Daemon {
-		add(true, "builds run through nix-daemon: the hook runs as root, with root's SSH keys, ~/.ssh/config and known_hosts", "")
+		add(true, "builds run through nix-daemon: the hook runs as root, with root's SSH keys, ~/.ssh/config and known_hosts, and the daemon's environment (not yours)", "")
 	} else {
 		add(true, "single-user Nix: the hook runs as you, with your SSH keys and ~/.ssh/config", "")
 	}
@@ -89,7 +134,7 @@ func (c setupCmd) Run(rc *runContext) error {
 	// 2. build-hook in nix.conf.
 	conf, err := nixconf.Load(rc.env.Getenv)
 	if err != nil {
-		return usageErr(fmt.Errorf("reading Nix's configuration: %w", err), "fix the line it names")
+		return usageErr(fmt.Errorf("setup: reading Nix's configuration: %w", err), "fix the line it names")
 	}
 	r.NixConf = filepath.Join(conf.ConfDir, "nix.conf")
 	current, origin, set := conf.Get("build-hook")
@@ -102,7 +147,7 @@ func (c setupCmd) Run(rc *runContext) error {
 		add(false, fmt.Sprintf("build-hook is %q (%s), not offload", current, origin),
 			fmt.Sprintf("replace that line with %q (offload setup --write --force does it)", wantLine))
 	default:
-		fix := fmt.Sprintf("add %q to %s", wantLine, r.NixConf)
+		fix := fmt.Sprintf("add %q to %s (offload setup --write does it)", wantLine, r.NixConf)
 		if !r.Daemon && os.Geteuid() != 0 {
 			fix += fmt.Sprintf(", or for your user only: export NIX_CONFIG=%q", wantLine)
 		}
@@ -111,6 +156,9 @@ func (c setupCmd) Run(rc *runContext) error {
 
 	// 3. Builders.
 	setting, borigin := conf.Builders(rc.env.Getenv)
+	if rc.global.Builders != "" {
+		setting, borigin = rc.global.Builders, "--builders"
+	}
 	ms, warnings, perr := spec.ParseBuilders(setting, spec.Options{})
 	switch {
 	case perr != nil:
@@ -123,13 +171,41 @@ func (c setupCmd) Run(rc *runContext) error {
 		for _, w := range append(warnings, spec.Lint(ms, os.Stat)...) {
 			add(false, w.Source+": "+w.Msg, "")
 		}
+		sshEnv := rc.hookSSHEnv(r.Daemon)
 		for _, m := range ms {
 			if m.PublicHostKey == "" {
 				add(false, m.Name+": no host key pinned in the machines line; the known_hosts of the user the hook runs as must have it",
 					"add field 8: base64 -w0 /etc/ssh/ssh_host_ed25519_key.pub (run on "+m.Name+")")
 			}
+			for _, f := range missingIdentities(m, sshEnv) {
+				who := "your"
+				if r.Daemon {
+					who = "root's"
+				}
+				add(false, fmt.Sprintf("%s: identity file %s (%s) does not exist; the hook logs in with %s keys", m.Name, f.path, f.from, who),
+					"create it (ssh-keygen -t ed25519 -f "+f.path+") and add its .pub to the builder's authorized_keys, or name another key")
+			}
 		}
-		add(true, "on each builder the SSH user must be root or in trusted-users (or require-sigs = false there)", "run `offload check` to see each builder's answer")
+		switch {
+		case c.Offline:
+			add(true, "on each builder the SSH user must be root or in trusted-users (or require-sigs = false there); not checked (--offline)", "")
+		case r.Daemon && os.Geteuid() != 0:
+			add(false, "on each builder the SSH user must be root or in trusted-users; not checked: under nix-daemon the hook logs in as root, and you are not root",
+				"run sudo offload setup (or sudo offload check) to connect as the hook would")
+		default:
+			r.Builders = probeTrustAll(rc.ctx, ms, rc.sshOptions(sshEnv))
+			for _, b := range r.Builders {
+				switch b.Trusted {
+				case "yes":
+					add(true, b.Name+": the SSH user is trusted there (an unsigned path was accepted)", "")
+				case "no":
+					add(false, b.Name+": the SSH user is not trusted there: "+b.Detail,
+						"on "+b.Name+", add the SSH user to trusted-users in nix.conf (NixOS: nix.settings.trusted-users) and restart its nix-daemon")
+				default:
+					add(false, b.Name+": trust not checked: "+b.Detail, "run offload check "+b.Name+" to see why it cannot be reached")
+				}
+			}
+		}
 	}
 	if v, _, ok := conf.Get("max-jobs"); ok && v != "0" {
 		add(true, "max-jobs = "+v+": builds may also run here; set max-jobs = 0 to send every build away", "")
@@ -138,14 +214,15 @@ func (c setupCmd) Run(rc *runContext) error {
 	// 4. --write.
 	if c.Write && !hookOK {
 		if set && current != "" && !c.Force {
-			return failed(fmt.Errorf("build-hook is already %q (%s)", current, origin), "pass --force to replace it")
+			return failed(fmt.Errorf("setup: build-hook is already %q (%s)", current, origin), "pass --force to replace it")
 		}
 		if err := writeHookLine(r.NixConf, wantLine); err != nil {
-			return failed(err, "run as root, or add the line yourself")
+			return failed(fmt.Errorf("setup: %w", err), "run as root, or add the line yourself")
 		}
 		r.Changed = true
 		add(true, "wrote "+wantLine+" to "+r.NixConf+" (backup: "+r.NixConf+".before-offload)", "")
 		if r.Daemon {
+			r.RestartDaemon = true
 			add(false, "nix-daemon reads nix.conf when it starts", "restart it: systemctl restart nix-daemon")
 		}
 	}
@@ -174,6 +251,181 @@ func (c setupCmd) Run(rc *runContext) error {
 		}
 	}
 	return nil
+}
+
+var nixVersionWords = regexp.MustCompile(`\((Nix|Lix)[^)]*\)\s+(\d+)\.(\d+)`)
+
+// Tested versions of Nix, as client and as builder.
+const (
+	testedMinor    = 8
+	testedMaxMinor = 34
+)
+
+// nixSupport tells whether offload can be the build hook of the Nix whose
+// `nix-store --version` is version, and a note: Lix ≥ 2.94 speaks to its
+// hook in Cap'n Proto RPC instead of the build-hook protocol, so offload
+// cannot serve it; Nix outside the tested versions is served but said so.
+func nixSupport(version string) (ok bool, note string) {
+	m := nixVersionWords.FindStringSubmatch(version)
+	if m == nil {
+		return true, " (version not recognised; offload is tested with Nix 2." + strconv.Itoa(testedMinor) + " and 2." + strconv.Itoa(testedMaxMinor) + ")"
+	}
+	major, _ := strconv.Atoi(m[2])
+	minor, _ := strconv.Atoi(m[3])
+	if m[1] == "Lix" {
+		if major > 2 || minor >= 94 {
+			return false, "Lix 2.94 and later talk to the build hook in Cap'n Proto RPC, which offload does not speak; Nix would run offload and fail every remote build"
+		}
+		return true, " (Lix before 2.94 uses Nix's hook protocol; not tested)"
+	}
+	switch {
+	case major != 2:
+		return true, " (not tested: offload is tested with Nix 2.8 to 2.34)"
+	case minor < testedMinor:
+		return true, " (older than any tested Nix: offload is tested with Nix 2.8 to 2.34)"
+	case minor > testedMaxMinor:
+		return true, " (newer than any tested Nix: offload is tested with Nix 2.8 to 2.34)"
+	}
+	return true, ""
+}
+
+// hookSSHEnv is the environment the hook resolves SSH settings in: under
+// nix-daemon the hook runs as root, so HOME is root's (the daemon's
+// NIX_SSHOPTS is not known here, so the caller's is kept).
+func (rc *runContext) hookSSHEnv(daemon bool) func(string) string {
+	if !daemon || os.Geteuid() == 0 {
+		return rc.env.Getenv
+	}
+	return func(k string) string {
+		if k == "HOME" {
+			return "/root"
+		}
+		return rc.env.Getenv(k)
+	}
+}
+
+func (rc *runContext) sshOptions(env func(string) string) ssh.Options {
+	timeout := ssh.DefaultConnectTimeout
+	if s, err := rc.settings(); err == nil {
+		timeout = s.ConnectTimeout()
+	}
+	return ssh.Options{ConnectTimeout: timeout, Env: env}
+}
+
+type identity struct{ path, from string }
+
+// missingIdentities lists the identity files that m's SSH settings name
+// explicitly (the machines file, ssh_config, NIX_SSHOPTS) and that do not
+// exist: OpenSSH skips them silently and the login fails later with a
+// less helpful message. Default identities are not listed.
+func missingIdentities(m spec.Machine, env func(string) string) []identity {
+	if m.Scheme != "ssh" && m.Scheme != "ssh-ng" {
+		return nil
+	}
+	s, err := ssh.Resolve(m, ssh.Options{Env: env})
+	if err != nil || s.Local {
+		return nil
+	}
+	from := s.Sources["identityfile"]
+	if from == "" || from == "default" {
+		return nil
+	}
+	var out []identity
+	for _, f := range s.IdentityFiles {
+		if _, err := os.Stat(f); errors.Is(err, os.ErrNotExist) {
+			out = append(out, identity{f, from})
+		}
+	}
+	return out
+}
+
+// probeTrustAll runs probeTrust on every ssh:// builder at once.
+func probeTrustAll(ctx context.Context, ms []spec.Machine, opts ssh.Options) []builderTrust {
+	out := make([]builderTrust, len(ms))
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		out[i] = builderTrust{Name: m.Name, URI: m.URI, Trusted: "unknown"}
+		if m.Scheme != "ssh" {
+			out[i].Detail = m.Scheme + ":// builders are not supported yet"
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i].Trusted, out[i].Detail = probeTrust(ctx, m, opts)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// trustProbePath is the store path the trust probe adds: always the same,
+// so a trusted builder holds at most one, unreferenced, which its garbage
+// collector removes.
+var trustProbePath = func() string {
+	sum := sha256.Sum256([]byte("offload trust probe, version 1"))
+	return "/nix/store/" + serve.EncodeNix32(sum[:20]) + "-offload-trust-probe"
+}()
+
+// trustProbeNAR is the NAR of a regular file holding a short text.
+var trustProbeNAR = func() []byte {
+	var b bytes.Buffer
+	w := wire.NewWriter(&b)
+	for _, s := range []string{"nix-archive-1", "(", "type", "regular", "contents", "offload checks that this builder trusts its SSH user\n", ")"} {
+		w.String(s)
+	}
+	w.Flush()
+	return b.Bytes()
+}()
+
+// probeTrust connects to m and adds trustProbePath, unsigned, with the
+// serve protocol's AddToStoreNar, as the hook adds a build's inputs. The
+// builder's Nix accepts it only from a trusted user (or with require-sigs
+// off); otherwise it refuses because the path "lacks a signature by a
+// trusted key" (Nix 2.8) or "lacks a valid signature" (later Nix).
+func probeTrust(ctx context.Context, m spec.Machine, opts ssh.Options) (trusted, detail string) {
+	client, err := ssh.Dial(ctx, m, opts)
+	if err != nil {
+		return "unknown", err.Error()
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout+30*time.Second)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { client.Close() })
+	defer stop()
+	sess, err := client.Start(ctx, ssh.RemoteCommand(m, false))
+	if err != nil {
+		return "unknown", err.Error()
+	}
+	defer func() {
+		sess.Close()
+		sess.Wait()
+	}()
+	tail := newStderrTail(sess.Stderr)
+	sc, err := serve.New(sess.Stdout, sess.Stdin, serve.Options{Host: m.Name, Stderr: tail.String})
+	if err != nil {
+		return "unknown", err.Error()
+	}
+	sum := sha256.Sum256(trustProbeNAR)
+	info := serve.PathInfo{Path: trustProbePath, NarSize: uint64(len(trustProbeNAR)), NarHash: "sha256:" + hex.EncodeToString(sum[:]), References: []string{}}
+	err = sc.AddToStoreNars([]serve.PathInfo{info}, func(int) (io.Reader, error) { return bytes.NewReader(trustProbeNAR), nil })
+	if err == nil {
+		return "yes", ""
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "lacks a") && strings.Contains(msg, "signature") {
+		return "no", "it refused an unsigned path: " + lastNixError(msg)
+	}
+	return "unknown", msg
+}
+
+// lastNixError returns the "error: …" part of a message that carries a
+// remote's stderr, or msg.
+func lastNixError(msg string) string {
+	if i := strings.LastIndex(msg, "error: "); i >= 0 {
+		return firstLine(msg[i:])
+	}
+	return msg
 }
 
 // writeHookLine sets build-hook in the nix.conf at path: it replaces an

@@ -3,10 +3,14 @@
 package cli
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/offload-nix/offload/pkg/nar"
 )
 
 func TestSetupWriteIsIdempotent(t *testing.T) {
@@ -48,5 +52,98 @@ func TestSetupRefusesOtherHook(t *testing.T) {
 	run(t, nil, env, "setup", "--write", "--force", "--hook", "/opt/offload")
 	if b, _ := os.ReadFile(conf); string(b) != "build-hook = /opt/offload\n" {
 		t.Errorf("nix.conf after --force:\n%s", b)
+	}
+}
+
+func TestNixSupport(t *testing.T) {
+	for _, tt := range []struct {
+		version string
+		ok      bool
+		note    string // a word the note must hold; "" for none
+	}{
+		{"nix-store (Nix) 2.8.0", true, ""},
+		{"nix-store (Nix) 2.34.1", true, ""},
+		{"nix-store (Nix) 2.3.16", true, "older"},
+		{"nix-store (Nix) 2.35.0", true, "newer"},
+		{"nix-store (Lix, like Nix) 2.94.0", false, "Cap'n Proto"},
+		{"nix-store (Lix, like Nix) 2.95.3", false, "RPC"},
+		{"nix-store (Lix, like Nix) 2.91.1", true, "Lix before 2.94"},
+		{"nix-store (Nix) 3.0.0", true, "not tested"},
+		{"something else", true, "not recognised"},
+	} {
+		ok, note := nixSupport(tt.version)
+		if ok != tt.ok || (tt.note == "") != (note == "") || !strings.Contains(note, tt.note) {
+			t.Errorf("nixSupport(%q) = %v, %q; want %v and a note with %q", tt.version, ok, note, tt.ok, tt.note)
+		}
+	}
+}
+
+// fakeNixStore puts a nix-store first on PATH that prints version.
+func fakeNixStore(t *testing.T, version string) {
+	t.Helper()
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "nix-store"), []byte("#!/bin/sh\necho '"+version+"'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+}
+
+// No Lix package is at hand: a nix-store that answers as Lix 2.94 does
+// stands in for it.
+func TestSetupWarnsOnceAboutLix(t *testing.T) {
+	fakeNixStore(t, "nix-store (Lix, like Nix) 2.94.0")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "nix.conf"), []byte("build-hook = /opt/offload\nbuilders =\n"), 0o644)
+	env := map[string]string{"NIX_CONF_DIR": dir, "NIX_USER_CONF_FILES": filepath.Join(dir, "none"), "NIX_REMOTE": "local"}
+	stdout, stderr, code := run(t, nil, env, "setup", "--offline", "--hook", "/opt/offload")
+	if code != ExitFailed {
+		t.Errorf("setup with Lix 2.94: exit %d, want %d", code, ExitFailed)
+	}
+	if n := strings.Count(stdout+stderr, "Cap'n Proto"); n != 1 {
+		t.Errorf("setup with Lix 2.94 says so %d times, want once:\n%s%s", n, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "✗ found nix-store (Lix, like Nix) 2.94.0") {
+		t.Errorf("setup output:\n%s", stdout)
+	}
+	stdout, _, _ = run(t, nil, env, "setup", "--offline", "--json", "--hook", "/opt/offload")
+	var r setupReport
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("--json: %v\n%s", err, stdout)
+	}
+	if r.NixSupported || r.NixVersion != "nix-store (Lix, like Nix) 2.94.0" {
+		t.Errorf("--json: nixSupported %v, nixVersion %q", r.NixSupported, r.NixVersion)
+	}
+}
+
+func TestSetupNamesMissingIdentity(t *testing.T) {
+	fakeNixStore(t, "nix-store (Nix) 2.34.0")
+	dir := t.TempDir()
+	key := filepath.Join(dir, "no-such-key")
+	os.WriteFile(filepath.Join(dir, "nix.conf"), []byte("build-hook = /opt/offload\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "machines"), []byte("ssh://b1 x86_64-linux "+key+" 1 1 - - c3NoLWVkMjU1MTkgQUFBQUMzTnphQzFsWkRJMU5URTVBQUFBSURwUjd5a2JzMGE2TVRsZ0ZmWWt2TFRFSHJmTzZ3d0xpY01OYzZ2M1pSUDQK\n"), 0o644)
+	env := map[string]string{"NIX_CONF_DIR": dir, "NIX_USER_CONF_FILES": filepath.Join(dir, "none"), "NIX_REMOTE": "local", "HOME": dir}
+	stdout, _, code := run(t, nil, env, "setup", "--offline", "--hook", "/opt/offload")
+	if code != ExitFailed || !strings.Contains(stdout, "identity file "+key+" (machines file") || !strings.Contains(stdout, "ssh-keygen -t ed25519 -f "+key) {
+		t.Errorf("setup with a missing identity file: exit %d\n%s", code, stdout)
+	}
+	os.WriteFile(key, []byte("not read by setup"), 0o600)
+	stdout, _, code = run(t, nil, env, "setup", "--offline", "--hook", "/opt/offload")
+	if code != ExitOK || strings.Contains(stdout, "identity file") {
+		t.Errorf("setup with the identity file present: exit %d\n%s", code, stdout)
+	}
+}
+
+func TestTrustProbeNAR(t *testing.T) {
+	name := strings.TrimPrefix(trustProbePath, "/nix/store/")
+	hash, rest, _ := strings.Cut(name, "-")
+	if len(hash) != 32 || rest != "offload-trust-probe" {
+		t.Errorf("trustProbePath = %q: want a 32-character hash and the name offload-trust-probe", trustProbePath)
+	}
+	dst := filepath.Join(t.TempDir(), "out")
+	if _, err := nar.Restore(bytes.NewReader(trustProbeNAR), dst, nar.Options{}); err != nil {
+		t.Fatalf("the probe's NAR does not unpack: %v", err)
+	}
+	if b, err := os.ReadFile(dst); err != nil || !strings.HasPrefix(string(b), "offload checks") {
+		t.Errorf("the probe's file holds %q, %v", b, err)
 	}
 }
