@@ -143,6 +143,18 @@ func (c setupCmd) Run(rc *runContext) error {
 	switch {
 	case hookOK:
 		add(true, "build-hook is offload ("+origin+")", "")
+	case c.Write && set && current != "" && !c.Force:
+		return failed(fmt.Errorf("setup: build-hook is already %q (%s)", current, origin), "pass --force to replace it")
+	case c.Write:
+		if err := writeHookLine(r.NixConf, wantLine); err != nil {
+			return failed(fmt.Errorf("setup: %w", err), "run as root, or add the line yourself")
+		}
+		r.Changed = true
+		add(true, "wrote "+wantLine+" to "+r.NixConf+" (backup: "+r.NixConf+".before-offload)", "")
+		if r.Daemon {
+			r.RestartDaemon = true
+			add(false, "nix-daemon reads nix.conf when it starts", "restart it: systemctl restart nix-daemon (or however this machine runs it)")
+		}
 	case set && current != "" && !c.Force:
 		add(false, fmt.Sprintf("build-hook is %q (%s), not offload", current, origin),
 			fmt.Sprintf("replace that line with %q (offload setup --write --force does it)", wantLine))
@@ -158,6 +170,11 @@ func (c setupCmd) Run(rc *runContext) error {
 	setting, borigin := conf.Builders(rc.env.Getenv)
 	if rc.global.Builders != "" {
 		setting, borigin = rc.global.Builders, "--builders"
+	}
+	if borigin == "default" {
+		borigin = strings.TrimPrefix(setting, "@") + " (Nix's default)"
+	} else if f, ok := strings.CutPrefix(setting, "@"); ok && !strings.Contains(f, "\n") {
+		borigin = f + " (" + borigin + ")"
 	}
 	ms, warnings, perr := spec.ParseBuilders(setting, spec.Options{})
 	switch {
@@ -209,22 +226,6 @@ func (c setupCmd) Run(rc *runContext) error {
 	}
 	if v, _, ok := conf.Get("max-jobs"); ok && v != "0" {
 		add(true, "max-jobs = "+v+": builds may also run here; set max-jobs = 0 to send every build away", "")
-	}
-
-	// 4. --write.
-	if c.Write && !hookOK {
-		if set && current != "" && !c.Force {
-			return failed(fmt.Errorf("setup: build-hook is already %q (%s)", current, origin), "pass --force to replace it")
-		}
-		if err := writeHookLine(r.NixConf, wantLine); err != nil {
-			return failed(fmt.Errorf("setup: %w", err), "run as root, or add the line yourself")
-		}
-		r.Changed = true
-		add(true, "wrote "+wantLine+" to "+r.NixConf+" (backup: "+r.NixConf+".before-offload)", "")
-		if r.Daemon {
-			r.RestartDaemon = true
-			add(false, "nix-daemon reads nix.conf when it starts", "restart it: systemctl restart nix-daemon")
-		}
 	}
 
 	if c.JSON {
