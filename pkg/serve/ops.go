@@ -196,8 +196,15 @@ func (c *Client) dumpStorePath(path string, w io.Writer, narSize uint64) error {
 	}
 	var done uint64
 	for done < narSize {
+		// Pass on whatever has arrived rather than waiting for a full
+		// chunk: a consumer that checks the NAR as it goes (nar.Restore)
+		// must see its end even when the server announced a larger
+		// narSize and then stops sending, or both would wait forever.
 		chunk := c.rbuf[:min(uint64(len(c.rbuf)), narSize-done)]
-		n, err := io.ReadFull(c.br, chunk)
+		n, err := c.br.Read(chunk)
+		if n == 0 && err == nil {
+			continue
+		}
 		done += uint64(n)
 		if n > 0 {
 			if _, werr := w.Write(chunk[:n]); werr != nil {
