@@ -113,6 +113,7 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 		}
 		h.closeSpare()
 		h.recordDecision(name, pick.Accept, m.URI, d.Why())
+		c.store = h.guard(ctx, c)
 		code := h.build(ctx, c, m, slot, req, job)
 		return code, true, nil
 	}
