@@ -1,0 +1,297 @@
+// SPDX-License-Identifier: MIT
+
+// Command fakebuilder is a hostile `nix-store --serve --write` for the
+// end-to-end tests (internal/e2e/hostile_test.go): the test runs it as a
+// builder's remote-program behind a real sshd. It answers the serve
+// protocol's handshake and commands well enough for the hook to accept and
+// build, and then misbehaves in the way -scenario names:
+//
+//	good          a well-formed output (a file "fake output\n")
+//	huge-string   a path length of 2⁶² in the QueryPathInfos reply
+//	huge-list     a reference list of 2⁴⁰ entries
+//	dotdot        a NAR with an entry named ".."
+//	slash         a NAR with an entry named "a/b"
+//	symlink       a NAR with a symlink "a" to -target, then a directory
+//	              "a" holding a file "x" (written through the link if
+//	              the unpacker followed it)
+//	root-symlink  the output itself a symlink to -target
+//	bad-hash      a NAR whose hash differs from the path info's
+//	other-path    path info for another path than the one asked for
+//	extra-path    path info for the asked path and one more
+//	missing-ref   a reference to a path the client's store lacks
+//	short-nar     a narSize larger than the NAR sent, then silence
+//	endless-log   a build log that never ends, and no build result
+//
+// It writes what it received to stderr only in the endless-log scenario,
+// where stderr is the build log.
+package main
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/offload-nix/offload/pkg/wire"
+)
+
+const (
+	magic1  = 0x390c9deb
+	magic2  = 0x5452eecb
+	version = 0x207
+)
+
+func main() {
+	scenario := flag.String("scenario", "good", "how to misbehave")
+	target := flag.String("target", "/tmp", "where symlinks point")
+	flag.Bool("serve", false, "ignored (nix-store --serve)")
+	flag.Bool("write", false, "ignored (nix-store --serve --write)")
+	flag.Parse()
+	if err := serve(*scenario, *target); err != nil && err != io.EOF {
+		fmt.Fprintf(os.Stderr, "fakebuilder: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func serve(scenario, target string) error {
+	r := wire.NewReader(bufio.NewReader(os.Stdin))
+	w := wire.NewWriter(os.Stdout)
+	if m, err := r.Uint64(); err != nil || m != magic1 {
+		return fmt.Errorf("bad magic %#x: %v", m, err)
+	}
+	if _, err := r.Uint64(); err != nil {
+		return err
+	}
+	w.Uint64(magic2)
+	w.Uint64(version)
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	for {
+		cmd, err := r.Uint64()
+		if err != nil {
+			return err
+		}
+		switch cmd {
+		case 1: // QueryValidPaths: everything is valid here
+			r.Bool()
+			r.Bool()
+			paths, err := r.Strings()
+			if err != nil {
+				return err
+			}
+			w.Strings(paths)
+		case 8: // BuildDerivation
+			if err := readBuild(r); err != nil {
+				return err
+			}
+			if scenario == "endless-log" {
+				line := strings.Repeat("the log goes on and on ", 3) + "\n"
+				for {
+					if _, err := os.Stderr.WriteString(line); err != nil {
+						return err
+					}
+				}
+			}
+			w.Uint64(0) // Built
+			w.String("")
+			w.Uint64(1)   // timesBuilt
+			w.Bool(false) // isNonDeterministic
+			w.Uint64(0)   // startTime
+			w.Uint64(0)   // stopTime
+			w.Uint64(0)   // builtOutputs
+		case 2: // QueryPathInfos
+			paths, err := r.Strings()
+			if err != nil {
+				return err
+			}
+			if err := pathInfos(w, scenario, target, paths); err != nil {
+				return err
+			}
+		case 3: // DumpStorePath
+			p, err := r.String()
+			if err != nil {
+				return err
+			}
+			w.Raw(narFor(scenario, target, p))
+			if scenario == "short-nar" {
+				w.Flush()
+				// The rest never comes: wait for the client to hang up.
+				io.Copy(io.Discard, os.Stdin)
+				return nil
+			}
+		default:
+			return fmt.Errorf("command %d not supported", cmd)
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+}
+
+// readBuild reads a BuildDerivation request at protocol 2.7.
+func readBuild(r *wire.Reader) error {
+	if _, err := r.String(); err != nil { // drvPath
+		return err
+	}
+	n, err := r.Uint64()
+	if err != nil {
+		return err
+	}
+	for range n * 4 { // name, path, hashAlgo, hash
+		if _, err := r.String(); err != nil {
+			return err
+		}
+	}
+	if _, err := r.Strings(); err != nil { // inputSrcs
+		return err
+	}
+	r.String()  // platform
+	r.String()  // builder
+	r.Strings() // args
+	n, err = r.Uint64()
+	if err != nil {
+		return err
+	}
+	for range n * 2 {
+		if _, err := r.String(); err != nil {
+			return err
+		}
+	}
+	for range 4 { // maxSilentTime, buildTimeout, maxLogSize, nrRepeats
+		if _, err := r.Uint64(); err != nil {
+			return err
+		}
+	}
+	r.Bool()          // enforceDeterminism
+	_, err = r.Bool() // keepFailed
+	return err
+}
+
+func pathInfos(w *wire.Writer, scenario, target string, paths []string) error {
+	switch scenario {
+	case "huge-string":
+		w.Uint64(1 << 62)
+		return nil
+	case "huge-list":
+		w.String(paths[0])
+		w.String("")
+		w.Uint64(1 << 40)
+		return nil
+	}
+	for _, p := range paths {
+		nar := narFor(scenario, target, p)
+		sum := sha256.Sum256(nar)
+		size := uint64(len(nar))
+		refs := []string{}
+		switch scenario {
+		case "other-path":
+			p = sibling(p, "evil")
+		case "bad-hash":
+			sum = sha256.Sum256(append(nar, 'x'))
+		case "missing-ref":
+			refs = []string{sibling(p, "not-in-the-client-store")}
+		case "short-nar":
+			size += 4096
+		}
+		info(w, p, refs, size, sum)
+		if scenario == "extra-path" {
+			info(w, sibling(p, "extra"), refs, size, sum)
+		}
+	}
+	w.String("")
+	return nil
+}
+
+func info(w *wire.Writer, p string, refs []string, size uint64, sum [32]byte) {
+	w.String(p)
+	w.String("") // deriver
+	w.Strings(refs)
+	w.Uint64(size) // downloadSize
+	w.Uint64(size)
+	w.String("sha256:" + hex.EncodeToString(sum[:]))
+	w.String("") // ca
+	w.Strings(nil)
+}
+
+// sibling returns a store path in p's store with another hash and name.
+func sibling(p, name string) string {
+	dir := p[:strings.LastIndexByte(p, '/')]
+	return dir + "/" + strings.Repeat("0", 32) + "-" + name
+}
+
+// narFor returns the NAR the scenario sends for path p.
+func narFor(scenario, target, p string) []byte {
+	var n narWriter
+	n.str("nix-archive-1")
+	switch scenario {
+	case "dotdot":
+		n.dir(func() { n.entry("..", func() { n.file("dotdot\n") }) })
+	case "slash":
+		n.dir(func() { n.entry("a/b", func() { n.file("slash\n") }) })
+	case "symlink":
+		n.dir(func() {
+			n.entry("a", func() { n.symlink(target) })
+			n.entry("a", func() { n.dir(func() { n.entry("x", func() { n.file("written through the link\n") }) }) })
+		})
+	case "root-symlink":
+		n.symlink(target)
+	default:
+		n.file("fake output\n")
+	}
+	return n.b
+}
+
+type narWriter struct{ b []byte }
+
+func (n *narWriter) str(s string) {
+	var l [8]byte
+	for i := range 8 {
+		l[i] = byte(uint64(len(s)) >> (8 * i))
+	}
+	n.b = append(n.b, l[:]...)
+	n.b = append(n.b, s...)
+	for len(n.b)%8 != 0 {
+		n.b = append(n.b, 0)
+	}
+}
+
+func (n *narWriter) file(contents string) {
+	n.str("(")
+	n.str("type")
+	n.str("regular")
+	n.str("contents")
+	n.str(contents)
+	n.str(")")
+}
+
+func (n *narWriter) symlink(target string) {
+	n.str("(")
+	n.str("type")
+	n.str("symlink")
+	n.str("target")
+	n.str(target)
+	n.str(")")
+}
+
+func (n *narWriter) dir(entries func()) {
+	n.str("(")
+	n.str("type")
+	n.str("directory")
+	entries()
+	n.str(")")
+}
+
+func (n *narWriter) entry(name string, node func()) {
+	n.str("entry")
+	n.str("(")
+	n.str("name")
+	n.str(name)
+	n.str("node")
+	node()
+	n.str(")")
+}
