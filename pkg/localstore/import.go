@@ -17,9 +17,12 @@ package localstore
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -53,6 +56,26 @@ const registerTimeout = 5 * time.Minute
 // failure can leave earlier paths of the batch valid (and complete). See
 // CheckImport for the stores Import cannot serve.
 func (s *Store) Import(ctx context.Context, infos []PathInfo, open func(i int) (io.ReadCloser, error)) error {
+	return s.ImportWith(ctx, infos, ImportOptions{}, open)
+}
+
+// ImportOptions is what the caller of ImportWith knows of the store
+// already, so that Import asks nix-store less: every process it starts
+// after a build delays the build's end.
+type ImportOptions struct {
+	// Valid lists paths known to be valid in the store and to stay so,
+	// e.g. a build's input closure, which Nix keeps from the garbage
+	// collector while the build runs: references to them are not checked.
+	Valid []string
+}
+
+// ImportWith is Import with what the caller knows. A path of infos whose
+// real location does not exist is known to be invalid without asking (a
+// valid path always has its files); only the paths that exist and the
+// references that are neither in infos nor in opts.Valid are queried, so
+// importing new outputs whose references are known runs one nix-store,
+// the registration.
+func (s *Store) ImportWith(ctx context.Context, infos []PathInfo, opts ImportOptions, open func(i int) (io.ReadCloser, error)) error {
 	serve, err := s.useServe(ctx)
 	if err != nil {
 		return err
@@ -62,33 +85,42 @@ func (s *Store) Import(ctx context.Context, infos []PathInfo, open func(i int) (
 		return err
 	}
 
-	// One validity query for the outputs and their outside references.
+	// One validity query, if any, for the outputs that have files and
+	// the references that are not known.
+	known := make(map[string]bool, len(infos)+len(opts.Valid))
+	for _, p := range opts.Valid {
+		known[p] = true
+	}
 	batch := make(map[string]bool, len(infos))
 	var query []string
 	for _, in := range infos {
 		batch[in.Path] = true
-		query = append(query, in.Path)
+		if _, err := os.Lstat(s.realPath(in.Path)); !errors.Is(err, fs.ErrNotExist) {
+			query = append(query, in.Path)
+		}
 	}
 	seen := make(map[string]bool)
 	for _, in := range infos {
 		for _, r := range in.References {
-			if !batch[r] && !seen[r] {
+			if !batch[r] && !known[r] && !seen[r] {
 				seen[r] = true
 				query = append(query, r)
 			}
 		}
 	}
-	valid, err := s.Valid(ctx, query)
-	if err != nil {
-		return err
-	}
-	isValid := make(map[string]bool, len(valid))
-	for _, p := range valid {
-		isValid[p] = true
+	isValid := make(map[string]bool, len(query))
+	if len(query) > 0 {
+		valid, err := s.Valid(ctx, query)
+		if err != nil {
+			return err
+		}
+		for _, p := range valid {
+			isValid[p] = true
+		}
 	}
 	for _, in := range infos {
 		for _, r := range in.References {
-			if !batch[r] && !isValid[r] {
+			if !batch[r] && !known[r] && !isValid[r] {
 				return fmt.Errorf("localstore: %s refers to %s, which is not valid in the local store", in.Path, r)
 			}
 		}
@@ -246,14 +278,17 @@ func (s *Store) register(ctx context.Context, infos []PathInfo, todo []int) erro
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), registerTimeout)
 	defer cancel()
-	cmd := command(rctx, s.NixStore, "--store", s.URI, "--register-validity", "--hash-given")
-	cmd.Stdin = strings.NewReader(b.String())
-	stderr := new(tailBuffer)
-	cmd.Stdout, cmd.Stderr = stderr, stderr
-	if err := cmd.Run(); err != nil {
-		return cmdError(cmd, stderr, err)
-	}
-	return nil
+	return s.runNix(rctx, func(argv []string) *exec.Cmd {
+		return command(rctx, argv, "--store", s.URI, "--register-validity", "--hash-given")
+	}, func(cmd *exec.Cmd) error {
+		cmd.Stdin = strings.NewReader(b.String())
+		stderr := new(tailBuffer)
+		cmd.Stdout, cmd.Stderr = stderr, stderr
+		if err := cmd.Run(); err != nil {
+			return cmdError(cmd, stderr, err)
+		}
+		return nil
+	})
 }
 
 // sortInfos checks infos and returns their indices with references first.

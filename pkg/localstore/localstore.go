@@ -69,10 +69,15 @@ type Store struct {
 	// are leading arguments. The process gets argv[0] "nix-store", which
 	// the multi-call nix binary dispatches on (see FindNixStore).
 	NixStore []string
+	// Fallback, if set, lists other nix-store commands (see Candidates):
+	// NixStore was not checked, and when a command fails, NixStore is
+	// checked with --version and replaced by the first working one.
+	Fallback [][]string
 	// Logf, if not nil, receives progress and warnings.
 	Logf func(format string, args ...any)
 
 	version string // of NixStore, once known
+	checked bool   // NixStore checked after a failure
 }
 
 // New returns the local store for the hook's `store` setting:

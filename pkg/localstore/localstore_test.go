@@ -244,6 +244,17 @@ func TestFindNixStore(t *testing.T) {
 	if len(got) != 1 || got[0] != path {
 		t.Errorf("FindNixStore(non-nix parent) = %v, want [%s]", got, path)
 	}
+	// Candidates runs nothing: the parent first when it is a Nix
+	// binary, never a parent of another name.
+	if c := Candidates(parent.Process.Pid); len(c) == 0 || c[0][0] != real {
+		t.Errorf("Candidates(nix parent) = %v, want %s first", c, real)
+	}
+	self, _ := os.Executable()
+	for _, c := range Candidates(os.Getpid()) {
+		if c[0] == self {
+			t.Errorf("Candidates(non-nix parent) = %v, includes the parent", c)
+		}
+	}
 	if _, err := Version(ctx, []string{"/bin/true"}); err == nil {
 		t.Error("Version(/bin/true) succeeded")
 	}

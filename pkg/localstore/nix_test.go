@@ -87,6 +87,8 @@ func TestNix(t *testing.T) {
 	t.Run("truncated", testTruncated)
 	t.Run("missing reference", testMissingReference)
 	t.Run("chroot store", testChroot)
+	t.Run("one nix-store when references are known", testImportKnown)
+	t.Run("unchecked nix-store that fails", testFallback)
 }
 
 // runInner re-executes TestNix in a private mount namespace.
@@ -448,4 +450,88 @@ func testChroot(t *testing.T) {
 		t.Errorf("opened %v, want all three", order)
 	}
 	checkAbsent(t, s, outs)
+}
+
+// countingStore returns a store whose nix-store is a script that logs
+// each run to the returned file.
+func countingStore(t *testing.T) (*Store, string) {
+	t.Helper()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "runs")
+	script := filepath.Join(dir, "nix-store")
+	body := "#!/bin/sh\necho \"$*\" >> " + log + "\nexec " + mustLookPath(t, "nix-store") + " \"$@\"\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New("auto", []string{script}, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, log
+}
+
+func runs(t *testing.T, log string) []string {
+	t.Helper()
+	b, err := os.ReadFile(log)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
+}
+
+// A build's new outputs whose references are its inputs (valid) or each
+// other take one nix-store run, the registration; a reference outside what
+// the caller vouches for is still checked.
+func testImportKnown(t *testing.T) {
+	outs := chain(t) // a -> b -> c
+	ctx := context.Background()
+	s, log := countingStore(t)
+	var order []string
+	// c is an input, valid already.
+	if err := s.Import(ctx, infosOf(outs[2:]), opener(outs[2:], &order)); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(log)
+	err := s.ImportWith(ctx, infosOf(outs[:2]), ImportOptions{Valid: []string{outs[2].info.Path}}, opener(outs[:2], &order))
+	if err != nil {
+		t.Fatalf("ImportWith: %v", err)
+	}
+	if r := runs(t, log); len(r) != 1 || !strings.Contains(r[0], "--register-validity") {
+		t.Errorf("nix-store ran %q, want only --register-validity", r)
+	}
+	if valid, err := s.Valid(ctx, []string{outs[0].info.Path, outs[1].info.Path}); err != nil || len(valid) != 2 {
+		t.Errorf("Valid after ImportWith = %v, %v", valid, err)
+	}
+
+	// Not vouched for: asked, and refused when invalid.
+	more := chain(t)
+	os.Remove(log)
+	err = s.ImportWith(ctx, infosOf(more[1:2]), ImportOptions{Valid: []string{outs[2].info.Path}}, opener(more[1:2], &order))
+	if err == nil || !strings.Contains(err.Error(), "not valid in the local store") {
+		t.Errorf("ImportWith with an unknown invalid reference = %v", err)
+	}
+	if r := runs(t, log); len(r) != 1 || !strings.Contains(r[0], "--check-validity") {
+		t.Errorf("nix-store ran %q, want one --check-validity", r)
+	}
+}
+
+// A pick that is no nix-store is found out on the first failure and
+// replaced by the first working fallback.
+func testFallback(t *testing.T) {
+	outs := chain(t)
+	s, err := New("auto", []string{"/bin/false"}, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Fallback = [][]string{{"/bin/true"}, {mustLookPath(t, "nix-store")}}
+	var order []string
+	if err := s.Import(context.Background(), infosOf(outs), opener(outs, &order)); err != nil {
+		t.Fatalf("Import with a broken pick: %v", err)
+	}
+	if got := s.NixStore[0]; got != mustLookPath(t, "nix-store") {
+		t.Errorf("NixStore after a failure = %v, want the working fallback", s.NixStore)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,26 +27,8 @@ import (
 // /proc link itself is used, which still reaches it while the parent
 // lives. It falls back to nix-store on PATH and then to well-known places.
 func FindNixStore(ctx context.Context, ppid int) ([]string, error) {
-	var candidates []string
-	if ppid > 0 {
-		link := fmt.Sprintf("/proc/%d/exe", ppid)
-		if exe, err := os.Readlink(link); err == nil {
-			if strings.HasSuffix(exe, " (deleted)") {
-				exe = link
-			}
-			candidates = append(candidates, exe)
-		}
-	}
-	if p, err := exec.LookPath("nix-store"); err == nil {
-		candidates = append(candidates, p)
-	}
-	candidates = append(candidates,
-		"/usr/bin/nix-store",
-		"/nix/var/nix/profiles/default/bin/nix-store",
-		"/run/current-system/sw/bin/nix-store")
 	var errs []error
-	for _, c := range candidates {
-		argv := []string{c}
+	for _, argv := range candidates(ppid, false) {
 		if _, err := Version(ctx, argv); err != nil {
 			errs = append(errs, err)
 			continue
@@ -53,6 +36,75 @@ func FindNixStore(ctx context.Context, ppid int) ([]string, error) {
 		return argv, nil
 	}
 	return nil, fmt.Errorf("localstore: no working nix-store: %w", errors.Join(errs...))
+}
+
+// Candidates returns the nix-store commands FindNixStore would try, best
+// first, without running any: for a hook, whose every process delays Nix,
+// the first is used as it is, and a Store set up with them checks its pick
+// only when a command fails (see Store.Fallback). The parent's executable
+// comes first only when its name is a Nix one ("nix", "nix-daemon",
+// "nix-build", …): any other program, run with nix-store's arguments,
+// could do anything.
+func Candidates(ppid int) [][]string {
+	return candidates(ppid, true)
+}
+
+func candidates(ppid int, named bool) [][]string {
+	var out [][]string
+	if ppid > 0 {
+		link := fmt.Sprintf("/proc/%d/exe", ppid)
+		if exe, err := os.Readlink(link); err == nil {
+			real, deleted := strings.CutSuffix(exe, " (deleted)")
+			if deleted {
+				exe = link
+			}
+			if base := path.Base(real); !named || base == "nix" || strings.HasPrefix(base, "nix-") {
+				out = append(out, []string{exe})
+			}
+		}
+	}
+	if p, err := exec.LookPath("nix-store"); err == nil {
+		out = append(out, []string{p})
+	}
+	for _, p := range []string{
+		"/usr/bin/nix-store",
+		"/nix/var/nix/profiles/default/bin/nix-store",
+		"/run/current-system/sw/bin/nix-store",
+	} {
+		if named {
+			if _, err := os.Stat(p); err != nil {
+				continue
+			}
+		}
+		out = append(out, []string{p})
+	}
+	return out
+}
+
+// runNix runs a nix-store command made by mk from s.NixStore. When it
+// fails and s.Fallback is set, the pick is checked with --version (once):
+// if it is not a working nix-store, the first working command of Fallback
+// replaces it and the command runs again. Commands run this way must be
+// safe to repeat (queries, and --register-validity, which is idempotent).
+func (s *Store) runNix(ctx context.Context, mk func(argv []string) *exec.Cmd, run func(cmd *exec.Cmd) error) error {
+	cmd := mk(s.NixStore)
+	err := run(cmd)
+	if err == nil || s.checked || len(s.Fallback) == 0 {
+		return err
+	}
+	s.checked = true
+	if _, verr := Version(ctx, s.NixStore); verr == nil {
+		return err
+	}
+	for _, argv := range s.Fallback {
+		if _, verr := Version(ctx, argv); verr != nil {
+			continue
+		}
+		s.logf("%v is not a working nix-store, using %v", s.NixStore, argv)
+		s.NixStore = argv
+		return run(mk(argv))
+	}
+	return err
 }
 
 // command returns an exec.Cmd running nix-store with args; argv[0] is
@@ -158,12 +210,20 @@ func (s *Store) Valid(ctx context.Context, paths []string) ([]string, error) {
 	invalid := make(map[string]bool)
 	for start := 0; start < len(paths); start += maxArgs {
 		chunk := paths[start:min(start+maxArgs, len(paths))]
-		cmd := command(ctx, s.NixStore, append([]string{"--store", s.URI, "--check-validity", "--print-invalid"}, chunk...)...)
 		var stdout bytes.Buffer
-		stderr := new(tailBuffer)
-		cmd.Stdout, cmd.Stderr = &stdout, stderr
-		if err := cmd.Run(); err != nil {
-			return nil, cmdError(cmd, stderr, err)
+		err := s.runNix(ctx, func(argv []string) *exec.Cmd {
+			return command(ctx, argv, append([]string{"--store", s.URI, "--check-validity", "--print-invalid"}, chunk...)...)
+		}, func(cmd *exec.Cmd) error {
+			stdout.Reset()
+			stderr := new(tailBuffer)
+			cmd.Stdout, cmd.Stderr = &stdout, stderr
+			if err := cmd.Run(); err != nil {
+				return cmdError(cmd, stderr, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 		for _, line := range strings.Split(stdout.String(), "\n") {
 			if line != "" {
@@ -184,9 +244,16 @@ func (s *Store) Valid(ctx context.Context, paths []string) ([]string, error) {
 func (s *Store) nixVersion(ctx context.Context) (string, error) {
 	if s.version == "" {
 		v, err := Version(ctx, s.NixStore)
+		for i := 0; err != nil && !s.checked && i < len(s.Fallback); i++ {
+			if fv, ferr := Version(ctx, s.Fallback[i]); ferr == nil {
+				s.logf("%v is not a working nix-store, using %v", s.NixStore, s.Fallback[i])
+				s.NixStore, v, err = s.Fallback[i], fv, nil
+			}
+		}
 		if err != nil {
 			return "", err
 		}
+		s.checked = true
 		s.version = v
 	}
 	return s.version, nil
