@@ -117,7 +117,7 @@ func (h *hook) build(ctx context.Context, c *conn, m *spec.Machine, slot *slots.
 	if err := h.log.Accept(m.URI); err != nil {
 		return exitFailed
 	}
-	inputs, _, err := hookproto.ReadAccepted(h.in)
+	inputs, wanted, err := hookproto.ReadAccepted(h.in)
 	if err != nil {
 		h.log.Errorf("%v", err)
 		return exitFailed
@@ -158,7 +158,7 @@ func (h *hook) build(ctx context.Context, c *conn, m *spec.Machine, slot *slots.
 	}
 
 	phase(slots.PhaseDownloading)
-	n, err = h.download(ctx, c, j, req.DrvPath, slot)
+	n, err = h.download(ctx, c, j, req.DrvPath, inputs, wanted, slot)
 	received = n
 	if err != nil {
 		h.log.Errorf("copying outputs of '%s' from '%s': %v", req.DrvPath, m.URI, err)
@@ -408,27 +408,40 @@ func sortByReferences(infos []serve.PathInfo) {
 
 // download brings the derivation's outputs that are not valid locally into
 // the local store.
-func (h *hook) download(ctx context.Context, c *conn, j *job, drvPath string, slot *slots.Slot) (int64, error) {
-	var outs []string
-	for _, o := range j.drv.Outputs {
-		outs = append(outs, o.Path)
-	}
-	valid, err := j.store.Valid(ctx, outs)
-	if err != nil {
-		return 0, err
-	}
-	have := make(map[string]bool, len(valid))
-	for _, p := range valid {
-		have[p] = true
-	}
-	var missing []string
-	for _, p := range outs {
-		if !have[p] {
-			missing = append(missing, p)
+//
+// Nix says which: after accept it sends the names of the outputs that are
+// not valid (wanted), and it holds their locks, so they stay invalid. Their
+// references lie in the input closure, which is valid, or among the
+// outputs; only when wanted names no output of the derivation does the
+// hook ask the local store.
+func (h *hook) download(ctx context.Context, c *conn, j *job, drvPath string, inputs, wanted []string, slot *slots.Slot) (int64, error) {
+	missing := wantedOutputs(j.drv, wanted)
+	if missing == nil {
+		var outs []string
+		for _, o := range j.drv.Outputs {
+			outs = append(outs, o.Path)
+		}
+		valid, err := j.store.Valid(ctx, outs)
+		if err != nil {
+			return 0, err
+		}
+		have := make(map[string]bool, len(valid))
+		for _, p := range valid {
+			have[p] = true
+		}
+		for _, p := range outs {
+			if !have[p] {
+				missing = append(missing, p)
+			}
 		}
 	}
 	if len(missing) == 0 {
 		return 0, nil
+	}
+	known := make([]string, 0, len(inputs)+len(j.drv.Outputs))
+	known = append(known, inputs...)
+	for _, o := range j.drv.Outputs {
+		known = append(known, o.Path)
 	}
 	infos, err := c.store.QueryPathInfos(missing)
 	if err != nil {
@@ -460,7 +473,7 @@ func (h *hook) download(ctx context.Context, c *conn, j *job, drvPath string, sl
 	id := h.log.Start(hookproto.LvlInfo, hookproto.ActCopyPaths, fmt.Sprintf("copying %d paths from '%s'", len(infos), c.m.URI))
 	defer h.log.Stop(id)
 	var prev chan struct{}
-	err = j.store.Import(ctx, local, func(i int) (io.ReadCloser, error) {
+	err = j.store.ImportWith(ctx, local, localstore.ImportOptions{Valid: known}, func(i int) (io.ReadCloser, error) {
 		if prev != nil {
 			<-prev
 		}
@@ -549,4 +562,19 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 		l.n -= len(q)
 	}
 	return len(p), nil
+}
+
+// wantedOutputs returns the paths of d's outputs that wanted names, or nil
+// when wanted names none of them (then the caller asks the store).
+func wantedOutputs(d *drv.Derivation, wanted []string) []string {
+	var out []string
+	for _, o := range d.Outputs {
+		for _, w := range wanted {
+			if w == o.Name && o.Path != "" {
+				out = append(out, o.Path)
+				break
+			}
+		}
+	}
+	return out
 }
