@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/offload-nix/offload/pkg/remoteload"
 	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
@@ -23,7 +24,8 @@ import (
 )
 
 // Rules: check runs only fixed remote commands (the serve command Nix
-// itself runs, and the probes in probeCommands): nothing from the
+// itself runs, the probes in probeCommands, and remoteload's fixed
+// script): nothing from the
 // configuration is put into a remote shell line by this file. Every step
 // (connecting, the serve handshake and round trip, asking Nix) has a
 // deadline of the connect timeout, so a dead builder costs at most that
@@ -47,13 +49,19 @@ compares them with the machines file: a system or feature the machines
 file claims but the builder lacks would make its builds fail there. Extra
 ones are fine; a builder that will not say is fine with "unknown".
 
+It also reads the builder's real state, as the hooks do when load-aware
+is on: CPUs, load, pressure, memory, free store space and the Nix builds
+running there from every client. "unknown" (with why) is no failure: the
+hooks then choose as if there were no reading.
+
 Each step has the connect timeout (connect-timeout in offload.conf, or
 ConnectTimeout in ssh_config) to finish. --explain HOST only prints the SSH
 settings; run offload check HOST to connect.
 
 The result is recorded in the shared builder state when it is writable,
 so a builder found unreachable is skipped by the hooks for a while, and
-one found working is tried again at once.
+one found working is tried again at once; the reading of its real state
+is stored there too, for the hooks, offload pick and offload status.
 
 Exit code 0 when every builder checked is fine, 1 otherwise, 2 on bad
 input or configuration.
@@ -94,6 +102,10 @@ type checkResult struct {
 	// Problems are the differences between the machines file and the
 	// builder that make it not fine.
 	Problems []string `json:"problems"`
+	// Reading is the builder's real state (pkg/remoteload), read once
+	// connected (nil otherwise); ReadingError is why it is unknown.
+	Reading      *remoteload.Reading `json:"reading"`
+	ReadingError string              `json:"reading_error,omitempty"`
 
 	code slots.ErrCode // for RecordFailure
 }
@@ -304,7 +316,19 @@ func checkOne(ctx context.Context, m spec.Machine, opts ssh.Options) (r checkRes
 	defer cancel()
 	stop = context.AfterFunc(ctx, func() { client.Close() })
 	defer stop()
+	var rd remoteload.Reading
+	var rdErr error
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		rd, rdErr = readLoad(ctx, client)
+	}()
 	version, conf, why := probeNix(ctx, client)
+	<-read
+	r.Reading = &rd
+	if rdErr != nil {
+		r.ReadingError = rdErr.Error()
+	}
 	r.NixVersion = version
 	if conf == nil {
 		r.Reason = "systems and features unknown: " + why
@@ -429,7 +453,35 @@ func (rc *runContext) recordChecks(all []spec.Machine, results []checkResult, ba
 		} else {
 			f.RecordSuccess(r.URI, time.Duration((r.ConnectMS+r.HandshakeMS)*float64(time.Millisecond)))
 		}
+		if r.Reading != nil {
+			f.SetReading(r.URI, slots.Reading(*r.Reading))
+		}
 	}
+}
+
+// readLoad reads the builder's real state with remoteload's fixed script
+// on c, as the hooks do. A failed reading is all unknown, taken now, with
+// why: the hooks store the same, and decide as without a reading.
+func readLoad(ctx context.Context, c *ssh.Client) (remoteload.Reading, error) {
+	now := time.Now()
+	s, err := c.Start(ctx, []string{remoteload.Command})
+	if err != nil {
+		return remoteload.UnknownAt(now), err
+	}
+	defer s.Close()
+	r, err := remoteload.Run(s.Stdin, s.Stdout, s.Stderr)
+	if err != nil {
+		s.Close()
+	}
+	if werr := s.Wait(); werr != nil && r.Empty() {
+		// A command that failed says more than its missing output.
+		err = fmt.Errorf("%s: %w", remoteload.Command, werr)
+	}
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("no answer within the connect timeout: %w", err)
+	}
+	r.Time = now
+	return r, err
 }
 
 // probeCommands ask a builder for its version and configuration: `nix
@@ -642,8 +694,34 @@ func writeChecks(w io.Writer, results []checkResult, elapsed time.Duration) erro
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := writeReadingsChecked(w, results); err != nil {
+		return err
+	}
 	_, err := fmt.Fprintf(w, "%d of %d fine, in %s\n", len(results)-bad, len(results), elapsed.Round(time.Millisecond))
 	return err
+}
+
+// writeReadingsChecked prints the real state of each builder that
+// connected, under the table's builder column.
+func writeReadingsChecked(w io.Writer, results []checkResult) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	header := false
+	for _, r := range results {
+		if r.Reading == nil {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w)
+			fmt.Fprintln(tw, "   BUILDER\tREAL STATE") // under the table's BUILDER
+			header = true
+		}
+		text := r.Reading.String()
+		if r.ReadingError != "" {
+			text += ": " + r.ReadingError
+		}
+		fmt.Fprintf(tw, "   %s\t%s\n", r.Name, text)
+	}
+	return tw.Flush()
 }
 
 func (r *checkResult) capabilities() string {
