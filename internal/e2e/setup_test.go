@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +47,15 @@ exit $rc
 		t.Fatal(err)
 	}
 	c.Env = append(c.Env, "DAEMON_LOG="+filepath.Join(c.Dir, "daemon.log"))
+	if slices.Contains(c.Env, "OFFLOAD_TEST_CLIENT=sid") && sidRoot != "" {
+		// Nix 2.34's daemon workers unshare their mount namespace; in
+		// the chrooted test client, /proc/<worker>/exe then reads as the
+		// host's path of the nix binary (<root>/usr/bin/nix), which the
+		// hook runs for its local nix-store. Binding the root at that
+		// path inside itself makes it resolve there too. A daemon that is
+		// not chrooted, as on NixOS, has no such difference.
+		c.Env = append(c.Env, "OFFLOAD_SID_BINDS="+sidRoot)
+	}
 	return script
 }
 
