@@ -4,13 +4,213 @@ package hook
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
 
+	"github.com/offload-nix/offload/pkg/daemon"
+	"github.com/offload-nix/offload/pkg/drv"
+	"github.com/offload-nix/offload/pkg/hookproto"
+	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/spec"
+	"github.com/offload-nix/offload/pkg/ssh"
 )
 
 // connectNG connects to an ssh-ng:// builder: `nix-daemon --stdio` over
-// SSH, spoken with pkg/daemon.
+// SSH, spoken with pkg/daemon, all within the connect timeout as connect
+// does for ssh://.
+//
+// The session's stderr is not the build log here: the build's lines come
+// inside the protocol. They go to c.tail through a pipe, so the switch to
+// the build log at accept (c.tail.SetSink) is the same for both kinds of
+// builder and nothing reaches file descriptor 4 before it. The remote
+// stderr is read to its end and its last lines go into error messages.
 func (h *hook) connectNG(ctx context.Context, m *spec.Machine) (*conn, error) {
-	return nil, errors.New("ssh-ng:// builders are not supported yet")
+	id := h.log.Start(hookproto.LvlTalkative, hookproto.ActUnknown, fmt.Sprintf("connecting to '%s'", m.URI))
+	defer h.log.Stop(id)
+
+	client, err := ssh.Dial(ctx, *m, ssh.Options{ConnectTimeout: h.cfg.ConnectTimeout, Env: h.env.Getenv, Logf: h.log.Warnf})
+	if err != nil {
+		return nil, err
+	}
+	argv := ssh.RemoteCommand(*m, true)
+	sess, err := client.Start(ctx, argv)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	// The log ends with the session's stderr, so that conn.Close does
+	// not wait for it.
+	stderr := newLogTail(&closeAtEnd{r: sess.Stderr, c: pw}) // never given a sink
+	c := &conn{m: m, client: client, sess: sess, tail: newLogTail(pr)}
+	lw := &ngLog{w: pw}
+
+	timeout := h.cfg.ConnectTimeout
+	if timeout <= 0 {
+		timeout = ssh.DefaultConnectTimeout
+	}
+	timer := time.AfterFunc(timeout, func() { sess.Close() })
+	dc, err := daemon.New(sess.Stdout, sess.Stdin, daemon.Options{
+		Host:   m.Name,
+		Log:    lw.line,
+		Phase:  lw.phase,
+		Stderr: stderr.Last,
+	})
+	if !timer.Stop() && err != nil {
+		err = &ssh.Error{Kind: ssh.Timeout, Host: m.Host, Err: fmt.Errorf("no answer from %s within %v: %w", strings.Join(argv, " "), timeout, err)}
+	}
+	if err == nil {
+		if known, trusted := dc.Trusted(); known && !trusted {
+			// nix-daemon builds input-addressed derivations only for
+			// trusted users: every build would fail after accept,
+			// when Nix can no longer build it elsewhere.
+			err = &notTrustedError{uri: m.URI, user: client.Settings().User}
+		}
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.store = &ngStore{c: dc, uri: m.URI, user: client.Settings().User, subst: h.settings["builders-use-substitutes"] == "true"}
+	return c, nil
 }
+
+// ngLog turns the daemon's log messages into build-log lines on a pipe to
+// the connection's logTail: each line with its newline, and each build
+// phase as the @nix line Nix reads from a build log.
+type ngLog struct {
+	mu  sync.Mutex
+	w   io.Writer
+	buf []byte
+}
+
+func (l *ngLog) line(b []byte) {
+	l.mu.Lock()
+	l.buf = append(append(l.buf[:0], b...), '\n')
+	l.w.Write(l.buf)
+	l.mu.Unlock()
+}
+
+func (l *ngLog) phase(p string) {
+	q, err := json.Marshal(p)
+	if err != nil {
+		return
+	}
+	l.mu.Lock()
+	l.buf = append(l.buf[:0], `@nix {"action":"setPhase","phase":`...)
+	l.buf = append(l.buf, q...)
+	l.buf = append(l.buf, "}\n"...)
+	l.w.Write(l.buf)
+	l.mu.Unlock()
+}
+
+// ngStore is a builder's store over the daemon protocol, as the build
+// needs it (the remote interface).
+type ngStore struct {
+	c     *daemon.Client
+	uri   string
+	user  string
+	subst bool
+}
+
+// QueryValidPaths asks which paths the builder has; with lock, each of them
+// becomes a temporary GC root there for the session, so that its garbage
+// collector cannot delete an input between this question and the build (the
+// daemon roots uploaded paths itself).
+func (s *ngStore) QueryValidPaths(paths []string, lock, substitute bool) ([]string, error) {
+	valid, err := s.c.QueryValidPaths(paths, substitute)
+	if err != nil || !lock {
+		return valid, err
+	}
+	for _, p := range valid {
+		if err := s.c.AddTempRoot(p); err != nil {
+			return nil, err
+		}
+	}
+	return valid, nil
+}
+
+func (s *ngStore) QueryPathInfos(paths []string) ([]serve.PathInfo, error) {
+	return s.c.QueryPathInfos(paths)
+}
+
+func (s *ngStore) AddToStoreNars(infos []serve.PathInfo, open func(i int) (io.Reader, error)) error {
+	return s.explain(s.c.AddToStoreNars(infos, open))
+}
+
+// BuildDerivation sends the build's limits first: Nix's own ssh-ng client
+// forwards none, so the builder's max-silent-time and timeout would apply
+// instead of the user's.
+func (s *ngStore) BuildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string, o serve.BuildOptions) (serve.BuildResult, error) {
+	err := s.c.SetOptions(daemon.Settings{
+		Build:          o,
+		Verbosity:      daemon.LvlError,
+		UseSubstitutes: s.subst,
+	})
+	if err != nil {
+		return serve.BuildResult{}, err
+	}
+	res, err := s.c.BuildDerivation(drvPath, d, inputSrcs)
+	return res, s.explain(err)
+}
+
+func (s *ngStore) DumpStorePath(path string, w io.Writer, narSize uint64) error {
+	return s.c.NarFromPath(path, w, narSize)
+}
+
+// explain replaces a refusal for lack of trust with what to change on the
+// builder.
+func (s *ngStore) explain(err error) error {
+	var re *daemon.RemoteError
+	if !errors.Is(err, daemon.ErrNotTrusted) || !errors.As(err, &re) {
+		return err
+	}
+	return &notTrustedError{uri: s.uri, user: s.user, remote: re}
+}
+
+// notTrustedError is a builder whose nix-daemon does not trust the SSH
+// user: it refuses unsigned uploads and builds of input-addressed
+// derivations.
+type notTrustedError struct {
+	uri, user string
+	remote    *daemon.RemoteError // nil: the handshake said so
+}
+
+func (e *notTrustedError) Error() string {
+	var b strings.Builder
+	if e.remote != nil {
+		msg := e.remote.Msg
+		if e.remote.Path != "" && !strings.Contains(msg, e.remote.Path) {
+			msg = e.remote.Path + ": " + msg
+		}
+		fmt.Fprintf(&b, "the builder refused %s: %s; ", e.remote.Op, msg)
+	}
+	who := "the SSH user"
+	if e.user != "" {
+		who = fmt.Sprintf("the SSH user %q", e.user)
+	}
+	fmt.Fprintf(&b, "nix-daemon on '%s' does not trust %s: add it to trusted-users in the builder's nix.conf", e.uri, who)
+	b.WriteString(" (require-sigs = false there is not enough: it lets an untrusted user upload unsigned paths, but nix-daemon builds input-addressed derivations only for trusted users)")
+	return b.String()
+}
+
+// closeAtEnd reads r and closes c when r ends.
+type closeAtEnd struct {
+	r io.Reader
+	c io.Closer
+}
+
+func (e *closeAtEnd) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil {
+		e.c.Close()
+	}
+	return n, err
+}
+
+func (e *notTrustedError) Unwrap() error { return daemon.ErrNotTrusted }
