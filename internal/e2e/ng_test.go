@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -158,6 +159,32 @@ in mk "s4" "/bin/cat $deps > $out; echo %s >> $out" [ s3 ]`, u, last)
 		}
 		if running(pid) {
 			t.Errorf("the remote build (pid %d) still runs after nix-build ended", pid)
+		}
+	})
+
+	// A hook killed mid-build (SIGKILL: Nix ≤ 2.34): the SSH channel
+	// closes with the process, nix-daemon sees its stdin hang up and
+	// stops the build.
+	t.Run("killed", func(t *testing.T) {
+		t.Parallel()
+		c := ngClient(t, b1)
+		c.Hook = hookCopy(t)
+		dir := t.TempDir()
+		expr := drv("killed", "x86_64-linux", fmt.Sprintf(`echo $$ > %s/pid; exec /bin/sleep 60`, dir), `u = "`+unique()+`";`)
+		s := c.startBuild(expr, "ssh-ng://b1 x86_64-linux")
+		sleeper := readPid(t, filepath.Join(dir, "pid"), time.Minute)
+		hooks := procsOf(c.Hook)
+		if len(hooks) != 1 {
+			t.Fatalf("found %d hook processes, want 1: %v", len(hooks), hooks)
+		}
+		if err := syscall.Kill(hooks[0], syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if code := s.wait(t, 30*time.Second); code == 0 {
+			t.Fatalf("nix-build succeeded after its hook was killed\n%s", s.stderr.String())
+		}
+		if !waitFor(10*time.Second, func() bool { return !running(sleeper) }) {
+			t.Errorf("the remote build (pid %d) still runs 10 s after its hook was killed", sleeper)
 		}
 	})
 

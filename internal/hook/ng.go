@@ -25,8 +25,8 @@ import (
 // does for ssh://.
 //
 // The session's stderr is not the build log here: the build's lines come
-// inside the protocol. They go to c.tail through a pipe, so the switch to
-// the build log at accept (c.tail.SetSink) is the same for both kinds of
+// inside the protocol. They are pushed into c.tail, so the switch to the
+// build log at accept (c.tail.SetSink) is the same for both kinds of
 // builder and nothing reaches file descriptor 4 before it. The remote
 // stderr is read to its end and its last lines go into error messages.
 func (h *hook) connectNG(ctx context.Context, m *spec.Machine) (*conn, error) {
@@ -43,12 +43,12 @@ func (h *hook) connectNG(ctx context.Context, m *spec.Machine) (*conn, error) {
 		client.Close()
 		return nil, err
 	}
-	pr, pw := io.Pipe()
+	c := &conn{m: m, client: client, sess: sess, tail: newPushTail()}
 	// The log ends with the session's stderr, so that conn.Close does
 	// not wait for it.
-	stderr := newLogTail(&closeAtEnd{r: sess.Stderr, c: pw}) // never given a sink
-	c := &conn{m: m, client: client, sess: sess, tail: newLogTail(pr)}
-	lw := &ngLog{w: pw}
+	var once sync.Once
+	stderr := newLogTail(&endNotify{r: sess.Stderr, end: func() { once.Do(func() { close(c.tail.done) }) }}) // never given a sink
+	lw := &ngLog{t: c.tail}
 
 	timeout := h.cfg.ConnectTimeout
 	if timeout <= 0 {
@@ -80,19 +80,40 @@ func (h *hook) connectNG(ctx context.Context, m *spec.Machine) (*conn, error) {
 	return c, nil
 }
 
-// ngLog turns the daemon's log messages into build-log lines on a pipe to
-// the connection's logTail: each line with its newline, and each build
-// phase as the @nix line Nix reads from a build log.
+// newPushTail returns a logTail that is given its lines with push instead
+// of reading a stream; its Wait returns once done is closed.
+func newPushTail() *logTail {
+	return &logTail{done: make(chan struct{})}
+}
+
+// push does with p what run does with what it reads: it goes to the sink,
+// if one is set, and into the tail. Under the same lock as SetSink, so a
+// line pushed before accept never reaches the build log.
+func (t *logTail) push(p []byte) {
+	t.mu.Lock()
+	if t.sink != nil {
+		t.sink.Write(p)
+	}
+	t.tail = append(t.tail, p...)
+	if len(t.tail) > 2*tailSize {
+		t.tail = append(t.tail[:0], t.tail[len(t.tail)-tailSize:]...)
+	}
+	t.mu.Unlock()
+}
+
+// ngLog turns the daemon's log messages into build-log lines in the
+// connection's logTail: each line with its newline, and each build phase
+// as the @nix line Nix reads from a build log.
 type ngLog struct {
 	mu  sync.Mutex
-	w   io.Writer
+	t   *logTail
 	buf []byte
 }
 
 func (l *ngLog) line(b []byte) {
 	l.mu.Lock()
 	l.buf = append(append(l.buf[:0], b...), '\n')
-	l.w.Write(l.buf)
+	l.t.push(l.buf)
 	l.mu.Unlock()
 }
 
@@ -105,7 +126,7 @@ func (l *ngLog) phase(p string) {
 	l.buf = append(l.buf[:0], `@nix {"action":"setPhase","phase":`...)
 	l.buf = append(l.buf, q...)
 	l.buf = append(l.buf, "}\n"...)
-	l.w.Write(l.buf)
+	l.t.push(l.buf)
 	l.mu.Unlock()
 }
 
@@ -199,16 +220,16 @@ func (e *notTrustedError) Error() string {
 	return b.String()
 }
 
-// closeAtEnd reads r and closes c when r ends.
-type closeAtEnd struct {
-	r io.Reader
-	c io.Closer
+// endNotify reads r and calls end when r ends.
+type endNotify struct {
+	r   io.Reader
+	end func()
 }
 
-func (e *closeAtEnd) Read(p []byte) (int, error) {
+func (e *endNotify) Read(p []byte) (int, error) {
 	n, err := e.r.Read(p)
 	if err != nil {
-		e.c.Close()
+		e.end()
 	}
 	return n, err
 }
