@@ -382,8 +382,9 @@ var trustProbeNAR = func() []byte {
 // probeTrust connects to m and adds trustProbePath, unsigned, with the
 // serve protocol's AddToStoreNar, as the hook adds a build's inputs. The
 // builder's Nix accepts it only from a trusted user (or with require-sigs
-// off); otherwise it refuses because the path "lacks a signature by a
-// trusted key" (Nix 2.8) or "lacks a valid signature" (later Nix).
+// off); otherwise its daemon refuses because the path "lacks a valid
+// signature" (the words of Nix 2.8 and 2.34; some versions between say
+// "lacks a signature by a trusted key").
 func probeTrust(ctx context.Context, m spec.Machine, opts ssh.Options) (trusted, detail string) {
 	client, err := ssh.Dial(ctx, m, opts)
 	if err != nil {
