@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/hookproto"
@@ -43,19 +44,31 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 		DrvPath:      req.DrvPath,
 		DrvName:      name,
 	}
-	waited := false
+	// Nix asks again after a postpone only once build-poll-interval (5 s)
+	// has passed, so a slot that frees sooner is better used now: the
+	// hook waits on the slot file (a futex, woken by every release) for
+	// up to postpone-wait in all, however many unrelated changes wake it
+	// meanwhile. Nix's scheduler waits for the answer, but with every
+	// slot busy it has nothing to start on this builder anyway; a wait
+	// that outlasts the running builds only delays what Nix could do
+	// locally, hence the bound.
+	var waitUntil time.Time
 	for attempt := 0; ; attempt++ {
 		h.decide(&preq)
 		d := &h.decision
 		switch d.Answer {
 		case pick.Accept:
 		case pick.Postpone:
-			if !waited && h.cfg.PostponeWait > 0 && h.state != nil && attempt < maxAttempts && slotMayFree(d) {
-				// Nix asks again only after build-poll-interval (5 s);
-				// a slot that frees sooner is better used now.
-				waited = true
-				h.state.WaitChange(ctx, h.gen, h.cfg.PostponeWait)
-				continue
+			if h.cfg.PostponeWait > 0 && h.state != nil && slotMayFree(d) {
+				now := time.Now() // real time: WaitChange sleeps in it
+				if waitUntil.IsZero() {
+					waitUntil = now.Add(h.cfg.PostponeWait)
+				}
+				if left := waitUntil.Sub(now); left > 0 && ctx.Err() == nil {
+					h.state.WaitChange(ctx, h.gen, left)
+					attempt--
+					continue
+				}
 			}
 			fallthrough
 		default:
@@ -217,11 +230,19 @@ func (h *hook) localStore(ctx context.Context) (*localstore.Store, error) {
 	if h.store != nil || h.storeErr != nil {
 		return h.store, h.storeErr
 	}
-	ns, err := localstore.FindNixStore(ctx, h.env.PPID)
-	if err == nil {
-		h.store, err = localstore.New(h.settings["store"], ns, h.log.Debugf)
+	// No nix-store runs here: the pick is checked only if a command
+	// fails (localstore.Candidates), as every process after accept
+	// delays the build's end and before it delays Nix's scheduler.
+	var err error
+	ns := localstore.Candidates(h.env.PPID)
+	if len(ns) == 0 {
+		err = errors.New("no nix-store found")
 	}
 	if err == nil {
+		h.store, err = localstore.New(h.settings["store"], ns[0], h.log.Debugf)
+	}
+	if err == nil {
+		h.store.Fallback = ns[1:]
 		err = h.store.CheckImport(ctx)
 	}
 	if err != nil {
