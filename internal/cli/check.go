@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/offload-nix/offload/pkg/daemon"
 	"github.com/offload-nix/offload/pkg/remoteload"
 	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/slots"
@@ -40,7 +41,10 @@ type checkCmd struct {
 
 func (checkCmd) Help() string {
 	return `Connects to every builder, in parallel, as the hook would: SSH with host
-key verification, then Nix's serve protocol (nix-store --serve --write).
+key verification, then Nix's serve protocol (nix-store --serve --write),
+or for ssh-ng:// builders the daemon protocol (nix-daemon --stdio), whose
+handshake also says whether the builder trusts the SSH user (Nix 2.15 and
+later; "unknown" before).
 For each it reports the remote Nix version, the protocol version, the time
 to connect (SSH, then the serve handshake) and one request's round trip;
 and it asks the builder which systems and features it has (nix config
@@ -87,6 +91,10 @@ type checkResult struct {
 	Fingerprint string `json:"host_key_fingerprint,omitempty"`
 	NixVersion  string `json:"nix_version,omitempty"`
 	Protocol    string `json:"protocol,omitempty"`
+	// Trusted is, for ssh-ng:// builders, whether their nix-daemon
+	// trusts the SSH user: "yes", "no", or "unknown" (daemons before
+	// protocol 1.35, Nix 2.15, do not say).
+	Trusted string `json:"trusted,omitempty"`
 	// ConnectMS is the SSH connection (TCP, key exchange,
 	// authentication); HandshakeMS the serve session and handshake after
 	// it; RTTMS one QueryValidPaths round trip.
@@ -236,7 +244,8 @@ func checkAll(ctx context.Context, ms []spec.Machine, opts ssh.Options, jobs int
 // checkOne connects to m and sees what it is.
 func checkOne(ctx context.Context, m spec.Machine, opts ssh.Options) (r checkResult) {
 	r = checkResult{URI: m.URI, Name: m.Name, Capabilities: "unknown", ExtraPlatforms: []string{}, Features: []string{}, Problems: []string{}}
-	if m.Scheme != "ssh" {
+	defer func() { r.noteTrust() }()
+	if m.Scheme != "ssh" && m.Scheme != "ssh-ng" {
 		r.Reason = m.Scheme + ":// builders are not supported yet: offload builds over ssh:// (nix-store --serve)"
 		r.Problems = append(r.Problems, r.Reason)
 		return r
@@ -270,37 +279,12 @@ func checkOne(ctx context.Context, m spec.Machine, opts ssh.Options) (r checkRes
 		return err
 	}
 
-	t1 := time.Now()
-	argv := ssh.RemoteCommand(m, false)
-	sess, err := client.Start(ctx, argv)
-	if err != nil {
-		r.fail(timedOut(err))
-		return r
+	handshake := r.handshakeServe
+	if m.Scheme == "ssh-ng" {
+		handshake = r.handshakeNG
 	}
-	tail := newStderrTail(sess.Stderr)
-	sc, err := serve.New(sess.Stdout, sess.Stdin, serve.Options{Host: m.Name, Stderr: tail.String})
-	r.HandshakeMS = ms(time.Since(t1))
-	if err != nil {
-		sess.Close()
-		sess.Wait()
-		err = timedOut(err)
-		var se *ssh.Error
-		var ne *ssh.NoiseError
-		if !errors.As(err, &se) && !errors.As(err, &ne) {
-			err = &ssh.Error{Kind: ssh.Protocol, Host: m.Host, Err: fmt.Errorf("%s: %w", strings.Join(argv, " "), err)}
-		}
+	if err := handshake(ctx, client, m, timedOut); err != nil {
 		r.fail(err)
-		return r
-	}
-	v := sc.ServerVersion()
-	r.Protocol = fmt.Sprintf("%d.%d", v>>8&0xff, v&0xff)
-	t2 := time.Now()
-	_, err = sc.QueryValidPaths(nil, false, false)
-	r.RTTMS = ms(time.Since(t2))
-	sess.Close()
-	sess.Wait()
-	if err != nil {
-		r.fail(timedOut(err))
 		return r
 	}
 	r.OK = true
@@ -344,6 +328,101 @@ func checkOne(ctx context.Context, m spec.Machine, opts ssh.Options) (r checkRes
 		r.Reason = strings.Join(r.Problems, "; ")
 	}
 	return r
+}
+
+// handshakeServe starts `nix-store --serve --write` on client and records
+// the protocol version, the time to its handshake and one round trip.
+func (r *checkResult) handshakeServe(ctx context.Context, client *ssh.Client, m spec.Machine, timedOut func(error) error) error {
+	t1 := time.Now()
+	argv := ssh.RemoteCommand(m, false)
+	sess, err := client.Start(ctx, argv)
+	if err != nil {
+		return timedOut(err)
+	}
+	defer func() {
+		sess.Close()
+		sess.Wait()
+	}()
+	tail := newStderrTail(sess.Stderr)
+	sc, err := serve.New(sess.Stdout, sess.Stdin, serve.Options{Host: m.Name, Stderr: tail.String})
+	r.HandshakeMS = ms(time.Since(t1))
+	if err != nil {
+		return protocolErr(m, argv, timedOut(err))
+	}
+	v := sc.ServerVersion()
+	r.Protocol = fmt.Sprintf("%d.%d", v>>8&0xff, v&0xff)
+	t2 := time.Now()
+	_, err = sc.QueryValidPaths(nil, false, false)
+	r.RTTMS = ms(time.Since(t2))
+	if err != nil {
+		return timedOut(err)
+	}
+	return nil
+}
+
+// handshakeNG starts `nix-daemon --stdio` on client (ssh-ng://) and
+// records the daemon's protocol version, whether it trusts the SSH user,
+// the time to its handshake and one round trip.
+func (r *checkResult) handshakeNG(ctx context.Context, client *ssh.Client, m spec.Machine, timedOut func(error) error) error {
+	t1 := time.Now()
+	argv := ssh.RemoteCommand(m, true)
+	sess, err := client.Start(ctx, argv)
+	if err != nil {
+		return timedOut(err)
+	}
+	defer func() {
+		sess.Close()
+		sess.Wait()
+	}()
+	tail := newStderrTail(sess.Stderr)
+	dc, err := daemon.New(sess.Stdout, sess.Stdin, daemon.Options{Host: m.Name, Stderr: tail.String})
+	r.HandshakeMS = ms(time.Since(t1))
+	if err != nil {
+		return protocolErr(m, argv, timedOut(err))
+	}
+	v := dc.DaemonVersion()
+	r.Protocol = fmt.Sprintf("%d.%d", v>>8&0xff, v&0xff)
+	r.Trusted = "unknown"
+	if known, trusted := dc.Trusted(); known && trusted {
+		r.Trusted = "yes"
+	} else if known {
+		r.Trusted = "no"
+	}
+	t2 := time.Now()
+	_, err = dc.QueryValidPaths(nil, false)
+	r.RTTMS = ms(time.Since(t2))
+	if err != nil {
+		return timedOut(err)
+	}
+	return nil
+}
+
+// protocolErr classifies a failed handshake as a protocol error, unless it
+// already says what it is.
+func protocolErr(m spec.Machine, argv []string, err error) error {
+	var se *ssh.Error
+	var ne *ssh.NoiseError
+	if !errors.As(err, &se) && !errors.As(err, &ne) {
+		err = &ssh.Error{Kind: ssh.Protocol, Host: m.Host, Err: fmt.Errorf("%s: %w", strings.Join(argv, " "), err)}
+	}
+	return err
+}
+
+// noteTrust makes an ssh-ng builder whose nix-daemon does not trust the
+// SSH user not fine: it refuses to build input-addressed derivations for
+// such a user, and unsigned uploads unless require-sigs = false there.
+func (r *checkResult) noteTrust() {
+	if r.Trusted != "no" {
+		return
+	}
+	p := "nix-daemon there does not trust the SSH user: add it to trusted-users in the builder's nix.conf (it builds input-addressed derivations only for trusted users)"
+	r.Problems = append(r.Problems, p)
+	if r.OK {
+		r.OK = false
+		r.Reason = p
+	} else {
+		r.Reason += "; " + p
+	}
 }
 
 // fail records a failure to connect or to start the protocol.
@@ -731,6 +810,9 @@ func (r *checkResult) capabilities() string {
 	}
 	if len(r.Features) > 0 {
 		s += "; features " + strings.Join(r.Features, ",")
+	}
+	if r.Trusted != "" {
+		s += "; trusted " + r.Trusted
 	}
 	return s
 }

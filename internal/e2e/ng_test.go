@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -306,4 +307,90 @@ func startSocketDaemon(t *testing.T, b *builder, args ...string) func() {
 		t.Fatalf("the socket nix-daemon did not start:\n%s", log.String())
 	}
 	return stop
+}
+
+// offload check on ssh-ng:// builders: the daemon's protocol version, and
+// trust "unknown" from Nix 2.8, whose handshake does not say.
+func TestSSHNGCheckNix28(t *testing.T) {
+	requireEnv(t)
+	t.Parallel()
+	b1 := startBuilder(t, "b1", builderOpts{})
+	e := newCheckEnv(t, newClient(t, b1), "")
+	stdout, stderr, code, _ := e.run(t, "check", "--builders", "ssh-ng://b1 x86_64-linux", "--json")
+	rows := ngCheckRows(t, stdout, stderr)
+	if code != 0 || len(rows) != 1 || !rows[0].OK {
+		t.Fatalf("check: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if r := rows[0]; r.Protocol != "1.34" || r.Trusted != "unknown" || r.NixVersion != "2.8.0" {
+		t.Errorf("check of ssh-ng://b1: protocol %q, trusted %q, nix %q; want 1.34, unknown, 2.8.0", r.Protocol, r.Trusted, r.NixVersion)
+	}
+	stdout, _, _, _ = e.run(t, "check", "--builders", "ssh-ng://b1 x86_64-linux")
+	if !strings.Contains(stdout, "trusted unknown") {
+		t.Errorf("check's table does not show the trust:\n%s", stdout)
+	}
+}
+
+type ngCheckRow struct {
+	checkRow
+	Trusted string `json:"trusted"`
+}
+
+func ngCheckRows(t *testing.T, stdout, stderr string) []ngCheckRow {
+	t.Helper()
+	var rows []ngCheckRow
+	if err := json.Unmarshal([]byte(stdout), &rows); err != nil {
+		t.Fatalf("check --json: %v\n%s\n%s", err, stdout, stderr)
+	}
+	return rows
+}
+
+// A builder on current Nix over ssh-ng (protocol 1.38, spoken at 1.35):
+// it builds, check reports its trust, and a user it does not trust
+// (nix-daemon --force-untrusted) is turned away before accept with what
+// to fix, so Nix is free to build elsewhere.
+func TestSSHNGCurrentNix(t *testing.T) {
+	requireSid(t)
+	t.Parallel()
+	s1 := startSidBuilder(t, "s1")
+	c := ngClient(t, s1)
+	r := c.build(drv("ng-current", "x86_64-linux", `echo on current nix > $out; echo a current log line`, `u = "`+unique()+`";`), "ssh-ng://s1 x86_64-linux")
+	if r.Code != 0 {
+		t.Fatalf("nix-build exit %d\n%s", r.Code, r.Stderr)
+	}
+	if !s1.has(t, r.Out) || !strings.Contains(r.Stderr, "a current log line") {
+		t.Errorf("built on s1 %v; log shown %v\n%s", s1.has(t, r.Out), strings.Contains(r.Stderr, "a current log line"), r.Stderr)
+	}
+	c.mustVerify()
+
+	untrusted := "ssh-ng://s1?remote-program=nix-daemon%20--extra-experimental-features%20daemon-trust-override%20--force-untrusted x86_64-linux"
+	r = c.build(drv("ng-untrusted", "x86_64-linux", `echo x > $out`, `u = "`+unique()+`";`), untrusted)
+	if r.Code == 0 {
+		t.Fatalf("nix-build succeeded as an untrusted user\n%s", r.Stderr)
+	}
+	for _, want := range []string{"cannot build on 'ssh-ng://s1", "does not trust", "trusted-users"} {
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("nix-build's output lacks %q:\n%s", want, r.Stderr)
+		}
+	}
+	if strings.Contains(r.Stderr, "building '") {
+		t.Errorf("the build was accepted:\n%s", r.Stderr)
+	}
+	for _, l := range strings.Split(r.Stderr, "\n") {
+		if strings.HasPrefix(l, "offload: ") {
+			t.Log(l)
+		}
+	}
+
+	e := newCheckEnv(t, c, "")
+	stdout, stderr, _, _ := e.run(t, "check", "--builders", "ssh-ng://s1 x86_64-linux\n"+untrusted, "--json")
+	rows := ngCheckRows(t, stdout, stderr)
+	if len(rows) != 2 {
+		t.Fatalf("check: %d rows\n%s\n%s", len(rows), stdout, stderr)
+	}
+	if r := rows[0]; !r.OK || r.Protocol != "1.38" || r.Trusted != "yes" {
+		t.Errorf("check of the trusted session: ok %v, protocol %q, trusted %q; want ok, 1.38, yes (%s)", r.OK, r.Protocol, r.Trusted, r.Reason)
+	}
+	if r := rows[1]; r.OK || r.Trusted != "no" || !strings.Contains(r.Reason, "trusted-users") {
+		t.Errorf("check of the untrusted session: ok %v, trusted %q, reason %q; want not ok, no, and what to fix", r.OK, r.Trusted, r.Reason)
+	}
 }
