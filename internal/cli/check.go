@@ -70,6 +70,9 @@ is stored there too, for the hooks, offload pick and offload status.
 Exit code 0 when every builder checked is fine, 1 otherwise, 2 on bad
 input or configuration.
 
+Tested with Nix 2.8 and 2.34, as client and builder, direct and through
+nix-daemon; Lix 2.94 and later cannot use offload (offload setup says so).
+
 Example:
   offload check
   offload check b1 --json

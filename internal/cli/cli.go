@@ -209,6 +209,13 @@ type CLI struct {
 
 type versionCmd struct{}
 
+func (versionCmd) Help() string {
+	return `Prints the version the binary was built as (git describe of its tree).
+
+Example:
+  offload version`
+}
+
 func (versionCmd) Run(rc *runContext) error {
 	fmt.Fprintf(rc.env.Stdout, "offload %s\n", Version)
 	return nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/alecthomas/kong"
 	"github.com/offload-nix/offload/pkg/nar"
 )
 
@@ -145,5 +146,29 @@ func TestTrustProbeNAR(t *testing.T) {
 	}
 	if b, err := os.ReadFile(dst); err != nil || !strings.HasPrefix(string(b), "offload checks") {
 		t.Errorf("the probe's file holds %q, %v", b, err)
+	}
+}
+
+// Every command people type says in one line what it is for, and shows
+// an example, in its --help.
+func TestEveryCommandHelpHasPurposeAndExample(t *testing.T) {
+	parser, err := kong.New(&CLI{}, kong.Name("offload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range parser.Model.Children {
+		if cmd.Hidden {
+			continue
+		}
+		stdout, _, code := run(t, nil, nil, cmd.Name, "--help")
+		if code != 0 {
+			t.Errorf("offload %s --help: exit %d", cmd.Name, code)
+		}
+		if cmd.Help == "" || strings.Contains(cmd.Help, "\n") {
+			t.Errorf("offload %s: purpose %q, want one line", cmd.Name, cmd.Help)
+		}
+		if !strings.Contains(stdout, "Example") || !strings.Contains(stdout, "offload "+cmd.Name) {
+			t.Errorf("offload %s --help has no example:\n%s", cmd.Name, stdout)
+		}
 	}
 }
