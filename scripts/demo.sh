@@ -8,13 +8,36 @@
 # the builder "emulates" (its nix.conf lists it in extra-platforms), as an
 # x86 server with qemu-user does for a Raspberry Pi. Everything it creates
 # is removed at the end. Needs root; `make demo` installs the rest.
+#
+#   scripts/demo.sh [--nix 2.8|2.34]     (or NIX=2.34 make demo)
+#
+# The client's Nix is the machine's (Debian 12: 2.8) by default; with 2.34
+# (or "current") it is Debian unstable's, run from the cached root of
+# scripts/unstable-root.sh (built when missing, which takes minutes once)
+# through scripts/test-client-sid.sh.
 set -eu
 cd "$(dirname "$0")/.."
 root=$(pwd)
-offload="$root/offload"
-[ -x "$offload" ] || { echo "demo.sh: build offload first (make build)" >&2; exit 1; }
+nix=${NIX:-2.8}
+while [ $# -gt 0 ]; do
+	case $1 in
+	--nix) [ $# -ge 2 ] || { echo "demo.sh: --nix needs a version" >&2; exit 2; }; nix=$2; shift 2 ;;
+	--nix=*) nix=${1#--nix=}; shift ;;
+	*) echo "usage: $0 [--nix 2.8|2.34]" >&2; exit 2 ;;
+	esac
+done
+case $nix in
+2.8 | host) unset OFFLOAD_TEST_CLIENT ;;
+2.34 | current | sid) export OFFLOAD_TEST_CLIENT=sid ;;
+*) echo "demo.sh: --nix $nix: want 2.8 (this machine's) or 2.34 (Debian unstable's)" >&2; exit 2 ;;
+esac
+[ -x "$root/offload" ] || { echo "demo.sh: build offload first (make build)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/offload-demo.XXXXXX)
+# The hook must be reachable from the client's root too, which for current
+# Nix is the unstable root, where /tmp is the machine's.
+offload="$work/offload"
+cp "$root/offload" "$offload"
 cleanup() {
 	scripts/test-builder.sh stop "$work/builder" 2>/dev/null || true
 	rm -rf "$work"
@@ -47,6 +70,9 @@ derivation {
   demo = "$(date +%s)";
 }
 NIX
+
+say "The client's Nix"
+scripts/test-client.sh "$work/client" nix-build --version
 
 say "offload machines"
 "$offload" machines --builders "$machines"
