@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: MIT
+
+package mux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNoServer is returned, wrapped, by Start when no Server listens on the
+// socket: the caller connects by itself (or starts a Server).
+var ErrNoServer = errors.New("mux: no server")
+
+// Session is a command running through a Server.
+type Session struct {
+	Stdin  io.WriteCloser
+	Stdout io.Reader
+	Stderr io.Reader
+
+	c       *net.UnixConn
+	stdout  *os.File
+	stderr  *os.File
+	once    sync.Once
+	waitErr error
+	exit    Exit
+	done    chan struct{}
+}
+
+// Start asks the Server on socket to run argv on target, and returns once
+// the command runs (or ctx is done: the request is then abandoned, which
+// ends it). An error from the Server is an *Error; a missing or dead
+// Server gives an error wrapping ErrNoServer.
+func Start(ctx context.Context, socket, target string, argv []string) (*Session, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "unix", socket)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoServer, err)
+	}
+	c := nc.(*net.UnixConn)
+	// Pipes with a larger buffer than the default 64 KiB, so a big copy
+	// wakes each side less often.
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("mux: %w", err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		c.Close()
+		inR.Close()
+		inW.Close()
+		return nil, fmt.Errorf("mux: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		c.Close()
+		for _, f := range []*os.File{inR, inW, outR, outW} {
+			f.Close()
+		}
+		return nil, fmt.Errorf("mux: %w", err)
+	}
+	for _, f := range []*os.File{inW, outR} {
+		unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, 1<<20) // best effort
+	}
+	req := encodeRequest(target, argv)
+	rights := unix.UnixRights(int(inR.Fd()), int(outW.Fd()), int(errW.Fd()))
+	_, _, err = c.WriteMsgUnix(req, rights, nil)
+	// The Server has its own copies now.
+	inR.Close()
+	outW.Close()
+	errW.Close()
+	s := &Session{Stdin: inW, Stdout: outR, Stderr: errR, c: c, stdout: outR, stderr: errR, done: make(chan struct{})}
+	if err != nil {
+		s.closeAll()
+		return nil, fmt.Errorf("%w: %v", ErrNoServer, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetReadDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Unix(1, 0)) })
+	kind, body, err := readReply(c)
+	stop()
+	c.SetReadDeadline(time.Time{})
+	if err == nil && kind != replyStarted {
+		err = replyError(kind, body)
+	} else if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		} else {
+			err = fmt.Errorf("%w: %v", ErrNoServer, err)
+		}
+	}
+	if err != nil {
+		s.closeAll()
+		return nil, err
+	}
+	go s.wait()
+	return s, nil
+}
+
+func replyError(kind byte, body []byte) error {
+	r := &reader{b: body}
+	switch kind {
+	case replyRefused:
+		code := r.u32()
+		return &Error{Code: code, Msg: r.str()}
+	case replyLost:
+		return &Error{Msg: r.str(), Lost: true}
+	}
+	return fmt.Errorf("mux: unexpected reply %q", kind)
+}
+
+func (s *Session) wait() {
+	defer close(s.done)
+	kind, body, err := readReply(s.c)
+	switch {
+	case err != nil:
+		s.waitErr = &Error{Msg: fmt.Sprintf("mux: the server went away: %v", err), Lost: true}
+	case kind == replyExit:
+		r := &reader{b: body}
+		s.exit.Code = int(int32(r.u32()))
+		s.exit.Signal = r.str()
+	default:
+		s.waitErr = replyError(kind, body)
+	}
+}
+
+// Wait waits for the command to end and returns its exit, or an error
+// when the connection broke or the session was closed.
+func (s *Session) Wait() (Exit, error) {
+	<-s.done
+	return s.exit, s.waitErr
+}
+
+// Close ends the session: the Server ends the remote command if it still
+// runs. Reads of Stdout and Stderr return EOF once the Server has closed
+// its ends.
+func (s *Session) Close() error {
+	s.once.Do(func() {
+		s.Stdin.Close()
+		s.c.CloseWrite()
+		s.c.Close()
+	})
+	return nil
+}
+
+func (s *Session) closeAll() {
+	s.Close()
+	s.stdout.Close()
+	s.stderr.Close()
+}
+
+// Release closes the read ends of Stdout and Stderr, after Wait.
+func (s *Session) Release() {
+	s.stdout.Close()
+	s.stderr.Close()
+}

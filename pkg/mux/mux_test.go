@@ -1,0 +1,283 @@
+// SPDX-License-Identifier: MIT
+
+package mux
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// localRemote runs commands on this machine with /bin/sh, as a remote
+// user's shell would.
+type localRemote struct {
+	closed *atomic.Int32
+}
+
+func (l localRemote) Run(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer, started func()) (Exit, error) {
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", strings.Join(argv, " "))
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	if err := cmd.Start(); err != nil {
+		return Exit{}, err
+	}
+	started()
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws := ee.Sys().(syscall.WaitStatus); ws.Signaled() {
+			return Exit{Code: -1, Signal: ws.Signal().String()}, nil
+		}
+		return Exit{Code: ee.ExitCode()}, nil
+	}
+	return Exit{}, err
+}
+
+func (l localRemote) Close() error {
+	l.closed.Add(1)
+	return nil
+}
+
+type codeErr struct{}
+
+func (codeErr) Error() string   { return "no route to nowhere" }
+func (codeErr) MuxCode() uint32 { return 7 }
+
+type testServer struct {
+	*Server
+	dir    string
+	sock   string
+	dials  atomic.Int32
+	closed atomic.Int32
+	done   chan error
+	cancel context.CancelFunc
+}
+
+func startServer(t *testing.T, idle time.Duration, uid int) *testServer {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "mux")
+	ln, lock, err := Listen(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{dir: dir, sock: SocketPath(dir), done: make(chan error, 1)}
+	ts.Server = &Server{
+		Idle: idle,
+		UID:  uid,
+		Logf: t.Logf,
+		Dial: func(ctx context.Context, target string) (Remote, error) {
+			if target == "nowhere" {
+				return nil, codeErr{}
+			}
+			ts.dials.Add(1)
+			return localRemote{&ts.closed}, nil
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ts.cancel = cancel
+	go func() {
+		ts.done <- ts.Serve(ctx, ln)
+		lock.Close()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-ts.done:
+		case <-time.After(5 * time.Second):
+			t.Error("Serve did not return after cancel")
+		}
+	})
+	return ts
+}
+
+func run(t *testing.T, sock, target, cmd, stdin string) (stdout, stderr string, exit Exit, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := Start(ctx, sock, target, []string{cmd})
+	if err != nil {
+		return "", "", Exit{}, err
+	}
+	defer s.Release()
+	defer s.Close()
+	go func() {
+		io.WriteString(s.Stdin, stdin)
+		s.Stdin.Close()
+	}()
+	var eb bytes.Buffer
+	errDone := make(chan struct{})
+	go func() { io.Copy(&eb, s.Stderr); close(errDone) }()
+	out, _ := io.ReadAll(s.Stdout)
+	<-errDone
+	exit, err = s.Wait()
+	return string(out), eb.String(), exit, err
+}
+
+func TestRelay(t *testing.T) {
+	ts := startServer(t, time.Minute, -1)
+	tests := []struct {
+		cmd, stdin, out, errOut string
+		exit                    Exit
+	}{
+		{"cat", "hello\n", "hello\n", "", Exit{}},
+		{"echo oops >&2; exit 3", "", "", "oops\n", Exit{Code: 3}},
+		{"head -c 3000000 /dev/zero | wc -c; cat >/dev/null", strings.Repeat("x", 1<<20), "3000000\n", "", Exit{}},
+		{"kill -TERM $$", "", "", "", Exit{Code: -1, Signal: "terminated"}},
+	}
+	for _, tt := range tests {
+		out, errOut, exit, err := run(t, ts.sock, "b1", tt.cmd, tt.stdin)
+		if err != nil || out != tt.out || errOut != tt.errOut || exit != tt.exit {
+			t.Errorf("run %q = %q, %q, %+v, %v; want %q, %q, %+v", tt.cmd, out, errOut, exit, err, tt.out, tt.errOut, tt.exit)
+		}
+	}
+	// One warm connection served every command.
+	if n := ts.dials.Load(); n != 1 {
+		t.Errorf("dialled %d times for one target, want 1", n)
+	}
+	_, _, _, err := run(t, ts.sock, "nowhere", "true", "")
+	var me *Error
+	if !errors.As(err, &me) || me.Code != 7 || me.Msg != "no route to nowhere" || me.Lost {
+		t.Errorf("run on a target that cannot be dialled = %v, want *Error code 7", err)
+	}
+}
+
+func TestNoServer(t *testing.T) {
+	_, err := Start(context.Background(), filepath.Join(t.TempDir(), "sock"), "b1", []string{"true"})
+	if !errors.Is(err, ErrNoServer) {
+		t.Errorf("Start without a server = %v, want ErrNoServer", err)
+	}
+}
+
+func TestWrongUIDRefused(t *testing.T) {
+	ts := startServer(t, time.Minute, os.Getuid()+1)
+	_, _, _, err := run(t, ts.sock, "b1", "true", "")
+	if !errors.Is(err, ErrNoServer) {
+		t.Errorf("run as another uid = %v, want refused (ErrNoServer)", err)
+	}
+	if n := ts.dials.Load(); n != 0 {
+		t.Errorf("dialled %d times for a refused client", n)
+	}
+}
+
+func TestIdleExit(t *testing.T) {
+	ts := startServer(t, 200*time.Millisecond, -1)
+	if _, _, _, err := run(t, ts.sock, "b1", "sleep 0.4", ""); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	select {
+	case err := <-ts.done:
+		ts.done <- err // for the cleanup
+		if el := time.Since(start); el > 2*time.Second {
+			t.Errorf("exited %v after the last session, want about 200ms", el)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("server still running 5 s after its last session")
+	}
+	if n := ts.closed.Load(); n != 1 {
+		t.Errorf("closed %d remotes on exit, want 1", n)
+	}
+	if _, err := os.Stat(ts.sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket left behind: %v", err)
+	}
+}
+
+func TestListen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "mux")
+	ln, lock, err := Listen(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	defer ln.Close()
+	for _, c := range []struct {
+		path string
+		mode os.FileMode
+	}{{dir, 0o700}, {SocketPath(dir), 0o600}} {
+		fi, err := os.Stat(c.path)
+		if err != nil || fi.Mode().Perm() != c.mode {
+			t.Errorf("mode of %s = %v, %v; want %#o", c.path, fi.Mode().Perm(), err, c.mode)
+		}
+	}
+	if _, _, err := Listen(dir); !errors.Is(err, ErrRunning) {
+		t.Errorf("second Listen = %v, want ErrRunning", err)
+	}
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Listen(open); err == nil || !strings.Contains(err.Error(), "others may enter") {
+		t.Errorf("Listen in a directory others may enter = %v", err)
+	}
+}
+
+const envClient = "MUX_TEST_CLIENT"
+
+// TestClientKilled starts a client process that runs a long command
+// through the server and SIGKILLs it: the command must end at once, as it
+// would when a direct connection drops.
+func TestClientKilled(t *testing.T) {
+	if sock := os.Getenv(envClient); sock != "" {
+		pidFile := os.Getenv(envClient + "_PID")
+		s, err := Start(context.Background(), sock, "b1", []string{"echo $$ > " + pidFile + "; exec sleep 60"})
+		if err != nil {
+			os.Exit(3)
+		}
+		s.Wait()
+		os.Exit(4)
+	}
+	ts := startServer(t, time.Minute, -1)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestClientKilled$")
+	cmd.Env = append(os.Environ(), envClient+"="+ts.sock, envClient+"_PID="+pidFile)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	for i := 0; i < 500 && pid == 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+		b, _ := os.ReadFile(pidFile)
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	if pid == 0 {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatal("the remote command never started")
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	deadline := time.Now().Add(3 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatal("the remote command still runs 3 s after its client was killed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func FuzzDecodeRequest(f *testing.F) {
+	f.Add(encodeRequest("b1", []string{"nix-store", "--serve", "--write"})[4:])
+	f.Add(encodeRequest("", nil)[4:])
+	f.Add([]byte{0, 0, 0, 1, 255, 255, 255, 255})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		target, argv, err := decodeRequest(b)
+		if err != nil {
+			return
+		}
+		again := encodeRequest(target, argv)[4:]
+		t2, a2, err := decodeRequest(again)
+		if err != nil || t2 != target || len(a2) != len(argv) {
+			t.Errorf("decode(encode(%q, %q)) = %q, %q, %v", target, argv, t2, a2, err)
+		}
+	})
+}

@@ -1,0 +1,400 @@
+// SPDX-License-Identifier: MIT
+
+package mux
+
+// Rules: every received descriptor is closed when its session ends; a
+// session whose client's socket closes has its remote command ended at
+// once; a remote whose connection broke is never used again.
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Remote is a connection a Server keeps warm.
+type Remote interface {
+	// Run runs argv with the given standard streams until it ends or
+	// ctx is done (then the command must end as if the connection had
+	// dropped). It returns the command's exit, or an error when the
+	// command could not run or the connection broke: the Server then
+	// drops the Remote.
+	Run(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer, started func()) (Exit, error)
+	Close() error
+}
+
+// Server relays commands to warm Remotes. Its zero value is not usable:
+// Dial must be set.
+type Server struct {
+	// Dial connects to target. Its error's code (CodeOf) reaches the
+	// client.
+	Dial func(ctx context.Context, target string) (Remote, error)
+	// Idle is how long the Server stays without sessions before Serve
+	// returns (0: a minute).
+	Idle time.Duration
+	// MaxSessions bounds the sessions one Remote runs at once; more
+	// open another connection (0: 8, below OpenSSH's MaxSessions 10).
+	MaxSessions int
+	// UID is the only user served (-1: the Server's own uid).
+	UID int
+	// Logf, if not nil, receives what went wrong. It must be safe for
+	// concurrent use.
+	Logf func(format string, args ...any)
+
+	mu       sync.Mutex
+	pool     map[string][]*warm
+	active   int
+	lastIdle time.Time
+}
+
+type warm struct {
+	r        Remote
+	sessions int
+	dead     bool
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.Logf != nil {
+		s.Logf(format, args...)
+	}
+}
+
+// Serve accepts clients on ln until ctx is done or the Server has been
+// idle for s.Idle, then closes ln and every Remote.
+func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
+	idle := s.Idle
+	if idle <= 0 {
+		idle = time.Minute
+	}
+	s.mu.Lock()
+	s.pool = make(map[string][]*warm)
+	s.lastIdle = time.Now()
+	s.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		t := time.NewTicker(min(idle/4+time.Millisecond, time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				ln.Close()
+				return
+			case <-t.C:
+			}
+			s.mu.Lock()
+			done := s.active == 0 && time.Since(s.lastIdle) >= idle
+			s.mu.Unlock()
+			if done {
+				ln.Close()
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+		s.mu.Lock()
+		for _, ws := range s.pool {
+			for _, w := range ws {
+				w.r.Close()
+			}
+		}
+		s.pool = nil
+		s.mu.Unlock()
+	}()
+	for {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("mux: %w", err)
+		}
+		if !s.allowed(c) {
+			c.Close()
+			continue
+		}
+		s.mu.Lock()
+		s.active++
+		s.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.handle(ctx, c)
+			s.mu.Lock()
+			s.active--
+			if s.active == 0 {
+				s.lastIdle = time.Now()
+			}
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// allowed checks the peer's uid.
+func (s *Server) allowed(c *net.UnixConn) bool {
+	want := s.UID
+	if want < 0 {
+		want = os.Getuid()
+	}
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil || cerr != nil {
+		s.logf("mux: reading the peer's credentials: %v %v", err, cerr)
+		return false
+	}
+	if int(cred.Uid) != want {
+		s.logf("mux: refused a client of uid %d (pid %d)", cred.Uid, cred.Pid)
+		return false
+	}
+	return true
+}
+
+// handle serves one client: one command.
+func (s *Server) handle(ctx context.Context, c *net.UnixConn) {
+	defer c.Close()
+	buf := make([]byte, maxRequest+4)
+	oob := make([]byte, unix.CmsgSpace(3*4))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return
+	}
+	files, ferr := parseFiles(oob[:oobn])
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	// The whole request arrives in one message unless it is large.
+	for err == nil && n >= 4 && n < int(binary.BigEndian.Uint32(buf))+4 && n < len(buf) {
+		var m int
+		m, err = c.Read(buf[n:])
+		n += m
+	}
+	c.SetReadDeadline(time.Time{})
+	if err != nil || n < 4 || int(binary.BigEndian.Uint32(buf))+4 != n {
+		return
+	}
+	if ferr != nil || len(files) != 3 {
+		c.Write(reply(replyRefused, putString(binary.BigEndian.AppendUint32(nil, 0), "mux: a request needs three descriptors")))
+		return
+	}
+	target, argv, err := decodeRequest(buf[4:n])
+	if err != nil {
+		c.Write(reply(replyRefused, putString(binary.BigEndian.AppendUint32(nil, 0), err.Error())))
+		return
+	}
+
+	// The client's socket closing ends the command.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		var b [1]byte
+		c.Read(b[:]) // returns on EOF, error or a byte (none is sent)
+		cancel()
+	}()
+
+	var exit Exit
+	for attempt := 0; ; attempt++ {
+		w, err := s.take(sctx, target)
+		if err != nil {
+			c.Write(reply(replyRefused, putString(binary.BigEndian.AppendUint32(nil, CodeOf(err)), err.Error())))
+			return
+		}
+		started := false
+		exit, err = w.r.Run(sctx, argv, files[0], files[1], files[2], func() {
+			started = true
+			c.Write(reply(replyStarted, nil))
+		})
+		s.give(target, w, err != nil)
+		if err == nil {
+			break
+		}
+		if !started && attempt == 0 && sctx.Err() == nil {
+			// A connection that died while idle: dial again once.
+			s.logf("mux: %s: %v; connecting again", target, err)
+			continue
+		}
+		kind := replyLost
+		if !started {
+			kind = replyRefused
+			c.Write(reply(kind, putString(binary.BigEndian.AppendUint32(nil, CodeOf(err)), err.Error())))
+			return
+		}
+		c.Write(reply(kind, putString(nil, err.Error())))
+		return
+	}
+	// Close our copies first, so the client sees the ends of stdout and
+	// stderr before the exit status.
+	for _, f := range files {
+		f.Close()
+	}
+	files = nil
+	body := binary.BigEndian.AppendUint32(nil, uint32(int32(exit.Code)))
+	c.Write(reply(replyExit, putString(body, exit.Signal)))
+}
+
+// take returns a warm Remote for target with room for a session, dialling
+// a new one when none has.
+func (s *Server) take(ctx context.Context, target string) (*warm, error) {
+	maxS := s.MaxSessions
+	if maxS <= 0 {
+		maxS = 8
+	}
+	s.mu.Lock()
+	for _, w := range s.pool[target] {
+		if !w.dead && w.sessions < maxS {
+			w.sessions++
+			s.mu.Unlock()
+			return w, nil
+		}
+	}
+	s.mu.Unlock()
+	r, err := s.Dial(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	w := &warm{r: r, sessions: 1}
+	s.mu.Lock()
+	if s.pool == nil { // Serve has returned
+		s.mu.Unlock()
+		r.Close()
+		return nil, errors.New("mux: shutting down")
+	}
+	s.pool[target] = append(s.pool[target], w)
+	s.mu.Unlock()
+	return w, nil
+}
+
+// give returns a session's Remote; a broken one is closed and dropped.
+func (s *Server) give(target string, w *warm, broken bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w.sessions--
+	if !broken || w.dead {
+		return
+	}
+	w.dead = true
+	ws := s.pool[target]
+	for i := range ws {
+		if ws[i] == w {
+			s.pool[target] = append(ws[:i:i], ws[i+1:]...)
+			break
+		}
+	}
+	go w.r.Close()
+}
+
+func parseFiles(oob []byte) ([]*os.File, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, err
+	}
+	var files []*os.File
+	for i := range msgs {
+		fds, err := unix.ParseUnixRights(&msgs[i])
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			unix.CloseOnExec(fd)
+			files = append(files, os.NewFile(uintptr(fd), "mux"))
+		}
+	}
+	return files, nil
+}
+
+// ErrRunning is returned by Listen when another Server holds dir.
+var ErrRunning = errors.New("mux: another server is running")
+
+// Listen prepares dir for a Server and listens on its socket: dir is
+// created with mode 0700 (an existing one must belong to the user and
+// not be open to others), a lock file in it is taken for as long as the
+// returned closer is open (the kernel drops it when the process dies, so
+// a crashed Server leaves nothing in the way), a stale socket is removed,
+// and the new one gets mode 0600.
+func Listen(dir string) (*net.UnixListener, io.Closer, error) {
+	if err := checkDir(dir, true); err != nil {
+		return nil, nil, err
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mux: %w", err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, nil, ErrRunning
+		}
+		return nil, nil, fmt.Errorf("mux: locking %s: %w", lock.Name(), err)
+	}
+	sock := SocketPath(dir)
+	if err := os.Remove(sock); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		lock.Close()
+		return nil, nil, fmt.Errorf("mux: %w", err)
+	}
+	old := unix.Umask(0o177)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	unix.Umask(old)
+	if err != nil {
+		lock.Close()
+		return nil, nil, fmt.Errorf("mux: %w", err)
+	}
+	ln.SetUnlinkOnClose(true)
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ln.Close()
+		lock.Close()
+		return nil, nil, fmt.Errorf("mux: %w", err)
+	}
+	return ln, lock, nil
+}
+
+// SocketPath is the socket of the Server for dir.
+func SocketPath(dir string) string { return filepath.Join(dir, "sock") }
+
+// checkDir makes sure dir is a directory of the user's with mode 0700,
+// creating it when create is set.
+func checkDir(dir string, create bool) error {
+	if create {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return fmt.Errorf("mux: %w", err)
+		}
+		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("mux: %w", err)
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return fmt.Errorf("mux: %s: %w", dir, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("mux: %s is not a directory", dir)
+	}
+	if int(st.Uid) != os.Getuid() {
+		return fmt.Errorf("mux: %s belongs to uid %d, not %d", dir, st.Uid, os.Getuid())
+	}
+	if st.Mode&0o077 != 0 {
+		return fmt.Errorf("mux: %s has mode %#o, others may enter", dir, st.Mode&0o777)
+	}
+	return nil
+}
