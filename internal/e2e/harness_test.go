@@ -49,6 +49,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building offload: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	// Every test builder runs on this one machine and reads its load: a
+	// builder's reading would count the builds of every test running at
+	// the same time. Load awareness is off for every command the tests
+	// start, unless a test turns it on (client.Base, see load_test.go).
+	os.Setenv("OFFLOAD_LOAD_AWARE", "false")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -158,8 +163,11 @@ type client struct {
 	t        *testing.T
 	Dir      string
 	builders []*builder
-	// Env is added to nix-build's environment (the hook inherits it).
-	Env []string
+	// Base and then Env are added to the environment of every command
+	// the client runs (the hook inherits it): Base for the whole test,
+	// Env for the next commands.
+	Base []string
+	Env  []string
 	// Hook is the build hook nix-build runs; empty means offloadBin.
 	Hook string
 }
@@ -231,6 +239,7 @@ func (c *client) command(ctx context.Context, args ...string) *exec.Cmd {
 	// `ssh b1 true` took 5-12 s), past offload's default connect timeout;
 	// the tests are not about that timeout. c.Env can override it.
 	cmd.Env = append(cmd.Env, "OFFLOAD_CONNECT_TIMEOUT=60s")
+	cmd.Env = append(cmd.Env, c.Base...)
 	cmd.Env = append(cmd.Env, c.Env...)
 	return cmd
 }

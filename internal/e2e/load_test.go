@@ -34,6 +34,15 @@ import (
 	"time"
 )
 
+// newLoadClient is newClient with load awareness on, which the harness
+// turns off for every other test.
+func newLoadClient(t *testing.T, bs ...*builder) *client {
+	t.Helper()
+	c := newClient(t, bs...)
+	c.Base = []string{"OFFLOAD_LOAD_AWARE=true"}
+	return c
+}
+
 // offloadIn runs the offload binary with args as client c, in its
 // namespace (so it reads the slot file c's hooks write), with c.Env.
 func offloadIn(t *testing.T, c *client, args ...string) (stdout, stderr string, code int) {
@@ -257,7 +266,7 @@ func TestLoadTwoBoards(t *testing.T) {
 			var cs []*client
 			var exprs []string
 			for i := range 2 {
-				c := newClient(t, b1)
+				c := newLoadClient(t, b1)
 				c.Env = []string{
 					fmt.Sprintf("OFFLOAD_LOAD_AWARE=%v", aware),
 					"OFFLOAD_LOAD_REFRESH=1s",
@@ -331,7 +340,7 @@ func TestLoadThresholds(t *testing.T) {
 	if err := os.WriteFile(scriptLoad(t, b2, ""), []byte(reading()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c := newClient(t, bs, b2)
+	c := newLoadClient(t, bs, b2)
 	const builders = "ssh://bs x86_64-linux - 2 2; ssh://b2 x86_64-linux - 2"
 
 	setReading := func(t *testing.T, out string, env ...string) {
@@ -427,7 +436,7 @@ func TestLoadRealBuilds(t *testing.T) {
 	env := []string{"OFFLOAD_LOAD_MAX_PER_CPU=0", "OFFLOAD_MEMORY_PRESSURE_MAX=0"}
 	// Board A only needs its two builds on b1: without load awareness
 	// builds of other tests on this machine cannot hold them back.
-	a, b := newClient(t, b1), newClient(t, b1)
+	a, b := newLoadClient(t, b1), newLoadClient(t, b1)
 	a.Env, b.Env = []string{"OFFLOAD_LOAD_AWARE=false"}, env
 	dir := t.TempDir()
 	logFile, release := filepath.Join(dir, "times"), filepath.Join(dir, "release")
@@ -509,7 +518,7 @@ func TestLoadStoreFull(t *testing.T) {
 	if err := os.WriteFile(scriptLoad(t, b2, ""), []byte(reading()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c := newClient(t, full, b2)
+	c := newLoadClient(t, full, b2)
 	// Load per CPU and pressure measure this whole machine: off.
 	c.Env = []string{"OFFLOAD_LOAD_MAX_PER_CPU=0", "OFFLOAD_MEMORY_PRESSURE_MAX=0"}
 	// full is the faster: without its reading it would get the build.
@@ -543,7 +552,7 @@ func TestLoadUnknown(t *testing.T) {
 	failing := startBuilder(t, "failing", builderOpts{})
 	scriptLoad(t, garbage, "echo 'this is not a reading'")
 	scriptLoad(t, failing, "echo 'load: permission denied' >&2; false")
-	c := newClient(t, garbage, failing)
+	c := newLoadClient(t, garbage, failing)
 	const builders = "ssh://garbage x86_64-linux - 1; ssh://failing x86_64-linux - 1"
 	for _, b := range []*builder{garbage, failing} {
 		c.Env = []string{"OFFLOAD_ONLY=" + b.Name}
