@@ -4,6 +4,7 @@ package hook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/localstore"
+	"github.com/offload-nix/offload/pkg/mux"
 	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
@@ -30,20 +32,52 @@ type remote interface {
 	DumpStorePath(path string, w io.Writer, narSize uint64) error
 }
 
-// conn is a connection to a builder with its store protocol running.
+// conn is a connection to a builder with its store protocol running:
+// client and sess for a connection of the hook's own, rs (with relaySock
+// and target, to start more commands) for one through the relay.
 type conn struct {
 	m      *spec.Machine
 	client *ssh.Client
 	sess   *ssh.Session
 	store  remote
 	tail   *logTail
+
+	rs        *mux.Session
+	relaySock string
+	target    string
 }
 
 func (c *conn) Close() {
+	if c.rs != nil {
+		c.rs.Close()
+		c.rs.Wait()
+		c.tail.Wait()
+		c.rs.Release()
+		return
+	}
 	c.sess.Close()
 	c.sess.Wait()
 	c.tail.Wait()
 	c.client.Close()
+}
+
+// handshake starts the serve protocol on c, within timeout: a remote
+// command that never answers is a dead builder.
+func (c *conn) handshake(m *spec.Machine, timeout time.Duration) error {
+	stdin, stdout := io.WriteCloser(nil), io.Reader(nil)
+	closeSess := func() {}
+	if c.rs != nil {
+		stdin, stdout, closeSess = c.rs.Stdin, c.rs.Stdout, func() { c.rs.Close() }
+	} else {
+		stdin, stdout, closeSess = c.sess.Stdin, c.sess.Stdout, func() { c.sess.Close() }
+	}
+	timer := time.AfterFunc(timeout, closeSess)
+	var err error
+	c.store, err = serve.New(stdout, stdin, serve.Options{Host: m.Name, Stderr: c.tail.Last})
+	if !timer.Stop() && err != nil {
+		err = &ssh.Error{Kind: ssh.Timeout, Host: m.Host, Err: fmt.Errorf("no answer from %s within %v: %w", strings.Join(ssh.RemoteCommand(*m, false), " "), timeout, err)}
+	}
+	return err
 }
 
 // connect dials the builder and starts `nix-store --serve --write` there,
@@ -60,6 +94,13 @@ func (h *hook) connect(ctx context.Context, m *spec.Machine) (*conn, error) {
 	id := h.log.Start(hookproto.LvlTalkative, hookproto.ActUnknown, fmt.Sprintf("connecting to '%s'", m.URI))
 	defer h.log.Stop(id)
 
+	if dir := h.relayDir(); dir != "" {
+		c, err := h.connectRelay(ctx, m, dir)
+		if !errors.Is(err, mux.ErrNoServer) {
+			return c, err
+		}
+		h.log.Debugf("connecting to '%s' without the relay: %v", m.URI, err)
+	}
 	client, err := ssh.Dial(ctx, *m, ssh.Options{ConnectTimeout: h.cfg.ConnectTimeout, Env: h.env.Getenv, Logf: h.log.Warnf})
 	if err != nil {
 		return nil, err
@@ -76,12 +117,7 @@ func (h *hook) connect(ctx context.Context, m *spec.Machine) (*conn, error) {
 	if timeout <= 0 {
 		timeout = ssh.DefaultConnectTimeout
 	}
-	timer := time.AfterFunc(timeout, func() { sess.Close() })
-	c.store, err = serve.New(sess.Stdout, sess.Stdin, serve.Options{Host: m.Name, Stderr: c.tail.Last})
-	if !timer.Stop() && err != nil {
-		err = &ssh.Error{Kind: ssh.Timeout, Host: m.Host, Err: fmt.Errorf("no answer from %s within %v: %w", strings.Join(ssh.RemoteCommand(*m, false), " "), timeout, err)}
-	}
-	if err != nil {
+	if err := c.handshake(m, timeout); err != nil {
 		c.Close()
 		return nil, err
 	}

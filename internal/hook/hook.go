@@ -62,6 +62,11 @@ type Config struct {
 	// before a hook that connects there reads it again (0: never).
 	Thresholds  pick.Thresholds
 	LoadRefresh time.Duration
+	// ConnectPersist is how long a builder connection outlives the hook
+	// that opened it, held by a relay process that later hooks use
+	// (relay.go): 0 means DefaultConnectPersist, a negative value turns
+	// the relay off. OFFLOAD_CONNECT_PERSIST overrides it (0: off).
+	ConnectPersist time.Duration
 }
 
 // Env is the hook's view of its process.
@@ -117,6 +122,10 @@ func Main(ctx context.Context, verbosity int, cfg Config, env Env) int {
 	}
 	if env.Getenv == nil {
 		env.Getenv = os.Getenv
+	}
+	if dir := env.Getenv(envRelay); dir != "" {
+		h := &hook{env: env, cfg: cfg}
+		return serveRelay(ctx, dir, h.persist())
 	}
 	h := &hook{
 		env: env,

@@ -34,20 +34,19 @@ func (h *hook) refreshLoad(ctx context.Context, c *conn, m *spec.Machine) bool {
 	defer cancel()
 	now := h.env.Now()
 	r := remoteload.UnknownAt(now)
-	sess, err := c.client.Start(ctx, []string{remoteload.Command})
+	sess, err := c.start(ctx, []string{remoteload.Command})
 	if err == nil {
 		done := make(chan struct{})
 		go func() {
 			select {
 			case <-ctx.Done():
-				sess.Close()
+				sess.end()
 			case <-done:
 			}
 		}()
 		got, rerr := remoteload.Run(sess.Stdin, sess.Stdout, sess.Stderr)
 		close(done)
-		sess.Close()
-		sess.Wait()
+		sess.end()
 		if rerr == nil {
 			r = got
 			r.Time = now

@@ -265,6 +265,10 @@ func (h *hook) connectFailed(i int, err error) {
 }
 
 func errCode(err error) slots.ErrCode {
+	var re *relayError
+	if errors.As(err, &re) {
+		return re.code
+	}
 	var se *ssh.Error
 	if errors.As(err, &se) {
 		switch se.Kind {
