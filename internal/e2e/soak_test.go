@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: MIT
+
+package e2e
+
+// Soak (issue 9): many derivations over three builders while a chaos loop
+// restarts builders at random (scripts/test-builder.sh stop and start on
+// the same port; the store stays). Builds caught by a restart fail (after
+// accept Nix cannot move them) and the rest go on; a second run without
+// chaos builds what failed. At the end every output is correct, no slot is
+// held, and the counters add up: every derivation succeeded exactly once,
+// and every failed hook build was counted.
+//
+// The short form (30 derivations, about a minute) runs by default; set
+// OFFLOAD_SOAK=1 for the long one (200 derivations).
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestSoakChaos(t *testing.T) {
+	requireEnv(t)
+	t.Parallel()
+	n := 30
+	if os.Getenv("OFFLOAD_SOAK") == "1" {
+		n = 200
+	}
+	bs := []*builder{
+		startBuilder(t, "b1", builderOpts{}),
+		startBuilder(t, "b2", builderOpts{}),
+		startBuilder(t, "b3", builderOpts{}),
+	}
+	c := newClient(t, bs...)
+	c.Env = []string{"OFFLOAD_LOAD_AWARE=false", "OFFLOAD_UNHEALTHY_BACKOFF=1s", "OFFLOAD_UNHEALTHY_BACKOFF_MAX=2s"}
+	builders := "ssh://b1 x86_64-linux - 2\nssh://b2 x86_64-linux - 2\nssh://b3 x86_64-linux - 2"
+	u := unique()
+	expr := fmt.Sprintf(`
+let mk = i: derivation { name = "soak-${toString i}"; system = "x86_64-linux"; builder = "/bin/sh"; u = %q;
+  args = [ "-c" "/bin/sleep 1; echo soak ${toString i} > $out" ]; };
+in builtins.genList mk %d`, u, n)
+	f := c.file("soak.nix", expr)
+	build := func() result {
+		return c.run(10*time.Minute, "nix-build", "--no-out-link", "--keep-going", f, "--max-jobs", "0",
+			"--option", "build-hook", offloadBin, "--builders", builders)
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var restarts int // written by the chaos loop, read after wg.Wait
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Duration(1500+rand.IntN(1500)) * time.Millisecond):
+			}
+			// A builder in the middle of a build, when there is one.
+			b := bs[rand.IntN(len(bs))]
+			for _, k := range rand.Perm(len(bs)) {
+				if busyBuilder(bs[k]) {
+					b = bs[k]
+					break
+				}
+			}
+			script := filepath.Join(repoRoot, "scripts/test-builder.sh")
+			// As a reboot would: the sessions die with the listener
+			// (stopping sshd alone leaves them running).
+			if data, err := os.ReadFile(filepath.Join(b.Dir, "sshd.pid")); err == nil {
+				pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+				for _, p := range descendants(pid) {
+					syscall.Kill(p, syscall.SIGKILL)
+				}
+			}
+			exec.Command(script, "stop", b.Dir).Run()
+			time.Sleep(time.Duration(200+rand.IntN(800)) * time.Millisecond)
+			if out, err := exec.Command(script, "start", b.Dir, b.Name, strconv.Itoa(b.Port)).CombinedOutput(); err != nil {
+				t.Errorf("restarting %s: %v\n%s", b.Name, err, out)
+				return
+			}
+			restarts++
+		}
+	}()
+	begin := time.Now()
+	r1 := build()
+	close(stop)
+	wg.Wait()
+	failed1 := strings.Count(r1.Stderr, "failed with exit code")
+	t.Logf("with chaos: %d derivations, %d builder restarts, exit %d, %d hook builds failed, %v",
+		n, restarts, r1.Code, failed1, time.Since(begin).Round(100*time.Millisecond))
+	checkNoCrash(t, r1.Stderr)
+
+	// Every builder is up again; let the unhealthy marks expire.
+	time.Sleep(2500 * time.Millisecond)
+	r2 := build()
+	if r2.Code != 0 {
+		t.Fatalf("without chaos: nix-build exit %d\n%s", r2.Code, r2.Stderr)
+	}
+	failed2 := strings.Count(r2.Stderr, "failed with exit code")
+	outs := strings.Fields(r2.Out)
+	if len(outs) != n {
+		t.Fatalf("nix-build printed %d outputs, want %d", len(outs), n)
+	}
+	for _, o := range outs {
+		got := c.run(defaultTimeout, "cat", o).Out
+		i := o[strings.LastIndex(o, "-soak-")+len("-soak-"):]
+		if want := "soak " + i; got != want {
+			t.Errorf("%s holds %q, want %q", o, got, want)
+		}
+	}
+	var succeeded, failed uint64
+	for _, b := range c.slotSnapshot(t, builders) {
+		if b.Busy != 0 {
+			t.Errorf("%s has %d busy slots after every build ended: %+v", b.URI, b.Busy, b.Running)
+		}
+		succeeded += b.Succeeded
+		failed += b.Failed
+		t.Logf("%s: %d succeeded, %d failed, %d consecutive failures", b.URI, b.Succeeded, b.Failed, b.ConsecutiveFailures)
+	}
+	if succeeded != uint64(n) {
+		t.Errorf("the slot file counts %d successful builds, want %d (one per derivation)", succeeded, n)
+	}
+	if failed != uint64(failed1+failed2) {
+		t.Errorf("the slot file counts %d failed builds, nix-build reported %d", failed, failed1+failed2)
+	}
+	c.mustVerify()
+}
+
+// busyBuilder reports whether b runs a session (a nix-store --serve) now.
+func busyBuilder(b *builder) bool {
+	data, err := os.ReadFile(filepath.Join(b.Dir, "sshd.pid"))
+	if err != nil {
+		return false
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	for _, p := range descendants(pid) {
+		if cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p)); strings.Contains(string(cmd), "--serve") {
+			return true
+		}
+	}
+	return false
+}
