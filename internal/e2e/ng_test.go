@@ -394,3 +394,69 @@ func TestSSHNGCurrentNix(t *testing.T) {
 		t.Errorf("check of the untrusted session: ok %v, trusted %q, reason %q; want not ok, no, and what to fix", r.OK, r.Trusted, r.Reason)
 	}
 }
+
+// BenchmarkSSHNG times whole nix-builds through three hooks against the
+// same builder in the same run: offload over ssh:// (nix-store --serve),
+// offload over ssh-ng:// (nix-daemon --stdio), and Nix's own build-remote
+// over ssh-ng://. "trivial" is a build with a one-line output; "50MiB"
+// one whose 50 MiB output is copied back. Each op is one nix-build of a
+// derivation new to both stores: hook start, connection, build, copy back.
+//
+//	go test ./internal/e2e -run '^$' -bench SSHNG -benchtime 5x
+func BenchmarkSSHNG(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	dir := b.TempDir()
+	script := filepath.Join(repoRoot, "scripts/test-builder.sh")
+	out, err := exec.Command(script, "start", filepath.Join(dir, "b"), "b1").Output()
+	if err != nil {
+		b.Fatalf("starting the builder: %v", err)
+	}
+	defer exec.Command(script, "stop", filepath.Join(dir, "b")).Run()
+	env := parseEnv(string(out))
+	cdir := filepath.Join(dir, "client")
+	cfg, err := os.ReadFile(env["BUILDER_SSH_CONFIG"])
+	if err != nil {
+		b.Fatal(err)
+	}
+	writeBench := func(name, content string) string {
+		p := filepath.Join(cdir, name)
+		if err := os.MkdirAll(cdir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}
+	sshConfig := writeBench("ssh_config", string(cfg))
+	builds := []struct{ name, script string }{
+		{"trivial", `echo hello > $out`},
+		{"50MiB", `/usr/bin/head -c 52428800 /dev/urandom > $out`},
+	}
+	hooks := []struct{ name, hook, builders string }{
+		{"offload-ssh", offloadBin, "ssh://b1 x86_64-linux"},
+		{"offload-ssh-ng", offloadBin, "ssh-ng://b1 x86_64-linux"},
+		{"nix-build-remote-ssh-ng", "/usr/libexec/nix/build-remote", "ssh-ng://b1 x86_64-linux"},
+	}
+	for _, bd := range builds {
+		for _, h := range hooks {
+			b.Run(bd.name+"/"+h.name, func(b *testing.B) {
+				if _, err := os.Stat(h.hook); err != nil {
+					b.Skip(err)
+				}
+				for b.Loop() {
+					f := writeBench("bench-"+unique()+".nix", drv("bench", "x86_64-linux", bd.script, `u = "`+unique()+`";`))
+					cmd := exec.Command(filepath.Join(repoRoot, "scripts/test-client.sh"), cdir,
+						"nix-build", "--no-out-link", f, "--max-jobs", "0", "--option", "build-hook", h.hook, "--builders", h.builders)
+					// Each hook opens its own connection, as Nix's does: no relay.
+					cmd.Env = append(os.Environ(), "NIX_SSHOPTS=-F "+sshConfig, "OFFLOAD_LOAD_AWARE=false", "OFFLOAD_CONNECT_PERSIST=0")
+					if out, err := cmd.CombinedOutput(); err != nil {
+						b.Fatalf("nix-build: %v\n%s", err, out)
+					}
+				}
+			})
+		}
+	}
+}
