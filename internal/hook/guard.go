@@ -136,8 +136,19 @@ func (g *guarded) probe(pw *io.PipeWriter, done <-chan struct{}) {
 		case <-done:
 		case <-time.After(probeGrace):
 			g.h.log.Warnf("'%s' is still sending a NAR that the local store refused; closing the connection", g.c.m.URI)
-			g.c.sess.Close()
+			g.c.end()
 		}
 		return
+	}
+}
+
+// end closes the session under the remote store, direct or through the
+// relay, so that whatever waits on it returns; conn.Close still reaps it.
+func (c *conn) end() {
+	switch {
+	case c.rs != nil:
+		c.rs.Close()
+	case c.sess != nil:
+		c.sess.Close()
 	}
 }
