@@ -58,7 +58,12 @@ func candidates(ppid int, named bool) [][]string {
 			if deleted {
 				exe = link
 			}
-			if base := path.Base(real); !named || base == "nix" || strings.HasPrefix(base, "nix-") {
+			base := path.Base(real)
+			nixName := base == "nix" || strings.HasPrefix(base, "nix-")
+			// Unchecked, the path must also exist here: a parent in
+			// another root (a chroot) names a file this process
+			// cannot run.
+			if _, err := os.Stat(exe); !named || (nixName && err == nil) {
 				out = append(out, []string{exe})
 			}
 		}
