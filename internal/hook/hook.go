@@ -65,7 +65,8 @@ type Config struct {
 	// ConnectPersist is how long a builder connection outlives the hook
 	// that opened it, held by a relay process that later hooks use
 	// (relay.go): 0 means DefaultConnectPersist, a negative value turns
-	// the relay off. OFFLOAD_CONNECT_PERSIST overrides it (0: off).
+	// the relay off. OFFLOAD_CONNECT_PERSIST overrides it (e.g. "30s";
+	// "0": off).
 	ConnectPersist time.Duration
 }
 

@@ -40,8 +40,10 @@ const (
 	envRelay = "OFFLOAD_RELAY_DIR"
 	// envPersist overrides connect-persist (a Go duration; 0: off).
 	envPersist = "OFFLOAD_CONNECT_PERSIST"
-	// DefaultConnectPersist is connect-persist when unset.
-	DefaultConnectPersist = 30 * time.Second
+	// DefaultConnectPersist is connect-persist when unset: off for now,
+	// until the end-to-end tests that count hook processes and compare
+	// error messages know the relay.
+	DefaultConnectPersist = 0
 )
 
 // sshEnv are the variables pkg/ssh reads: a relay dials with the
