@@ -46,7 +46,14 @@ exit $rc
 	if err := os.Chmod(script, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c.Env = append(c.Env, "DAEMON_LOG="+filepath.Join(c.Dir, "daemon.log"))
+	daemonLog := filepath.Join(c.Dir, "daemon.log")
+	c.Env = append(c.Env, "DAEMON_LOG="+daemonLog)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(daemonLog)
+			t.Logf("nix-daemon's log:\n%s", b)
+		}
+	})
 	if slices.Contains(c.Env, "OFFLOAD_TEST_CLIENT=sid") && sidRoot != "" {
 		// Nix 2.34's daemon workers unshare their mount namespace; in
 		// the chrooted test client, /proc/<worker>/exe then reads as the

@@ -48,6 +48,7 @@ func normaliseDoc(s string) []string {
 // (scripts/troubleshooting.sh, as root) and committed.
 func TestTroubleshootingDoc(t *testing.T) {
 	requireEnv(t)
+	t.Parallel()
 	out := filepath.Join(t.TempDir(), "troubleshooting.md")
 	cmd := exec.Command(filepath.Join(repoRoot, "scripts/troubleshooting.sh"), out)
 	cmd.Env = append(os.Environ(), "OFFLOAD="+offloadBin)
