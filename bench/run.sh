@@ -64,8 +64,12 @@ raw=$work/raw.tsv
 say "starting a local sshd builder with its own store"
 "$repo/scripts/test-builder.sh" start "$work/b1" b1 > "$work/b1.env"
 export NIX_SSHOPTS="-F $work/b1/ssh_config"
-# offload's own settings: none from /etc/nix/offload.conf.
-: > "$work/offload.conf"
+# offload's own settings: none from /etc/nix/offload.conf, and no load
+# awareness: this builder's load is the client's own (and that of whatever
+# else runs on the machine), which would turn it away as busy elsewhere.
+echo "load-aware = false" > "$work/offload.conf"
+# Warm connections through the relay (off by default for now).
+export OFFLOAD_CONNECT_PERSIST=${OFFLOAD_CONNECT_PERSIST:-30s}
 export OFFLOAD_CONF="$work/offload.conf"
 
 cat > "$work/bench.nix" <<'NIX'
