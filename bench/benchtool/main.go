@@ -265,8 +265,8 @@ func timeCmd(n int, args []string) error {
 			return fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 		walls = append(walls, d.Seconds()*1000)
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru.Maxrss > maxKB {
-			maxKB = ru.Maxrss
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && int64(ru.Maxrss) > maxKB {
+			maxKB = int64(ru.Maxrss)
 		}
 	}
 	fmt.Printf("%.2f %d\n", median(walls), maxKB)

@@ -268,7 +268,7 @@ func TestRemoteErrors(t *testing.T) {
 		{
 			name:  "huge log line",
 			v:     0x123,
-			send:  func(f *fake) { f.msg(stderrNext, 1<<40) },
+			send:  func(f *fake) { f.msg(stderrNext, uint64(1<<40)) },
 			want:  "log message of 1099511627776 bytes is longer than",
 			fatal: true,
 		},

@@ -111,6 +111,12 @@ func randReading(r *rand.Rand) Reading {
 		}
 		return v
 	}
+	pick64 := func(v int64) int64 {
+		if r.IntN(5) == 0 {
+			return ReadingUnknown
+		}
+		return v
+	}
 	rd := Reading{
 		Time:           now.Add(-time.Duration(r.IntN(120)) * time.Second),
 		CPUs:           pick([]int{0, 1, 4, 8}[r.IntN(4)]),
@@ -120,10 +126,10 @@ func randReading(r *rand.Rand) Reading {
 		CPUPressure:    pick(r.IntN(10001)),
 		MemoryPressure: pick(r.IntN(10001)),
 		IOPressure:     pick(r.IntN(10001)),
-		MemAvailable:   int64(pick(r.IntN(1 << 30))),
-		MemTotal:       int64(pick(1 << 30)),
-		StoreFree:      int64(pick(r.IntN(3 << 30))),
-		StoreSize:      int64(pick(4 << 30)),
+		MemAvailable:   pick64(r.Int64N(1 << 30)),
+		MemTotal:       pick64(1 << 30),
+		StoreFree:      pick64(r.Int64N(3 << 30)),
+		StoreSize:      pick64(4 << 30),
 		Builds:         pick(r.IntN(6)),
 	}
 	if r.IntN(10) == 0 {

@@ -293,7 +293,7 @@ func kib(s string, unit bool) int64 {
 	if !ok {
 		return Unknown
 	}
-	return int64(v) * 1024
+	return v * 1024
 }
 
 func btoi(b bool) int {
@@ -303,25 +303,32 @@ func btoi(b bool) int {
 	return 0
 }
 
-func intOr(v int, ok bool) int {
+func intOr(v int64, ok bool) int {
 	if !ok {
 		return Unknown
 	}
-	return v
+	return int(v)
 }
 
 // atoi parses a decimal whole number of plain digits in [lo, hi].
-func atoi(s string, lo, hi int) (int, bool) {
+// atoi parses a plain decimal in [lo, hi]. It works in int64 whatever the
+// platform's int (32 bits on armv6/armv7 boards) and refuses what would
+// overflow.
+func atoi(s string, lo, hi int64) (int64, bool) {
 	if s == "" || len(s) > 19 {
 		return 0, false
 	}
-	v := 0
+	var v int64
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		v = v*10 + int(c-'0')
+		d := int64(c - '0')
+		if v > (math.MaxInt64-d)/10 {
+			return 0, false
+		}
+		v = v*10 + d
 	}
 	if v < lo || v > hi {
 		return 0, false

@@ -86,7 +86,7 @@ func checkStore(t *testing.T, r Reading, dir string) {
 	if err := unix.Statfs(dir, &st); err != nil {
 		t.Fatal(err)
 	}
-	size := int64(st.Blocks) * st.Frsize / 1024 * 1024
+	size := int64(st.Blocks) * int64(st.Frsize) / 1024 * 1024
 	if r.StoreSize != size {
 		t.Errorf("StoreSize = %d, statfs(%s) says %d", r.StoreSize, dir, size)
 	}
