@@ -62,7 +62,12 @@ func hookConfigFrom(c *config.Config) (hook.Config, error) {
 			StoreFree:      c.StoreFreeMin(),
 		}
 	}
+	persist := c.Duration("connect-persist")
+	if persist == 0 {
+		persist = -1 // the hook's "off"; its 0 means its default
+	}
 	return hook.Config{
+		ConnectPersist:      persist,
 		Thresholds:          th,
 		LoadRefresh:         c.LoadRefresh(),
 		ConnectTimeout:      c.ConnectTimeout(),

@@ -74,6 +74,7 @@ func TestFileAndEnv(t *testing.T) {
 		{"local-speed-factor", "0.5", "env OFFLOAD_LOCAL_SPEED_FACTOR"},
 		{"unhealthy-backoff", "30s", "default"},
 		{"unhealthy-backoff-max", "10m", "default"},
+		{"connect-persist", "0s", "default"},
 		{"postpone-wait", "1.5s", conf + ":5"},
 		{"emulation-penalty", "1", "default"},
 		{"load-aware", "true", "default"},
