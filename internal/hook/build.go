@@ -275,9 +275,13 @@ func (h *hook) upload(ctx context.Context, c *conn, j *job, inputs []string, slo
 	defer h.log.Stop(id)
 
 	var prev chan struct{}
+	var cur *copyProgress
 	err = c.store.AddToStoreNars(infos, func(i int) (io.Reader, error) {
 		if prev != nil {
 			<-prev
+		}
+		if cur != nil {
+			cur.finish()
 		}
 		done := make(chan struct{})
 		prev = done
@@ -286,14 +290,15 @@ func (h *hook) upload(ctx context.Context, c *conn, j *job, inputs []string, slo
 			defer close(done)
 			pw.CloseWithError(local.serve.DumpStorePath(infos[i].Path, pw, infos[i].NarSize))
 		}()
-		if slot != nil {
-			slot.AddBytes(int64(infos[i].NarSize))
-		}
 		h.log.Result(id, hookproto.ResProgress, i, len(infos), 1, 0)
-		return pr, nil
+		cur = h.startCopy(pr, infos[i].Path, "local", c.m.URI, infos[i].NarSize, slot)
+		return cur, nil
 	})
 	if prev != nil {
 		<-prev
+	}
+	if cur != nil {
+		cur.finish()
 	}
 	if err != nil {
 		return 0, err
@@ -509,9 +514,13 @@ func (h *hook) download(ctx context.Context, c *conn, j *job, drvPath string, in
 	id := h.log.Start(hookproto.LvlInfo, hookproto.ActCopyPaths, fmt.Sprintf("copying %d paths from '%s'", len(infos), c.m.URI))
 	defer h.log.Stop(id)
 	var prev chan struct{}
+	var cur *copyProgress
 	err = j.store.ImportWith(ctx, local, localstore.ImportOptions{Valid: known}, func(i int) (io.ReadCloser, error) {
 		if prev != nil {
 			<-prev
+		}
+		if cur != nil {
+			cur.finish()
 		}
 		done := make(chan struct{})
 		prev = done
@@ -520,13 +529,18 @@ func (h *hook) download(ctx context.Context, c *conn, j *job, drvPath string, in
 			defer close(done)
 			pw.CloseWithError(c.store.DumpStorePath(local[i].Path, pw, local[i].NarSize))
 		}()
-		if slot != nil {
-			slot.AddBytes(int64(local[i].NarSize))
-		}
-		return pr, nil
+		h.log.Result(id, hookproto.ResProgress, i, len(infos), 1, 0)
+		cur = h.startCopy(pr, local[i].Path, c.m.URI, "local", local[i].NarSize, slot)
+		return struct {
+			io.Reader
+			io.Closer
+		}{cur, pr}, nil
 	})
 	if prev != nil {
 		<-prev
+	}
+	if cur != nil {
+		cur.finish()
 	}
 	if err != nil {
 		return 0, err
