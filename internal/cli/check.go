@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/offload-nix/offload/internal/hook"
 	"github.com/offload-nix/offload/pkg/daemon"
 	"github.com/offload-nix/offload/pkg/remoteload"
 	"github.com/offload-nix/offload/pkg/serve"
@@ -432,45 +433,13 @@ func (r *checkResult) noteTrust() {
 func (r *checkResult) fail(err error) {
 	r.OK = false
 	r.Reason = err.Error()
-	r.code = errCode(err)
+	r.code = hook.ErrCode(err)
 	r.Error = errClass(err)
 	var hk *ssh.HostKeyError
 	if errors.As(err, &hk) && hk.Key != nil {
 		r.Fingerprint = hk.Fingerprint()
 	}
 	r.Problems = append(r.Problems, r.Reason)
-}
-
-// errCode is the slot file's class of a connection failure (the hook
-// records the same).
-func errCode(err error) slots.ErrCode {
-	var hk *ssh.HostKeyError
-	if errors.As(err, &hk) {
-		return slots.ErrHostKey
-	}
-	var se *ssh.Error
-	if errors.As(err, &se) {
-		switch se.Kind {
-		case ssh.Refused, ssh.DNS:
-			return slots.ErrConnect
-		case ssh.Timeout:
-			return slots.ErrTimeout
-		case ssh.Auth:
-			return slots.ErrAuth
-		case ssh.HostKey:
-			return slots.ErrHostKey
-		case ssh.Protocol:
-			return slots.ErrProtocol
-		}
-	}
-	var ne *ssh.NoiseError
-	if errors.As(err, &ne) {
-		return slots.ErrProtocol
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return slots.ErrTimeout
-	}
-	return slots.ErrOther
 }
 
 // errClass names the kind of failure for --json.

@@ -67,7 +67,7 @@ func (g *guarded) check(err error) error {
 func connectionLost(err error) (slots.ErrCode, bool) {
 	var se *ssh.Error
 	if errors.As(err, &se) {
-		return errCode(err), true
+		return ErrCode(err), true
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {

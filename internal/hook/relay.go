@@ -226,7 +226,7 @@ func relayDial(ctx context.Context, target string) (mux.Remote, error) {
 // codedErr carries the kind of a dial error to the hook.
 type codedErr struct{ error }
 
-func (e codedErr) MuxCode() uint32 { return uint32(errCode(e.error)) }
+func (e codedErr) MuxCode() uint32 { return uint32(ErrCode(e.error)) }
 func (e codedErr) Unwrap() error   { return e.error }
 
 // sshRemote runs relayed commands on an SSH connection.

@@ -256,18 +256,20 @@ func (h *hook) localStore(ctx context.Context) (*localstore.Store, error) {
 // grows with each failure in a row.
 func (h *hook) connectFailed(i int, err error) {
 	m := &h.machines[i]
-	h.unreachable[i] = errCode(err).String()
+	h.unreachable[i] = ErrCode(err).String()
 	h.log.Errorf("cannot build on '%s': %v", m.URI, err)
 	if h.state == nil {
 		return
 	}
-	h.state.RecordFailure(m.URI, errCode(err), h.cfg.UnhealthyBackoff, h.cfg.UnhealthyBackoffMax)
+	h.state.RecordFailure(m.URI, ErrCode(err), h.cfg.UnhealthyBackoff, h.cfg.UnhealthyBackoffMax)
 }
 
-func errCode(err error) slots.ErrCode {
-	var re *relayError
-	if errors.As(err, &re) {
-		return re.code
+// ErrCode is the shared state's class of a connection failure; the hook
+// records it and `offload check` records the same.
+func ErrCode(err error) slots.ErrCode {
+	var hk *ssh.HostKeyError
+	if errors.As(err, &hk) {
+		return slots.ErrHostKey
 	}
 	var se *ssh.Error
 	if errors.As(err, &se) {
@@ -284,9 +286,9 @@ func errCode(err error) slots.ErrCode {
 			return slots.ErrProtocol
 		}
 	}
-	var hk *ssh.HostKeyError
-	if errors.As(err, &hk) {
-		return slots.ErrHostKey
+	var ne *ssh.NoiseError
+	if errors.As(err, &ne) {
+		return slots.ErrProtocol
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return slots.ErrTimeout
