@@ -22,6 +22,9 @@ import (
 	"github.com/offload-nix/offload/pkg/ssh"
 )
 
+// errCopyStopped ends a NAR stream that its reader gave up on.
+var errCopyStopped = errors.New("copy stopped")
+
 // remote is a builder's store as a build needs it: the serve protocol
 // (ssh://, *serve.Client) or the daemon protocol (ssh-ng://, see ng.go).
 type remote interface {
@@ -276,6 +279,7 @@ func (h *hook) upload(ctx context.Context, c *conn, j *job, inputs []string, slo
 
 	var prev chan struct{}
 	var cur *copyProgress
+	var curR *io.PipeReader
 	err = c.store.AddToStoreNars(infos, func(i int) (io.Reader, error) {
 		if prev != nil {
 			<-prev
@@ -286,6 +290,7 @@ func (h *hook) upload(ctx context.Context, c *conn, j *job, inputs []string, slo
 		done := make(chan struct{})
 		prev = done
 		pr, pw := io.Pipe()
+		curR = pr
 		go func() {
 			defer close(done)
 			pw.CloseWithError(local.serve.DumpStorePath(infos[i].Path, pw, infos[i].NarSize))
@@ -294,6 +299,12 @@ func (h *hook) upload(ctx context.Context, c *conn, j *job, inputs []string, slo
 		cur = h.startCopy(pr, infos[i].Path, "local", c.m.URI, infos[i].NarSize, slot)
 		return cur, nil
 	})
+	// When the upload stopped early (the builder went away), nobody reads
+	// the current NAR any more: close it so the local dump stops instead
+	// of waiting forever to write.
+	if curR != nil {
+		curR.CloseWithError(errCopyStopped)
+	}
 	if prev != nil {
 		<-prev
 	}
@@ -515,6 +526,7 @@ func (h *hook) download(ctx context.Context, c *conn, j *job, drvPath string, in
 	defer h.log.Stop(id)
 	var prev chan struct{}
 	var cur *copyProgress
+	var curR *io.PipeReader
 	err = j.store.ImportWith(ctx, local, localstore.ImportOptions{Valid: known}, func(i int) (io.ReadCloser, error) {
 		if prev != nil {
 			<-prev
@@ -525,6 +537,7 @@ func (h *hook) download(ctx context.Context, c *conn, j *job, drvPath string, in
 		done := make(chan struct{})
 		prev = done
 		pr, pw := io.Pipe()
+		curR = pr
 		go func() {
 			defer close(done)
 			pw.CloseWithError(c.store.DumpStorePath(local[i].Path, pw, local[i].NarSize))
@@ -536,6 +549,11 @@ func (h *hook) download(ctx context.Context, c *conn, j *job, drvPath string, in
 			io.Closer
 		}{cur, pr}, nil
 	})
+	// The local store may have stopped reading a NAR (a bad one, or an
+	// error): close it so the download goroutine does not wait forever.
+	if curR != nil {
+		curR.CloseWithError(errCopyStopped)
+	}
 	if prev != nil {
 		<-prev
 	}
