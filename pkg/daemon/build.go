@@ -3,17 +3,14 @@
 package daemon
 
 import (
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/serve"
-	"github.com/offload-nix/offload/pkg/wire"
 )
 
 // BuildDerivation builds a derivation on the daemon (buildMode normal). d is
@@ -42,7 +39,7 @@ func (c *Client) buildDerivation(drvPath string, d *drv.Derivation, inputSrcs []
 	const op = "BuildDerivation"
 	c.w.Uint64(opBuildDerivation)
 	c.w.String(drvPath)
-	writeBasicDerivation(c.w, d, inputSrcs)
+	d.WriteBasic(c.w, inputSrcs)
 	c.w.Uint64(0) // buildMode: bmNormal
 	if err := c.flushAndWait(op, drvPath); err != nil {
 		return serve.BuildResult{}, err
@@ -52,37 +49,6 @@ func (c *Client) buildDerivation(drvPath string, d *drv.Derivation, inputSrcs []
 		return serve.BuildResult{}, c.ioErr(op, drvPath, err)
 	}
 	return res, nil
-}
-
-// writeBasicDerivation encodes d as derivations.cc writeDerivation does:
-// outputs sorted by name, environment sorted by key (nix-protocols.md
-// §5.5). The name is not sent and neither are the input derivations.
-func writeBasicDerivation(w *wire.Writer, d *drv.Derivation, inputSrcs []string) {
-	outs := slices.Clone(d.Outputs)
-	slices.SortStableFunc(outs, func(a, b drv.Output) int { return strings.Compare(a.Name, b.Name) })
-	w.Uint64(uint64(len(outs)))
-	for _, o := range outs {
-		w.String(o.Name)
-		w.String(o.Path)
-		w.String(o.HashAlgo)
-		w.String(o.Hash)
-	}
-	if inputSrcs == nil {
-		inputSrcs = d.InputSrcs
-	}
-	srcs := slices.Clone(inputSrcs)
-	slices.Sort(srcs)
-	w.Strings(slices.Compact(srcs))
-	w.String(d.Platform)
-	w.String(d.Builder)
-	w.Strings(d.Args)
-	env := slices.Clone(d.Env)
-	slices.SortStableFunc(env, func(a, b drv.EnvVar) int { return cmp.Compare(a.Key, b.Key) })
-	w.Uint64(uint64(len(env)))
-	for _, e := range env {
-		w.String(e.Key)
-		w.String(e.Value)
-	}
 }
 
 // readBuildResult decodes the BuildResult of BuildDerivation at the

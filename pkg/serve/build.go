@@ -3,11 +3,9 @@
 package serve
 
 import (
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 	"time"
 
@@ -135,7 +133,7 @@ func (c *Client) buildDerivation(drvPath string, d *drv.Derivation, inputSrcs []
 	const op = "BuildDerivation"
 	c.w.Uint64(cmdBuildDerivation)
 	c.w.String(drvPath)
-	writeBasicDerivation(c.w, d, inputSrcs)
+	d.WriteBasic(c.w, inputSrcs)
 	writeBuildOptions(c.w, c.version, o)
 	if err := c.w.Flush(); err != nil {
 		return BuildResult{}, c.ioErr(op, drvPath, err)
@@ -153,37 +151,6 @@ type wireWriter interface {
 	Bool(bool) error
 	String(string) error
 	Strings([]string) error
-}
-
-// writeBasicDerivation encodes d as derivations.cc writeDerivation does:
-// outputs sorted by name, environment sorted by key (nix-protocols.md
-// §5.5). The name is not sent and neither are the input derivations.
-func writeBasicDerivation(w wireWriter, d *drv.Derivation, inputSrcs []string) {
-	outs := slices.Clone(d.Outputs)
-	slices.SortStableFunc(outs, func(a, b drv.Output) int { return strings.Compare(a.Name, b.Name) })
-	w.Uint64(uint64(len(outs)))
-	for _, o := range outs {
-		w.String(o.Name)
-		w.String(o.Path)
-		w.String(o.HashAlgo)
-		w.String(o.Hash)
-	}
-	if inputSrcs == nil {
-		inputSrcs = d.InputSrcs
-	}
-	srcs := slices.Clone(inputSrcs)
-	slices.Sort(srcs)
-	w.Strings(slices.Compact(srcs))
-	w.String(d.Platform)
-	w.String(d.Builder)
-	w.Strings(d.Args)
-	env := slices.Clone(d.Env)
-	slices.SortStableFunc(env, func(a, b drv.EnvVar) int { return cmp.Compare(a.Key, b.Key) })
-	w.Uint64(uint64(len(env)))
-	for _, e := range env {
-		w.String(e.Key)
-		w.String(e.Value)
-	}
 }
 
 // writeBuildOptions encodes o for a server at the given version.
