@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/wire"
@@ -392,6 +393,10 @@ func TestUploadEarlyError(t *testing.T) {
 		f.r.Uint64()
 		f.msg(stderrError, "Error", 0, "Error", "cannot add path 'a' because it lacks a signature by a trusted key", 0, 0)
 		f.w.Flush()
+		// The client's writer is blocked on the pipe now; give its reader
+		// time to see the error, as a real socket's buffer would, so that
+		// the check below does not depend on how goroutines are scheduled.
+		time.Sleep(100 * time.Millisecond)
 		// Drain the frames, as FramedSource's destructor does.
 		var total uint64
 		for {
