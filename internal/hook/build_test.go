@@ -88,8 +88,8 @@ func TestUploadToken(t *testing.T) {
 	if !ok {
 		t.Fatal("TryUpload on a free token failed")
 	}
+	start := time.Now() // before the timer starts, so the release is 100 ms after it at least
 	time.AfterFunc(100*time.Millisecond, held)
-	start := time.Now()
 	rel, waited = h.uploadToken(ctx, &ms[0])
 	if !waited || time.Since(start) < 100*time.Millisecond {
 		t.Errorf("uploadToken returned after %v, waited=%v; want a wait for the holder", time.Since(start), waited)
