@@ -39,7 +39,18 @@
 //	procfs rw,relatime
 //	uid 0
 //	builds 2
+//	uname x86_64
+//	nixconf extra-platforms = aarch64-linux riscv64-linux
+//	binfmt-status enabled
+//	binfmt qemu-aarch64 enabled /usr/libexec/qemu-binfmt/aarch64-binfmt-P
 //	end
+//
+// The lines from "uname" on describe the builder's platform ([Platform],
+// [ParsePlatform]): the kernel's architecture, the system and
+// extra-platforms lines of its nix.conf (from $NIX_CONF_DIR or /etc/nix,
+// then $NIX_CONFIG) and the binfmt_misc entries, from which [Platform.Exec]
+// tells which systems it runs natively and which under emulation. Included
+// nix.conf files and settings given on Nix's command line are not read.
 //
 // macOS prints "vm.loadavg { 1.91 2.04 2.10 }" for the load and has no
 // /proc: its pressure, memory and builds stay unknown.

@@ -86,6 +86,21 @@ func (r Reading) Empty() bool {
 // [Unknown]. It returns an error only when out is longer than [MaxOutput] or
 // has no header line, and then the Reading is all unknown as well.
 func Parse(out []byte) (Reading, error) {
+	return parse(out, nil)
+}
+
+// ParseAll reads the output of [Script] into a Reading (as [Parse]) and a
+// Platform (as [ParsePlatform]).
+func ParseAll(out []byte) (Reading, Platform, error) {
+	var pl Platform
+	r, err := parse(out, &pl)
+	if err != nil {
+		pl = Platform{}
+	}
+	return r, pl, err
+}
+
+func parse(out []byte, pl *Platform) (Reading, error) {
 	r := UnknownAt(time.Time{})
 	if len(out) > MaxOutput {
 		return r, fmt.Errorf("remoteload: output longer than %d bytes", MaxOutput)
@@ -97,6 +112,7 @@ func Parse(out []byte) (Reading, error) {
 		out = nil
 	}
 	var p parser
+	var st platformState
 	header := false
 	for len(out) > 0 {
 		i := bytes.IndexByte(out, '\n')
@@ -117,11 +133,17 @@ func Parse(out []byte) (Reading, error) {
 			break
 		}
 		p.line(key, val)
+		if pl != nil {
+			platformLine(pl, &st, key, val)
+		}
 	}
 	if !header {
 		return r, ErrFormat
 	}
 	p.fill(&r)
+	if pl != nil {
+		st.finish(pl)
+	}
 	return r, nil
 }
 
@@ -375,20 +397,27 @@ func fixed(s string, scale int, hi int64) (int64, bool) {
 // not read its input) is not an error in itself. The caller bounds the
 // time by cancelling the session, and waits for it afterwards.
 func Run(stdin io.WriteCloser, stdout, stderr io.Reader) (Reading, error) {
+	r, _, err := RunAll(stdin, stdout, stderr)
+	return r, err
+}
+
+// RunAll is [Run] that also returns what the builder said about its
+// platform (see [ParsePlatform]).
+func RunAll(stdin io.WriteCloser, stdout, stderr io.Reader) (Reading, Platform, error) {
 	if stderr != nil {
 		go io.Copy(io.Discard, stderr)
 	}
 	_, werr := io.WriteString(stdin, Script)
 	stdin.Close()
 	out, err := io.ReadAll(io.LimitReader(stdout, MaxOutput+1))
-	r, perr := Parse(out)
+	r, pl, perr := ParseAll(out)
 	switch {
 	case perr == nil:
-		return r, nil
+		return r, pl, nil
 	case err != nil:
-		return r, fmt.Errorf("remoteload: reading the output: %w", err)
+		return r, pl, fmt.Errorf("remoteload: reading the output: %w", err)
 	case werr != nil && len(out) == 0:
-		return r, fmt.Errorf("remoteload: sending the script: %w", werr)
+		return r, pl, fmt.Errorf("remoteload: sending the script: %w", werr)
 	}
-	return r, perr
+	return r, pl, perr
 }

@@ -70,6 +70,30 @@ END {
 	print n
 }' 2>/dev/null)"
 fi
+echo "uname $(uname -m 2>/dev/null)"
+for c in "${NIX_CONF_DIR:-/etc/nix}/nix.conf"; do
+	[ -r "$c" ] || continue
+	while read -r l; do
+		case $l in system\ * | system=* | extra-platforms\ * | extra-platforms=*) echo "nixconf $l" ;; esac
+	done <"$c"
+done
+if [ -n "${NIX_CONFIG:-}" ]; then
+	printf '%s\n' "$NIX_CONFIG" | while read -r l; do
+		case $l in system\ * | system=* | extra-platforms\ * | extra-platforms=*) echo "nixconf $l" ;; esac
+	done
+fi
+if [ -r /proc/sys/fs/binfmt_misc/status ]; then
+	read -r s </proc/sys/fs/binfmt_misc/status && echo "binfmt-status $s"
+	for f in /proc/sys/fs/binfmt_misc/*; do
+		n=${f##*/}
+		case $n in register | status) continue ;; esac
+		s= i=
+		while read -r k v; do
+			case $k in enabled | disabled) s=$k ;; interpreter) i=$v ;; esac
+		done <"$f" 2>/dev/null
+		echo "binfmt $n $s $i"
+	done
+fi
 echo end
 } </dev/null
 `
