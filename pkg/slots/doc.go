@@ -80,7 +80,9 @@
 //	           thousandths + 1, 21 bits each from bit 0 (0: unknown)
 //	120     8  time of the reading (Unix ns; 0: none; all ones: being
 //	           written)
-//	128   128  reserved: 8 × {system hash, flags: 1 native, 2 emulated}
+//	128   128  systems: 8 × {FNV-1a 64 hash of the system (0: free),
+//	           word: 1 native, 2 emulated in bits 0-1, 4 qemu, time of
+//	           the probe in Unix seconds from bit 8}
 //	256   128  builder URI (cut)
 //	384    64  display name (cut)
 //	448     8  load refresh token owner (0: free)
@@ -118,8 +120,10 @@
 //	128    64  builder (cut)
 //	192    64  reason (cut)
 //
-// Derivation table entry (reserved for remembered derivation names) at the
-// table offset + k*128: hash 8, last seen 8, flags 8, reserved 8, name 96.
+// Derivation table entry (remembered derivation names, [File.RememberDrv])
+// at the table offset + k*128: FNV-1a 64 hash of the name (0: free) 8, last
+// noted (Unix ns) 8, flags 8 (1: failed under emulation), reserved 8, name
+// 96.
 //
 // A reading's fields are stored plus one so that zero, the value of a new or
 // older file, means unknown. The one process holding the refresh token

@@ -761,6 +761,7 @@ func (f *File) Snapshot(dst []Builder) []Builder {
 		b.Uploading = m.load(r+rUpload) != 0
 		b.Reading, b.ReadingOurs = reading(m, r)
 		b.Refreshing = m.load(r+rRefresh) != 0
+		readExecs(m, r, b)
 		for j := 0; j < int(m.g.slots); j++ {
 			off := m.g.slotOff(rec, j)
 			w := m.load(off)

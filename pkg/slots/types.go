@@ -146,4 +146,8 @@ type Builder struct {
 	ReadingOurs int
 	// Refreshing is set while a process holds the refresh token.
 	Refreshing bool
+
+	// How the builder runs its systems (ExecOf, ExecProbed): per entry,
+	// the system's hash and the entry word.
+	execs [MaxSystems][2]uint64
 }
