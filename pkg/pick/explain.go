@@ -113,6 +113,10 @@ func (r *Reason) appendWhy(b []byte, chosen bool) []byte {
 	case RejectBusyElsewhere:
 		b = append(b, "busy elsewhere: "...)
 		b = r.appendOver(b)
+	case RejectEmulationFailed:
+		b = append(b, "emulates "...)
+		b = append(b, r.system()...)
+		b = append(b, ", where this derivation failed lately"...)
 	}
 	return b
 }
@@ -240,6 +244,9 @@ func (r *Reason) appendShort(b []byte) []byte {
 		b = append(b, "busy elsewhere ("...)
 		b = r.appendOver(b)
 		b = append(b, ')')
+	case RejectEmulationFailed:
+		b = append(b, "emulates "...)
+		b = append(b, r.system()...)
 	}
 	return b
 }
@@ -309,6 +316,10 @@ func (d *Decision) appendWhy(b []byte) []byte {
 		return append(b, "no builders configured"...)
 	case d.Answer == Accept && d.Index >= 0 && d.Index < len(d.Reasons):
 		return d.Reasons[d.Index].appendWhy(b, true)
+	case d.emulationLocal:
+		b = append(b, "failed under emulation lately and no builder runs "...)
+		b = append(b, d.system...)
+		return append(b, " natively: building locally"...)
 	case d.localFaster && d.best >= 0 && d.best < len(d.Reasons):
 		r := &d.Reasons[d.best]
 		b = append(b, "local machine is faster: it would give a new build speed "...)

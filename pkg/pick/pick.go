@@ -32,6 +32,14 @@ type Request struct {
 	DrvPath string
 	// DrvName is the derivation's name without hash, for messages.
 	DrvName string
+	// EmulationFailed is set when a build of a derivation of this name
+	// failed on a machine that emulated its system, lately (the hook
+	// remembers that for the setting emulation-failure-memory). Such a
+	// request goes to machines that do not emulate the system first
+	// (RejectEmulationFailed keeps the others away while one of those
+	// fits); when none fits, it stays local if the local machine can build
+	// it and Nix is willing, and otherwise goes where it can.
+	EmulationFailed bool
 }
 
 // Local is what the local machine could build, how fast and how busy it is.
@@ -356,6 +364,10 @@ const (
 	// from elsewhere fill its max-jobs, or its load or pressure is too
 	// high.
 	RejectBusyElsewhere
+	// RejectEmulationFailed: it emulates the system, the derivation's
+	// build failed under emulation lately (Request.EmulationFailed), and a
+	// machine that does not emulate it fits the request.
+	RejectEmulationFailed
 )
 
 // transient reports whether the machine could build the request were it not
@@ -417,6 +429,9 @@ type Decision struct {
 	localSpeed  float64 // speed a new build would get locally
 	remoteSpeed float64 // speed a new build would get on best
 	localUtil   float64
+	// The request failed under emulation lately and no machine that does
+	// not emulate its system fits: it stays local.
+	emulationLocal bool
 }
 
 // Chosen returns the chosen machine's URI, or "".
@@ -454,6 +469,9 @@ func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Loc
 	nonX86 := req.System != "builtin" && !isX86(req.System) && strings.HasSuffix(req.System, "-linux")
 	rightType := false
 	best := -1
+	// For Request.EmulationFailed: emulating machines held back, and
+	// whether a machine that does not emulate fits.
+	held, nativeFits := 0, false
 	if cap(d.Reasons) < len(ms) {
 		d.Reasons = make([]Reason, len(ms))
 	}
@@ -518,6 +536,14 @@ func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Loc
 		busy := max(ld.Busy, 0) + elsewhere
 		r.Score = float64(busy) / r.Speed
 
+		if req.EmulationFailed && r.Exec != Emulated && (r.Reject == RejectNone || r.Reject.transient()) {
+			nativeFits = true
+		}
+		if req.EmulationFailed && r.Exec == Emulated && r.Reject == RejectNone {
+			r.Reject = RejectEmulationFailed
+			held++
+			continue
+		}
 		if r.Reject.transient() {
 			rightType = true
 		}
@@ -527,6 +553,25 @@ func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Loc
 		r.Eligible = true
 		if best < 0 || better(r, &d.Reasons[best], o.Emulation) {
 			best = i
+		}
+	}
+	if held > 0 && !nativeFits {
+		// Nothing but emulation fits: the local machine when it can
+		// build it, else emulation after all.
+		if req.LocalWilling && d.localCan {
+			d.emulationLocal = true
+			d.Answer = Decline
+			return
+		}
+		for i := range d.Reasons {
+			r := &d.Reasons[i]
+			if r.Reject != RejectEmulationFailed {
+				continue
+			}
+			r.Reject, r.Eligible = RejectNone, true
+			if best < 0 || better(r, &d.Reasons[best], o.Emulation) {
+				best = i
+			}
 		}
 	}
 	d.best = best

@@ -589,6 +589,78 @@ var chooseTests = []chooseTest{
 		want:  Accept, chosen: "b1",
 	},
 	{
+		name:     "failed under emulation: native first, even slower",
+		machines: []string{"x86 x86_64-linux,aarch64-linux - 16 8", "pi5 aarch64-linux - 4 1"},
+		loads:    []Load{{}, {Busy: 2}},
+		req:      Request{System: "aarch64-linux", EmulationFailed: true}, local: board,
+		want: Accept, chosen: "pi5",
+		reasons: []string{
+			"x86: emulates aarch64-linux, where this derivation failed lately",
+			"pi5: chosen, 2/4 slots busy, speed 1, score 2",
+		},
+	},
+	{
+		name:     "failed under emulation, the native builder full: wait for it",
+		machines: []string{"x86 x86_64-linux,aarch64-linux - 16 8", "pi5 aarch64-linux - 4 1"},
+		loads:    []Load{{}, {Busy: 4}},
+		req:      Request{System: "aarch64-linux", EmulationFailed: true}, local: board,
+		want: Postpone,
+	},
+	{
+		name:     "failed under emulation, no native builder, local can: local",
+		machines: []string{"x86 x86_64-linux,aarch64-linux - 16 8"},
+		req:      Request{System: "aarch64-linux", EmulationFailed: true, LocalWilling: true}, local: board,
+		want: Decline,
+		why:  "failed under emulation lately and no builder runs aarch64-linux natively: building locally",
+	},
+	{
+		name:     "failed under emulation, no native builder, local unwilling: emulation after all",
+		machines: []string{"x86 x86_64-linux,aarch64-linux - 16 8", "x86b x86_64-linux,aarch64-linux - 16 4"},
+		req:      Request{System: "aarch64-linux", EmulationFailed: true}, local: board,
+		want: Accept, chosen: "x86",
+	},
+	{
+		name:     "failed under emulation, the native builder drained: emulation after all",
+		machines: []string{"x86 x86_64-linux,aarch64-linux - 16 8", "pi5 aarch64-linux - 4 1"},
+		loads:    []Load{{}, {Drained: true}},
+		req:      Request{System: "aarch64-linux", EmulationFailed: true}, local: Local{System: "riscv64-linux"},
+		want: Accept, chosen: "x86",
+	},
+	{
+		name:     "failed under emulation: a known-native x86 machine counts as native",
+		machines: []string{"x86 x86_64-linux,aarch64-linux - 16 8", "ampere x86_64-linux,aarch64-linux - 16 2"},
+		loads:    []Load{{}, {Exec: []SystemExec{{System: "aarch64-linux", Exec: Native}}}},
+		req:      Request{System: "aarch64-linux", EmulationFailed: true}, local: board,
+		want: Accept, chosen: "ampere",
+	},
+	{
+		name:     "emulated pair slower than the idle board: local",
+		machines: []string{"x86 x86_64-linux,aarch64-linux - 16 8"},
+		loads:    []Load{{Exec: []SystemExec{{System: "aarch64-linux", Exec: Emulated, Via: "qemu-aarch64"}}}},
+		req:      Request{System: "aarch64-linux", LocalWilling: true}, local: board,
+		// 8/10 = 0.8 < the board's 1.
+		opts: Options{EmulationPenalty: 10},
+		want: Decline,
+	},
+	{
+		name:     "emulated pair faster than the idle board: remote",
+		machines: []string{"x86 x86_64-linux,aarch64-linux - 16 8"},
+		loads:    []Load{{Exec: []SystemExec{{System: "aarch64-linux", Exec: Emulated, Via: "qemu-aarch64"}}}},
+		req:      Request{System: "aarch64-linux", LocalWilling: true}, local: board,
+		opts: Options{EmulationPenalty: 4},
+		want: Accept, chosen: "x86",
+	},
+	{
+		name:     "native builder against an emulated faster one, by effective speed",
+		machines: []string{"x86 x86_64-linux,aarch64-linux - 16 16", "pi5 aarch64-linux - 4 2"},
+		loads:    []Load{{Busy: 2, Exec: []SystemExec{{System: "aarch64-linux", Exec: Emulated}}}, {Busy: 1}},
+		req:      Request{System: "aarch64-linux"}, local: board,
+		// x86: 2 busy / (16/4) = 0.5; pi5: 1 busy / 2 = 0.5; ties go
+		// to the faster: x86 at 4 over pi5 at 2.
+		opts: Options{EmulationPenalty: 4},
+		want: Accept, chosen: "x86",
+	},
+	{
 		name:     "extra platform of the same family is native speed",
 		machines: []string{"b1 armv7l-linux - 4 1"},
 		req:      Request{System: "armv7l-linux", LocalWilling: true},
