@@ -72,6 +72,9 @@ var registry = []Setting{
 	{Name: "connect-persist", Default: "0s", Doc: "how long a builder connection outlives the hook that opened it, in a relay process later hooks share (0: off; experimental)", parse: duration(0)},
 	{Name: "postpone-wait", Default: "2s", Doc: "how long a hook waits for a busy builder's slot to free before answering postpone (Nix then asks again only after build-poll-interval)", parse: duration(0)},
 	{Name: "emulation-penalty", Default: "1", Doc: "divides a builder's speed factor for systems it runs under emulation (qemu-user)", parse: positiveFloat},
+	{Name: "emulation-retry", Default: "true", Doc: "a build that fails on a builder emulating its system is built again, once, on one that runs it natively, in the same run", parse: boolean},
+	{Name: "emulation-failure-memory", Default: "168h", Doc: "how long a derivation name whose build failed under emulation goes to native builders first (0: not remembered)", parse: duration(0)},
+	{Name: "system-exec", Default: "", Doc: "how builders run systems where probing cannot tell: BUILDER/SYSTEM=native or =emulated, space-separated (BUILDER: name or URI)", parse: execList},
 
 	// Real load of shared builders (issue 15). The defaults and why are
 	// in pkg/pick's DefaultThresholds; keep the two in step. A threshold
@@ -133,6 +136,34 @@ func duration(min time.Duration) func(string) (any, error) {
 		}
 		return d, nil
 	}
+}
+
+// ExecEntry is one entry of the system-exec setting.
+type ExecEntry struct {
+	Builder, System string
+	Native          bool
+}
+
+// ParseExecList parses the value of system-exec: entries
+// BUILDER/SYSTEM=native or BUILDER/SYSTEM=emulated, separated by spaces.
+func ParseExecList(s string) ([]ExecEntry, error) {
+	var out []ExecEntry
+	for _, f := range strings.Fields(s) {
+		lhs, how, ok := strings.Cut(f, "=")
+		i := strings.LastIndexByte(lhs, '/')
+		if !ok || i <= 0 || i == len(lhs)-1 || how != "native" && how != "emulated" {
+			return nil, fmt.Errorf("%q: want BUILDER/SYSTEM=native or BUILDER/SYSTEM=emulated", f)
+		}
+		out = append(out, ExecEntry{Builder: lhs[:i], System: lhs[i+1:], Native: how == "native"})
+	}
+	return out, nil
+}
+
+func execList(s string) (any, error) {
+	if _, err := ParseExecList(s); err != nil {
+		return nil, err
+	}
+	return strings.Join(strings.Fields(s), " "), nil
 }
 
 func absPath(s string) (any, error) {

@@ -77,6 +77,9 @@ func TestFileAndEnv(t *testing.T) {
 		{"connect-persist", "0s", "default"},
 		{"postpone-wait", "1.5s", conf + ":5"},
 		{"emulation-penalty", "1", "default"},
+		{"emulation-retry", "true", "default"},
+		{"emulation-failure-memory", "168h", "default"},
+		{"system-exec", "", "default"},
 		{"load-aware", "true", "default"},
 		{"load-refresh", "5s", "default"},
 		{"load-max-age", "1m", "default"},
@@ -100,7 +103,7 @@ func TestFileAndEnv(t *testing.T) {
 
 	var b bytes.Buffer
 	WriteTable(&b, c)
-	if !strings.HasPrefix(b.String(), "SETTING                VALUE             ORIGIN\nconnect-timeout        3s                "+conf+":2\n") {
+	if !strings.HasPrefix(b.String(), "SETTING                   VALUE             ORIGIN\nconnect-timeout           3s                "+conf+":2\n") {
 		t.Errorf("WriteTable =\n%s", b.String())
 	}
 }
@@ -217,5 +220,24 @@ func TestLoadSettings(t *testing.T) {
 		c.CPUPressureMax() != 0 || c.MemoryPressureMax() != 20 || c.StoreFreeMin() != 1<<30 {
 		t.Errorf("defaults: %v %v %v %v %v %v %v", c.LoadAware(), c.LoadRefresh(), c.LoadMaxAge(), c.LoadMaxPerCPU(),
 			c.CPUPressureMax(), c.MemoryPressureMax(), c.StoreFreeMin())
+	}
+}
+
+func TestParseExecList(t *testing.T) {
+	got, err := ParseExecList(" big-x86/aarch64-linux=emulated  ssh://pi@pi5/aarch64-linux=native\n")
+	want := []ExecEntry{{"big-x86", "aarch64-linux", false}, {"ssh://pi@pi5", "aarch64-linux", true}}
+	if err != nil || len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("ParseExecList = %+v, %v; want %+v", got, err, want)
+	}
+	for _, bad := range []string{"b1", "b1/aarch64-linux", "b1/aarch64-linux=fast", "/aarch64-linux=native", "b1/=native"} {
+		if _, err := ParseExecList(bad); err == nil {
+			t.Errorf("ParseExecList(%q) took it", bad)
+		}
+	}
+	conf := filepath.Join(t.TempDir(), "offload.conf")
+	os.WriteFile(conf, nil, 0o644)
+	env := map[string]string{"OFFLOAD_CONF": conf, "OFFLOAD_SYSTEM_EXEC": "b1/aarch64-linux=fast"}
+	if _, err := Load(envMap(env)); err == nil || !strings.Contains(err.Error(), "OFFLOAD_SYSTEM_EXEC") {
+		t.Errorf("Load with a bad system-exec: %v", err)
 	}
 }
