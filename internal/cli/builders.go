@@ -62,21 +62,32 @@ func hookConfigFrom(c *config.Config) (hook.Config, error) {
 			StoreFree:      c.StoreFreeMin(),
 		}
 	}
+	execs, err := config.ParseExecList(c.String("system-exec"))
+	if err != nil {
+		return hook.Config{}, err
+	}
+	var over []hook.ExecOverride
+	for _, e := range execs {
+		over = append(over, hook.ExecOverride{Builder: e.Builder, System: e.System, Native: e.Native})
+	}
 	persist := c.Duration("connect-persist")
 	if persist == 0 {
 		persist = -1 // the hook's "off"; its 0 means its default
 	}
 	return hook.Config{
-		ConnectPersist:      persist,
-		Thresholds:          th,
-		LoadRefresh:         c.LoadRefresh(),
-		ConnectTimeout:      c.ConnectTimeout(),
-		StateDir:            c.StateDir(),
-		Emulation:           em,
-		EmulationPenalty:    penalty,
-		LocalSpeedFactor:    c.LocalSpeedFactor(),
-		UnhealthyBackoff:    c.UnhealthyBackoff(),
-		UnhealthyBackoffMax: c.UnhealthyBackoffMax(),
-		PostponeWait:        c.PostponeWait(),
+		ConnectPersist:         persist,
+		Thresholds:             th,
+		LoadRefresh:            c.LoadRefresh(),
+		ConnectTimeout:         c.ConnectTimeout(),
+		StateDir:               c.StateDir(),
+		Emulation:              em,
+		EmulationPenalty:       penalty,
+		LocalSpeedFactor:       c.LocalSpeedFactor(),
+		UnhealthyBackoff:       c.UnhealthyBackoff(),
+		UnhealthyBackoffMax:    c.UnhealthyBackoffMax(),
+		PostponeWait:           c.PostponeWait(),
+		EmulationRetry:         c.Bool("emulation-retry"),
+		EmulationFailureMemory: c.Duration("emulation-failure-memory"),
+		SystemExec:             over,
 	}, nil
 }

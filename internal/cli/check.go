@@ -18,6 +18,7 @@ import (
 
 	"github.com/offload-nix/offload/internal/hook"
 	"github.com/offload-nix/offload/pkg/daemon"
+	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/remoteload"
 	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/slots"
@@ -118,6 +119,14 @@ type checkResult struct {
 	// connected (nil otherwise); ReadingError is why it is unknown.
 	Reading      *remoteload.Reading `json:"reading"`
 	ReadingError string              `json:"reading_error,omitempty"`
+	// Exec says how the builder runs each system the machines file
+	// lists for it: "native", "emulated", "emulated (qemu-aarch64)" or
+	// "unknown", from its platform (kernel architecture, system and
+	// extra-platforms, binfmt_misc interpreters).
+	Exec map[string]string `json:"exec,omitempty"`
+
+	platform *remoteload.Platform // for recordChecks
+	machine  spec.Machine
 
 	code slots.ErrCode // for RecordFailure
 }
@@ -305,17 +314,34 @@ func checkOne(ctx context.Context, m spec.Machine, opts ssh.Options) (r checkRes
 	stop = context.AfterFunc(ctx, func() { client.Close() })
 	defer stop()
 	var rd remoteload.Reading
+	var pl remoteload.Platform
 	var rdErr error
 	read := make(chan struct{})
 	go func() {
 		defer close(read)
-		rd, rdErr = readLoad(ctx, client)
+		rd, pl, rdErr = readLoad(ctx, client)
 	}()
 	version, conf, why := probeNix(ctx, client)
 	<-read
 	r.Reading = &rd
 	if rdErr != nil {
 		r.ReadingError = rdErr.Error()
+	}
+	if conf != nil {
+		// What Nix itself says beats the script's reading of nix.conf.
+		pl.System = conf["system"]
+		pl.ExtraPlatforms = strings.Fields(conf["extra-platforms"])
+	}
+	if pl.Known() {
+		r.platform, r.machine = &pl, m
+		r.Exec = map[string]string{}
+		for _, sys := range m.Systems {
+			e, via := pl.Exec(sys)
+			r.Exec[sys] = pick.Exec(e).String()
+			if via != "" {
+				r.Exec[sys] += " (" + via + ")"
+			}
+		}
 	}
 	r.NixVersion = version
 	if conf == nil {
@@ -507,20 +533,23 @@ func (rc *runContext) recordChecks(all []spec.Machine, results []checkResult, ba
 		if r.Reading != nil {
 			f.SetReading(r.URI, slots.Reading(*r.Reading))
 		}
+		if r.platform != nil {
+			f.SetExec(r.URI, time.Now(), hook.PlatformExecs(&r.machine, *r.platform))
+		}
 	}
 }
 
 // readLoad reads the builder's real state with remoteload's fixed script
 // on c, as the hooks do. A failed reading is all unknown, taken now, with
 // why: the hooks store the same, and decide as without a reading.
-func readLoad(ctx context.Context, c *ssh.Client) (remoteload.Reading, error) {
+func readLoad(ctx context.Context, c *ssh.Client) (remoteload.Reading, remoteload.Platform, error) {
 	now := time.Now()
 	s, err := c.Start(ctx, []string{remoteload.Command})
 	if err != nil {
-		return remoteload.UnknownAt(now), err
+		return remoteload.UnknownAt(now), remoteload.Platform{}, err
 	}
 	defer s.Close()
-	r, err := remoteload.Run(s.Stdin, s.Stdout, s.Stderr)
+	r, pl, err := remoteload.RunAll(s.Stdin, s.Stdout, s.Stderr)
 	if err != nil {
 		s.Close()
 	}
@@ -532,7 +561,7 @@ func readLoad(ctx context.Context, c *ssh.Client) (remoteload.Reading, error) {
 		err = fmt.Errorf("no answer within the connect timeout: %w", err)
 	}
 	r.Time = now
-	return r, err
+	return r, pl, err
 }
 
 // probeCommands ask a builder for its version and configuration: `nix
@@ -771,6 +800,9 @@ func writeReadingsChecked(w io.Writer, results []checkResult) error {
 			text += ": " + r.ReadingError
 		}
 		fmt.Fprintf(tw, "   %s\t%s\n", r.Name, text)
+		if len(r.Exec) > 0 {
+			fmt.Fprintf(tw, "   \t%s\n", execLine(r.Exec))
+		}
 	}
 	return tw.Flush()
 }
@@ -835,4 +867,18 @@ func (t *stderrTail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(bytes.TrimSpace(t.buf))
+}
+
+// execLine is how a builder runs its systems, in one line: "runs
+// aarch64-linux emulated (qemu-aarch64), x86_64-linux native".
+func execLine(exec map[string]string) string {
+	systems := make([]string, 0, len(exec))
+	for sys := range exec {
+		systems = append(systems, sys)
+	}
+	slices.Sort(systems)
+	for i, sys := range systems {
+		systems[i] = sys + " " + exec[sys]
+	}
+	return "runs " + strings.Join(systems, ", ")
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/offload-nix/offload/internal/hook"
 	"github.com/offload-nix/offload/pkg/nixconf"
 	"github.com/offload-nix/offload/pkg/pick"
+	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
 )
 
@@ -88,31 +89,47 @@ func loadPerCPU() float64 {
 }
 
 // loads reads the shared builder state for ms, read-only, as the hook's
-// decision sees it: one Load per machine. A missing slot file means every
-// builder is idle and healthy; an unreadable one is said once and counts as
-// missing.
-func (rc *runContext) loads(ms []spec.Machine) []pick.Load {
+// decision for req sees it: one Load per machine, with how each runs
+// req.System, and whether req's derivation failed under emulation lately.
+// A missing slot file means every builder is idle and healthy; an
+// unreadable one is said once and counts as missing.
+func (rc *runContext) loads(ms []spec.Machine, req *pick.Request, cfg hook.Config) []pick.Load {
 	loads := make([]pick.Load, len(ms))
 	if len(ms) == 0 {
 		return loads
+	}
+	setExec := func(i int, b *slots.Builder) {
+		if e, via := hook.ExecOf(&ms[i], b, req.System, cfg.SystemExec); e != pick.Unknown {
+			loads[i].Exec = []pick.SystemExec{{System: req.System, Exec: e, Via: via}}
+		}
 	}
 	f, err := rc.openSlots(ms, true)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			rc.warnf("builder load unknown, taking every builder as idle: %v", errors.Unwrap(err))
 		}
+		for i := range ms {
+			setExec(i, nil)
+		}
 		return loads
 	}
 	defer f.Close()
 	snap := f.Snapshot(nil)
 	now := time.Now()
-	for k := range snap {
-		for i := range ms {
+	for i := range ms {
+		var b *slots.Builder
+		for k := range snap {
 			if ms[i].URI == snap[k].URI {
-				loads[i] = hook.LoadOf(&snap[k], now)
+				b = &snap[k]
+				loads[i] = hook.LoadOf(b, now)
 				break
 			}
 		}
+		setExec(i, b)
+	}
+	if req.DrvName != "" && cfg.EmulationFailureMemory > 0 {
+		fl, _ := f.DrvFlags(req.DrvName, now.Add(-cfg.EmulationFailureMemory))
+		req.EmulationFailed = fl&slots.DrvEmulationFailed != 0
 	}
 	return loads
 }

@@ -14,6 +14,7 @@ type pickCmd struct {
 	System       string   `required:"" help:"The derivation's system, e.g. aarch64-linux." placeholder:"SYSTEM"`
 	Features     []string `help:"Features it requires, comma-separated (requiredSystemFeatures)." placeholder:"FEATURE"`
 	LocalWilling bool     `help:"Nix is willing to build it locally (max-jobs above 0), so a faster local machine keeps it."`
+	Name         string   `help:"The derivation's name without hash (e.g. hello-2.12), to apply what offload remembers of it: a build that failed under emulation lately goes to native builders first." placeholder:"NAME"`
 	JSON         bool     `help:"Print the decision as JSON: answer, builder, and reasons [{uri, eligible, why, score…}]."`
 }
 
@@ -35,7 +36,7 @@ Example:
 }
 
 func (c pickCmd) Run(rc *runContext) error {
-	req := pick.Request{System: strings.TrimSpace(c.System), LocalWilling: c.LocalWilling}
+	req := pick.Request{System: strings.TrimSpace(c.System), LocalWilling: c.LocalWilling, DrvName: c.Name}
 	if req.System == "" || strings.ContainsAny(req.System, " \t,") {
 		return usageErr(errors.New("pick: --system wants one system, e.g. aarch64-linux"), "")
 	}
@@ -63,7 +64,7 @@ func (c pickCmd) Run(rc *runContext) error {
 	if err != nil {
 		return err
 	}
-	loads := rc.loads(ms)
+	loads := rc.loads(ms, &req, cfg)
 	var d pick.Decision
 	pick.Choose(&d, ms, loads, req, local, rc.pickOptions(cfg), time.Now())
 	if c.JSON {

@@ -127,8 +127,41 @@ func (h *hook) connect(ctx context.Context, m *spec.Machine) (*conn, error) {
 	return c, nil
 }
 
-// build runs an accepted build to its end and returns the exit code.
+// build runs an accepted build to its end and returns the exit code. A
+// build that fails on a builder emulating its system is built again on a
+// native one (emulation.go).
 func (h *hook) build(ctx context.Context, c *conn, m *spec.Machine, slot *slots.Slot, req *hookproto.Request, j *job) int {
+	if h.env.CloseFD5 != nil {
+		h.env.CloseFD5()
+	}
+	if err := h.log.Accept(m.URI); err != nil {
+		c.Close()
+		if slot != nil {
+			slot.Release()
+		}
+		return exitFailed
+	}
+	inputs, wanted, err := hookproto.ReadAccepted(h.in)
+	if err != nil {
+		h.log.Errorf("%v", err)
+		c.Close()
+		if slot != nil {
+			slot.Release()
+		}
+		return exitFailed
+	}
+	i := h.decision.Index
+	code, failed := h.buildOn(ctx, c, m, slot, req, j, inputs, wanted)
+	if failed == nil || ctx.Err() != nil || !h.retryable(i, failed.Status) {
+		return code
+	}
+	return h.retryNative(ctx, i, req, j, inputs, wanted, code)
+}
+
+// buildOn copies the inputs to c's builder, builds there and brings the
+// outputs home, then closes c and releases slot. It returns the exit code,
+// and the build's result when the build itself failed.
+func (h *hook) buildOn(ctx context.Context, c *conn, m *spec.Machine, slot *slots.Slot, req *hookproto.Request, j *job, inputs, wanted []string) (int, *serve.BuildResult) {
 	// On SIGTERM (Nix ≥ 2.35 sends it 500 ms before SIGKILL) the session
 	// closes at once, since it was started with ctx (pkg/ssh): whatever
 	// waits on the builder returns, and the builder's nix-store --serve
@@ -149,18 +182,6 @@ func (h *hook) build(ctx context.Context, c *conn, m *spec.Machine, slot *slots.
 			slot.SetPhase(p)
 		}
 	}
-
-	if h.env.CloseFD5 != nil {
-		h.env.CloseFD5()
-	}
-	if err := h.log.Accept(m.URI); err != nil {
-		return exitFailed
-	}
-	inputs, wanted, err := hookproto.ReadAccepted(h.in)
-	if err != nil {
-		h.log.Errorf("%v", err)
-		return exitFailed
-	}
 	// From here on the builder's stderr is the build log.
 	if h.env.BuildLog != nil {
 		c.tail.SetSink(h.env.BuildLog)
@@ -171,21 +192,23 @@ func (h *hook) build(ctx context.Context, c *conn, m *spec.Machine, slot *slots.
 	sent = n
 	if err != nil {
 		h.log.Errorf("copying inputs of %s to '%s': %v", req.DrvPath, m.URI, err)
-		return exitFailed
+		return exitFailed, nil
 	}
 
 	phase(slots.PhaseBuilding)
+	endProbe := h.probeBeside(ctx, c)
 	inputSrcs := j.drv.InputSrcs
 	if len(j.drv.InputDrvs) > 0 {
 		inputSrcs = inputs
 	}
 	res, err := c.store.BuildDerivation(req.DrvPath, j.drv, inputSrcs, h.buildOptions())
+	endProbe()
 	if err != nil {
 		if ctx.Err() != nil {
-			return exitFailed
+			return exitFailed, nil
 		}
 		h.log.Errorf("build of '%s' on '%s': %v", req.DrvPath, m.URI, err)
-		return exitFailed
+		return exitFailed, nil
 	}
 	if !res.Success() {
 		msg := strings.TrimSpace(stripANSI(res.ErrorMsg))
@@ -193,7 +216,7 @@ func (h *hook) build(ctx context.Context, c *conn, m *spec.Machine, slot *slots.
 			msg = res.Status.String()
 		}
 		h.log.Errorf("build of '%s' on '%s' failed: %s", req.DrvPath, m.URI, msg)
-		return exitCode(res.Status)
+		return exitCode(res.Status), &res
 	}
 
 	phase(slots.PhaseDownloading)
@@ -201,10 +224,10 @@ func (h *hook) build(ctx context.Context, c *conn, m *spec.Machine, slot *slots.
 	received = n
 	if err != nil {
 		h.log.Errorf("copying outputs of '%s' from '%s': %v", req.DrvPath, m.URI, err)
-		return exitFailed
+		return exitFailed, nil
 	}
 	ok = true
-	return exitOK
+	return exitOK, nil
 }
 
 // exitCode maps a failed build's status to the hook's exit code, so Nix

@@ -68,6 +68,14 @@ type Config struct {
 	// the relay off. OFFLOAD_CONNECT_PERSIST overrides it (e.g. "30s";
 	// "0": off).
 	ConnectPersist time.Duration
+	// EmulationRetry builds a derivation that failed on a builder
+	// emulating its system again, once, on a native one (emulation.go);
+	// EmulationFailureMemory is how long its name is remembered to go to
+	// native builders first (0: not remembered); SystemExec states how
+	// builders run systems, over what their probes found.
+	EmulationRetry         bool
+	EmulationFailureMemory time.Duration
+	SystemExec             []ExecOverride
 }
 
 // Env is the hook's view of its process.
@@ -113,6 +121,8 @@ type hook struct {
 	spare    *conn
 	store    *localstore.Store
 	storeErr error
+	// execs backs the loads' Exec entries for the request's system.
+	execs []pick.SystemExec
 }
 
 // Main runs the hook protocol until Nix closes its input or a build ends,
@@ -266,11 +276,15 @@ func (h *hook) decide(req *pick.Request) {
 	for i := range h.loads {
 		h.loads[i] = pick.Load{}
 	}
+	if len(h.execs) != len(h.machines) {
+		h.execs = make([]pick.SystemExec, len(h.machines))
+	}
 	for k := range h.snap {
 		if i := h.index(h.snap[k].URI); i >= 0 {
 			h.loads[i] = LoadOf(&h.snap[k], now)
 		}
 	}
+	h.setExecs(req, now)
 	for i, err := range h.unreachable {
 		if err != "" {
 			h.loads[i].Unreachable = true

@@ -524,7 +524,7 @@ func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Loc
 				break
 			}
 		}
-		listsX86 := contains(m.Systems, "x86_64-linux") || contains(m.Systems, "i686-linux")
+		listsX86 := listsX86(m)
 		if r.Exec == Unknown && nonX86 && listsX86 {
 			r.Exec, r.Presumed = Emulated, true
 		}
@@ -605,6 +605,21 @@ func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Loc
 	}
 	d.Answer = Accept
 	d.Index = best
+}
+
+// Presumed is how machine m is presumed to run system when nothing is
+// known: Emulated for a non-x86 Linux system on a machine that lists an x86
+// system too (an x86 machine running it through qemu-user, the usual
+// case), else Unknown.
+func Presumed(m *spec.Machine, system string) Exec {
+	if system != "builtin" && !isX86(system) && strings.HasSuffix(system, "-linux") && listsX86(m) {
+		return Emulated
+	}
+	return Unknown
+}
+
+func listsX86(m *spec.Machine) bool {
+	return contains(m.Systems, "x86_64-linux") || contains(m.Systems, "i686-linux")
 }
 
 // better reports whether a ranks before b; a comes later in file order.

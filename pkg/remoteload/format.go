@@ -101,6 +101,9 @@ func (r Reading) Format(now time.Time) string {
 	return string(b)
 }
 
+// AppendAge appends an age for people: "12 s", "5 min", "3 h".
+func AppendAge(b []byte, d time.Duration) []byte { return appendAge(b, d) }
+
 func appendAge(b []byte, d time.Duration) []byte {
 	switch {
 	case d < 0:

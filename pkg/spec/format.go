@@ -107,6 +107,7 @@ type jsonMachine struct {
 	PublicHostKey     string            `json:"publicHostKey"`
 	Source            string            `json:"source"`
 	Params            map[string]string `json:"params"`
+	Exec              map[string]any    `json:"exec,omitempty"`
 }
 
 func nonNil(l []string) []string {
@@ -122,6 +123,13 @@ func nonNil(l []string) []string {
 // with the keys uri, name, systems, sshKey, maxJobs, speedFactor,
 // supportedFeatures, mandatoryFeatures, publicHostKey, source and params.
 func WriteJSON(w io.Writer, ms []Machine) error {
+	return WriteJSONExec(w, ms, nil)
+}
+
+// WriteJSONExec is WriteJSON with, per machine, an "exec" object that maps
+// each system to what the caller knows of how the machine runs it: exec[i]
+// belongs to ms[i]; nil or missing entries leave it out.
+func WriteJSONExec(w io.Writer, ms []Machine, exec []map[string]any) error {
 	out := make([]jsonMachine, len(ms))
 	for i, m := range ms {
 		params := m.Params
@@ -140,6 +148,9 @@ func WriteJSON(w io.Writer, ms []Machine) error {
 			PublicHostKey:     m.PublicHostKey,
 			Source:            m.Source,
 			Params:            params,
+		}
+		if i < len(exec) {
+			out[i].Exec = exec[i]
 		}
 	}
 	enc := json.NewEncoder(w)

@@ -1,0 +1,337 @@
+// SPDX-License-Identifier: MIT
+
+package hook
+
+// Rules for this file (issue 12, emulation-aware routing):
+//   - How a builder runs a system comes from the system-exec setting first,
+//     then from the builder's last probe (the platform lines of the load
+//     script, pkg/remoteload), then from pick's presumption.
+//   - A probe never delays a build: it runs beside it, on the connection
+//     the build uses, when the shared one is missing or old.
+//   - Only a failure that emulation can explain is built again: the
+//     builder emulated the system and the build failed as a build (not a
+//     timeout, a log limit, a rejected output or a cancelled run). It is
+//     built again once, on a builder that does not emulate the system;
+//     a local retry is impossible after accept (Nix holds the output
+//     locks).
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/offload-nix/offload/pkg/hookproto"
+	"github.com/offload-nix/offload/pkg/pick"
+	"github.com/offload-nix/offload/pkg/remoteload"
+	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/pkg/slots"
+	"github.com/offload-nix/offload/pkg/spec"
+)
+
+// ExecOverride is one entry of the system-exec setting: Builder (a name or
+// URI) runs System natively or under emulation, whatever a probe says.
+type ExecOverride struct {
+	Builder, System string
+	Native          bool
+}
+
+// probeMaxAge is how old a builder's platform probe may be before a build
+// there probes it again.
+var probeMaxAge = 24 * time.Hour
+
+// platformProbeGrace is how long a finished build waits for the probe beside it.
+var platformProbeGrace = time.Second
+
+// ExecOf says how machine m runs system: as the system-exec setting says,
+// else as its last probe (b, nil when unknown) found, else unknown. The
+// second result names the emulator ("qemu-aarch64") when known.
+func ExecOf(m *spec.Machine, b *slots.Builder, system string, over []ExecOverride) (pick.Exec, string) {
+	for i := range over {
+		o := &over[i]
+		if o.System == system && (o.Builder == m.Name || o.Builder == m.URI) {
+			if o.Native {
+				return pick.Native, ""
+			}
+			return pick.Emulated, ""
+		}
+	}
+	if b == nil {
+		return pick.Unknown, ""
+	}
+	e, qemu := b.ExecOf(system)
+	switch e {
+	case slots.ExecNative:
+		return pick.Native, ""
+	case slots.ExecEmulated:
+		if qemu {
+			return pick.Emulated, QemuName(system)
+		}
+		return pick.Emulated, ""
+	}
+	return pick.Unknown, ""
+}
+
+// QemuName is the name of qemu-user's program for a Nix system:
+// "qemu-aarch64" for aarch64-linux, "qemu-arm" for armv7l-linux.
+func QemuName(system string) string {
+	arch, _, _ := strings.Cut(system, "-")
+	switch {
+	case strings.HasPrefix(arch, "arm"):
+		arch = "arm"
+	case arch == "i686":
+		arch = "i386"
+	case arch == "powerpc64le":
+		arch = "ppc64le"
+	case arch == "powerpc64":
+		arch = "ppc64"
+	}
+	return "qemu-" + arch
+}
+
+// setExecs fills each machine's Exec entry for the request's system, and
+// whether the derivation failed under emulation lately.
+func (h *hook) setExecs(req *pick.Request, now time.Time) {
+	for i := range h.machines {
+		var b *slots.Builder
+		for k := range h.snap {
+			if h.snap[k].URI == h.machines[i].URI {
+				b = &h.snap[k]
+				break
+			}
+		}
+		e, via := ExecOf(&h.machines[i], b, req.System, h.cfg.SystemExec)
+		if e == pick.Unknown {
+			continue
+		}
+		h.execs[i] = pick.SystemExec{System: req.System, Exec: e, Via: via}
+		h.loads[i].Exec = h.execs[i : i+1]
+	}
+	if h.state != nil && h.cfg.EmulationFailureMemory > 0 && req.DrvName != "" {
+		fl, _ := h.state.DrvFlags(req.DrvName, now.Add(-h.cfg.EmulationFailureMemory))
+		req.EmulationFailed = fl&slots.DrvEmulationFailed != 0
+	}
+}
+
+// probeDue reports whether builder uri's platform was never probed, or
+// longer ago than probeMaxAge.
+func (h *hook) probeDue(uri string) bool {
+	if h.state == nil {
+		return false
+	}
+	for k := range h.snap {
+		if h.snap[k].URI == uri {
+			t := h.snap[k].ExecProbed()
+			return t.IsZero() || h.env.Now().Sub(t) > probeMaxAge
+		}
+	}
+	return false
+}
+
+// probe runs the load script on c and returns the builder's platform; ok
+// is false when it could not be read.
+func (h *hook) probe(ctx context.Context, c *conn) (remoteload.Platform, bool) {
+	ctx, cancel := context.WithTimeout(ctx, h.connectTimeout())
+	defer cancel()
+	sess, err := c.start(ctx, []string{remoteload.Command})
+	if err != nil {
+		h.log.Debugf("probing '%s': %v", c.m.URI, err)
+		return remoteload.Platform{}, false
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			sess.end()
+		case <-done:
+		}
+	}()
+	_, pl, err := remoteload.RunAll(sess.Stdin, sess.Stdout, sess.Stderr)
+	close(done)
+	sess.end()
+	if err != nil {
+		h.log.Debugf("probing '%s': %v", c.m.URI, err)
+		return remoteload.Platform{}, false
+	}
+	return pl, true
+}
+
+// storePlatform records in the shared state how m runs each of its
+// systems, as pl says.
+func (h *hook) storePlatform(m *spec.Machine, pl remoteload.Platform) {
+	if h.state == nil {
+		return
+	}
+	h.state.SetExec(m.URI, h.env.Now(), PlatformExecs(m, pl))
+}
+
+// PlatformExecs is how m runs each of its systems, as its platform pl
+// says, for slots.File.SetExec.
+func PlatformExecs(m *spec.Machine, pl remoteload.Platform) []slots.SystemExec {
+	list := make([]slots.SystemExec, 0, len(m.Systems))
+	for _, sys := range m.Systems {
+		e, via := pl.Exec(sys)
+		list = append(list, slots.SystemExec{System: sys, Exec: uint8(e),
+			Qemu: e == remoteload.ExecEmulated && strings.HasPrefix(via, "qemu-")})
+	}
+	return list
+}
+
+// probeBeside probes c's builder beside the build when its shared probe is
+// due; the returned wait ends the probe (call it before closing c).
+func (h *hook) probeBeside(ctx context.Context, c *conn) (wait func()) {
+	if !h.probeDue(c.m.URI) {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if pl, ok := h.probe(ctx, c); ok {
+			h.storePlatform(c.m, pl)
+		}
+	}()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	return func() {
+		// A probe still running well after the build is not worth
+		// waiting for.
+		select {
+		case <-done:
+		case <-time.After(platformProbeGrace):
+		}
+		cancel()
+		<-done
+	}
+}
+
+// retryable reports whether a build that ended with status on machine i
+// (the accepted decision's choice) failed in a way emulation can explain:
+// the machine emulates the system and the build failed as a build.
+func (h *hook) retryable(i int, status serve.Status) bool {
+	if i < 0 || i >= len(h.decision.Reasons) || h.decision.Reasons[i].Exec != pick.Emulated {
+		return false
+	}
+	switch status {
+	case serve.PermanentFailure, serve.TransientFailure, serve.MiscFailure:
+		return true
+	}
+	return false
+}
+
+// Bounds of the native retry.
+var (
+	// retryWait bounds the wait for a native builder's free slot.
+	retryWait = 10 * time.Minute
+	// retryCandidates bounds the native builders tried.
+	retryCandidates = 3
+)
+
+// retryNative builds the derivation again on a builder that does not
+// emulate its system, after it failed on machine failed, which does, with
+// the exit code code. It remembers the derivation's name first. It returns
+// the code of the second build, or code when no native builder could take
+// it.
+func (h *hook) retryNative(ctx context.Context, failed int, req *hookproto.Request, j *job, inputs, wanted []string, code int) int {
+	name := drvName(req.DrvPath)
+	fm := &h.machines[failed]
+	if h.state != nil && h.cfg.EmulationFailureMemory > 0 {
+		h.state.RememberDrv(name, slots.DrvEmulationFailed, h.env.Now())
+	}
+	if !h.cfg.EmulationRetry {
+		return code
+	}
+	preq := pick.Request{System: req.System, Features: req.Features, DrvPath: req.DrvPath, DrvName: name}
+	deadline := time.Now().Add(retryWait)
+	tried := 0
+	failedVia := ""
+	if failed < len(h.decision.Reasons) {
+		failedVia = h.decision.Reasons[failed].Via
+	}
+	for ctx.Err() == nil && tried < retryCandidates {
+		// decide sets EmulationFailed from the memory, which may be
+		// off; pick needs it set here whatever the memory says.
+		h.decideRetry(&preq)
+		d := &h.decision
+		if d.Answer == pick.Postpone && time.Now().Before(deadline) && h.state != nil {
+			h.state.WaitChange(ctx, h.gen, time.Until(deadline))
+			continue
+		}
+		if d.Answer != pick.Accept || d.Index == failed || d.Reasons[d.Index].Exec == pick.Emulated {
+			h.log.Errorf("build of '%s' failed on '%s', which emulates %s, and no builder that runs it natively can take it: %s",
+				req.DrvPath, fm.URI, req.System, d.Why())
+			return code
+		}
+		i := d.Index
+		m := &h.machines[i]
+		var slot *slots.Slot
+		if h.state != nil {
+			s, ok := h.state.Acquire(m.URI)
+			if !ok {
+				continue
+			}
+			slot = &s
+			slot.SetDrv(name)
+			slot.SetPhase(slots.PhaseConnecting)
+		}
+		tried++
+		start := h.env.Now()
+		c, err := h.connect(ctx, m)
+		if err != nil {
+			if slot != nil {
+				slot.Release()
+			}
+			h.connectFailed(i, err)
+			continue
+		}
+		if h.state != nil {
+			h.state.RecordSuccess(m.URI, h.env.Now().Sub(start))
+		}
+		if d.Reasons[i].Exec == pick.Unknown {
+			// Make sure before building there: a builder nobody
+			// probed may emulate the system too.
+			if pl, ok := h.probe(ctx, c); ok {
+				h.storePlatform(m, pl)
+				if e, _ := pl.Exec(req.System); e == remoteload.ExecEmulated {
+					h.log.Msg(hookproto.LvlInfo, "'%s' emulates %s too; not building %s there again", m.URI, req.System, name)
+					c.Close()
+					if slot != nil {
+						slot.Release()
+					}
+					continue
+				}
+			}
+		}
+		line := fmt.Sprintf("offload: the build of %s failed on '%s', which runs %s under emulation%s; building it again on '%s', which runs it natively",
+			name, fm.URI, req.System, via(failedVia), m.URI)
+		h.log.Msg(hookproto.LvlError, "%s", line)
+		if h.env.BuildLog != nil {
+			io.WriteString(h.env.BuildLog, "\n──── "+line+" ────\n\n")
+		}
+		h.recordDecision(name, pick.Accept, m.URI, "retry after a failure under emulation on "+fm.Name)
+		c.store = h.guard(ctx, c)
+		code2, _ := h.buildOn(ctx, c, m, slot, req, j, inputs, wanted)
+		return code2
+	}
+	return code
+}
+
+// decideRetry is decide for a build that failed under emulation: pick
+// keeps emulating builders away while a native one fits.
+func (h *hook) decideRetry(req *pick.Request) {
+	h.decide(req)
+	if !req.EmulationFailed {
+		req.EmulationFailed = true
+		pick.Choose(&h.decision, h.machines, h.loads, *req, h.local, h.opts, h.env.Now())
+	}
+}
+
+func via(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " (" + s + ")"
+}
