@@ -90,6 +90,8 @@ type builder struct {
 type builderOpts struct {
 	// NixConf replaces the builder's default extra nix.conf lines.
 	NixConf string
+	// Env is one VAR=value line for every session's environment.
+	Env string
 }
 
 func startBuilder(t *testing.T, name string, o builderOpts) *builder {
@@ -99,6 +101,9 @@ func startBuilder(t *testing.T, name string, o builderOpts) *builder {
 	cmd.Env = os.Environ()
 	if o.NixConf != "" {
 		cmd.Env = append(cmd.Env, "BUILDER_NIX_CONF="+o.NixConf)
+	}
+	if o.Env != "" {
+		cmd.Env = append(cmd.Env, "BUILDER_ENV="+o.Env)
 	}
 	out, err := cmd.Output()
 	if err != nil {

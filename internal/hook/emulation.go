@@ -305,11 +305,14 @@ func (h *hook) retryNative(ctx context.Context, failed int, req *hookproto.Reque
 				}
 			}
 		}
-		line := fmt.Sprintf("offload: the build of %s failed on '%s', which runs %s under emulation%s; building it again on '%s', which runs it natively",
+		line := fmt.Sprintf("the build of %s failed on '%s', which runs %s under emulation%s; building it again on '%s', which runs it natively",
 			name, fm.URI, req.System, via(failedVia), m.URI)
-		h.log.Msg(hookproto.LvlError, "%s", line)
+		// Into the build log, between the two attempts' logs, where
+		// Nix shows it and `nix log` keeps it; else as a message.
 		if h.env.BuildLog != nil {
-			io.WriteString(h.env.BuildLog, "\n──── "+line+" ────\n\n")
+			io.WriteString(h.env.BuildLog, "\n──── offload: "+line+" ────\n\n")
+		} else {
+			h.log.Msg(hookproto.LvlError, "%s", line)
 		}
 		h.recordDecision(name, pick.Accept, m.URI, "retry after a failure under emulation on "+fm.Name)
 		c.store = h.guard(ctx, c)

@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: MIT
+
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The emulation tests stand an x86 builder that runs aarch64-linux under
+// qemu-user ("emu": extra-platforms in its nix.conf, as every test builder)
+// beside one that builds aarch64-linux natively ("native": system =
+// aarch64-linux in its nix.conf). Each test builder has a /nix of its own,
+// so a marker file there is seen by the builds of that builder only: the
+// derivation fails where the marker is, standing in for a failure that
+// only happens under qemu. Every attempt leaves a line in the builder's
+// /nix/attempts.
+
+const emuMarker = "offload-test-emulated"
+
+// emuDrv is an aarch64-linux derivation named name that fails on a builder
+// with the marker.
+func emuDrv(name, salt string) string {
+	return drv(name, "aarch64-linux", `
+echo attempt >> /nix/attempts
+if [ -e /nix/`+emuMarker+` ]; then
+	echo "qemu: uncaught target signal 4 (Illegal instruction) - core dumped" >&2
+	exit 1
+fi
+echo built natively > $out`, `u = "`+salt+`";`)
+}
+
+func startEmulationBuilders(t *testing.T) (emu, native *builder) {
+	t.Helper()
+	emu = startBuilder(t, "emu", builderOpts{})
+	if err := os.WriteFile(filepath.Join(emu.Dir, "nix", emuMarker), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	native = startBuilder(t, "native", builderOpts{NixConf: "system = aarch64-linux\nsystem-features = kvm big-parallel"})
+	return emu, native
+}
+
+func attempts(t *testing.T, b *builder) int {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(b.Dir, "nix", "attempts"))
+	if os.IsNotExist(err) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(data), "attempt")
+}
+
+// A build that fails on the emulating builder is built again on the native
+// one in the same nix-build; the log shows both attempts. The derivation's
+// name is remembered: a second, different derivation of the same name goes
+// to the native builder first.
+func TestEmulationFallbackToNative(t *testing.T) {
+	requireEnv(t)
+	t.Parallel()
+	testEmulationFallback(t, newClient, true)
+}
+
+// The same on current Nix: its hook argv, output locks and protocol
+// versions differ from 2.8's; the retry after accept must not.
+func TestNix234EmulationFallbackToNative(t *testing.T) {
+	requireSid(t)
+	t.Parallel()
+	testEmulationFallback(t, newSidClient, false)
+}
+
+func testEmulationFallback(t *testing.T, newC func(*testing.T, ...*builder) *client, commands bool) {
+	emu, native := startEmulationBuilders(t)
+	c := newC(t, emu, native)
+	// emu is faster and emulating: the default preference sends it there.
+	builders := "ssh://emu x86_64-linux,aarch64-linux - 2 4 ; ssh://native aarch64-linux - 2 1"
+
+	r := c.build(emuDrv("flaky-under-qemu", unique()), builders)
+	if r.Code != 0 {
+		t.Fatalf("nix-build failed (code %d):\n%s", r.Code, r.Stderr)
+	}
+	if n, m := attempts(t, emu), attempts(t, native); n != 1 || m != 1 {
+		t.Errorf("attempts: %d on emu, %d on native; want 1 and 1\n%s", n, m, r.Stderr)
+	}
+	for _, want := range []string{
+		"Illegal instruction",
+		"failed on 'ssh://emu', which runs aarch64-linux under emulation",
+		"building it again on 'ssh://native', which runs it natively",
+	} {
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("the log lacks %q:\n%s", want, r.Stderr)
+		}
+	}
+	if !native.has(t, r.Out) || emu.has(t, r.Out) {
+		t.Errorf("output %s: on native %v, on emu %v; want only native", r.Out, native.has(t, r.Out), emu.has(t, r.Out))
+	}
+	data, err := os.ReadFile(filepath.Join(c.Dir, "nix", strings.TrimPrefix(r.Out, "/nix/")))
+	if err != nil || string(data) != "built natively\n" {
+		t.Errorf("output in the local store: %q, %v", data, err)
+	}
+
+	if commands {
+		checkMachinesExec(t, c, builders)
+	}
+
+	// The same name again, another derivation: native first.
+	r = c.build(emuDrv("flaky-under-qemu", unique()), builders)
+	if r.Code != 0 {
+		t.Fatalf("second nix-build failed (code %d):\n%s", r.Code, r.Stderr)
+	}
+	if n, m := attempts(t, emu), attempts(t, native); n != 1 || m != 2 {
+		t.Errorf("after the second build: %d attempts on emu, %d on native; want 1 and 2\n%s", n, m, r.Stderr)
+	}
+	if strings.Contains(r.Stderr, "building it again") {
+		t.Errorf("the second build was retried:\n%s", r.Stderr)
+	}
+
+	if !commands {
+		return
+	}
+	// pick explains it.
+	pr := c.run(defaultTimeout, offloadBin, "pick", "--system", "aarch64-linux", "--name", "flaky-under-qemu", "--builders", builders)
+	if !strings.Contains(pr.Out, "accept ssh://native") || !strings.Contains(pr.Out, "emu: emulates aarch64-linux, where this derivation failed lately") {
+		t.Errorf("offload pick --name flaky-under-qemu:\n%s%s", pr.Out, pr.Stderr)
+	}
+}
+
+// With only an emulating builder, a failing build fails once, with Nix's
+// own report of a failed build: no retry, no second attempt.
+func TestEmulationFailureWithoutNative(t *testing.T) {
+	requireEnv(t)
+	t.Parallel()
+	emu := startBuilder(t, "emu", builderOpts{})
+	if err := os.WriteFile(filepath.Join(emu.Dir, "nix", emuMarker), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, emu)
+	r := c.build(emuDrv("fails-under-qemu", unique()), "ssh://emu x86_64-linux,aarch64-linux - 2 4")
+	if r.Code == 0 {
+		t.Fatalf("nix-build succeeded:\n%s", r.Stderr)
+	}
+	if n := attempts(t, emu); n != 1 {
+		t.Errorf("%d attempts on emu, want 1\n%s", n, r.Stderr)
+	}
+	if !strings.Contains(r.Stderr, "Illegal instruction") || !strings.Contains(r.Stderr, "fails-under-qemu") {
+		t.Errorf("the report lacks the build's log or name:\n%s", r.Stderr)
+	}
+	if !strings.Contains(r.Stderr, "no builder that runs it natively can take it") {
+		t.Errorf("the report does not say why there was no retry:\n%s", r.Stderr)
+	}
+}
+
+// checkMachinesExec: the retry probed the native builder, and `offload
+// machines` says so.
+func checkMachinesExec(t *testing.T, c *client, builders string) {
+	t.Helper()
+	mr := c.run(defaultTimeout, offloadBin, "machines", "--json", "--builders", builders)
+	var ms []struct {
+		URI  string `json:"uri"`
+		Exec map[string]struct {
+			Runs, Source string
+		} `json:"exec"`
+	}
+	if err := json.Unmarshal([]byte(mr.Out), &ms); err != nil || len(ms) != 2 {
+		t.Fatalf("offload machines --json: %v\n%s\n%s", err, mr.Out, mr.Stderr)
+	}
+	for _, m := range ms {
+		e := m.Exec["aarch64-linux"]
+		want := "emulated"
+		if m.URI == "ssh://native" {
+			want = "native"
+		}
+		if e.Runs != want {
+			t.Errorf("machines: %s runs aarch64-linux %q (from %q), want %q", m.URI, e.Runs, e.Source, want)
+		}
+	}
+
+}
