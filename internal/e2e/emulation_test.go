@@ -180,3 +180,24 @@ func checkMachinesExec(t *testing.T, c *client, builders string) {
 	}
 
 }
+
+// A timeout set by the user is not a failure emulation explains: no
+// retry on the native builder.
+func TestEmulationTimeoutNotRetried(t *testing.T) {
+	requireEnv(t)
+	t.Parallel()
+	emu, native := startEmulationBuilders(t)
+	c := newClient(t, emu, native)
+	builders := "ssh://emu x86_64-linux,aarch64-linux - 2 4 ; ssh://native aarch64-linux - 2 1"
+	r := c.build(drv("slow-under-qemu", "aarch64-linux", `echo attempt >> /nix/attempts; /bin/sleep 30; echo > $out`, `u = "`+unique()+`";`),
+		builders, "--timeout", "2")
+	if r.Code == 0 {
+		t.Fatalf("nix-build succeeded:\n%s", r.Stderr)
+	}
+	if n, m := attempts(t, emu), attempts(t, native); n != 1 || m != 0 {
+		t.Errorf("attempts: %d on emu, %d on native; want 1 and 0\n%s", n, m, r.Stderr)
+	}
+	if !strings.Contains(r.Stderr, "timed out") || strings.Contains(r.Stderr, "building it again") {
+		t.Errorf("want a timeout and no retry:\n%s", r.Stderr)
+	}
+}
