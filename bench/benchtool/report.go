@@ -281,11 +281,21 @@ better for times, memory and size; above 1 is better for throughput).
 			num(r.med("qemu", arch, "bytes")/(1<<20)), num(r.med("qemu", arch, "version_ms")), num(r.med("qemu", arch, "machines_ms")), num(rss))
 	}
 	fmt.Fprintf(&md, "\n![offload ÷ build-remote](results.svg)\n")
+	// Sections after keptMarker come from other scripts (emulation.sh):
+	// keep them.
+	if old, err := os.ReadFile(mdPath); err == nil {
+		if i := strings.Index(string(old), keptMarker); i >= 0 {
+			md.WriteString("\n" + string(old[i:]))
+		}
+	}
 	if err := os.WriteFile(mdPath, []byte(md.String()), 0o644); err != nil {
 		return err
 	}
 	return os.WriteFile(svgPath, []byte(chart(rows, meta)), 0o644)
 }
+
+// keptMarker starts the part of results.md that report keeps as it is.
+const keptMarker = "<!-- written by other scripts: bench/run.sh keeps what follows -->"
 
 func num(x float64) string {
 	switch {
