@@ -187,15 +187,87 @@ func (h *hook) buildOn(ctx context.Context, c *conn, m *spec.Machine, slot *slot
 		c.tail.SetSink(h.env.BuildLog)
 	}
 
-	phase(slots.PhaseUploading)
-	n, err := h.upload(ctx, c, j, inputs, slot)
-	sent = n
+	// Outputs the builder has already (another board built them there,
+	// or an earlier run whose copy back failed) are copied back without
+	// uploading the inputs or asking for a build.
+	missing, built, err := h.present(c, j, inputs, wanted)
 	if err != nil {
 		h.log.Errorf("copying inputs of %s to '%s': %v", req.DrvPath, m.URI, err)
 		return exitFailed, nil
 	}
+	if built {
+		h.log.Msg(hookproto.LvlInfo, "'%s' has the outputs of %s already: copying them back without building", m.URI, drvName(req.DrvPath))
+	} else {
+		phase(slots.PhaseUploading)
+		n, err := h.upload(ctx, c, j, missing, slot)
+		sent = n
+		if err != nil {
+			h.log.Errorf("copying inputs of %s to '%s': %v", req.DrvPath, m.URI, err)
+			return exitFailed, nil
+		}
+		phase(slots.PhaseBuilding)
+		res, broken := h.buildThere(ctx, c, m, req, j, inputs)
+		if res != nil {
+			return exitCode(res.Status), res
+		}
+		if broken {
+			return exitFailed, nil
+		}
+	}
 
-	phase(slots.PhaseBuilding)
+	phase(slots.PhaseDownloading)
+	n, err := h.download(ctx, c, j, req.DrvPath, inputs, wanted, slot)
+	received = n
+	if err != nil {
+		h.log.Errorf("copying outputs of '%s' from '%s': %v", req.DrvPath, m.URI, err)
+		return exitFailed, nil
+	}
+	ok = true
+	return exitOK, nil
+}
+
+// present asks c's builder, in one round trip, which of the inputs it
+// lacks, and whether it has every wanted output of j's derivation already
+// (another board built it there, or an earlier copy back failed): then
+// nothing is uploaded or built. It asks with lock set, so the builder keeps
+// what it has (a temporary GC root) until the build's end; with
+// builders-use-substitutes it may substitute what it lacks.
+func (h *hook) present(c *conn, j *job, inputs, wanted []string) (missing []string, built bool, err error) {
+	outs := wantedOutputs(j.drv, wanted)
+	if outs == nil {
+		for _, o := range j.drv.Outputs {
+			outs = append(outs, o.Path)
+		}
+	}
+	subst := h.settings["builders-use-substitutes"] == "true"
+	all := append(append(make([]string, 0, len(inputs)+len(outs)), inputs...), outs...)
+	if len(all) == 0 {
+		return nil, false, nil
+	}
+	gone, err := h.missingOn(c, all, subst)
+	if err != nil {
+		return nil, false, err
+	}
+	lacking := make(map[string]bool, len(gone))
+	for _, p := range gone {
+		lacking[p] = true
+	}
+	built = len(outs) > 0
+	for _, p := range outs {
+		built = built && !lacking[p]
+	}
+	for _, p := range inputs {
+		if lacking[p] {
+			missing = append(missing, p)
+		}
+	}
+	return missing, built, nil
+}
+
+// buildThere builds j's derivation on c's builder. It returns the result
+// when the build failed as a build, and broken when the connection or the
+// protocol failed (said in the log).
+func (h *hook) buildThere(ctx context.Context, c *conn, m *spec.Machine, req *hookproto.Request, j *job, inputs []string) (failed *serve.BuildResult, broken bool) {
 	endProbe := h.probeBeside(ctx, c)
 	inputSrcs := j.drv.InputSrcs
 	if len(j.drv.InputDrvs) > 0 {
@@ -204,11 +276,10 @@ func (h *hook) buildOn(ctx context.Context, c *conn, m *spec.Machine, slot *slot
 	res, err := c.store.BuildDerivation(req.DrvPath, j.drv, inputSrcs, h.buildOptions())
 	endProbe()
 	if err != nil {
-		if ctx.Err() != nil {
-			return exitFailed, nil
+		if ctx.Err() == nil {
+			h.log.Errorf("build of '%s' on '%s': %v", req.DrvPath, m.URI, err)
 		}
-		h.log.Errorf("build of '%s' on '%s': %v", req.DrvPath, m.URI, err)
-		return exitFailed, nil
+		return nil, true
 	}
 	if !res.Success() {
 		msg := strings.TrimSpace(stripANSI(res.ErrorMsg))
@@ -216,18 +287,9 @@ func (h *hook) buildOn(ctx context.Context, c *conn, m *spec.Machine, slot *slot
 			msg = res.Status.String()
 		}
 		h.log.Errorf("build of '%s' on '%s' failed: %s", req.DrvPath, m.URI, msg)
-		return exitCode(res.Status), &res
+		return &res, false
 	}
-
-	phase(slots.PhaseDownloading)
-	n, err = h.download(ctx, c, j, req.DrvPath, inputs, wanted, slot)
-	received = n
-	if err != nil {
-		h.log.Errorf("copying outputs of '%s' from '%s': %v", req.DrvPath, m.URI, err)
-		return exitFailed, nil
-	}
-	ok = true
-	return exitOK, nil
+	return nil, false
 }
 
 // exitCode maps a failed build's status to the hook's exit code, so Nix
@@ -258,17 +320,14 @@ func (h *hook) buildOptions() serve.BuildOptions {
 	}
 }
 
-// upload copies the inputs the builder lacks, from a local
+// upload copies the inputs the builder lacks (missing), from a local
 // `nix-store --serve` (read-only), in one pipelined stream.
-func (h *hook) upload(ctx context.Context, c *conn, j *job, inputs []string, slot *slots.Slot) (int64, error) {
-	if len(inputs) == 0 {
+func (h *hook) upload(ctx context.Context, c *conn, j *job, missing []string, slot *slots.Slot) (int64, error) {
+	if len(missing) == 0 {
 		return 0, nil
 	}
 	subst := h.settings["builders-use-substitutes"] == "true"
-	missing, err := h.missingOn(c, inputs, subst)
-	if err != nil || len(missing) == 0 {
-		return 0, err
-	}
+	var err error
 	// One hook at a time uploads to a builder, so that two builds that
 	// need the same closure do not send it twice at once; the second
 	// asks again afterwards and sends only what is still missing.
