@@ -426,6 +426,10 @@ func (f *File) Acquire(uri string) (Slot, bool) {
 // Held reports whether s holds a slot.
 func (s *Slot) Held() bool { return s.m != nil }
 
+// Index is the slot's index in its builder's record: the Index of its
+// SlotInfo in a Snapshot.
+func (s *Slot) Index() int { return s.j }
+
 // loc returns where s lives now, following a rebuild.
 func (s *Slot) loc() (*mapping, int, bool) {
 	if s.m == nil || s.f.closed.Load() {
