@@ -3,6 +3,7 @@
 package hook
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
 	"time"
@@ -17,8 +18,8 @@ import (
 // readings cached in the slot file (issue 15: no extra round trip when a
 // fresh reading exists), against the same decision with load awareness
 // off. Each iteration does what try does before it connects: decide from
-// the shared state, then ask whether the chosen builder's reading needs a
-// refresh, which must say no.
+// the shared state, then the load checks (loadGate), which must find the
+// reading current: no refresh, no wait.
 func BenchmarkDecideLoad(b *testing.B) {
 	ms, _, err := spec.ParseBuilders("ssh://b1 x86_64-linux - 4 1; ssh://b2 x86_64-linux - 4 2; ssh://b3 x86_64-linux,aarch64-linux - 8 1; ssh://b4 x86_64-linux - 2 1", spec.Options{})
 	if err != nil {
@@ -59,16 +60,14 @@ func BenchmarkDecideLoad(b *testing.B) {
 			if h.decision.Answer != pick.Accept {
 				b.Fatalf("decision %v, want accept", h.decision.Answer)
 			}
+			ctx := context.Background()
+			var lt loadTry
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
 				h.decide(&req)
-				m := &h.machines[h.decision.Index]
-				if h.cfg.Thresholds != (pick.Thresholds{}) {
-					if release, ok := h.state.TryRefresh(m.URI, h.cfg.LoadRefresh); ok {
-						release()
-						b.Fatal("a fresh reading asked for a refresh: a round trip on the accept path")
-					}
+				if h.loadGate(ctx, h.decision.Index, &lt) != gateGo {
+					b.Fatal("a fresh reading asked for a refresh: a round trip on the accept path")
 				}
 			}
 		})

@@ -51,26 +51,41 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 	// meanwhile. Nix's scheduler waits for the answer, but with every
 	// slot busy it has nothing to start on this builder anyway; a wait
 	// that outlasts the running builds only delays what Nix could do
-	// locally, hence the bound.
-	var waitUntil time.Time
+	// locally, hence the bound. The same bound holds for a builder busy
+	// elsewhere whose reading gets old enough to read again meanwhile,
+	// and for the load checks (remoteload.go).
+	var lt loadTry
 	for attempt := 0; ; attempt++ {
 		h.decide(&preq)
 		d := &h.decision
 		switch d.Answer {
 		case pick.Accept:
-		case pick.Postpone:
-			if h.cfg.PostponeWait > 0 && h.state != nil && slotMayFree(d) {
+		case pick.Postpone, pick.Decline:
+			// A builder turned down on an old reading may be free
+			// now: read it again before the answer (issue 15).
+			if g := h.refreshRejected(ctx, d, &lt); g == gateAgain {
+				attempt--
+				continue
+			}
+			if d.Answer == pick.Postpone && h.cfg.PostponeWait > 0 && h.state != nil {
 				now := time.Now() // real time: WaitChange sleeps in it
-				if waitUntil.IsZero() {
-					waitUntil = now.Add(h.cfg.PostponeWait)
+				if lt.waitUntil.IsZero() {
+					lt.waitUntil = now.Add(h.cfg.PostponeWait)
 				}
-				if left := waitUntil.Sub(now); left > 0 && ctx.Err() == nil {
+				left := lt.waitUntil.Sub(now)
+				if at := h.staleAt(d, &lt); !at.IsZero() {
+					left = min(left, max(at.Sub(h.env.Now()), time.Millisecond))
+				} else if !slotMayFree(d) {
+					left = 0
+				}
+				if left > 0 && ctx.Err() == nil {
 					h.state.WaitChange(ctx, h.gen, left)
 					attempt--
 					continue
 				}
 			}
-			fallthrough
+			h.closeSpare()
+			return exitOK, false, h.answer(name, d)
 		default:
 			h.closeSpare()
 			return exitOK, false, h.answer(name, d)
@@ -82,14 +97,35 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 
 		i := d.Index
 		m := &h.machines[i]
+		switch h.loadGate(ctx, i, &lt) {
+		case gateAgain:
+			// A new reading, or a wait for one: decide again on it.
+			if ctx.Err() != nil {
+				h.closeSpare()
+				return exitFailed, true, ctx.Err()
+			}
+			attempt--
+			continue
+		case gatePostpone:
+			h.closeSpare()
+			return exitOK, false, h.answerWhy(name, pick.Postpone, "", lt.why)
+		}
 		job, why := h.prepare(ctx, req)
 		if job == nil {
+			h.closeSpare()
 			return exitOK, false, h.answerWhy(name, pick.Decline, "", why)
 		}
 		var slot *slots.Slot
 		if h.state != nil {
 			s, ok := h.state.Acquire(m.URI)
 			if !ok { // another hook took the last slot since the snapshot
+				continue
+			}
+			if h.othersOnTheirWay(m.URI, &s) {
+				// Another hook of this host decided on the same
+				// reading at once and goes first.
+				s.Release()
+				attempt--
 				continue
 			}
 			slot = &s
@@ -114,17 +150,6 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 		if h.state != nil {
 			h.state.RecordSuccess(m.URI, h.env.Now().Sub(start))
 		}
-		if h.refreshLoad(ctx, c, m) {
-			// The builder's real load was stale and has just been read:
-			// choose again with it, keeping the connection for the case
-			// that the same builder wins.
-			if slot != nil {
-				slot.Release()
-			}
-			h.spare = c
-			continue
-		}
-		h.closeSpare()
 		h.recordDecision(name, pick.Accept, m.URI, d.Why())
 		c.store = h.guard(ctx, c)
 		code := h.build(ctx, c, m, slot, req, job)
