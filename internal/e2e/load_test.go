@@ -369,7 +369,7 @@ func TestLoadThresholds(t *testing.T) {
 		{"builds from elsewhere", reading("builds 2"), nil, "bs: busy elsewhere: 2 builds from elsewhere and 0/2 slots busy"},
 		// Under max jobs, builds from elsewhere only rank bs lower: the
 		// idle b2 wins.
-		{"one build from elsewhere", reading("builds 1"), nil, "bs: eligible, 0/2 slots busy (+1 elsewhere), speed 2, score 0.5"},
+		{"one build from elsewhere", reading("builds 1"), nil, "bs: eligible, 0/2 slots busy (+1 elsewhere), speed 2"}, // then "(native)" once a build probed it
 		{"store", reading("df /dev/vda 1000000 999000 512 100% /"), nil, "bs: store nearly full: 512 KiB free"},
 		{"several figures", reading("loadavg 7.90 6.00 5.00 9/812 40123", "pressure memory some avg10=41.00 avg60=12.00 avg300=3.00 total=123"), nil, "bs: busy elsewhere: load 7.9 on 2 CPUs, memory pressure 41 %"},
 		{"thresholds off", reading("loadavg 7.90 6.00 5.00 9/812 40123", "builds 2"), []string{"OFFLOAD_LOAD_AWARE=false"}, ""},

@@ -185,6 +185,7 @@ func (h *hook) probeBeside(ctx context.Context, c *conn) (wait func()) {
 	if !h.probeDue(c.m.URI) {
 		return func() {}
 	}
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -198,13 +199,14 @@ func (h *hook) probeBeside(ctx context.Context, c *conn) (wait func()) {
 	go func() { wg.Wait(); close(done) }()
 	return func() {
 		// A probe still running well after the build is not worth
-		// waiting for.
+		// waiting for, and none is when the hook is stopping (SIGTERM):
+		// cancelled, it ends by itself.
 		select {
 		case <-done:
+		case <-parent.Done():
 		case <-time.After(platformProbeGrace):
 		}
 		cancel()
-		<-done
 	}
 }
 

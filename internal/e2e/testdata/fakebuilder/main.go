@@ -77,14 +77,20 @@ func serve(scenario, target string) error {
 			return err
 		}
 		switch cmd {
-		case 1: // QueryValidPaths: everything is valid here
+		case 1: // QueryValidPaths: everything is valid here but the outputs to build
 			r.Bool()
 			r.Bool()
 			paths, err := r.Strings()
 			if err != nil {
 				return err
 			}
-			w.Strings(paths)
+			valid := paths[:0]
+			for _, p := range paths {
+				if !strings.Contains(p, "-hostile-") {
+					valid = append(valid, p)
+				}
+			}
+			w.Strings(valid)
 		case 8: // BuildDerivation
 			if err := readBuild(r); err != nil {
 				return err
