@@ -133,24 +133,7 @@ func (h *hook) probeDue(uri string) bool {
 // probe runs the load script on c and returns the builder's platform; ok
 // is false when it could not be read.
 func (h *hook) probe(ctx context.Context, c *conn) (remoteload.Platform, bool) {
-	ctx, cancel := context.WithTimeout(ctx, h.connectTimeout())
-	defer cancel()
-	sess, err := c.start(ctx, []string{remoteload.Command})
-	if err != nil {
-		h.log.Debugf("probing '%s': %v", c.m.URI, err)
-		return remoteload.Platform{}, false
-	}
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			sess.end()
-		case <-done:
-		}
-	}()
-	_, pl, err := remoteload.RunAll(sess.Stdin, sess.Stdout, sess.Stderr)
-	close(done)
-	sess.end()
+	_, pl, err := h.runLoadScript(ctx, c)
 	if err != nil {
 		h.log.Debugf("probing '%s': %v", c.m.URI, err)
 		return remoteload.Platform{}, false

@@ -319,15 +319,28 @@ func (h *hook) connectTimeout() time.Duration {
 
 // readLoad runs the load command over c, within the connect timeout. A
 // failed reading is all unknown: stored all the same, so that other hooks
-// do not retry at once.
+// do not retry at once. The builder's platform comes with it, and is
+// stored when it tells something.
 func (h *hook) readLoad(ctx context.Context, c *conn, m *spec.Machine) remoteload.Reading {
-	ctx, cancel := context.WithTimeout(ctx, h.connectTimeout())
-	defer cancel()
-	r := remoteload.UnknownAt(h.env.Now())
-	sess, err := c.start(ctx, []string{remoteload.Command})
+	got, pl, err := h.runLoadScript(ctx, c)
 	if err != nil {
 		h.log.Debugf("reading the load of '%s': %v", m.URI, err)
-		return r
+		return remoteload.UnknownAt(h.env.Now())
+	}
+	if pl.Known() {
+		h.storePlatform(m, pl)
+	}
+	return got
+}
+
+// runLoadScript runs remoteload's script over c, within the connect
+// timeout.
+func (h *hook) runLoadScript(ctx context.Context, c *conn) (remoteload.Reading, remoteload.Platform, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.connectTimeout())
+	defer cancel()
+	sess, err := c.start(ctx, []string{remoteload.Command})
+	if err != nil {
+		return remoteload.Reading{}, remoteload.Platform{}, err
 	}
 	done := make(chan struct{})
 	go func() {
@@ -337,14 +350,10 @@ func (h *hook) readLoad(ctx context.Context, c *conn, m *spec.Machine) remoteloa
 		case <-done:
 		}
 	}()
-	got, err := remoteload.Run(sess.Stdin, sess.Stdout, sess.Stderr)
+	r, pl, err := remoteload.RunAll(sess.Stdin, sess.Stdout, sess.Stderr)
 	close(done)
 	sess.end()
-	if err != nil {
-		h.log.Debugf("reading the load of '%s': %v", m.URI, err)
-		return r
-	}
-	return got
+	return r, pl, err
 }
 
 // othersOnTheirWay reports whether, besides slot (just taken on uri),
