@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/offload-nix/offload/internal/hook"
+	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/nixconf"
 	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/slots"
@@ -90,10 +91,11 @@ func loadPerCPU() float64 {
 
 // loads reads the shared builder state for ms, read-only, as the hook's
 // decision for req sees it: one Load per machine, with how each runs
-// req.System, and whether req's derivation failed under emulation lately.
+// req.System, how many inputs of d (if not nil) it built lately, and
+// whether req's derivation failed under emulation lately.
 // A missing slot file means every builder is idle and healthy; an
 // unreadable one is said once and counts as missing.
-func (rc *runContext) loads(ms []spec.Machine, req *pick.Request, cfg hook.Config) []pick.Load {
+func (rc *runContext) loads(ms []spec.Machine, req *pick.Request, cfg hook.Config, d *drv.Derivation) []pick.Load {
 	loads := make([]pick.Load, len(ms))
 	if len(ms) == 0 {
 		return loads
@@ -126,6 +128,13 @@ func (rc *runContext) loads(ms []spec.Machine, req *pick.Request, cfg hook.Confi
 			}
 		}
 		setExec(i, b)
+	}
+	if d != nil {
+		if in := hook.InputsThere(f.Decisions(nil), ms, d); in != nil {
+			for i := range loads {
+				loads[i].InputsThere = in[i]
+			}
+		}
 	}
 	if req.DrvName != "" && cfg.EmulationFailureMemory > 0 {
 		fl, _ := f.DrvFlags(req.DrvName, now.Add(-cfg.EmulationFailureMemory))

@@ -4,17 +4,21 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
+	"github.com/offload-nix/offload/internal/hook"
+	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/pick"
 )
 
 type pickCmd struct {
-	System       string   `required:"" help:"The derivation's system, e.g. aarch64-linux." placeholder:"SYSTEM"`
+	System       string   `help:"The derivation's system, e.g. aarch64-linux (required without --drv)." placeholder:"SYSTEM"`
 	Features     []string `help:"Features it requires, comma-separated (requiredSystemFeatures)." placeholder:"FEATURE"`
 	LocalWilling bool     `help:"Nix is willing to build it locally (max-jobs above 0), so a faster local machine keeps it."`
 	Name         string   `help:"The derivation's name without hash (e.g. hello-2.12), to apply what offload remembers of it: a build that failed under emulation lately goes to native builders first." placeholder:"NAME"`
+	Drv          string   `help:"A derivation's store path: its system, required features and name are read from it, and the builders that built its inputs lately rank first among equals." placeholder:"DRV"`
 	JSON         bool     `help:"Print the decision as JSON: answer, builder, and reasons [{uri, eligible, why, score…}]."`
 }
 
@@ -32,13 +36,31 @@ bad input or configuration.
 
 Example:
   offload pick --system aarch64-linux --features kvm
+  offload pick --drv /nix/store/…-hello-2.12.drv
   offload pick --system x86_64-linux --local-willing --json`
 }
 
 func (c pickCmd) Run(rc *runContext) error {
 	req := pick.Request{System: strings.TrimSpace(c.System), LocalWilling: c.LocalWilling, DrvName: c.Name}
+	var dv *drv.Derivation
+	if c.Drv != "" {
+		var err error
+		if dv, err = drv.ReadFile(c.Drv); err != nil {
+			return usageErr(fmt.Errorf("pick: --drv: %w", err), "")
+		}
+		if req.System == "" {
+			req.System = dv.Platform
+		}
+		if req.DrvName == "" {
+			req.DrvName = hook.DrvName(c.Drv)
+		}
+		if len(c.Features) == 0 {
+			req.Features = strings.Fields(dv.Getenv("requiredSystemFeatures"))
+		}
+		req.DrvPath = c.Drv
+	}
 	if req.System == "" || strings.ContainsAny(req.System, " \t,") {
-		return usageErr(errors.New("pick: --system wants one system, e.g. aarch64-linux"), "")
+		return usageErr(errors.New("pick: --system wants one system, e.g. aarch64-linux (or give --drv)"), "")
 	}
 	for _, f := range c.Features {
 		for _, w := range strings.Fields(f) {
@@ -64,7 +86,7 @@ func (c pickCmd) Run(rc *runContext) error {
 	if err != nil {
 		return err
 	}
-	loads := rc.loads(ms, &req, cfg)
+	loads := rc.loads(ms, &req, cfg, dv)
 	var d pick.Decision
 	pick.Choose(&d, ms, loads, req, local, rc.pickOptions(cfg), time.Now())
 	if c.JSON {

@@ -49,3 +49,40 @@ in ` + drv("chain-b", "x86_64-linux", `echo attempt >> /nix/attempts; /bin/cat $
 	}
 	second.mustVerify()
 }
+
+// Of two equally idle builders, the one that built a derivation's input
+// lately (this host's decisions in the slot file) builds it: it has the
+// input's output already, and nothing is uploaded. `offload pick --drv`
+// says so.
+func TestBuilderThatBuiltTheInputs(t *testing.T) {
+	requireEnv(t)
+	t.Parallel()
+	b1 := startBuilder(t, "b1", builderOpts{})
+	b2 := startBuilder(t, "b2", builderOpts{})
+	c := newClient(t, b1, b2)
+	u := unique()
+	a := drv("affinity-a", "x86_64-linux", `echo attempt >> /nix/attempts; echo a > $out`, `u = "`+u+`";`)
+	b := `let a = ` + a + `; in ` + drv("affinity-b", "x86_64-linux", `echo attempt >> /nix/attempts; /bin/cat $a > $out`, `a = a; u = "`+u+`";`)
+	builders := "ssh://b1 x86_64-linux - 2 1 ; ssh://b2 x86_64-linux - 2 1"
+
+	c.Env = []string{"OFFLOAD_ONLY=b2"}
+	if r := c.build(a, builders); r.Code != 0 {
+		t.Fatalf("building a on b2: code %d\n%s", r.Code, r.Stderr)
+	}
+	c.Env = nil
+	drvPath := c.run(defaultTimeout, "nix-instantiate", c.file("b.nix", b)).Out
+	p := c.run(defaultTimeout, offloadBin, "pick", "--drv", drvPath, "--builders", builders)
+	if !strings.HasPrefix(p.Out, "accept ssh://b2") || !strings.Contains(p.Out, "built 1 input lately") {
+		t.Errorf("offload pick --drv %s:\n%s%s", drvPath, p.Out, p.Stderr)
+	}
+	r := c.build(b, builders)
+	if r.Code != 0 {
+		t.Fatalf("building b: code %d\n%s", r.Code, r.Stderr)
+	}
+	if n1, n2 := attempts(t, b1), attempts(t, b2); n1 != 0 || n2 != 2 {
+		t.Errorf("builds: %d on b1, %d on b2; want 0 and 2\n%s", n1, n2, r.Stderr)
+	}
+	if strings.Contains(r.Stderr, "copying 1 paths to") {
+		t.Errorf("a's output was uploaded again:\n%s", r.Stderr)
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/localstore"
 	"github.com/offload-nix/offload/pkg/pick"
@@ -123,6 +124,13 @@ type hook struct {
 	storeErr error
 	// execs backs the loads' Exec entries for the request's system.
 	execs []pick.SystemExec
+	// The request's inputs built lately per machine (affinity.go), and
+	// its derivation as read for it.
+	inputsFor string
+	inputs    []int
+	ring      []slots.Decision
+	drvPath   string
+	drv       *drv.Derivation
 }
 
 // Main runs the hook protocol until Nix closes its input or a build ends,
@@ -285,6 +293,11 @@ func (h *hook) decide(req *pick.Request) {
 		}
 	}
 	h.setExecs(req, now)
+	if in := h.inputsThere(req.DrvPath); in != nil {
+		for i := range h.loads {
+			h.loads[i].InputsThere = in[i]
+		}
+	}
 	for i, err := range h.unreachable {
 		if err != "" {
 			h.loads[i].Unreachable = true

@@ -239,10 +239,13 @@ func (h *hook) prepare(ctx context.Context, req *hookproto.Request) (*job, strin
 	if err != nil {
 		return nil, err.Error()
 	}
-	real := st.RealDir + strings.TrimPrefix(req.DrvPath, st.StoreDir)
-	d, err := drv.ReadFile(real)
-	if err != nil {
-		return nil, fmt.Sprintf("reading %s: %v", req.DrvPath, err)
+	d := h.drv
+	if h.drvPath != req.DrvPath || st.RealDir != st.StoreDir {
+		real := st.RealDir + strings.TrimPrefix(req.DrvPath, st.StoreDir)
+		d, err = drv.ReadFile(real)
+		if err != nil {
+			return nil, fmt.Sprintf("reading %s: %v", req.DrvPath, err)
+		}
 	}
 	if d.IsFloatingCA() {
 		return nil, "floating content-addressed derivations are not supported: their output paths are not known before the build"
@@ -320,6 +323,10 @@ func ErrCode(err error) slots.ErrCode {
 	}
 	return slots.ErrOther
 }
+
+// DrvName is the name of the derivation at store path p, without hash and
+// ".drv": "hello-2.12".
+func DrvName(p string) string { return drvName(p) }
 
 // drvName is the derivation's name without hash and ".drv".
 func drvName(p string) string {

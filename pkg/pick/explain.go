@@ -185,7 +185,17 @@ func (r *Reason) appendRating(b []byte) []byte {
 		b = append(b, ')')
 	}
 	b = append(b, ", score "...)
-	return appendFloat(b, r.Score)
+	b = appendFloat(b, r.Score)
+	if r.InputsThere > 0 {
+		b = append(b, ", built "...)
+		b = strconv.AppendInt(b, int64(r.InputsThere), 10)
+		b = append(b, " input"...)
+		if r.InputsThere > 1 {
+			b = append(b, 's')
+		}
+		b = append(b, " lately"...)
+	}
+	return b
 }
 
 func (r *Reason) appendSlots(b []byte) []byte {
@@ -467,6 +477,8 @@ func (d *Decision) WriteJSON(w io.Writer) error {
 		b = appendJSONString(b, r.Exec.String())
 		b = append(b, `,"presumed":`...)
 		b = strconv.AppendBool(b, r.Presumed)
+		b = append(b, `,"inputs_there":`...)
+		b = strconv.AppendInt(b, int64(r.InputsThere), 10)
 		b = append(b, '}')
 	}
 	b = append(b, "]}\n"...)

@@ -117,6 +117,10 @@ type Load struct {
 	// ReadingOurs is how many of this host's builds (Busy) Reading.Builds
 	// already counted (slots.Builder.ReadingOurs).
 	ReadingOurs int
+	// InputsThere is how many of the request's input derivations this
+	// host sent to the machine lately: it likely has their outputs, so
+	// less is uploaded. It breaks ties of score.
+	InputsThere int
 }
 
 // ReadingUnknown is the value of a Reading field the machine did not tell.
@@ -400,6 +404,8 @@ type Reason struct {
 	Presumed bool
 	// Via names the emulator, if known.
 	Via string
+	// InputsThere is Load.InputsThere.
+	InputsThere int
 
 	prefer bool  // emulating x86 machine, for the preference
 	over   uint8 // figures over their thresholds
@@ -483,7 +489,7 @@ func Choose(d *Decision, ms []spec.Machine, loads []Load, req Request, local Loc
 			ld = &loads[i]
 		}
 		r := &d.Reasons[i]
-		*r = Reason{URI: m.URI, Name: m.Name, Busy: ld.Busy, MaxJobs: m.MaxJobs, m: m, ld: ld, d: d}
+		*r = Reason{URI: m.URI, Name: m.Name, Busy: ld.Busy, MaxJobs: m.MaxJobs, InputsThere: ld.InputsThere, m: m, ld: ld, d: d}
 		elsewhere, over, storeLow := o.Thresholds.judge(ld, m.MaxJobs, now)
 		r.Elsewhere, r.over = elsewhere, over
 
@@ -626,6 +632,9 @@ func listsX86(m *spec.Machine) bool {
 func better(a, b *Reason, e Emulation) bool {
 	if a.Score != b.Score {
 		return a.Score < b.Score
+	}
+	if a.InputsThere != b.InputsThere {
+		return a.InputsThere > b.InputsThere
 	}
 	if a.Speed != b.Speed {
 		return a.Speed > b.Speed

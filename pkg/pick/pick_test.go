@@ -589,6 +589,25 @@ var chooseTests = []chooseTest{
 		want:  Accept, chosen: "b1",
 	},
 	{
+		name:     "equal scores: the builder that built the inputs lately",
+		machines: []string{"b1 x86_64-linux - 4 1", "b2 x86_64-linux - 4 1", "b3 x86_64-linux - 4 1"},
+		loads:    []Load{{}, {InputsThere: 1}, {InputsThere: 2}},
+		req:      Request{System: "x86_64-linux"}, local: board,
+		want: Accept, chosen: "b3",
+		reasons: []string{
+			"b1: eligible, 0/4 slots busy, speed 1, score 0",
+			"b2: eligible, 0/4 slots busy, speed 1, score 0, built 1 input lately",
+			"b3: chosen, 0/4 slots busy, speed 1, score 0, built 2 inputs lately",
+		},
+	},
+	{
+		name:     "inputs there do not beat a better score",
+		machines: []string{"b1 x86_64-linux - 4 1", "b2 x86_64-linux - 4 1"},
+		loads:    []Load{{}, {Busy: 1, InputsThere: 3}},
+		req:      Request{System: "x86_64-linux"}, local: board,
+		want: Accept, chosen: "b1",
+	},
+	{
 		name:     "failed under emulation: native first, even slower",
 		machines: []string{"x86 x86_64-linux,aarch64-linux - 16 8", "pi5 aarch64-linux - 4 1"},
 		loads:    []Load{{}, {Busy: 2}},
@@ -816,6 +835,7 @@ func TestWriteJSON(t *testing.T) {
 				Else     int     `json:"elsewhere"`
 				Exec     string  `json:"exec"`
 				Presumed bool    `json:"presumed"`
+				Inputs   int     `json:"inputs_there"`
 			} `json:"reasons"`
 		}
 		dec := json.NewDecoder(&buf)
