@@ -150,6 +150,10 @@ func (h *hook) build(ctx context.Context, c *conn, m *spec.Machine, slot *slots.
 		}
 		return exitFailed
 	}
+	// The nix-store that registers the outputs starts now, beside the
+	// upload and the build, instead of after them.
+	j.reg = j.store.StartRegistrar()
+	defer j.reg.Abort()
 	i := h.decision.Index
 	code, failed := h.buildOn(ctx, c, m, slot, req, j, inputs, wanted)
 	if failed == nil || ctx.Err() != nil || !h.retryable(i, failed.Status) {
@@ -609,7 +613,7 @@ func (h *hook) download(ctx context.Context, c *conn, j *job, drvPath string, in
 	var prev chan struct{}
 	var cur *copyProgress
 	var curR *io.PipeReader
-	err = j.store.ImportWith(ctx, local, localstore.ImportOptions{Valid: known}, func(i int) (io.ReadCloser, error) {
+	err = j.store.ImportWith(ctx, local, localstore.ImportOptions{Valid: known, Registrar: j.reg}, func(i int) (io.ReadCloser, error) {
 		if prev != nil {
 			<-prev
 		}

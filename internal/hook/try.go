@@ -229,6 +229,9 @@ func (h *hook) answerWhy(name string, a pick.Answer, builder, why string) error 
 type job struct {
 	drv   *drv.Derivation
 	store *localstore.Store
+	// reg registers the outputs; its nix-store starts at accept, so
+	// that the copy back does not wait for it (nil: a run of its own).
+	reg *localstore.Registrar
 }
 
 // prepare reads the derivation and checks that its outputs can be brought

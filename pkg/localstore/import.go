@@ -67,6 +67,9 @@ type ImportOptions struct {
 	// e.g. a build's input closure, which Nix keeps from the garbage
 	// collector while the build runs: references to them are not checked.
 	Valid []string
+	// Registrar, if not nil, registers the paths (StartRegistrar): its
+	// nix-store has started already.
+	Registrar *Registrar
 }
 
 // ImportWith is Import with what the caller knows. A path of infos whose
@@ -162,7 +165,7 @@ func (s *Store) ImportWith(ctx context.Context, infos []PathInfo, opts ImportOpt
 	if len(todo) == 0 {
 		return nil
 	}
-	if err := s.register(ctx, infos, todo); err != nil {
+	if err := s.register(ctx, infos, todo, opts.Registrar); err != nil {
 		// Remove only what is still invalid: a registration that failed
 		// after committing must not lose files of valid paths.
 		paths := make([]string, len(todo))
@@ -262,8 +265,9 @@ func (s *Store) restore(ctx context.Context, in PathInfo, real string, i int, op
 	return nil
 }
 
-// register runs one nix-store --register-validity for infos[todo...].
-func (s *Store) register(ctx context.Context, infos []PathInfo, todo []int) error {
+// register runs one nix-store --register-validity for infos[todo...],
+// the Registrar's when it is usable.
+func (s *Store) register(ctx context.Context, infos []PathInfo, todo []int, reg *Registrar) error {
 	var b strings.Builder
 	for _, i := range todo {
 		in := infos[i]
@@ -275,6 +279,11 @@ func (s *Store) register(ctx context.Context, infos []PathInfo, todo []int) erro
 		for _, r := range in.References {
 			b.WriteString(r + "\n")
 		}
+	}
+	if ok, err := reg.register(ctx, b.String()); ok && err == nil {
+		return nil
+	} else if ok {
+		s.logf("registering with the nix-store started ahead: %v; once more on its own", err)
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), registerTimeout)
 	defer cancel()

@@ -89,6 +89,7 @@ func TestNix(t *testing.T) {
 	t.Run("chroot store", testChroot)
 	t.Run("one nix-store when references are known", testImportKnown)
 	t.Run("unchecked nix-store that fails", testFallback)
+	t.Run("registrar started ahead", testRegistrar)
 }
 
 // runInner re-executes TestNix in a private mount namespace.
@@ -533,5 +534,57 @@ func testFallback(t *testing.T) {
 	}
 	if got := s.NixStore[0]; got != mustLookPath(t, "nix-store") {
 		t.Errorf("NixStore after a failure = %v, want the working fallback", s.NixStore)
+	}
+}
+
+// A Registrar started ahead registers the import with its own nix-store:
+// no other runs. One aborted registers nothing and exits; one whose
+// nix-store died before it was used leaves the registration to a new run.
+func testRegistrar(t *testing.T) {
+	ctx := context.Background()
+	s, log := countingStore(t)
+	outs := chain(t)
+	reg := s.StartRegistrar()
+	if reg == nil {
+		t.Fatal("StartRegistrar = nil")
+	}
+	var order []string
+	if err := s.ImportWith(ctx, infosOf(outs), ImportOptions{Registrar: reg}, opener(outs, &order)); err != nil {
+		t.Fatalf("ImportWith: %v", err)
+	}
+	reg.Abort()
+	if r := runs(t, log); len(r) != 1 || !strings.Contains(r[0], "--register-validity") {
+		t.Errorf("nix-store ran %q, want only the registrar's --register-validity", r)
+	}
+	if valid, err := s.Valid(ctx, []string{outs[0].info.Path, outs[1].info.Path, outs[2].info.Path}); err != nil || len(valid) != 3 {
+		t.Errorf("Valid after ImportWith = %v, %v", valid, err)
+	}
+
+	// Aborted unused: nothing registered, the process gone.
+	reg = s.StartRegistrar()
+	done := make(chan struct{})
+	go func() { reg.Abort(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Abort of an unused registrar did not return")
+	}
+	if reg.cmd.ProcessState == nil || !reg.cmd.ProcessState.Exited() {
+		t.Errorf("the aborted registrar's process: %v", reg.cmd.ProcessState)
+	}
+
+	// Died before use: Import registers with a run of its own.
+	more := chain(t)
+	broken, err := New("auto", []string{"/bin/true"}, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := broken.StartRegistrar()
+	<-dead.done
+	if err := s.ImportWith(ctx, infosOf(more), ImportOptions{Registrar: dead}, opener(more, &order)); err != nil {
+		t.Fatalf("ImportWith with a dead registrar: %v", err)
+	}
+	if valid, err := s.Valid(ctx, []string{more[0].info.Path}); err != nil || len(valid) != 1 {
+		t.Errorf("Valid after ImportWith with a dead registrar = %v, %v", valid, err)
 	}
 }
