@@ -120,6 +120,9 @@ type hook struct {
 	// spare is a connection kept across one re-decision (after reading a
 	// builder's load), used again if the same builder is chosen.
 	spare    *conn
+	// warm is a connection opened while waiting for a full builder
+	// (warm.go).
+	warm *warmConn
 	store    *localstore.Store
 	storeErr error
 	// execs backs the loads' Exec entries for the request's system.

@@ -79,15 +79,20 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 					left = 0
 				}
 				if left > 0 && ctx.Err() == nil {
+					h.warmUp(ctx, d)
 					h.state.WaitChange(ctx, h.gen, left)
 					attempt--
 					continue
 				}
 			}
 			h.closeSpare()
+			if d.Answer != pick.Postpone {
+				h.closeWarm()
+			}
 			return exitOK, false, h.answer(name, d)
 		default:
 			h.closeSpare()
+			h.closeWarm()
 			return exitOK, false, h.answer(name, d)
 		}
 		if attempt >= maxAttempts {
@@ -134,6 +139,9 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 		}
 		start := h.env.Now()
 		c, err := h.takeSpare(m)
+		if c == nil {
+			c = h.takeWarm(m)
+		}
 		if c == nil {
 			c, err = h.connect(ctx, m)
 		}
