@@ -119,10 +119,10 @@ type hook struct {
 	lastReq     hookproto.Request
 	// spare is a connection kept across one re-decision (after reading a
 	// builder's load), used again if the same builder is chosen.
-	spare    *conn
+	spare *conn
 	// warm is a connection opened while waiting for a full builder
 	// (warm.go).
-	warm *warmConn
+	warm     *warmConn
 	store    *localstore.Store
 	storeErr error
 	// execs backs the loads' Exec entries for the request's system.
