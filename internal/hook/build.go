@@ -150,10 +150,7 @@ func (h *hook) build(ctx context.Context, c *conn, m *spec.Machine, slot *slots.
 		}
 		return exitFailed
 	}
-	// The nix-store that registers the outputs starts now, beside the
-	// upload and the build, instead of after them.
-	j.reg = j.store.StartRegistrar()
-	defer j.reg.Abort()
+	defer func() { j.reg.Abort() }()
 	i := h.decision.Index
 	code, failed := h.buildOn(ctx, c, m, slot, req, j, inputs, wanted)
 	if failed == nil || ctx.Err() != nil || !h.retryable(i, failed.Status) {
@@ -208,6 +205,12 @@ func (h *hook) buildOn(ctx context.Context, c *conn, m *spec.Machine, slot *slot
 		if err != nil {
 			h.log.Errorf("copying inputs of %s to '%s': %v", req.DrvPath, m.URI, err)
 			return exitFailed, nil
+		}
+		// The nix-store that registers the outputs starts now, beside
+		// the build, instead of after it; not during the upload, whose
+		// local nix-store --serve runs then (the peak memory stays).
+		if j.reg == nil {
+			j.reg = j.store.StartRegistrar()
 		}
 		phase(slots.PhaseBuilding)
 		res, broken := h.buildThere(ctx, c, m, req, j, inputs)
