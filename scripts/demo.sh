@@ -89,6 +89,9 @@ scripts/test-client.sh "$work/client" sh -c "cat '$out'; nix-store -q --deriver 
 say "It was built in builder1's store, not the client's"
 scripts/test-builder.sh exec "$work/builder" nix-store --check-validity "$out" && echo "builder1 has $out"
 
+say "How builder1 runs its systems (probed beside the build)"
+scripts/test-client.sh "$work/client" "$offload" machines --builders "$machines" | sed -n '/^BUILDER/,$p'
+
 say "offload status (the client's view of its builders)"
 scripts/test-client.sh "$work/client" "$offload" status -v --builders "$machines" || true
 
