@@ -140,10 +140,11 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 		start := h.env.Now()
 		c, err := h.takeSpare(m)
 		if c == nil {
-			c = h.takeWarm(m)
-		}
-		if c == nil {
-			c, err = h.connect(ctx, m)
+			var warm bool
+			c, warm, err = h.takeWarm(m)
+			if !warm {
+				c, err = h.connect(ctx, m)
+			}
 		}
 		if err != nil {
 			if slot != nil {

@@ -61,23 +61,22 @@ func (h *hook) warmUp(ctx context.Context, d *pick.Decision) {
 }
 
 // takeWarm returns the warm connection to m, waiting for its connect to
-// end, or nil when there is none (or it failed: the caller connects
-// itself). A warm connection to another builder is closed.
-func (h *hook) takeWarm(m *spec.Machine) *conn {
+// end: the connection, or why it could not be opened (which the caller
+// takes as its own failed connect rather than trying again on the way to
+// the answer). ok is false when there is none for m; a warm connection to
+// another builder is closed then.
+func (h *hook) takeWarm(m *spec.Machine) (c *conn, ok bool, err error) {
 	w := h.warm
 	if w == nil {
-		return nil
+		return nil, false, nil
 	}
 	if w.m.URI != m.URI {
 		h.closeWarm()
-		return nil
+		return nil, false, nil
 	}
 	h.warm = nil
 	<-w.done
-	if w.err != nil {
-		return nil
-	}
-	return w.c
+	return w.c, true, w.err
 }
 
 // closeWarm closes the warm connection, once its connect has returned,
