@@ -334,6 +334,12 @@ func TestNetworkGone(t *testing.T) {
 	}
 	checkNoCrash(t, stderr.String())
 	afterFault(t, c, builders, "ssh://b1", out)
+	// The keepalives said why: recorded as a timeout, not "other".
+	for _, b := range c.slotSnapshot(t, builders) {
+		if b.URI == "ssh://b1" && b.LastError != slots.ErrTimeout {
+			t.Errorf("ssh://b1: last error %v, want timeout (keepalives unanswered)", b.LastError)
+		}
+	}
 	_ = sleeper
 }
 

@@ -55,6 +55,12 @@ func (g *guarded) check(err error) error {
 	if !lost {
 		return err
 	}
+	if g.c.client != nil {
+		// The stream only saw its end; the keepalives know why.
+		if d := g.c.client.Dead(); d != nil {
+			code = ErrCode(d)
+		}
+	}
 	g.once.Do(func() {
 		cfg := &g.h.cfg
 		g.h.state.RecordFailure(g.c.m.URI, code, cfg.UnhealthyBackoff, cfg.UnhealthyBackoffMax)

@@ -342,6 +342,10 @@ func (c *Client) keepalive(interval time.Duration, count int) {
 	}
 }
 
+// Dead returns why keepalives closed the connection (an *Error of kind
+// Timeout), or nil while they have not.
+func (c *Client) Dead() error { return c.dead() }
+
 // dead returns why keepalive closed the connection, or nil.
 func (c *Client) dead() error {
 	c.mu.Lock()
