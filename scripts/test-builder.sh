@@ -65,8 +65,14 @@ ${BUILDER_ENV:+export $BUILDER_ENV}
 exec $enter /bin/sh -c "\$SSH_ORIGINAL_COMMAND"
 SESSION
 	chmod 755 "$dir/session"
-	if [ -z "$port" ]; then
-		port=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 30000 ))
+	# A random port can be taken (by another builder, or as the local
+	# end of some connection): try others, unless the port was given.
+	given=$port
+	attempt=0
+	while :; do
+	attempt=$((attempt + 1))
+	if [ -z "$given" ]; then
+		port=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 12000 ))
 	fi
 	cat > "$dir/sshd_config" <<SSHD
 ListenAddress 127.0.0.1
@@ -99,11 +105,29 @@ SSHD
 	until ssh-keyscan -T 1 -p "$port" -t ed25519 127.0.0.1 >/dev/null 2>&1; do
 		i=$((i + 1))
 		if [ $i -gt 50 ] || ! kill -0 "$pid" 2>/dev/null; then
+			if [ -z "$given" ] && [ $attempt -lt 5 ] && grep -q 'Address already in use' "$dir/sshd.log"; then
+				kill "$pid" 2>/dev/null || true
+				: > "$dir/sshd.log"
+				continue 2
+			fi
 			echo "$0: sshd for $name did not start on port $port:" >&2
 			cat "$dir/sshd.log" >&2
 			exit 1
 		fi
 		sleep 0.1
+	done
+	# Another sshd may answer on the port ours failed to bind.
+	sleep 0.1
+	if kill -0 "$pid" 2>/dev/null; then
+		break
+	fi
+	if [ -z "$given" ] && [ $attempt -lt 5 ]; then
+		: > "$dir/sshd.log"
+		continue
+	fi
+	echo "$0: sshd for $name exited after starting on port $port:" >&2
+	cat "$dir/sshd.log" >&2
+	exit 1
 	done
 	# Create the builder's store database now, so that the first session
 	# does not pay for it.
