@@ -146,11 +146,13 @@ func (f *File) RememberDrv(name string, flags uint64, at time.Time) {
 				pick = k
 				break
 			}
-			if seen := m.load(e + dtSeen); seen < oldest || eh == 0 && oldest != 0 {
-				pick, oldest = k, seen
-				if eh == 0 {
-					oldest = 0
-				}
+			// A free entry first, then the one noted longest ago.
+			age := uint64(0)
+			if eh != 0 {
+				age = m.load(e+dtSeen) + 1
+			}
+			if age < oldest {
+				pick, oldest = k, age
 			}
 		}
 		e := base + pick*drvEntrySize
