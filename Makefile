@@ -2,6 +2,8 @@
 # `make test` runs every test. Both install their Debian packages first.
 
 export CGO_ENABLED := 0
+# Go from /usr/local/go, where the official tarball puts it, when not on PATH.
+export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 FUZZTIME ?= 5s
