@@ -27,6 +27,7 @@ sid-root:
 	@scripts/unstable-root.sh >/dev/null
 
 lint:
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod or go.sum is not tidy: run go mod tidy"; $(GO) mod tidy -diff; exit 1; }
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	GOARCH=arm GOARM=6 $(GO) vet ./...
