@@ -21,6 +21,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/remoteload"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
@@ -464,7 +465,7 @@ func TestStatusGone(t *testing.T) {
 	}
 	p, err := os.StartProcess("/bin/true", []string{"true"}, &os.ProcAttr{})
 	if err != nil {
-		t.Skip(err)
+		testenv.Skip(t, "%v", err)
 	}
 	p.Wait()
 	if !gone(p.Pid) {

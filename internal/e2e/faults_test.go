@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/slots"
 )
 
@@ -218,7 +219,7 @@ func TestNetworkGone(t *testing.T) {
 	requireEnv(t)
 	t.Parallel()
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("ip (iproute2) not found")
+		testenv.Skip(t, "ip (iproute2) not found")
 	}
 	b1 := startBuilder(t, "b1", builderOpts{})
 	b1.stop(t)

@@ -26,6 +26,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/offload-nix/offload/internal/testenv"
 )
 
 var (
@@ -65,15 +67,15 @@ func requireEnv(t *testing.T) {
 		t.Skip("end-to-end test: skipped with -short")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("end-to-end test: needs root (mount namespaces, sshd)")
+		testenv.Skip(t, "end-to-end test: needs root (mount namespaces, sshd)")
 	}
 	for _, p := range []string{"nix-build", "nix-store", "unshare", "nsenter", "ssh-keygen", "ssh-keyscan"} {
 		if _, err := exec.LookPath(p); err != nil {
-			t.Skipf("end-to-end test: %s not found (run scripts/deps.sh)", p)
+			testenv.Skip(t, "end-to-end test: %s not found (run scripts/deps.sh)", p)
 		}
 	}
 	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
-		t.Skip("end-to-end test: /usr/sbin/sshd not found (Debian package openssh-server)")
+		testenv.Skip(t, "end-to-end test: /usr/sbin/sshd not found (Debian package openssh-server)")
 	}
 }
 

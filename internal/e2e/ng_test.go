@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/offload-nix/offload/internal/testenv"
 )
 
 // The end-to-end list of the hook with the builders configured as
@@ -210,7 +212,7 @@ in mk "s4" "/bin/cat $deps > $out; echo %s >> $out" [ s3 ]`, u, last)
 func TestSSHNGUntrusted(t *testing.T) {
 	requireEnv(t)
 	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("setpriv not found")
+		testenv.Skip(t, "setpriv not found")
 	}
 	t.Parallel()
 	b3 := startBuilder(t, "b3", builderOpts{})

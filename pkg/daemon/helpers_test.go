@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/serve"
 )
 
@@ -106,14 +107,14 @@ func newNixStore(t testing.TB) *nixStore {
 	t.Helper()
 	for _, tool := range []string{"unshare", "nix-daemon", "nix-instantiate"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("skipping: %s not found (tests against real Nix need nix-bin and util-linux)", tool)
+			testenv.Skip(t, "skipping: %s not found (tests against real Nix need nix-bin and util-linux)", tool)
 		}
 	}
 	if fi, err := os.Stat("/nix"); err != nil || !fi.IsDir() {
-		t.Skipf("skipping: /nix does not exist to mount a private store over")
+		testenv.Skip(t, "skipping: /nix does not exist to mount a private store over")
 	}
 	if out, err := exec.Command("unshare", "--mount", "--propagation", "private", "true").CombinedOutput(); err != nil {
-		t.Skipf("skipping: cannot create a mount namespace (needs root): %v: %s", err, out)
+		testenv.Skip(t, "skipping: cannot create a mount namespace (needs root): %v: %s", err, out)
 	}
 	s := &nixStore{dir: t.TempDir()}
 	for _, d := range []string{"nix/etc", "home", "work"} {

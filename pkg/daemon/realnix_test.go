@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/serve"
 )
@@ -495,7 +496,7 @@ func TestRealDaemonBadUpload(t *testing.T) {
 func TestRealDaemonUntrusted(t *testing.T) {
 	s := newNixStore(t)
 	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("skipping: setpriv not found")
+		testenv.Skip(t, "skipping: setpriv not found")
 	}
 	drvs, drvPaths := instantiate(t, s)
 	script := `

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/offload-nix/offload/internal/testenv"
 )
 
 func TestParseNarHash(t *testing.T) {
@@ -205,7 +207,7 @@ func TestVersionAtLeast(t *testing.T) {
 func TestFindNixStore(t *testing.T) {
 	path, err := exec.LookPath("nix-store")
 	if err != nil {
-		t.Skip("no nix-store on PATH")
+		testenv.Skip(t, "no nix-store on PATH")
 	}
 	ctx := context.Background()
 	// A process whose executable is the nix multi-call binary, as the

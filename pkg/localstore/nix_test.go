@@ -28,6 +28,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 	"golang.org/x/sys/unix"
 
+	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/nar"
 )
 
@@ -95,13 +96,13 @@ func TestNix(t *testing.T) {
 // runInner re-executes TestNix in a private mount namespace.
 func runInner(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for a private mount namespace")
+		testenv.Skip(t, "needs root for a private mount namespace")
 	}
 	if _, err := exec.LookPath("nix-store"); err != nil {
-		t.Skip("no nix-store on PATH")
+		testenv.Skip(t, "no nix-store on PATH")
 	}
 	if fi, err := os.Stat("/nix"); err != nil || !fi.IsDir() {
-		t.Skip("no /nix to mount a scratch store over")
+		testenv.Skip(t, "no /nix to mount a scratch store over")
 	}
 	args := []string{"-test.run=^TestNix$", "-test.timeout=60s"}
 	if testing.Verbose() {
@@ -229,7 +230,7 @@ func holdLock(t *testing.T, path string) {
 	t.Helper()
 	cmd := exec.Command("flock", path, "sleep", "300")
 	if err := cmd.Start(); err != nil {
-		t.Skipf("flock: %v", err)
+		testenv.Skip(t, "flock: %v", err)
 	}
 	t.Cleanup(func() {
 		cmd.Process.Kill()

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/offload-nix/offload/internal/testenv"
 )
 
 // makeTree builds the tree that testdata/mknars.sh dumps into tree.nar.
@@ -104,7 +106,7 @@ func TestDump(t *testing.T) {
 func TestDumpUnsupported(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "fifo")
 	if err := syscall.Mkfifo(p, 0o644); err != nil {
-		t.Skip(err)
+		testenv.Skip(t, "%v", err)
 	}
 	if _, err := Dump(io.Discard, p); err == nil {
 		t.Error("Dump(fifo) succeeded")

@@ -3,6 +3,7 @@
 package pick
 
 import (
+	"github.com/offload-nix/offload/internal/testenv"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -40,7 +41,7 @@ func goList(t *testing.T, args ...string) []string {
 	t.Helper()
 	gobin, err := exec.LookPath("go")
 	if err != nil {
-		t.Skipf("no go command: %v", err)
+		testenv.Skip(t, "no go command: %v", err)
 	}
 	cmd := exec.Command(gobin, append([]string{"list"}, args...)...)
 	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0")

@@ -3,6 +3,7 @@
 package remoteload
 
 import (
+	"github.com/offload-nix/offload/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,7 +99,7 @@ func TestExecRules(t *testing.T) {
 // its own.
 func TestScriptPlatform(t *testing.T) {
 	if runtime.GOOS != "linux" {
-		t.Skip("the script's platform part reads Linux files")
+		testenv.Skip(t, "the script's platform part reads Linux files")
 	}
 	dir := t.TempDir()
 	conf := "sandbox = false\nsystem-features = kvm\n  system = aarch64-linux\nextra-platforms = riscv64-linux armv7l-linux\n"

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/offload-nix/offload/internal/testenv"
 )
 
 // run runs the script through cmd (whose last argument is Command) and
@@ -46,7 +48,7 @@ func run(t *testing.T, cmd *exec.Cmd) Reading {
 // TestLocal runs the script on this machine, as a builder would.
 func TestLocal(t *testing.T) {
 	if runtime.GOOS != "linux" {
-		t.Skip("checks Linux's /proc")
+		testenv.Skip(t, "checks Linux's /proc")
 	}
 	r := run(t, exec.Command(Command))
 	var aff unix.CPUSet
@@ -101,7 +103,7 @@ func checkStore(t *testing.T, r Reading, dir string) {
 func TestCountBuilds(t *testing.T) {
 	unshare, err := exec.LookPath("unshare")
 	if err != nil || os.Geteuid() != 0 {
-		t.Skip("needs root and unshare")
+		testenv.Skip(t, "needs root and unshare")
 	}
 	dir := t.TempDir()
 	for _, name := range []string{"nix-store", "nix-daemon", "build-remote", "nix-build"} {
@@ -129,13 +131,13 @@ exec /bin/sh
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
-		t.Skipf("%v: %v", cmd.Args, err)
+		testenv.Skip(t, "%v: %v", cmd.Args, err)
 	}
 	r, err := Run(stdin, stdout, nil)
 	cancel()
 	cmd.Wait()
 	if err != nil {
-		t.Skipf("no reading in a new PID namespace (%v): not allowed here?", err)
+		testenv.Skip(t, "no reading in a new PID namespace (%v): not allowed here?", err)
 	}
 	t.Logf("%v", r)
 	if r.Builds != 4 {
@@ -151,15 +153,15 @@ func TestBuilder(t *testing.T) {
 	script, _ := filepath.Abs("../../scripts/test-builder.sh")
 	for _, p := range []string{"sshd", "ssh", "unshare", "nsenter", "nix-build"} {
 		if _, err := exec.LookPath(p); err != nil && p != "sshd" {
-			t.Skipf("no %s", p)
+			testenv.Skip(t, "no %s", p)
 		}
 	}
 	if _, err := os.Stat("/usr/sbin/sshd"); err != nil || os.Geteuid() != 0 {
-		t.Skip("needs root and /usr/sbin/sshd")
+		testenv.Skip(t, "needs root and /usr/sbin/sshd")
 	}
 	dir := t.TempDir()
 	if out, err := exec.Command(script, "start", dir, "rlbuilder").CombinedOutput(); err != nil {
-		t.Skipf("%s start: %v\n%s", script, err, out)
+		testenv.Skip(t, "%s start: %v\n%s", script, err, out)
 	}
 	t.Cleanup(func() { exec.Command(script, "stop", dir).Run() })
 	ssh := func() *exec.Cmd {

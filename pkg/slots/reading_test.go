@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/spec"
 )
 
@@ -183,7 +184,7 @@ func TestTryRefresh(t *testing.T) {
 func deadOwner(t *testing.T) uint64 {
 	cmd := exec.Command("/bin/true")
 	if err := cmd.Run(); err != nil {
-		t.Skip(err)
+		testenv.Skip(t, "%v", err)
 	}
 	return ownerWord(cmd.Process.Pid, 12345)
 }

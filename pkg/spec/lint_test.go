@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/offload-nix/offload/internal/testenv"
 )
 
 func mustParse(t *testing.T, in string) []Machine {
@@ -143,7 +145,7 @@ func TestWriteJSONEmptyValues(t *testing.T) {
 func TestDeps(t *testing.T) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("go tool not found")
+		testenv.Skip(t, "go tool not found")
 	}
 	out, err := exec.Command(goTool, "list", "-f", `{{join .Imports "\n"}}`, ".").Output()
 	if err != nil {

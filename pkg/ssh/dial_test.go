@@ -20,6 +20,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/spec"
 )
 
@@ -191,7 +192,7 @@ func TestCertAuthority(t *testing.T) {
 func startAgent(t *testing.T) string {
 	t.Helper()
 	if _, err := exec.LookPath("ssh-agent"); err != nil {
-		t.Skipf("ssh-agent not found: %v", err)
+		testenv.Skip(t, "ssh-agent not found: %v", err)
 	}
 	sock := filepath.Join(t.TempDir(), "agent.sock")
 	cmd := exec.Command("ssh-agent", "-D", "-a", sock)

@@ -23,6 +23,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/spec"
 )
 
@@ -96,18 +97,18 @@ func needSSHD(t testing.TB) string {
 		if _, err2 := os.Stat("/usr/sbin/sshd"); err2 == nil {
 			p = "/usr/sbin/sshd"
 		} else {
-			t.Skipf("sshd not found (%v): install openssh-server to run tests against real OpenSSH", err)
+			testenv.Skip(t, "sshd not found (%v): install openssh-server to run tests against real OpenSSH", err)
 		}
 	}
 	if os.Getuid() == 0 {
 		// sshd's privilege separation directory; Debian creates it
 		// at service start, which has not happened in a container.
 		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-			t.Skipf("sshd -i as root needs /run/sshd: %v", err)
+			testenv.Skip(t, "sshd -i as root needs /run/sshd: %v", err)
 		}
 	}
 	if _, err := exec.LookPath("ssh-keygen"); err != nil {
-		t.Skipf("ssh-keygen not found: %v", err)
+		testenv.Skip(t, "ssh-keygen not found: %v", err)
 	}
 	return p
 }
@@ -162,7 +163,7 @@ SetEnv HOME=%s
 		t.Fatal(err)
 	}
 	if out, err := exec.Command(sshd, "-t", "-f", s.cfg).CombinedOutput(); err != nil {
-		t.Skipf("sshd -t rejects the test config: %v\n%s", err, out)
+		testenv.Skip(t, "sshd -t rejects the test config: %v\n%s", err, out)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -266,7 +267,7 @@ func (c *clientEnv) write(t testing.TB, rel, text string) string {
 func currentUser(t testing.TB) string {
 	u, err := user.Current()
 	if err != nil {
-		t.Skipf("no current user: %v", err)
+		testenv.Skip(t, "no current user: %v", err)
 	}
 	return u.Username
 }

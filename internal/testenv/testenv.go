@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: MIT
+
+// Package testenv decides what a test does when the machine lacks
+// something it needs (root, a tool, a kernel feature, current Nix): on a
+// developer's machine it skips with the reason; under CI (CI=true) it
+// fails with the same reason, so that a missing install step cannot hide
+// behind a skipped test.
+//
+// A skip that is right even under CI is listed in [Allowed], with why; it
+// is the one place such skips are named. scripts/testsum counts every
+// skip in a `go test -json` run and fails on one not listed there.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// Allowed names the tests that may skip under CI, each with the reason
+// it is right to. Keys are "import/path.TestName" (subtests included by
+// their full name).
+var Allowed = map[string]string{}
+
+// CI reports whether the tests run under CI, where a missing
+// prerequisite is a failure: the CI environment variable is set to
+// anything but "" or "false".
+func CI() bool {
+	v := os.Getenv("CI")
+	return v != "" && v != "false"
+}
+
+// Skip skips t with the reason, or fails it under CI. Use it for a
+// missing prerequisite; a -short skip is testing.Short's business and
+// uses t.Skip.
+func Skip(t testing.TB, format string, args ...any) {
+	t.Helper()
+	why := fmt.Sprintf(format, args...)
+	if CI() && Allowed[pkgOf(2)+"."+t.Name()] == "" {
+		t.Fatalf("would skip, which CI does not allow: %s", why)
+	}
+	t.Skip(why)
+}
+
+// pkgOf returns the import path of the function skip frames up.
+func pkgOf(skip int) string {
+	pc, _, _, ok := runtime.Caller(skip)
+	if !ok {
+		return ""
+	}
+	name := runtime.FuncForPC(pc).Name() // e.g. example.com/m/pkg/nar.TestX.func1
+	slash := strings.LastIndexByte(name, '/')
+	if dot := strings.IndexByte(name[slash+1:], '.'); dot >= 0 {
+		return name[:slash+1+dot]
+	}
+	return name
+}
