@@ -39,55 +39,6 @@ if ready; then
 fi
 [ "$(id -u)" -eq 0 ] || die "needs root (debootstrap)"
 
-# mirrors prints the URIs of the machine's apt sources, one a line, in
-# the order apt reads them: one-line "deb" entries of sources.list and
-# *.list, then deb822 "URIs:" fields of *.sources entries of type deb.
-# Entries for security updates are left out: they do not carry sid.
-mirrors() {
-	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-		[ -f "$f" ] || continue
-		# deb [options] URI suite components...
-		sed -n 's/^[[:space:]]*deb[[:space:]]\{1,\}\(\[[^]]*\][[:space:]]\{1,\}\)\{0,1\}\([^[:space:]]\{1,\}\)[[:space:]]\{1,\}\([^[:space:]]\{1,\}\).*/\2 \3/p' "$f"
-	done
-	for f in /etc/apt/sources.list.d/*.sources; do
-		[ -f "$f" ] || continue
-		# Stanzas are separated by blank lines; print "URI suites" for
-		# every URI of every stanza of type deb.
-		awk '
-			function flush() {
-				if (types ~ /(^| )deb( |$)/ && enabled != "no")
-					for (i = 1; i <= nu; i++) print uris[i], suites
-				types = ""; suites = ""; nu = 0; enabled = ""
-			}
-			/^[[:space:]]*#/ { next }
-			/^[[:space:]]*$/ { flush(); next }
-			{
-				key = tolower($1); sub(/:$/, "", key)
-				val = $0; sub(/^[^:]*:[[:space:]]*/, "", val)
-				if (key == "types") types = val
-				else if (key == "suites") suites = val
-				else if (key == "enabled") enabled = tolower(val)
-				else if (key == "uris") nu = split(val, uris, /[[:space:]]+/)
-			}
-			END { flush() }
-		' "$f"
-	done | awk '{ print $1, $2 }'
-}
-
-pick_mirror() {
-	mirrors | while read -r uri suite; do
-		case $suite in *-security | */updates) continue ;; esac
-		case $uri in http://* | https://*) ;; *) continue ;; esac
-		uri=${uri%/}
-		# The first archive that serves sid wins; the others (a
-		# vendor's repository, say) do not have it.
-		if wget -q -T 20 -O /dev/null "$uri/dists/sid/Release" 2>/dev/null; then
-			echo "$uri"
-			return
-		fi
-	done
-}
-
 mkdir -p "$(dirname "$root")"
 exec 9>"$root.lock"
 flock 9
@@ -103,7 +54,7 @@ if ! command -v debootstrap >/dev/null 2>&1; then
 		die "could not install debootstrap"
 fi
 
-mirror=${OFFLOAD_DEBIAN_MIRROR:-$(pick_mirror)}
+mirror=${OFFLOAD_DEBIAN_MIRROR:-$("$(dirname "$0")/debian-mirror.sh" "$suite" || true)}
 [ -n "$mirror" ] || die "no Debian archive serving $suite in /etc/apt/sources.list or /etc/apt/sources.list.d (set OFFLOAD_DEBIAN_MIRROR)"
 
 # Leftovers of interrupted builds: nothing is mounted in them (their
