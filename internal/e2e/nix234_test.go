@@ -10,10 +10,11 @@ package e2e
 // builder started with BUILDER_SID=1 runs the same current Nix.
 //
 // Each test is named after the difference between Nix 2.8 and current Nix
-// it covers (nix-protocols.md, Appendix A). When the root cannot be built
-// (no debootstrap, no Debian archive) the tests are skipped with a loud
-// message; with OFFLOAD_REQUIRE_SID=1 or CI set they fail instead, so CI
-// never skips them.
+// it covers (docs/internals.md gives the versions where the hook protocol
+// changed). When the root cannot be built (no debootstrap, no Debian
+// archive) the tests are skipped with a loud message; with
+// OFFLOAD_REQUIRE_SID=1 or CI set they fail instead, so CI never skips
+// them.
 
 import (
 	"bytes"
