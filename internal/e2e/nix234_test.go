@@ -2,7 +2,7 @@
 
 package e2e
 
-// The end-to-end tests on current Nix (issue 13): the client's nix-build is
+// The end-to-end tests on current Nix: the client's nix-build is
 // Debian unstable's Nix (2.34 when written), run chrooted into the root that
 // scripts/unstable-root.sh builds once and caches, with a store of its own
 // (scripts/test-client-sid.sh, reached through OFFLOAD_TEST_CLIENT=sid).

@@ -62,7 +62,7 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 		case pick.Accept:
 		case pick.Postpone, pick.Decline:
 			// A builder turned down on an old reading may be free
-			// now: read it again before the answer (issue 15).
+			// now: read it again before the answer (remoteload.go).
 			if g := h.refreshRejected(ctx, d, &lt); g == gateAgain {
 				attempt--
 				continue

@@ -180,7 +180,7 @@ type Thresholds struct {
 //   - MaxAge 60 s: the hook refreshes readings older than load-refresh
 //     (5 s) when it needs them, so a reading this old means nobody could
 //     read the machine for a while; better to decide as without readings.
-//   - Builds on: builds from other hosts are the point (issue 15).
+//   - Builds on: builds from other hosts are what load-aware is for.
 //   - LoadPerCPU 2: twice as many runnable tasks as CPUs means every
 //     build there gets at most half a CPU; a new one slows them all. A
 //     machine running its max-jobs builds with all cores each already
