@@ -82,7 +82,8 @@ func (s silentExit) Error() string { return "exit " + strconv.Itoa(int(s)) }
 // hookArgs reports whether args (without the program name) start hook mode,
 // and the verbosity Nix passed. Nix 2.8 runs `offload <verbosity>`; newer
 // Nix runs the words of the build-hook setting followed by the verbosity,
-// e.g. `offload hook 3` (nix-protocols.md §2.1). The last word is the
+// e.g. `offload hook 3` (src/libstore/unix/build/hook-instance.cc,
+// HookInstance::HookInstance; docs/internals.md). The last word is the
 // verbosity; words before it may be "hook" and nothing else.
 func hookArgs(args []string) (verbosity int, ok bool) {
 	if len(args) == 0 {

@@ -14,7 +14,8 @@ import (
 )
 
 // runHook runs hook mode. Nix ≥ 2.35 ends a hook with SIGTERM and SIGKILL
-// 500 ms later; older Nix sends SIGKILL at once (nix-protocols.md §2.9).
+// 500 ms later; older Nix sends SIGKILL at once (Nix 2.35
+// src/libstore/unix/build/hook-instance.cc, HookInstance::HookInstance).
 // SIGTERM cancels ctx, which closes the builder session (the remote build
 // ends) and removes a half-imported output; what SIGKILL leaves is cleaned
 // by the next decision (slots) and by Nix (invalid outputs).

@@ -258,7 +258,7 @@ func manyBuilders(n int, name func(i int) string, pattern string) (spec string, 
 
 // The one-liner is one line under 120 characters; for 8 builders it names
 // every one of them, and for more builders, longer names or many in
-// trouble it gives fewer details, never a longer line (issue 8).
+// trouble it gives fewer details, never a longer line (docs/status.md).
 func TestStatusOneLineWidth(t *testing.T) {
 	short := func(i int) string { return "b" + strconv.Itoa(i+1) }
 	host := func(i int) string { return fmt.Sprintf("builder%d.lan", i+1) }

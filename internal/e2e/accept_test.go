@@ -2,7 +2,7 @@
 
 package e2e
 
-// The rest of the hook's acceptance list (issue 7): load limits, host
+// The rest of the hook's acceptance tests: load limits, host
 // keys, a builder that is down, a hook killed mid-build, forwarded
 // timeouts, builds through nix-daemon, and the output import while Nix
 // holds the output's lock. Each test has builders and clients of its own,

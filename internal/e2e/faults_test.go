@@ -2,7 +2,7 @@
 
 package e2e
 
-// Faults (issue 9), all with real Nix and sshd builders: the builder's
+// Faults, all with real Nix and sshd builders: the builder's
 // nix-store --serve killed while the hook uploads, builds and downloads; a
 // network that stops answering; a state directory that is read-only, full
 // or holds a corrupt slot file; a remote log that never ends. In every

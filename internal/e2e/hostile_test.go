@@ -2,7 +2,7 @@
 
 package e2e
 
-// A hostile builder (issue 9): testdata/fakebuilder speaks the serve
+// A hostile builder (docs/security.md): testdata/fakebuilder speaks the serve
 // protocol behind the builder's real sshd, as its remote-program, and
 // answers the hook with what a compromised builder could send. Each answer
 // must be refused with a clear message, nothing may be written outside the

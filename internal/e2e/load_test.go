@@ -2,7 +2,7 @@
 
 package e2e
 
-// Real load of shared builders (issue 15): several boards share one
+// Real load of shared builders (load-aware): several boards share one
 // builder, builders whose real state keeps builds away (busy elsewhere, a
 // nearly full store), and builders whose state cannot be read.
 //

@@ -2,7 +2,7 @@
 
 package e2e
 
-// Current Nix through its own nix-daemon (issue 13): the client's
+// Current Nix through its own nix-daemon: the client's
 // nix-build is Nix 2.34 with NIX_REMOTE=daemon, and a nix-daemon of the
 // same root, started in the client's namespace, runs offload as its child
 // with the daemon's environment and nix.conf, as on NixOS. The builder is

@@ -2,7 +2,7 @@
 
 package e2e
 
-// The end-to-end tests on current Nix (issue 13): the client's nix-build is
+// The end-to-end tests on current Nix: the client's nix-build is
 // Debian unstable's Nix (2.34 when written), run chrooted into the root that
 // scripts/unstable-root.sh builds once and caches, with a store of its own
 // (scripts/test-client-sid.sh, reached through OFFLOAD_TEST_CLIENT=sid).
@@ -10,10 +10,11 @@ package e2e
 // builder started with BUILDER_SID=1 runs the same current Nix.
 //
 // Each test is named after the difference between Nix 2.8 and current Nix
-// it covers (nix-protocols.md, Appendix A). When the root cannot be built
-// (no debootstrap, no Debian archive) the tests are skipped with a loud
-// message; with OFFLOAD_REQUIRE_SID=1 or CI set they fail instead, so CI
-// never skips them.
+// it covers (docs/internals.md gives the versions where the hook protocol
+// changed). When the root cannot be built (no debootstrap, no Debian
+// archive) the tests are skipped with a loud message; with
+// OFFLOAD_REQUIRE_SID=1 or CI set they fail instead, so CI never skips
+// them.
 
 import (
 	"bytes"

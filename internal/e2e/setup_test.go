@@ -2,7 +2,7 @@
 
 package e2e
 
-// What a new user does on a fresh machine (issue 14): copy the static
+// What a new user does on a fresh machine (docs/setup.md): copy the static
 // binary somewhere, run `offload setup`, apply what it says with --write,
 // build a derivation that goes to a builder, and undo by restoring the
 // backup setup kept. Each client has a fresh store and config dir; the

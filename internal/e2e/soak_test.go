@@ -2,7 +2,7 @@
 
 package e2e
 
-// Soak (issue 9): many derivations over three builders while a chaos loop
+// Soak: many derivations over three builders while a chaos loop
 // restarts builders at random (scripts/test-builder.sh stop and start on
 // the same port; the store stays). Builds caught by a restart fail (after
 // accept Nix cannot move them) and the rest go on; a second run without

@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// statusJSON is what `offload status --json` prints (issue 8).
+// statusJSON is what `offload status --json` prints (docs/status.md).
 type statusJSON struct {
 	Builders []struct {
 		URI                 string `json:"uri"`
@@ -71,7 +71,7 @@ func statusOf(t *testing.T, c *client, builders string, args ...string) (string,
 
 // While a real build runs on a builder, `offload status --json` shows it
 // there with its derivation name and phase; afterwards the counters show
-// the finished build and the bytes it moved (issue 8).
+// the finished build and the bytes it moved (docs/status.md).
 func TestStatusDuringBuild(t *testing.T) {
 	requireEnv(t)
 	b1 := startBuilder(t, "b1", builderOpts{})

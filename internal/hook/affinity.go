@@ -2,7 +2,7 @@
 
 package hook
 
-// Rules for this file (issue 10, work already done elsewhere):
+// Rules for this file (builders that already hold a derivation's inputs):
 //   - No round trip and no process on the way to the answer: what a builder
 //     holds is inferred from this host's recent decisions in the slot file
 //     (the builders that built the derivation's inputs lately), read once

@@ -300,7 +300,9 @@ func (h *hook) buildThere(ctx context.Context, c *conn, m *spec.Machine, req *ho
 }
 
 // exitCode maps a failed build's status to the hook's exit code, so Nix
-// 2.8 … 2.28 reports it as what it is (nix-protocols.md §2.8, §5.7).
+// 2.8 … 2.28 reports it as what it is (DerivationGoal::buildDone in Nix
+// 2.8 src/libstore/build/derivation-goal.cc; the statuses are
+// BuildResult::Status in src/libstore/build-result.hh).
 func exitCode(s serve.Status) int {
 	switch s {
 	case serve.TimedOut:
@@ -428,9 +430,10 @@ func (h *hook) missingOn(c *conn, paths []string, subst bool) ([]string, error) 
 }
 
 // Waiting for another hook's upload is bounded: after uploadWait the hook
-// uploads anyway, as Nix's build-remote does after 15 minutes on its
-// upload lock (nix-protocols.md §3.4). A hook that died holding the token
-// is no obstacle: TryUpload takes over a dead owner's token.
+// uploads anyway, as Nix's build-remote does after 15 minutes on its upload
+// lock (Nix 2.8 src/build-remote/build-remote.cc, main_build_remote:
+// alarm(15 * 60) around the upload-lock flock). A hook that died holding
+// the token is no obstacle: TryUpload takes over a dead owner's token.
 var (
 	uploadWait = 60 * time.Second
 	uploadPoll = 100 * time.Millisecond

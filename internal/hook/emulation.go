@@ -2,7 +2,7 @@
 
 package hook
 
-// Rules for this file (issue 12, emulation-aware routing):
+// Rules for this file (emulation-aware routing, docs/emulation.md):
 //   - How a builder runs a system comes from the system-exec setting first,
 //     then from the builder's last probe (the platform lines of the load
 //     script, pkg/remoteload), then from pick's presumption.

@@ -2,7 +2,7 @@
 
 package hook
 
-// Rules for the guard around an accepted build's remote store (issue 9):
+// Rules for the guard around an accepted build's remote store:
 //   - A connection that breaks after accept (the builder's sshd or its
 //     nix-store died, keepalives went unanswered) marks the builder
 //     unhealthy for every hook on the host, with the backoff that grows

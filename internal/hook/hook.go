@@ -5,7 +5,7 @@
 // accepted one copies the inputs there, builds, and brings the outputs home
 // into the local store before it exits.
 //
-// The order matters (nix-protocols.md §0): offload connects to the builder
+// The order matters (docs/internals.md): offload connects to the builder
 // before it answers "# accept", because after the answer nothing can fall
 // back to a local build; and it registers the outputs before it exits,
 // because Nix then only checks that they are valid.
@@ -39,8 +39,9 @@ import (
 )
 
 // Exit codes the hook returns after accepting. Nix 2.8 … 2.28 reports 100
-// as a build failure and 101 as a timeout (nix-protocols.md §2.8); newer
-// Nix treats every non-zero code alike.
+// as a build failure and 101 as a timeout (Nix 2.8
+// src/libstore/build/derivation-goal.cc, DerivationGoal::buildDone); newer
+// Nix treats every non-zero code alike (NixOS/nix 99d0dd3, Nix 2.29).
 const (
 	exitOK          = 0
 	exitFailed      = 1

@@ -15,7 +15,7 @@ import (
 )
 
 // BenchmarkDecideLoad is the cost of one decision with the builders' load
-// readings cached in the slot file (issue 15: no extra round trip when a
+// readings cached in the slot file (no extra round trip when a
 // fresh reading exists), against the same decision with load awareness
 // off. Each iteration does what try does before it connects: decide from
 // the shared state, then the load checks (loadGate), which must find the

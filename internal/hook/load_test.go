@@ -2,7 +2,7 @@
 
 package hook
 
-// The hook's use of builders' load readings (issue 15), against a real slot
+// The hook's use of builders' load readings (load-aware), against a real slot
 // file and a fake builder: testOnlyReadLoad answers the load command. Each
 // request runs try as Nix's would, up to the answer; a request that gets
 // past the load checks reaches prepare, which declines here (the test has

@@ -2,7 +2,7 @@
 
 package hook
 
-// Rules for this file (issue 15, a builder's real load):
+// Rules for this file (a builder's real load, docs/choosing-builders.md):
 //   - No round trip between Nix's try and the answer when the chosen
 //     builder's shared reading is younger than load-refresh and accounts for
 //     this host's builds: loadGate then decides from the snapshot alone.

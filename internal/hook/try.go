@@ -62,7 +62,7 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 		case pick.Accept:
 		case pick.Postpone, pick.Decline:
 			// A builder turned down on an old reading may be free
-			// now: read it again before the answer (issue 15).
+			// now: read it again before the answer (remoteload.go).
 			if g := h.refreshRejected(ctx, d, &lt); g == gateAgain {
 				attempt--
 				continue
@@ -186,9 +186,9 @@ func (h *hook) answer(name string, d *pick.Decision) error {
 	return h.answerWhy(name, d.Answer, "", d.Why())
 }
 
-// canBuildLocally is Nix's own test (nix-protocols.md §3.2): willing, the
-// system is the local one or an extra platform, and every required feature
-// is a local system feature.
+// canBuildLocally is Nix's own test (build-remote.cc, main_build_remote:
+// canBuildLocally): willing, the system is the local one or an extra
+// platform, and every required feature is a local system feature.
 func (h *hook) canBuildLocally() bool {
 	r := &h.lastReq
 	if !r.AmWilling {

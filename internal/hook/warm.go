@@ -2,7 +2,7 @@
 
 package hook
 
-// Rules for this file (issue 10, fan-out):
+// Rules for this file (a connection opened while waiting for a slot):
 //   - A hook that waits for a full builder's slot (postpone-wait) opens
 //     its connection to that builder meanwhile, so that the accept that
 //     follows a freed slot does not wait for an SSH handshake while Nix's

@@ -76,9 +76,10 @@ var registry = []Setting{
 	{Name: "emulation-failure-memory", Default: "168h", Doc: "how long a derivation name whose build failed under emulation goes to native builders first (0: not remembered)", parse: duration(0)},
 	{Name: "system-exec", Default: "", Doc: "how builders run systems where probing cannot tell: BUILDER/SYSTEM=native or =emulated, space-separated (BUILDER: name or URI)", parse: execList},
 
-	// Real load of shared builders (issue 15). The defaults and why are
-	// in pkg/pick's DefaultThresholds; keep the two in step. A threshold
-	// of 0 is off, and load-aware false turns every one off.
+	// Real load of shared builders (docs/choosing-builders.md). The
+	// defaults and why are in pkg/pick's DefaultThresholds; keep the two
+	// in step. A threshold of 0 is off, and load-aware false turns every
+	// one off.
 	{Name: "load-aware", Default: "true", Doc: "read each builder's real load (CPUs, load, pressure, memory, free store space, running builds) and keep builds away from one that is busy elsewhere", parse: boolean},
 	{Name: "load-refresh", Default: "5s", Doc: "a hook that needs a builder's load reads it again when the shared reading is older than this", parse: duration(1)},
 	{Name: "load-max-age", Default: "60s", Doc: "a load reading older than this counts as unknown (no effect on the choice)", parse: duration(1)},

@@ -52,7 +52,9 @@ func (c *Client) buildDerivation(drvPath string, d *drv.Derivation, inputSrcs []
 }
 
 // readBuildResult decodes the BuildResult of BuildDerivation at the
-// negotiated version (nix-protocols.md §7.6): status and error message;
+// negotiated version (src/libstore/worker-protocol.cc,
+// WorkerProto::Serialise<BuildResult>; Nix 2.8 src/libstore/remote-store.cc,
+// RemoteStore::buildDerivation): status and error message;
 // from 1.29 timesBuilt, isNonDeterministic, startTime and stopTime; from
 // 1.28 the built outputs as (DrvOutput id, realisation JSON) pairs. The CPU
 // times of 1.37 and the outputs keyed by name of the

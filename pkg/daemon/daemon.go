@@ -2,7 +2,8 @@
 
 // Package daemon is a client for Nix's worker protocol, which `nix-daemon
 // --stdio` speaks on its stdin and stdout and which Nix uses for
-// `ssh-ng://` builders (nix-protocols.md §7).
+// `ssh-ng://` builders (src/libstore/worker-protocol.hh and
+// src/libstore/remote-store.cc in Nix 2.8; docs/internals.md).
 //
 // The client speaks over a reader and a writer it is given: the stdout and
 // stdin of a remote SSH session, or the pipes of a local `nix-daemon
@@ -21,13 +22,14 @@
 // # Messages and errors
 //
 // While an operation runs, the daemon sends log messages ahead of the
-// result (§7.3). The client decodes them as they arrive: build-log lines
-// go to Options.Log and build phases to Options.Phase, so the hook can pass
-// them on while the build runs. An operation that fails on the daemon
-// returns a *RemoteError carrying the daemon's message and trace; the
-// stream stays in step, so the Client remains usable. Failures that are
-// the builder's trust settings, such as an unsigned upload by a user not in
-// trusted-users, match ErrNotTrusted with errors.Is.
+// result (read by RemoteStore's processStderr in Nix). The client decodes
+// them as they arrive: build-log lines go to Options.Log and build phases
+// to Options.Phase, so the hook can pass them on while the build runs. An
+// operation that fails on the daemon returns a *RemoteError carrying the
+// daemon's message and trace; the stream stays in step, so the Client
+// remains usable. Failures that are the builder's trust settings, such as
+// an unsigned upload by a user not in trusted-users, match ErrNotTrusted
+// with errors.Is.
 //
 // After a transport or protocol error the stream is out of step, so the
 // Client refuses further operations; close the transport.
@@ -55,7 +57,9 @@ import (
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
-// Protocol constants (nix-protocols.md §7.2).
+// Protocol constants (worker-protocol.hh: WORKER_MAGIC_1, WORKER_MAGIC_2;
+// the handshake is WorkerProto::BasicClientConnection::handshake in
+// src/libstore/worker-protocol-connection.cc).
 const (
 	magic1 = 0x6e697863 // "cxin": client → daemon
 	magic2 = 0x6478696f // "oixd": daemon → client
@@ -67,7 +71,8 @@ const (
 	MinDaemonVersion = 1<<8 | 21
 )
 
-// Worker operations (nix-protocols.md §7.5).
+// Worker operations (worker-protocol.hh: WorkerOp in Nix 2.8,
+// WorkerProto::Op now).
 const (
 	opIsValidPath        = 1
 	opAddTempRoot        = 11

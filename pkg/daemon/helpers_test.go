@@ -20,7 +20,8 @@ import (
 	"github.com/offload-nix/offload/pkg/serve"
 )
 
-// narFile returns the NAR of a single regular file (nix-protocols.md §6.1).
+// narFile returns the NAR of a single regular file (src/libutil/archive.cc,
+// dumpPath).
 func narFile(contents []byte, executable bool) []byte {
 	var b bytes.Buffer
 	str := func(s string) {

@@ -368,8 +368,9 @@ const (
 	LvlVomit     Verbosity = 7
 )
 
-// Settings are what SetOptions sends (nix-protocols.md §7.4). The
-// daemon applies them to the rest of the session.
+// Settings are what SetOptions sends (src/libstore/remote-store.cc,
+// RemoteStore::setOptions; src/libstore/daemon.cc, ClientSettings::apply).
+// The daemon applies them to the rest of the session.
 type Settings struct {
 	// Build carries the limits the hook forwards, as for ssh://
 	// builders. MaxSilentTime and KeepFailed are fixed fields, which the

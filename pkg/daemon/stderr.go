@@ -10,8 +10,8 @@ import (
 	"strings"
 )
 
-// Messages the daemon sends while an operation runs (nix-protocols.md
-// §7.3; worker-protocol.hh).
+// Messages the daemon sends while an operation runs (worker-protocol.hh,
+// STDERR_*; read by RemoteStore's processStderr).
 const (
 	stderrNext          = 0x6f6c6d67
 	stderrRead          = 0x64617461

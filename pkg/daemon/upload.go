@@ -14,7 +14,8 @@ import (
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
-// Uploads (nix-protocols.md §7.3, §7.5). From protocol 1.23 the NAR travels
+// Uploads (src/libstore/remote-store.cc, RemoteStore::addToStore and
+// RemoteStore::addMultipleToStore). From protocol 1.23 the NAR travels
 // as a framed stream: chunks of u64 length and raw bytes, ended by a
 // zero length. The daemon sends log messages, or an error, while it
 // reads, so a goroutine reads them while the caller's goroutine writes

@@ -13,7 +13,8 @@ import (
 // WriteBasic encodes d as the BasicDerivation that the serve and daemon
 // protocols' BuildDerivation carry, as derivations.cc writeDerivation does:
 // outputs sorted by name, inputSrcs (d.InputSrcs when nil) sorted and
-// unique, environment sorted by key (nix-protocols.md §5.5). The name is not
+// unique, environment sorted by key (current Nix: derivation::write in
+// src/libstore/derivation/aterm.cc). The name is not
 // sent and neither are the input derivations.
 func (d *Derivation) WriteBasic(w *wire.Writer, inputSrcs []string) {
 	outs := slices.Clone(d.Outputs)

@@ -5,9 +5,10 @@
 //
 //	Derive([outputs],[inputDrvs],[inputSrcs],"platform","builder",[args],[env])
 //
-// (nix-protocols.md §6.5; Nix 2.8 src/libstore/derivations.cc
-// parseDerivation). The build hook reads the .drv of the derivation it is
-// asked to build and sends it to the builder as a BasicDerivation.
+// (Nix 2.8 src/libstore/derivations.cc parseDerivation; current
+// src/libstore/derivation/aterm.cc derivation::parse). The build hook reads
+// the .drv of the derivation it is asked to build and sends it to the
+// builder as a BasicDerivation.
 //
 // Parsing is bounded: the input is capped at MaxSize bytes and the parser
 // allocates in proportion to its input. Derivations in other formats, such
@@ -45,7 +46,8 @@ type Derivation struct {
 
 // Output is one output of a derivation. Path is empty for floating
 // content-addressed and deferred outputs; HashAlgo and Hash are set for
-// fixed-output derivations (nix-protocols.md §5.5).
+// fixed-output derivations (Nix 2.8 src/libstore/derivations.cc,
+// writeDerivation).
 type Output struct {
 	Name     string
 	Path     string

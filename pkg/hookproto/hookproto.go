@@ -4,9 +4,13 @@
 // block and the "try" requests Nix writes on the hook's standard input, and
 // writes the hook's answers and log messages on its standard error.
 //
-// The layouts are in nix-protocols.md §2 (Nix 2.8:
-// src/libstore/build/derivation-goal.cc tryBuildHook; current:
-// src/libstore/build/derivation-building-goal.cc).
+// The layouts are Nix's (settings: HookInstance::HookInstance in
+// src/libstore/build/hook-instance.cc, 2.8, and
+// src/libstore/unix/build/hook-instance.cc, current; requests and answers:
+// Nix 2.8 src/libstore/build/derivation-goal.cc
+// DerivationGoal::tryBuildHook; current
+// src/libstore/build/derivation-building-goal.cc
+// DerivationBuildingGoal::tryBuildHook), described in docs/internals.md.
 //
 // Rules for standard error: Nix reads it line by line and treats a line that
 // starts with "# " as the answer to its request, so every line the hook

@@ -33,7 +33,7 @@ func encode(t testing.TB, settings map[string]string, reqs []Request, tail func(
 	return buf.Bytes()
 }
 
-// The byte layout measured from Nix 2.8 (nix-protocols.md §2.11): a try
+// The byte layout Nix 2.8 writes (DerivationGoal::tryBuildHook): a try
 // for an x86_64-linux derivation, amWilling 0, no features.
 func TestReadRequestNix28Layout(t *testing.T) {
 	in := []byte{}

@@ -22,7 +22,8 @@ const (
 	LvlVomit     = 7
 )
 
-// Activity and result types used in @nix lines (nix-protocols.md §9.3).
+// Activity and result types used in @nix lines (ActivityType and ResultType
+// in Nix's src/libutil/logging.hh).
 const (
 	ActUnknown   = 0
 	ActCopyPath  = 100
@@ -141,7 +142,8 @@ func (l *Logger) Debugf(format string, args ...any) { l.Msg(LvlDebug, format, ar
 
 // Start begins an activity that Nix shows (e.g. "copying 3 paths to …") and
 // returns its id. Fields may be strings or non-negative integers only:
-// anything else fails the build in Nix (nix-protocols.md §9.1).
+// anything else fails the build in Nix (src/libutil/logging.cc, getFields:
+// "unsupported JSON type").
 func (l *Logger) Start(level, typ int, text string, fields ...any) uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -2,7 +2,7 @@
 
 package localstore
 
-// Rules for Import (nix-protocols.md §4.7):
+// Rules for Import (docs/internals.md, section 7):
 //   - Never delete or overwrite a valid path: outputs that are valid
 //     already are left alone, and after a failed registration only paths
 //     that are still invalid are removed (a registration killed after its

@@ -9,9 +9,9 @@
 // [Store.Import] instead unpacks each output's NAR straight into its store
 // path, checks its size and SHA-256 against the path info, and registers
 // all outputs at once with `nix-store --register-validity --hash-given`,
-// which takes no path locks in any Nix version (nix-protocols.md §4.5 to
-// §4.7). The parent's temporary roots keep the garbage collector away from
-// the half-written paths meanwhile.
+// which takes no path locks in any Nix version (nix-store.cc,
+// registerValidity; docs/internals.md). The parent's temporary roots keep
+// the garbage collector away from the half-written paths meanwhile.
 //
 // The package needs the store owner's rights: Nix runs the hook as root
 // under nix-daemon, or as the user of a single-user store.
@@ -182,7 +182,7 @@ func (s *Store) checkPath(p string) error {
 }
 
 // ParseNarHash parses a SHA-256 hash in any form Nix's Hash::parseAny
-// accepts (nix-protocols.md §6.3): "sha256:" followed by 64 hex digits, 52
+// accepts (src/libutil/hash.cc): "sha256:" followed by 64 hex digits, 52
 // Nix base32 characters or 44 base64 characters; the same without the
 // prefix; or SRI "sha256-<base64>".
 func ParseNarHash(s string) ([32]byte, error) {

@@ -21,7 +21,7 @@ import (
 // It prefers the executable of the process ppid, normally the hook's
 // parent (nix-daemon, nix-build or nix: all one multi-call binary that
 // dispatches on argv[0]), so that nix-store is the parent's own version
-// even when the daemon's PATH has none (nix-protocols.md §4.6). The link
+// even when the daemon's PATH has none (src/nix/main.cc, mainWrapped). The link
 // /proc/<ppid>/exe is resolved now, because the parent may be replaced
 // later; if the parent's file was already deleted by an upgrade, the
 // /proc link itself is used, which still reaches it while the parent
@@ -277,7 +277,7 @@ func (s *Store) CheckImport(ctx context.Context) error {
 //
 // A chroot store (RealDir differs from StoreDir) needs a nix-store whose
 // --register-validity looks at the real path: Nix before 2.36 lstats the
-// logical path and fails (nix-protocols.md §4.6; fixed by NixOS/nix
+// logical path and fails (nix-store.cc, registerValidity; fixed by NixOS/nix
 // d4248c87a4 "nix-store --register-validity: fix ENOENT under chroot
 // stores"). Nix up to 2.28 honours NIX_HELD_LOCKS instead; 2.29 to 2.35
 // can do neither.

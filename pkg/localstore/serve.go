@@ -2,7 +2,7 @@
 
 package localstore
 
-// The NIX_HELD_LOCKS route (nix-protocols.md §4.5 option B): a local
+// The NIX_HELD_LOCKS route (docs/internals.md, section 7): a local
 // `nix-store --serve --write` fed AddToStoreNar. LocalStore::addToStore
 // skips the path lock for paths listed in NIX_HELD_LOCKS, which Nix 2.0 to
 // 2.28 read when a store is opened (removed in 2.29, NixOS/nix 78eed85).

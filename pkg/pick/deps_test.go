@@ -14,7 +14,7 @@ import (
 	"testing"
 )
 
-// pick is pure (docs/style.md rule 2): it imports pkg/spec and a few
+// pick is pure (see its package comment): it imports pkg/spec and a few
 // standard packages, and nothing that could open a file, a connection or a
 // process, or read the slot file behind the hook's back.
 

@@ -6,7 +6,7 @@ package pick
 //   - Choose allocates nothing once Decision.Reasons has grown to the number
 //     of machines: no string formatting, no maps, no closures that escape.
 //   - No I/O, no clock: the caller passes the time.
-//   - Eligibility is Nix's (build-remote.cc, nix-protocols.md §3.2) plus
+//   - Eligibility is Nix's (build-remote.cc, main_build_remote) plus
 //     offload's own exclusions; keep the reasons in the same order as the
 //     checks, most permanent first.
 
@@ -19,7 +19,7 @@ import (
 	"github.com/offload-nix/offload/pkg/spec"
 )
 
-// Request is one `try` from Nix (nix-protocols.md §2.3).
+// Request is one `try` from Nix (docs/internals.md).
 type Request struct {
 	// System is the derivation's platform, e.g. "aarch64-linux", or
 	// "builtin".
@@ -180,7 +180,7 @@ type Thresholds struct {
 //   - MaxAge 60 s: the hook refreshes readings older than load-refresh
 //     (5 s) when it needs them, so a reading this old means nobody could
 //     read the machine for a while; better to decide as without readings.
-//   - Builds on: builds from other hosts are the point (issue 15).
+//   - Builds on: builds from other hosts are what load-aware is for.
 //   - LoadPerCPU 2: twice as many runnable tasks as CPUs means every
 //     build there gets at most half a CPU; a new one slows them all. A
 //     machine running its max-jobs builds with all cores each already
@@ -304,7 +304,7 @@ func ParseList(s string) []string {
 	return out
 }
 
-// Answer is the hook's reply to Nix (nix-protocols.md §2.4).
+// Answer is the hook's reply to Nix (docs/internals.md).
 type Answer uint8
 
 const (

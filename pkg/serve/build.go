@@ -12,9 +12,12 @@ import (
 	"github.com/offload-nix/offload/pkg/drv"
 )
 
-// BuildOptions are the settings sent with BuildDerivation
-// (nix-protocols.md §5.6). Nix applies neither max-silent-time nor timeout
-// to hook builds itself, so the hook forwards them to the builder.
+// BuildOptions are the settings sent with BuildDerivation (Nix 2.8
+// src/nix-store/nix-store.cc, opServe; current
+// src/libstore/serve-protocol.cc,
+// ServeProto::Serialise<ServeProto::BuildOptions>). Nix applies neither
+// max-silent-time nor timeout to hook builds itself, so the hook forwards
+// them to the builder.
 type BuildOptions struct {
 	// MaxSilentTime fails the build if it prints nothing for this long; 0
 	// means no limit. Sent in whole seconds, rounded up.
@@ -43,7 +46,8 @@ func seconds(d time.Duration) uint64 {
 // the same in every Nix version).
 type Status uint64
 
-// Build statuses (nix-protocols.md §5.7).
+// Build statuses (BuildResult::Status in Nix 2.8
+// src/libstore/build-result.hh).
 const (
 	Built                  Status = 0
 	Substituted            Status = 1
@@ -81,8 +85,8 @@ func (s Status) Success() bool {
 	return s == Built || s == Substituted || s == AlreadyValid || s == ResolvesToAlreadyValid
 }
 
-// BuildResult is the server's answer to BuildDerivation
-// (nix-protocols.md §5.7).
+// BuildResult is the server's answer to BuildDerivation (current Nix:
+// src/libstore/serve-protocol.cc, ServeProto::Serialise<BuildResult>).
 type BuildResult struct {
 	Status   Status
 	ErrorMsg string

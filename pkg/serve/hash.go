@@ -9,7 +9,8 @@ import (
 	"strings"
 )
 
-// nix32Alphabet is Nix's base32 alphabet (nix-protocols.md §6.3).
+// nix32Alphabet is Nix's base32 alphabet (Nix 2.8 src/libutil/hash.cc,
+// base32Chars).
 const nix32Alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
 
 var nix32Value = func() (t [256]int8) {

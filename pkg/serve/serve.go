@@ -2,7 +2,8 @@
 
 // Package serve is a client for Nix's serve protocol, which `nix-store
 // --serve` speaks on its stdin and stdout and which Nix uses for `ssh://`
-// builders (nix-protocols.md §5).
+// builders (Nix 2.8 src/nix-store/nix-store.cc opServe and
+// src/libstore/legacy-ssh-store.cc; docs/internals.md).
 //
 // The client speaks over a reader and a writer it is given: the stdout and
 // stdin of a remote SSH session, or the pipes of a local `nix-store --serve`
@@ -46,7 +47,7 @@ import (
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
-// Protocol constants (nix-protocols.md §5.2).
+// Protocol constants (serve-protocol.hh: SERVE_MAGIC_1, SERVE_MAGIC_2).
 const (
 	magic1 = 0x390c9deb // client → server
 	magic2 = 0x5452eecb // server → client
@@ -57,7 +58,8 @@ const (
 	MinServerVersion = 0x205
 )
 
-// Serve commands (nix-protocols.md §5.3).
+// Serve commands (serve-protocol.hh: ServeCommand in Nix 2.8,
+// ServeProto::Command now).
 const (
 	cmdQueryValidPaths = 1
 	cmdQueryPathInfos  = 2

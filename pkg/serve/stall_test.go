@@ -24,7 +24,7 @@ func (w *signalWriter) Write(p []byte) (int, error) {
 }
 
 // A server that announces a larger narSize than it sends and then stays
-// silent (issue 9): the bytes it did send must reach the writer at once,
+// silent: the bytes it did send must reach the writer at once,
 // so that a consumer that checks the NAR as it goes (nar.Restore) sees its
 // end and can give up, instead of both sides waiting forever.
 func TestDumpStorePathStalled(t *testing.T) {

@@ -3,8 +3,7 @@
 package spec
 
 // Rules, from Nix's src/libstore/machines.cc (current: expandBuilderLines,
-// parseBuilderLine, Machine::Machine; 2.8: the same names) and
-// nix-protocols.md §8:
+// parseBuilderLine, Machine::Machine; 2.8: the same names):
 //
 //   - The setting is split on "\n". Each line loses everything from its
 //     first '#', then is split on ';'. Each piece is trimmed of " \t\n\r"
@@ -285,7 +284,7 @@ func trimLoc(err error) string {
 
 // check28 reports how Nix before 2.28.2 reads line: it split the whole
 // setting on "\n" and ';' first, then cut each piece at '#' without
-// trimming it (nix-protocols.md §8.1).
+// trimming it (Nix 2.8 src/libstore/machines.cc, expandBuilderLines).
 func check28(line string, note func(kind int)) {
 	for piece := range strings.SplitSeq(line, ";") {
 		if piece == "" {

@@ -50,7 +50,7 @@ var tests = []struct {
 	warn    []string // substrings, one per warning, in order
 	check   func(t *testing.T, ms []Machine)
 }{
-	// Expansion (nix-protocols.md §8.1).
+	// Expansion (machines.cc, expandBuilderLines).
 	{name: "empty_setting_means_no_builders", in: ""},
 	{name: "comment_only", in: "# nothing here\n"},
 	{
@@ -214,7 +214,7 @@ var tests = []struct {
 		warn:  []string{`builders:1: an '@' include after leading whitespace`},
 	},
 
-	// Field 1: store URI (§8.3).
+	// Field 1: store URI (machines.cc, Machine::Machine).
 	{
 		name:    "dash_store_uri_is_an_error",
 		in:      "- x86_64-linux",
@@ -386,7 +386,8 @@ var tests = []struct {
 	{name: "max_jobs_plus_sign_accepted_like_lexical_cast", in: "b1 - - +2", want: []string{"ssh://b1 TEST_ARCH-TEST_OS - 2 1 - - - @builders:1"}},
 	{name: "max_jobs_zero_accepted", in: "b1 - - 0", want: []string{"ssh://b1 TEST_ARCH-TEST_OS - 0 1 - - - @builders:1"}},
 
-	// Field 5: speed factor (nix-protocols.md §4.8).
+	// Field 5: speed factor (machines.cc, parseBuilderLine: an unsigned int
+	// in Nix 2.8, a float from 2.20).
 	{name: "speed_factor_word", in: "nix@scratchy.labs.cs.uu.nl - - 8 three", wantErr: `builders:1: speed factor "three": not a number`},
 	{name: "nix2.20_speed_factor_negative_rejected", in: "nix@scratchy.labs.cs.uu.nl - - 8 -3", wantErr: `builders:1: speed factor "-3": must be >= 0`},
 	{name: "speed_factor_zero_means_one", in: "b1 - - 1 0", want: []string{"ssh://b1 TEST_ARCH-TEST_OS - 1 1 - - - @builders:1"}},

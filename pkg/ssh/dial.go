@@ -6,7 +6,8 @@ package ssh
 // handshake, authentication) is bounded by ConnectTimeout, enforced by
 // closing the transport, which works for every kind of transport
 // (proxy channels have no deadlines). Nix has no such bound
-// (nix-protocols.md §3.7): a black-holed builder would hang the build.
+// (src/libstore/ssh.cc passes no ConnectTimeout): a black-holed builder
+// would hang the build.
 
 import (
 	"bytes"

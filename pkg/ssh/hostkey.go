@@ -3,11 +3,12 @@
 package ssh
 
 // Rules for this file: a host key is always verified. A pinned key
-// (machines file) is the only key accepted, whatever the host name or
-// port (stricter than Nix, which writes a temporary known_hosts,
-// nix-protocols.md §3.6). Otherwise known_hosts files decide, looked up
-// as OpenSSH does (sshconnect.c check_host_key): by HostKeyAlias when
-// set, else by HostName, as "[host]:port" when the port is not 22.
+// (machines file) is the only key accepted, whatever the host name or port
+// (stricter than Nix, which writes a temporary known_hosts,
+// src/libstore/ssh.cc, SSHMaster::addCommonSSHOpts). Otherwise known_hosts
+// files decide, looked up as OpenSSH does (sshconnect.c check_host_key): by
+// HostKeyAlias when set, else by HostName, as "[host]:port" when the port
+// is not 22.
 
 import (
 	"crypto/ed25519"

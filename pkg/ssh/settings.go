@@ -375,7 +375,8 @@ func Resolve(m spec.Machine, o Options) (*Settings, error) {
 	}
 
 	// The machines file's host key, else ?base64-ssh-public-host-key=
-	// (the machines file wins, nix-protocols.md §8.3).
+	// (the machines file wins: src/libstore/machines.cc, Machine::openStore
+	// in Nix 2.8, Machine::completeStoreReference now).
 	b64, from := m.PublicHostKey, "machines file (host key)"
 	if b64 == "" {
 		b64, from = m.Params["base64-ssh-public-host-key"], "machine URI (base64-ssh-public-host-key)"
@@ -402,7 +403,8 @@ func layerIndex(ls []*layer, key string, v sourced) int {
 }
 
 // ParsePinnedKey decodes a machines file host key: base64 of a public
-// key line such as "ssh-ed25519 AAAA… comment" (nix-protocols.md §3.6).
+// key line such as "ssh-ed25519 AAAA… comment" (src/libstore/ssh.cc,
+// SSHMaster::addCommonSSHOpts).
 // Plain base64 of the key blob is accepted too.
 func ParsePinnedKey(b64 string) (gossh.PublicKey, error) {
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b64))
