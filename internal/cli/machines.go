@@ -29,6 +29,8 @@ offload knows: the system-exec setting, the builder's last probe
 (` + "`offload check`" + ` and every build probe it), or the presumption that an x86
 builder emulates the non-x86 Linux systems it lists.
 
+With no builders it says where it looked and exits 1.
+
 Example:
   offload machines
   offload machines --builders 'ssh://b1 aarch64-linux,x86_64-linux - 8 2 kvm' --json`
@@ -61,6 +63,12 @@ func (c machinesCmd) Run(rc *runContext) error {
 	for _, w := range warnings {
 		rc.warnf("%s: %s", w.Source, w.Msg)
 	}
+	if len(ms) == 0 {
+		if c.JSON {
+			rc.env.Stdout.Write([]byte("[]\n"))
+		}
+		return rc.noBuilders("machines")
+	}
 	execs := rc.systemExecs(ms)
 	if c.JSON {
 		out := make([]map[string]any, len(ms))
@@ -78,9 +86,6 @@ func (c machinesCmd) Run(rc *runContext) error {
 	}
 	if err := spec.WriteTable(rc.env.Stdout, ms); err != nil {
 		return err
-	}
-	if len(ms) == 0 {
-		return nil
 	}
 	tw := tabwriter.NewWriter(rc.env.Stdout, 0, 8, 2, ' ', 0)
 	tw.Write([]byte("\nBUILDER\tSYSTEM\tRUNS\tKNOWN FROM\n"))

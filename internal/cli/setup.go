@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/offload-nix/offload/pkg/nixconf"
 	"github.com/offload-nix/offload/pkg/serve"
@@ -61,11 +64,13 @@ Example:
   sudo offload setup --write`
 }
 
-// step is one finding of setup.
+// step is one finding of setup. A step that is not OK and has a Fix makes
+// setup exit 1; a Hint is advice that changes nothing of that.
 type step struct {
 	OK   bool   `json:"ok"`
 	What string `json:"what"`
 	Fix  string `json:"fix,omitempty"`
+	Hint string `json:"hint,omitempty"`
 }
 
 // builderTrust is what setup found about one builder's trust in the SSH
@@ -76,6 +81,10 @@ type builderTrust struct {
 	// Trusted is "yes", "no" or "unknown" (not connected: see Detail).
 	Trusted string `json:"trusted"`
 	Detail  string `json:"detail,omitempty"`
+
+	// hostKey is the machines file's host key field for the key that
+	// verified when setup connected ("": it did not get that far).
+	hostKey string
 }
 
 type setupReport struct {
@@ -189,8 +198,10 @@ func (c setupCmd) Run(rc *runContext) error {
 			add(false, w.Source+": "+w.Msg, "")
 		}
 		sshEnv := rc.hookSSHEnv(r.Daemon)
-		for _, m := range ms {
+		unpinned := map[int]int{} // index in ms → its step, decided once setup has connected
+		for i, m := range ms {
 			if m.PublicHostKey == "" {
+				unpinned[i] = len(r.Steps)
 				add(false, m.Name+": no host key pinned in the machines line; the known_hosts of the user the hook runs as must have it",
 					"add field 8: base64 -w0 /etc/ssh/ssh_host_ed25519_key.pub (run on "+m.Name+")")
 			}
@@ -211,6 +222,16 @@ func (c setupCmd) Run(rc *runContext) error {
 				"run sudo offload setup (or sudo offload check) to connect as the hook would")
 		default:
 			r.Builders = probeTrustAll(rc.ctx, ms, rc.sshOptions(sshEnv))
+			// A host key that verified through known_hosts is how Nix
+			// itself checks builders by default: no failure, but pinning
+			// it keeps it right wherever the machines file is used.
+			for i, at := range unpinned {
+				if k := r.Builders[i].hostKey; k != "" {
+					r.Steps[at] = step{OK: true,
+						What: ms[i].Name + ": host key verified through known_hosts (not pinned in the machines line)",
+						Hint: "to pin it, put " + k + " in field 8 of " + ms[i].Name + "'s machines line (the base64 of its host key line)"}
+				}
+			}
 			for _, b := range r.Builders {
 				switch b.Trusted {
 				case "yes":
@@ -243,6 +264,9 @@ func (c setupCmd) Run(rc *runContext) error {
 			fmt.Fprintf(rc.env.Stdout, "%2d. %s %s\n", i+1, mark, s.What)
 			if s.Fix != "" {
 				fmt.Fprintf(rc.env.Stdout, "       fix: %s\n", s.Fix)
+			}
+			if s.Hint != "" {
+				fmt.Fprintf(rc.env.Stdout, "       hint: %s\n", s.Hint)
 			}
 		}
 	}
@@ -353,7 +377,7 @@ func probeTrustAll(ctx context.Context, ms []spec.Machine, opts ssh.Options) []b
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i].Trusted, out[i].Detail = probeTrust(ctx, m, opts)
+			out[i].Trusted, out[i].Detail, out[i].hostKey = testOnlyProbeTrust(ctx, m, opts)
 		}()
 	}
 	wg.Wait()
@@ -379,18 +403,31 @@ var trustProbeNAR = func() []byte {
 	return b.Bytes()
 }()
 
+// testOnlyProbeTrust is probeTrust, replaced in tests.
+var testOnlyProbeTrust = probeTrust
+
 // probeTrust connects to m and adds trustProbePath, unsigned, with the
 // serve protocol's AddToStoreNar, as the hook adds a build's inputs. The
 // builder's Nix accepts it only from a trusted user (or with require-sigs
 // off); otherwise its daemon refuses because the path "lacks a valid
 // signature" (the words of Nix 2.8 and 2.34; some versions between say
-// "lacks a signature by a trusted key").
-func probeTrust(ctx context.Context, m spec.Machine, opts ssh.Options) (trusted, detail string) {
+// "lacks a signature by a trusted key"). hostKey is the machines file's
+// host key field for the key that verified, once connected.
+func probeTrust(ctx context.Context, m spec.Machine, opts ssh.Options) (trusted, detail, hostKey string) {
 	client, err := ssh.Dial(ctx, m, opts)
 	if err != nil {
-		return "unknown", err.Error()
+		return "unknown", err.Error(), ""
 	}
 	defer client.Close()
+	if k := client.HostKey(); k != nil {
+		hostKey = base64.StdEncoding.EncodeToString(gossh.MarshalAuthorizedKey(k))
+	}
+	trusted, detail = serveTrust(ctx, client, m, opts)
+	return trusted, detail, hostKey
+}
+
+// serveTrust is probeTrust's part over the connection.
+func serveTrust(ctx context.Context, client *ssh.Client, m spec.Machine, opts ssh.Options) (trusted, detail string) {
 	ctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout+30*time.Second)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { client.Close() })

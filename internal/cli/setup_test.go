@@ -4,6 +4,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/offload-nix/offload/pkg/nar"
+	"github.com/offload-nix/offload/pkg/spec"
+	"github.com/offload-nix/offload/pkg/ssh"
 )
 
 func TestSetupWriteIsIdempotent(t *testing.T) {
@@ -131,6 +134,65 @@ func TestSetupNamesMissingIdentity(t *testing.T) {
 	stdout, _, code = run(t, nil, env, "setup", "--offline", "--hook", "/opt/offload")
 	if code != ExitOK || strings.Contains(stdout, "identity file") {
 		t.Errorf("setup with the identity file present: exit %d\n%s", code, stdout)
+	}
+}
+
+// A builder whose host key is not pinned in its machines line but that
+// setup reached through known_hosts (Nix's own default) is no failure:
+// setup --write exits 0 and says, as a hint, how to pin the key that
+// verified. Unverified, it stays a failure.
+func TestSetupHostKeyFromKnownHosts(t *testing.T) {
+	fakeNixStore(t, "nix-store (Nix) 2.34.0")
+	const pin = "c3NoLWVkMjU1MTkgQUFBQUMzTnphQzFsWkRJMU5URTVBQUFBSURwUjd5a2JzMGE2TVRsZ0ZmWWt2TFRFSHJmTzZ3d0xpY01OYzZ2M1pSUDQK"
+	defer func(f func(context.Context, spec.Machine, ssh.Options) (string, string, string)) {
+		testOnlyProbeTrust = f
+	}(testOnlyProbeTrust)
+	for _, tt := range []struct {
+		name                     string
+		trusted, detail, hostKey string
+		code                     int
+		want                     []string
+	}{
+		{"verified", "yes", "", pin, ExitOK, []string{
+			"✓ b1: host key verified through known_hosts (not pinned in the machines line)\n",
+			"       hint: to pin it, put " + pin + " in field 8 of b1's machines line",
+			"✓ b1: the SSH user is trusted there",
+		}},
+		{"not reached", "unknown", "ssh: b1: host key unknown", "", ExitFailed, []string{
+			"✗ b1: no host key pinned in the machines line",
+			"       fix: add field 8: base64 -w0 /etc/ssh/ssh_host_ed25519_key.pub (run on b1)",
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			testOnlyProbeTrust = func(context.Context, spec.Machine, ssh.Options) (string, string, string) {
+				return tt.trusted, tt.detail, tt.hostKey
+			}
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, "nix.conf"), []byte("build-hook = /opt/offload\n"), 0o644)
+			os.WriteFile(filepath.Join(dir, "machines"), []byte("ssh://b1 x86_64-linux - 1 1\n"), 0o644)
+			env := map[string]string{"NIX_CONF_DIR": dir, "NIX_USER_CONF_FILES": filepath.Join(dir, "none"), "NIX_REMOTE": "local", "HOME": dir}
+			stdout, stderr, code := run(t, nil, env, "setup", "--write", "--hook", "/opt/offload")
+			if code != tt.code {
+				t.Errorf("setup --write: exit %d, want %d\n%s%s", code, tt.code, stdout, stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stdout, w) {
+					t.Errorf("setup --write does not say %q:\n%s", w, stdout)
+				}
+			}
+			stdout, _, _ = run(t, nil, env, "setup", "--json", "--hook", "/opt/offload")
+			var r setupReport
+			if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+				t.Fatalf("--json: %v\n%s", err, stdout)
+			}
+			hinted := false
+			for _, s := range r.Steps {
+				hinted = hinted || (s.OK && strings.Contains(s.Hint, pin))
+			}
+			if hinted != (tt.hostKey != "") {
+				t.Errorf("--json: a step hinting at the pin: %v, want %v\n%s", hinted, tt.hostKey != "", stdout)
+			}
+		})
 	}
 }
 

@@ -5,6 +5,12 @@ package cli
 // offload status: what every builder is doing, read from the slot file the
 // hooks share (pkg/slots).
 //
+// It shows every builder the file knows, not only those of the
+// configuration it reads: hooks started with nix-build --builders … (or
+// an older machines file) put builders there that nix.conf does not name,
+// and their builds and counters are as real as any. Those are marked "not
+// in config".
+//
 // Rules: status only reads the configuration and the slot file, mapped
 // read-only; it never creates the file and never connects anywhere, so it
 // is fast enough for a shell prompt. Only --reset-counters writes, and it
@@ -48,8 +54,10 @@ func (statusCmd) Help() string {
 
 busy/jobs per builder, "down 40s" for a builder the hooks avoid for 40 more
 seconds after failed connections, "drained" for one drained with offload
-drain; then the builds done and failed on this machine. With many builders
-the line gets fewer details and stays under 120 characters.
+drain, "not in config" for one that Nix's configuration (or --builders)
+does not list but hooks used, e.g. with nix-build --builders @FILE; then
+the builds done and failed on this machine. With many builders the line
+gets fewer details and stays under 120 characters.
 
 It reads only offload's state file, never the network. Exit status: 0 when
 every builder is healthy, 1 when some is not, 2 when the configuration or
@@ -59,7 +67,8 @@ the state cannot be read.
 names: .Line (the line above), .Healthy, .NoState, .Totals.{Busy,MaxJobs,
 Builds,Failures,Unhealthy,Drained}, and .Builders, each with .URI, .Name,
 .MaxJobs, .Busy, .Healthy, .UnhealthyForSeconds, .LastError, .Builds,
-.Failures, .BytesSent, .BytesReceived, .LastConnectMs, .Drained, .Running
+.Failures, .BytesSent, .BytesReceived, .LastConnectMs, .Drained, .InConfig
+(false: not in the configuration), .Running
 (each .Drv, .Phase, .Since, .SinceUnix, .Bytes), .Reading (the builder's
 last load reading, nil for none; its fields are -1 where unknown) and
 .ReadingAgeSeconds. Functions: json (a value as JSON), bytes (a count as
@@ -152,6 +161,7 @@ type builderStatus struct {
 	BytesReceived uint64          `json:"bytesReceived"`
 	LastConnectMs int64           `json:"lastConnectMs"`
 	Drained       bool            `json:"drained"`
+	InConfig      bool            `json:"inConfig"` // false: the configuration read does not list it
 	Running       []runningStatus `json:"running"`
 	// Reading is the builder's last load reading, shared by the hooks
 	// (nil: none yet); ReadingAgeSeconds is its age (nil with it).
@@ -263,13 +273,13 @@ func (rc *runContext) readStatus(withLog bool) (*statusInfo, error) {
 		for i, m := range ms {
 			snap[i] = slots.Builder{URI: m.URI, Name: m.Name, MaxJobs: min(max(m.MaxJobs, 0), slots.MaxSlots)}
 		}
-		st := newStatus(dedup(snap), now)
+		st := newStatus(dedup(snap), nil, now)
 		st.NoState = true
 		st.Line = oneLine(st)
 		return st, nil
 	}
 	defer f.Close()
-	st := newStatus(f.Snapshot(nil), now)
+	st := newStatus(f.Snapshot(nil), f.Others(nil), now)
 	if withLog {
 		st.decisions = f.Decisions(nil)
 	}
@@ -297,10 +307,13 @@ var gone = func(pid int) bool {
 	return pid > 0 && syscall.Kill(pid, 0) == syscall.ESRCH
 }
 
-func newStatus(snap []slots.Builder, now time.Time) *statusInfo {
-	st := &statusInfo{Builders: make([]builderStatus, 0, len(snap)), Healthy: true, Time: now}
-	for _, b := range snap {
+// newStatus makes the status of the configured builders snap, then of
+// others, the builders only the state file knows.
+func newStatus(snap, others []slots.Builder, now time.Time) *statusInfo {
+	st := &statusInfo{Builders: make([]builderStatus, 0, len(snap)+len(others)), Healthy: true, Time: now}
+	for i, b := range append(snap, others...) {
 		bs := builderStatus{
+			InConfig:      i < len(snap),
 			URI:           b.URI,
 			Name:          b.Name,
 			MaxJobs:       b.MaxJobs,
@@ -409,8 +422,10 @@ func oneLine(st *statusInfo) string {
 }
 
 // writeItem writes one builder of the line at a level of detail (see
-// oneLine): "b1 2/4", "b2 0/4 down 40s", "b3 0/1 drained"; from level 1
-// on an idle builder that is down or drained shows no count.
+// oneLine): "b1 2/4", "b2 0/4 down 40s", "b3 0/1 drained", "b4 1/2 not in
+// config"; from level 1 on an idle builder that is down or drained shows
+// no count, and from level 3 on (only builders that are busy, down or
+// drained) "not in config" is left out.
 func writeItem(b *strings.Builder, bs *builderStatus, level int) {
 	if level == 0 {
 		b.WriteString(cutRunes(bs.Name, 20))
@@ -427,6 +442,9 @@ func writeItem(b *strings.Builder, bs *builderStatus, level int) {
 		b.WriteString(" down")
 	case bs.Drained:
 		b.WriteString(" drained")
+	}
+	if !bs.InConfig && level < 3 {
+		b.WriteString(" not in config")
 	}
 }
 
@@ -517,6 +535,9 @@ func writeTable(w io.Writer, st *statusInfo) {
 		}
 		if b.Drained && !b.Healthy {
 			state += ", drained"
+		}
+		if !b.InConfig {
+			state += ", not in config"
 		}
 		conn, lastErr := "-", "-"
 		if b.LastConnectMs > 0 {

@@ -269,23 +269,34 @@ func TestStatusOneLineWidth(t *testing.T) {
 		pattern string
 		// want are parts the line must have: how much detail is left.
 		want []string
+		// unlisted is how many of the last builders status's
+		// configuration leaves out: shown, "not in config".
+		unlisted int
 	}{
-		{1, short, "B", []string{"offload 2/4 busy · b1 2/4 · 100 built 10 failed"}},
-		{4, short, "BDRI", []string{"offload 2/16 busy · b1 2/4 · b2 0/4 down 1h · b3 0/4 drained · b4 0/4 · 406 built 46 failed"}},
-		{8, short, "BBDRIIII", []string{"offload 4/32 busy · b1 2/4 · b2 2/4 · b3 down · b4 drained · b5 0/4 · b6 0/4 · b7 0/4 · b8 0/4 · 828 built 108 failed"}},
-		{8, host, "BBDRIIII", []string{"offload 4/32 busy · builder1 2/4 · builder2 2/4 · builder3 down · builder4 drained · +4 idle · 828 built 108 failed"}},
-		{8, long, "BBDRIIII", []string{"offload 4/32 busy · builder-03 down · builder-04 drained · 828 built 108 failed"}},
-		{8, short, "BDRI", []string{"offload 4/32 busy · b1 2/4 · b2 down · b3 drained · b5 2/4 · b6 down · b7 drained · +2 idle · 828 built 108 failed"}},
-		{8, long, "BDRI", []string{"offload 4/32 busy · builder-02 down · builder-03 drained · builder-06 down · builder-07 drained · 828 built 108 failed"}},
-		{12, short, "BIIDIR", []string{"offload 4/48 busy · b1 2/4 · b4 down · b6 drained · b7 2/4 · b10 down · b12 drained · +6 idle · 1266 built 186 failed"}},
-		{20, short, "BDRI", []string{"offload 10/80 busy · 5 down · 5 drained · 2190 built 390 failed"}},
-		{40, short, "BDRI", []string{"offload 20/160 busy · 10 down · 10 drained · 4780 built 1180 failed"}},
-		{200, long, "BDRI", []string{"offload 100/800 busy · 50 down · 50 drained · 39900 built 21900 failed"}},
+		{1, short, "B", []string{"offload 2/4 busy · b1 2/4 · 100 built 10 failed"}, 0},
+		{4, short, "BDRI", []string{"offload 2/16 busy · b1 2/4 · b2 0/4 down 1h · b3 0/4 drained · b4 0/4 · 406 built 46 failed"}, 0},
+		{8, short, "BBDRIIII", []string{"offload 4/32 busy · b1 2/4 · b2 2/4 · b3 down · b4 drained · b5 0/4 · b6 0/4 · b7 0/4 · b8 0/4 · 828 built 108 failed"}, 0},
+		{8, host, "BBDRIIII", []string{"offload 4/32 busy · builder1 2/4 · builder2 2/4 · builder3 down · builder4 drained · +4 idle · 828 built 108 failed"}, 0},
+		{8, long, "BBDRIIII", []string{"offload 4/32 busy · builder-03 down · builder-04 drained · 828 built 108 failed"}, 0},
+		{8, short, "BDRI", []string{"offload 4/32 busy · b1 2/4 · b2 down · b3 drained · b5 2/4 · b6 down · b7 drained · +2 idle · 828 built 108 failed"}, 0},
+		{8, long, "BDRI", []string{"offload 4/32 busy · builder-02 down · builder-03 drained · builder-06 down · builder-07 drained · 828 built 108 failed"}, 0},
+		{12, short, "BIIDIR", []string{"offload 4/48 busy · b1 2/4 · b4 down · b6 drained · b7 2/4 · b10 down · b12 drained · +6 idle · 1266 built 186 failed"}, 0},
+		{20, short, "BDRI", []string{"offload 10/80 busy · 5 down · 5 drained · 2190 built 390 failed"}, 0},
+		{40, short, "BDRI", []string{"offload 20/160 busy · 10 down · 10 drained · 4780 built 1180 failed"}, 0},
+		{200, long, "BDRI", []string{"offload 100/800 busy · 50 down · 50 drained · 39900 built 21900 failed"}, 0},
+		{1, short, "B", []string{"offload 2/4 busy · b1 2/4 not in config · 100 built 10 failed"}, 1},
+		{4, short, "BDRI", []string{"offload 2/16 busy · b1 2/4 · b2 0/4 down 1h · b3 0/4 drained not in config · b4 0/4 not in config · 406 built 46 failed"}, 2},
+		{8, short, "BBDRIIII", []string{"offload 4/32 busy · b1 2/4 · b2 2/4 · b3 down · b4 drained · +4 idle · 828 built 108 failed"}, 4},
+		{8, host, "BBDRIIII", []string{"offload 4/32 busy · builder1 2/4 · builder2 2/4 · builder3 down · builder4 drained · +4 idle · 828 built 108 failed"}, 8},
+		{20, short, "BDRI", []string{"offload 10/80 busy · 5 down · 5 drained · 2190 built 390 failed"}, 10},
 	}
 	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%d-%s-%s", tt.n, tt.name(0), tt.pattern), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%d-%s-%s-%d", tt.n, tt.name(0), tt.pattern, tt.unlisted), func(t *testing.T) {
 			dir := t.TempDir()
 			sp, sc := manyBuilders(tt.n, tt.name, tt.pattern)
+			if tt.unlisted > 0 {
+				sp, _ = manyBuilders(tt.n-tt.unlisted, tt.name, tt.pattern)
+			}
 			f, err := writeSlotState(sc, filepath.Join(dir, "state", "slots"))
 			if err != nil {
 				t.Fatal(err)
@@ -349,7 +360,7 @@ func TestStatusJSONKeys(t *testing.T) {
 	if len(v.Builders) != 1 {
 		t.Fatalf("%d builders, want 1", len(v.Builders))
 	}
-	if got, want := keys(v.Builders[0]), "builds busy bytesReceived bytesSent drained failures healthy lastConnectMs lastError maxJobs name reading readingAgeSeconds running unhealthyForSeconds uri"; got != want {
+	if got, want := keys(v.Builders[0]), "builds busy bytesReceived bytesSent drained failures healthy inConfig lastConnectMs lastError maxJobs name reading readingAgeSeconds running unhealthyForSeconds uri"; got != want {
 		t.Errorf("builder keys = %s, want %s", got, want)
 	}
 	var running []map[string]json.RawMessage

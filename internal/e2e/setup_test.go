@@ -13,9 +13,11 @@ package e2e
 // Nix 2.8 and on current Nix.
 
 import (
+	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -209,5 +211,54 @@ func testSetupNewUser(t *testing.T, sid, daemon bool) {
 	}
 	if b, _ := os.ReadFile(conf); string(b) != other {
 		t.Errorf("nix.conf changed without --force:\n%s", b)
+	}
+}
+
+// A machines line without a host key is how many people start, and the
+// way Nix itself checks the builder then: known_hosts (here the one the
+// client's ssh_config names). When setup connects and the key verifies,
+// setup --write exits 0; how to pin that key stays a hint, with the very
+// value for field 8.
+func TestSetupHostKeyFromKnownHosts(t *testing.T) {
+	requireEnv(t)
+	b1 := startBuilder(t, "b1", builderOpts{})
+	c := newClient(t, b1)
+	conf := filepath.Join(c.Dir, "etc/nix.conf")
+	writeFile(t, conf, "build-users-group =\nsandbox = false\nsubstituters =\nmax-jobs = 0\n")
+	writeFile(t, filepath.Join(c.Dir, "etc/machines"), "ssh://b1 x86_64-linux - 2 1\n")
+
+	r := c.run(2*time.Minute, offloadBin, "setup", "--write", "--hook", offloadBin)
+	if r.Code != 0 {
+		t.Errorf("offload setup --write with b1's key in known_hosts only: exit %d, want 0\n%s%s", r.Code, r.Out, r.Stderr)
+	}
+	for _, want := range []string{
+		"✓ b1: host key verified through known_hosts (not pinned in the machines line)",
+		"✓ b1: the SSH user is trusted there",
+	} {
+		if !strings.Contains(r.Out, want) {
+			t.Errorf("offload setup --write does not say %q:\n%s", want, r.Out)
+		}
+	}
+	m := regexp.MustCompile(`hint: to pin it, put (\S+) in field 8 of b1's machines line`).FindStringSubmatch(r.Out)
+	if m == nil {
+		t.Fatalf("offload setup --write gives no hint on pinning b1's host key:\n%s", r.Out)
+	}
+	// The hint's value is the key of b1's host.pub, comment aside.
+	keyOf := func(b64 string) string {
+		b, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			t.Fatalf("%q: %v", b64, err)
+		}
+		return strings.Join(strings.Fields(string(b))[:2], " ")
+	}
+	if got, want := keyOf(m[1]), keyOf(b1.HostKeyB64); got != want {
+		t.Errorf("the hint pins %s, want %s", got, want)
+	}
+
+	// Pinned as the hint says, setup has nothing more to say about it.
+	writeFile(t, filepath.Join(c.Dir, "etc/machines"), "ssh://b1 x86_64-linux - 2 1 - - "+m[1]+"\n")
+	r = c.run(2*time.Minute, offloadBin, "setup", "--hook", offloadBin)
+	if r.Code != 0 || strings.Contains(r.Out, "host key") {
+		t.Errorf("offload setup with the pinned key: exit %d\n%s%s", r.Code, r.Out, r.Stderr)
 	}
 }

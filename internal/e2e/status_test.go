@@ -30,6 +30,7 @@ type statusJSON struct {
 		BytesReceived       uint64 `json:"bytesReceived"`
 		LastConnectMs       int64  `json:"lastConnectMs"`
 		Drained             bool   `json:"drained"`
+		InConfig            bool   `json:"inConfig"`
 		Running             []struct {
 			Drv       string `json:"drv"`
 			Phase     string `json:"phase"`
@@ -47,12 +48,17 @@ type statusJSON struct {
 
 // statusOf runs `offload status args…` as the client sees it: in its
 // namespace, so it reads the slot file the client's hooks write under its
-// /nix. It returns stdout and the exit code.
+// /nix, with --builders builders unless that is "" (then the client's
+// configuration). It returns stdout and the exit code.
 func statusOf(t *testing.T, c *client, builders string, args ...string) (string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	argv := append([]string{c.Dir, offloadBin, "status", "--builders", builders}, args...)
+	argv := []string{c.Dir, offloadBin, "status"}
+	if builders != "" {
+		argv = append(argv, "--builders", builders)
+	}
+	argv = append(argv, args...)
 	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot, "scripts/test-client.sh"), argv...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -168,5 +174,74 @@ func TestStatusDuringBuild(t *testing.T) {
 	log, _ := statusOf(t, c, builders, "--log")
 	if !regexp.MustCompile(`(?m)^\S+ \S+ +accept +` + name + ` +ssh://b1 `).MatchString(log) {
 		t.Errorf("status --log does not show the accepted build:\n%s", log)
+	}
+}
+
+// Trying a builder out with `nix-build --builders @FILE` leaves Nix's
+// configuration without builders, so status has none of its own; it
+// still shows the builder the hooks used, busy with the build, and marks
+// it as not in the configuration.
+func TestStatusBuildersFromCommandLine(t *testing.T) {
+	requireEnv(t)
+	b1 := startBuilder(t, "b1", builderOpts{})
+	c := newClient(t, b1)
+	file := c.file("try-builders", "ssh://b1 x86_64-linux - 2\n")
+
+	const name = "status-cli-sleeper"
+	expr := c.file("status-cli.nix", drv(name, "x86_64-linux", `/bin/sleep 4; echo slept > $out`, `u = "`+unique()+`";`))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	build := c.command(ctx, "nix-build", "--no-out-link", expr, "--max-jobs", "0",
+		"--option", "build-hook", offloadBin, "--builders", "@"+file)
+	var buildErr bytes.Buffer
+	build.Stderr = &buildErr
+	if err := build.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- build.Wait() }()
+
+	var sawBusy, finished bool
+	var buildResult error
+	var last string
+	for !finished {
+		select {
+		case buildResult = <-done:
+			finished = true
+			continue
+		case <-time.After(100 * time.Millisecond):
+		}
+		out, code := statusOf(t, c, "", "--json")
+		last = out
+		var st statusJSON
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("status --json: %v (exit %d):\n%s", err, code, out)
+		}
+		for _, b := range st.Builders {
+			if b.URI != "ssh://b1" || b.Busy == 0 {
+				continue
+			}
+			if b.InConfig || b.Name != "b1" || b.MaxJobs != 2 || len(b.Running) != 1 || b.Running[0].Drv != name || st.Totals.Busy != 1 {
+				t.Errorf("status --json during the build: %+v, totals %+v", b, st.Totals)
+			}
+			if !sawBusy {
+				sawBusy = true
+				line, _ := statusOf(t, c, "")
+				if want := "offload 1/2 busy · b1 1/2 not in config · 0 built 0 failed\n"; line != want {
+					t.Errorf("status while building = %q, want %q", line, want)
+				}
+			}
+		}
+	}
+	if buildResult != nil {
+		t.Fatalf("nix-build: %v\n%s", buildResult, buildErr.String())
+	}
+	if !sawBusy {
+		t.Errorf("status --json never showed ssh://b1 busy with %s; last printed:\n%s", name, last)
+	}
+	out, _ := statusOf(t, c, "", "--json")
+	var st statusJSON
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Builders) != 1 || st.Builders[0].Builds != 1 || st.Builders[0].InConfig {
+		t.Errorf("status --json after the build: %v\n%s", err, out)
 	}
 }

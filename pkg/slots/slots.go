@@ -747,44 +747,81 @@ func (f *File) Snapshot(dst []Builder) []Builder {
 			dst[i].Running = run
 			continue
 		}
-		b := &dst[i]
-		r := m.g.recOff(rec)
-		b.Known = true
-		b.MaxJobs = capacity(m, rec)
-		b.Started = m.load(r + rStarted)
-		b.Succeeded = m.load(r + rSucceeded)
-		b.Failed = m.load(r + rFailed)
-		b.BytesSent = m.load(r + rSent)
-		b.BytesRecvd = m.load(r + rReceived)
-		b.ConsecutiveFailures = int(m.load(r + rConsecFail))
-		b.UnhealthyUntil = unixTime(m.load(r + rUnhealthy))
-		b.LastError = ErrCode(m.load(r + rLastErr))
-		b.LastConnect = time.Duration(m.load(r + rConnectNs))
-		b.LastConnectAt = unixTime(m.load(r + rConnectAt))
-		b.Drained = m.load(r+rFlags)&flagDrained != 0
-		b.Uploading = m.load(r+rUpload) != 0
-		b.Reading, b.ReadingOurs = reading(m, r)
-		b.Refreshing = m.load(r+rRefresh) != 0
-		readExecs(m, r, b)
-		for j := 0; j < int(m.g.slots); j++ {
-			off := m.g.slotOff(rec, j)
-			w := m.load(off)
-			if w == 0 {
-				continue
-			}
-			b.Busy++
-			run = append(run, SlotInfo{
-				Index: j,
-				PID:   ownerPID(w),
-				Since: unixTime(m.load(off + sAt)),
-				Phase: Phase(m.load(off + sPhase)),
-				Drv:   m.text(off+sDrv, sDrvLen),
-				Bytes: int64(m.load(off + sBytes)),
-			})
-		}
-		b.Running = run
+		readRecord(m, rec, &dst[i], run)
 	}
 	return dst
+}
+
+// Others appends the state of every builder the file has a record for
+// that is not one of this process's builders, in record order, to dst[:0]
+// and returns it: builders that hooks with another configuration put
+// there (nix-build --builders …, an older machines file). Their URI and
+// name are as stored, cut to 128 and 64 bytes.
+func (f *File) Others(dst []Builder) []Builder {
+	dst = dst[:0]
+	v := f.view()
+	if v == nil {
+		return dst
+	}
+	m := v.m
+	mine := make(map[uint64]bool, len(v.ms))
+	for _, mc := range v.ms {
+		mine[mc.hash] = true
+	}
+	for rec := 0; rec < int(m.g.records); rec++ {
+		r := m.g.recOff(rec)
+		if h := m.load(r + rHash); h == 0 || mine[h] {
+			continue
+		}
+		var b Builder
+		readRecord(m, rec, &b, nil)
+		if m.load(r+rHash) == 0 {
+			continue // freed while being read
+		}
+		b.URI = m.text(r+rURI, rURILen)
+		b.Name = m.text(r+rName, rNameLen)
+		dst = append(dst, b)
+	}
+	return dst
+}
+
+// readRecord fills b from record rec, appending its held slots to run.
+func readRecord(m *mapping, rec int, b *Builder, run []SlotInfo) {
+	r := m.g.recOff(rec)
+	b.Known = true
+	b.MaxJobs = capacity(m, rec)
+	b.Started = m.load(r + rStarted)
+	b.Succeeded = m.load(r + rSucceeded)
+	b.Failed = m.load(r + rFailed)
+	b.BytesSent = m.load(r + rSent)
+	b.BytesRecvd = m.load(r + rReceived)
+	b.ConsecutiveFailures = int(m.load(r + rConsecFail))
+	b.UnhealthyUntil = unixTime(m.load(r + rUnhealthy))
+	b.LastError = ErrCode(m.load(r + rLastErr))
+	b.LastConnect = time.Duration(m.load(r + rConnectNs))
+	b.LastConnectAt = unixTime(m.load(r + rConnectAt))
+	b.Drained = m.load(r+rFlags)&flagDrained != 0
+	b.Uploading = m.load(r+rUpload) != 0
+	b.Reading, b.ReadingOurs = reading(m, r)
+	b.Refreshing = m.load(r+rRefresh) != 0
+	readExecs(m, r, b)
+	for j := 0; j < int(m.g.slots); j++ {
+		off := m.g.slotOff(rec, j)
+		w := m.load(off)
+		if w == 0 {
+			continue
+		}
+		b.Busy++
+		run = append(run, SlotInfo{
+			Index: j,
+			PID:   ownerPID(w),
+			Since: unixTime(m.load(off + sAt)),
+			Phase: Phase(m.load(off + sPhase)),
+			Drv:   m.text(off+sDrv, sDrvLen),
+			Bytes: int64(m.load(off + sBytes)),
+		})
+	}
+	b.Running = run
 }
 
 func unixTime(ns uint64) time.Time {

@@ -708,3 +708,45 @@ func TestResetCounters(t *testing.T) {
 		t.Error("ResetCounters after Close succeeded")
 	}
 }
+
+// Others shows what hooks of another configuration wrote: a reader with no
+// builders, or other ones, sees every other record with its counters and
+// held slots, and not its own builders.
+func TestOthers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "offload", "slots")
+	hook := open(t, path, []spec.Machine{mach("ssh://a", 2), mach("ssh://b", 1)})
+	s, ok := hook.Acquire("ssh://a")
+	if !ok {
+		t.Fatal("Acquire(a) failed")
+	}
+	defer s.Release()
+	s.SetDrv("hello-2.12")
+	s.SetPhase(PhaseBuilding)
+	hook.BuildDone("ssh://b", true, 10, 20)
+
+	for _, tt := range []struct {
+		ms   []spec.Machine
+		want string
+	}{
+		{nil, "ssh://a a 2 busy 1 hello-2.12 building built 0; ssh://b b 1 busy 0 built 1"},
+		{[]spec.Machine{mach("ssh://b", 4)}, "ssh://a a 2 busy 1 hello-2.12 building built 0"},
+		{[]spec.Machine{mach("ssh://a", 2), mach("ssh://b", 1)}, ""},
+	} {
+		ro, err := Open(path, tt.ms, Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, b := range ro.Others(nil) {
+			g := fmt.Sprintf("%s %s %d busy %d", b.URI, b.Name, b.MaxJobs, b.Busy)
+			for _, r := range b.Running {
+				g += " " + r.Drv + " " + r.Phase.String()
+			}
+			got = append(got, g+fmt.Sprintf(" built %d", b.Succeeded))
+		}
+		ro.Close()
+		if strings.Join(got, "; ") != tt.want {
+			t.Errorf("Others() with machines %v = %q, want %q", tt.ms, strings.Join(got, "; "), tt.want)
+		}
+	}
+}

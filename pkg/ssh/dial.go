@@ -87,7 +87,14 @@ type Client struct {
 	closeOnce sync.Once
 	mu        sync.Mutex
 	deadErr   error // why keepalive closed the connection
+
+	hostKey gossh.PublicKey // the key the server proved it holds
 }
+
+// HostKey returns the host key the server proved it holds and that was
+// verified, against the machines file's pinned key or known_hosts; nil for
+// a local client.
+func (c *Client) HostKey() gossh.PublicKey { return c.hostKey }
 
 // Settings returns the settings the client was dialled with.
 func (c *Client) Settings() *Settings { return c.settings }
@@ -158,11 +165,18 @@ func dial(ctx context.Context, s *Settings, o *Options) (*Client, error) {
 	}
 	c.closers = append(c.closers, conn)
 
+	verify := func(host string, remote net.Addr, key gossh.PublicKey) error {
+		err := hkcb(host, remote, key)
+		if err == nil {
+			c.hostKey = key
+		}
+		return err
+	}
 	cfg := &gossh.ClientConfig{
 		Config:            algorithmConfig(),
 		User:              s.User,
 		Auth:              []gossh.AuthMethod{gossh.PublicKeys(a.signers...)},
-		HostKeyCallback:   hkcb,
+		HostKeyCallback:   verify,
 		HostKeyAlgorithms: algos,
 		ClientVersion:     "SSH-2.0-offload",
 	}

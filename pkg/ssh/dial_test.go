@@ -140,6 +140,16 @@ func TestKnownHostsAccepted(t *testing.T) {
 			}
 		})
 	}
+	// The client names the key that verified, for offload setup to say
+	// how to pin it.
+	cl, err := Dial(context.Background(), s.machine(t, c, false), c.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if k := cl.HostKey(); k == nil || strings.TrimSpace(string(gossh.MarshalAuthorizedKey(k))) != s.hostLine {
+		t.Errorf("HostKey() = %v, want %s", k, s.hostLine)
+	}
 }
 
 func TestAcceptNew(t *testing.T) {
