@@ -307,8 +307,17 @@ var gone = func(pid int) bool {
 	return pid > 0 && syscall.Kill(pid, 0) == syscall.ESRCH
 }
 
+// othersFor is how long a builder the configuration does not list stays
+// in status after it was last tried: long enough to show what a
+// `nix-build --builders …` run did today, short enough that a builder
+// removed from the machines file leaves the list.
+const othersFor = 24 * time.Hour
+
 // newStatus makes the status of the configured builders snap, then of
-// others, the builders only the state file knows.
+// others, the builders only the state file knows: those with a build
+// running, drained, or tried within othersFor (connected to, or still in
+// or lately out of a failure's backoff). Only configured builders decide
+// whether all is healthy.
 func newStatus(snap, others []slots.Builder, now time.Time) *statusInfo {
 	st := &statusInfo{Builders: make([]builderStatus, 0, len(snap)+len(others)), Healthy: true, Time: now}
 	for i, b := range append(snap, others...) {
@@ -348,6 +357,10 @@ func newStatus(snap, others []slots.Builder, now time.Time) *statusInfo {
 			})
 		}
 		bs.Busy = len(bs.Running)
+		if !bs.InConfig && bs.Busy == 0 && !b.Drained &&
+			now.Sub(b.LastConnectAt) > othersFor && now.Sub(b.UnhealthyUntil) > othersFor {
+			continue
+		}
 		if !b.Reading.Time.IsZero() {
 			r := remoteload.Reading(b.Reading)
 			age := int64(max(now.Sub(r.Time), 0) / time.Second)
@@ -360,7 +373,7 @@ func newStatus(snap, others []slots.Builder, now time.Time) *statusInfo {
 		t.MaxJobs += bs.MaxJobs
 		t.Builds += bs.Builds
 		t.Failures += bs.Failures
-		if !bs.Healthy {
+		if !bs.Healthy && bs.InConfig {
 			t.Unhealthy++
 			st.Healthy = false
 		}
