@@ -83,7 +83,13 @@ sid=$("$here/unstable-root.sh")
 commit=$(git -C "$repo" rev-parse HEAD)
 [ -z "$(git -C "$repo" status --porcelain)" ] || say "the work tree has changes that are not committed: checking $commit as committed"
 mkdir -p /var/tmp/offload-fresh
-run=$(mktemp -d /var/tmp/offload-fresh/run.XXXXXX)
+# Copies of runs that were killed before they could remove theirs.
+for old in /var/tmp/offload-fresh/run.*; do
+	[ -d "$old" ] && ! kill -0 "${old##*.}" 2>/dev/null && rm -rf --one-file-system "$old"
+done
+run=/var/tmp/offload-fresh/run.$$
+rm -rf --one-file-system "$run"
+mkdir "$run"
 trap 'rm -rf --one-file-system "$run"' EXIT
 trap 'exit 1' HUP INT TERM
 r=$run/root
