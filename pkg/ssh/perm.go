@@ -15,11 +15,13 @@ package ssh
 // files). Every refusal is one line naming the file and the fix.
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -133,4 +135,92 @@ func trustedKnownHosts(path string) (string, error) {
 		return fmt.Sprintf("%s is not used: %s; %s", path, why, fix(path, why)), nil
 	}
 	return "", nil
+}
+
+// maxIncludeDepth is how deep Include directives nest, as in
+// github.com/kevinburke/ssh_config (and OpenSSH's READCONF_MAX_DEPTH).
+const maxIncludeDepth = 5
+
+// checkIncludes applies readConfig's check to every file the Include
+// directives in data name, and to the files those include. The
+// ssh_config package reads included files by itself; a relative name
+// is looked up in its idea of the home directory (os/user's, which
+// falls back to $HOME), so both that and home are checked.
+func checkIncludes(data []byte, from, home string, depth int) error {
+	for _, line := range strings.Split(string(data), "\n") {
+		key, rest := splitDirective(line)
+		if !strings.EqualFold(key, "include") {
+			continue
+		}
+		if depth >= maxIncludeDepth {
+			return fmt.Errorf("ssh: %s: Include nested more than %d deep", from, maxIncludeDepth)
+		}
+		for _, pat := range strings.Fields(rest) {
+			if strings.HasPrefix(pat, "#") {
+				break
+			}
+			for _, g := range includeGlobs(pat, from, home) {
+				matches, _ := filepath.Glob(g)
+				for _, m := range matches {
+					inc, err := readConfig(m)
+					if err != nil {
+						var pe *permError
+						if errors.As(err, &pe) {
+							return fmt.Errorf("%w (included from %s)", err, from)
+						}
+						continue // the ssh_config package reports it
+					}
+					if err := checkIncludes(inc, m, home, depth+1); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// splitDirective splits an ssh_config line into its keyword and the
+// rest ("Key value", "Key=value").
+func splitDirective(line string) (key, rest string) {
+	line = strings.TrimSpace(line)
+	if line == "" || line[0] == '#' {
+		return "", ""
+	}
+	i := strings.IndexAny(line, " \t=")
+	if i < 0 {
+		return line, ""
+	}
+	rest = strings.TrimLeft(line[i:], " \t")
+	rest = strings.TrimPrefix(rest, "=")
+	return line[:i], rest
+}
+
+// includeGlobs are the patterns an Include of pat in the file from may
+// read, as github.com/kevinburke/ssh_config resolves them.
+func includeGlobs(pat, from, home string) []string {
+	if filepath.IsAbs(pat) {
+		return []string{pat}
+	}
+	if strings.HasPrefix(filepath.Clean(from), "/etc/ssh") {
+		return []string{filepath.Join("/etc/ssh", pat)}
+	}
+	var globs []string
+	homes := []string{home}
+	if u, err := user.Current(); err == nil {
+		homes = append(homes, u.HomeDir)
+	} else {
+		homes = append(homes, os.Getenv("HOME"))
+	}
+	for _, h := range homes {
+		if h == "" {
+			continue
+		}
+		if strings.HasPrefix(pat, "~/") {
+			globs = append(globs, filepath.Join(h, pat[2:]))
+		} else {
+			globs = append(globs, filepath.Join(h, ".ssh", pat))
+		}
+	}
+	return globs
 }

@@ -182,3 +182,28 @@ func TestKnownHostsNotTrusted(t *testing.T) {
 		t.Errorf("known_hosts of mode 0644: %v", err)
 	}
 }
+
+// TestConfigIncludeChecked: files a config includes pass the same check
+// (ssh(1) reads them with the same flags).
+func TestConfigIncludeChecked(t *testing.T) {
+	c := newClient(t)
+	extra := c.write(t, ".ssh/extra", "Host b1\n  HostName 10.0.0.9\n")
+	c.write(t, ".ssh/config", "Include "+filepath.Join(c.home, ".ssh", "ext*")+"\n")
+	if s, err := Resolve(spec.Machine{Host: "b1"}, c.options()); err != nil || s.HostName != "10.0.0.9" {
+		t.Fatalf("Resolve with an included file of mode 0600 = %v; want it read", err)
+	}
+	if err := os.Chmod(extra, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Resolve(spec.Machine{Host: "b1"}, c.options())
+	if err == nil || !strings.Contains(err.Error(), "bad owner or permissions on "+extra) {
+		t.Errorf("Resolve with an included file of mode 0666 = %v, want it refused", err)
+	}
+	// Included from an included file.
+	c.write(t, ".ssh/config", "Host *\n  Include "+filepath.Join(c.home, ".ssh", "middle")+"\n")
+	c.write(t, ".ssh/middle", "Include "+extra+"\n")
+	_, err = Resolve(spec.Machine{Host: "b1"}, c.options())
+	if err == nil || !strings.Contains(err.Error(), "bad owner or permissions on "+extra) {
+		t.Errorf("Resolve with a file of mode 0666 included twice over = %v, want it refused", err)
+	}
+}

@@ -524,6 +524,9 @@ func loadConfig(path string, s *Settings, o *Options, explicit bool) (*layer, er
 		}
 		return l, nil
 	}
+	if err := checkIncludes(data, path, s.home, 0); err != nil {
+		return nil, err
+	}
 	ruser := s.cmdUser
 	if ruser == "" {
 		ruser = s.localUser
