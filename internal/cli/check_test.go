@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"net"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -198,6 +199,10 @@ func TestCheckFailures(t *testing.T) {
 	h := newTestHome(t, pickNixConf)
 	h.write(t, "etc/offload.conf", "connect-timeout = 700ms\n")
 	h.write(t, "id_client", clientKeyPEM(t))
+	// A private key others can read is not used.
+	if err := os.Chmod(filepath.Join(h.dir, "id_client"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	env := map[string]string{"NIX_SSHOPTS": "-i " + filepath.Join(h.dir, "id_client")}
 	builders := strings.Join([]string{
 		"ssh://root@127.0.0.1:" + strconv.Itoa(refused) + " x86_64-linux",

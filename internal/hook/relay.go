@@ -10,10 +10,13 @@ package hook
 // the relay first and dials by itself when no relay answers; a builder
 // that the relay cannot reach fails as a direct connection would.
 //
-// Rules: the relay serves only its own uid, from a 0700 directory; it
-// inherits none of the hook's descriptors (stderr is Nix's protocol, fd 4
-// the build log); and a connection error from it counts against the
-// builder like any other.
+// Rules: the relay serves only its own uid, from a 0700 directory; a hook
+// uses only a relay of its own uid in a directory of its own (pkg/mux
+// Start checks both), and root's is never in a directory named by the
+// environment (su and sudo -E pass on another user's XDG_RUNTIME_DIR);
+// the relay inherits none of the hook's descriptors (stderr is Nix's
+// protocol, fd 4 the build log); and a connection error from it counts
+// against the builder like any other.
 
 import (
 	"context"
@@ -49,7 +52,11 @@ const (
 // sshEnv are the variables pkg/ssh reads: a relay dials with the
 // requesting hook's values, and hooks whose values differ get different
 // connections.
-var sshEnv = []string{"NIX_SSHOPTS", "SSH_AUTH_SOCK", "HOME"}
+var sshEnv = []string{"NIX_SSHOPTS", "SSH_AUTH_SOCK"}
+
+// rootRelayDir is root's relay directory: on the runtime file system,
+// which only root can write to.
+const rootRelayDir = "/run/offload/relay"
 
 // relayTarget is what a relay needs to dial a builder for a hook.
 type relayTarget struct {
@@ -74,15 +81,17 @@ func (h *hook) persist() time.Duration {
 	return max(d, 0)
 }
 
-// relayDir is the relay's directory for this user: under
-// $XDG_RUNTIME_DIR, or the state directory. "" when the relay is off or
-// the socket path would be too long.
+// relayDir is the relay's directory for this user: rootRelayDir for
+// root, else under $XDG_RUNTIME_DIR, or the state directory. "" when the
+// relay is off or the socket path would be too long.
 func (h *hook) relayDir() string {
 	if h.persist() <= 0 {
 		return ""
 	}
 	var dir string
-	if x := h.env.Getenv("XDG_RUNTIME_DIR"); x != "" {
+	if os.Geteuid() == 0 {
+		dir = rootRelayDir
+	} else if x := h.env.Getenv("XDG_RUNTIME_DIR"); x != "" {
 		dir = filepath.Join(x, "offload-relay")
 	} else {
 		base := h.env.Getenv("OFFLOAD_STATE_DIR")
@@ -125,6 +134,10 @@ func (h *hook) connectRelay(ctx context.Context, m *spec.Machine, dir string) (*
 	target := h.relayTargetOf(m)
 	argv := ssh.RemoteCommand(*m, false)
 	rs, err := mux.Start(ctx, sock, target, argv)
+	if errors.Is(err, mux.ErrUntrusted) {
+		h.log.Warnf("not using the connection relay at %s: %v", sock, err)
+		return nil, err
+	}
 	if errors.Is(err, mux.ErrNoServer) {
 		if serr := h.startRelay(dir); serr != nil {
 			h.log.Debugf("starting the connection relay: %v", serr)

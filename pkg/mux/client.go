@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -38,13 +40,31 @@ type Session struct {
 // the command runs (or ctx is done: the request is then abandoned, which
 // ends it). An error from the Server is an *Error; a missing or dead
 // Server gives an error wrapping ErrNoServer.
+//
+// Nothing is sent unless the socket's directory is the user's own, not
+// a symbolic link, with mode 0700, and the listening process runs as the
+// user: else the error wraps both ErrNoServer and ErrUntrusted.
 func Start(ctx context.Context, socket, target string, argv []string) (*Session, error) {
+	dir := filepath.Dir(socket)
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %v", ErrNoServer, err)
+	}
+	if err := checkDir(dir, false); err != nil {
+		return nil, fmt.Errorf("%w: %w: %v", ErrNoServer, ErrUntrusted, err)
+	}
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "unix", socket)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoServer, err)
 	}
 	c := nc.(*net.UnixConn)
+	if uid, err := peerUID(c); err != nil || uid != os.Getuid() {
+		c.Close()
+		if err == nil {
+			err = fmt.Errorf("%s is served by uid %d, not %d", socket, uid, os.Getuid())
+		}
+		return nil, fmt.Errorf("%w: %w: %v", ErrNoServer, ErrUntrusted, err)
+	}
 	// Pipes with a larger buffer than the default 64 KiB, so a big copy
 	// wakes each side less often.
 	inR, inW, err := os.Pipe()
@@ -163,3 +183,8 @@ func (s *Session) Release() {
 	s.stdout.Close()
 	s.stderr.Close()
 }
+
+// ErrUntrusted is returned, wrapped together with ErrNoServer, by Start
+// when the socket's directory or the listening process is not the
+// user's own.
+var ErrUntrusted = errors.New("mux: untrusted server")

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -280,4 +281,124 @@ func FuzzDecodeRequest(f *testing.F) {
 			t.Errorf("decode(encode(%q, %q)) = %q, %q, %v", target, argv, t2, a2, err)
 		}
 	})
+}
+
+const envNobodyServer = "MUX_TEST_NOBODY_SERVER"
+
+// serveAsOther is the server TestOtherUsersServer starts as another
+// user: it serves root, and records every request it gets in dir/got.
+func serveAsOther(dir string) {
+	ln, lock, err := Listen(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(3)
+	}
+	defer lock.Close()
+	s := &Server{UID: 0, Idle: time.Minute, Dial: func(ctx context.Context, target string) (Remote, error) {
+		os.WriteFile(filepath.Join(dir, "got"), []byte(target), 0o644)
+		return nil, errors.New("played the builder")
+	}}
+	s.Serve(context.Background(), ln)
+	os.Exit(0)
+}
+
+// startAsNobody runs serveAsOther as the user nobody on base/mux and
+// returns that directory once its socket listens.
+func startAsNobody(t *testing.T, testName string) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: needs a second user")
+	}
+	if os.Getuid() != 0 {
+		t.Skip("needs root to run as nobody")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skipf("setpriv: %v", err)
+	}
+	base := t.TempDir()
+	for _, p := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The test binary, where nobody may run it.
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(base, "mux.test")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(base, "nobody")
+	if err := os.Mkdir(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(home, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(home, "mux")
+	cmd := exec.Command("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", bin, "-test.run=^"+testName+"$")
+	cmd.Env = append(os.Environ(), envNobodyServer+"="+dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if stderr.Len() > 0 {
+			t.Logf("server as nobody: %s", stderr.String())
+		}
+	})
+	for i := 0; i < 500; i++ {
+		if _, err := os.Stat(SocketPath(dir)); err == nil {
+			return dir
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("the server as nobody did not listen: %s", stderr.String())
+	return ""
+}
+
+// TestOtherUsersServer: a client never sends a request to a server of
+// another user, whether found in that user's directory (root with
+// another user's XDG_RUNTIME_DIR) or moved into a directory of its own.
+func TestOtherUsersServer(t *testing.T) {
+	if dir := os.Getenv(envNobodyServer); dir != "" {
+		serveAsOther(dir)
+	}
+	dir := startAsNobody(t, "TestOtherUsersServer")
+	got := filepath.Join(dir, "got")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	_, err := Start(ctx, SocketPath(dir), "secret target", []string{"true"})
+	if !errors.Is(err, ErrNoServer) || !errors.Is(err, ErrUntrusted) {
+		t.Errorf("Start on nobody's socket = %v, want ErrUntrusted (and ErrNoServer)", err)
+	}
+	if b, err := os.ReadFile(got); err == nil {
+		t.Fatalf("nobody's server got the request %q", b)
+	}
+
+	// The same listener, in a directory of root's.
+	own := filepath.Join(t.TempDir(), "mux")
+	if err := os.Mkdir(own, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(SocketPath(dir), SocketPath(own)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Start(ctx, SocketPath(own), "secret target", []string{"true"})
+	if !errors.Is(err, ErrNoServer) || !errors.Is(err, ErrUntrusted) {
+		t.Errorf("Start on nobody's listener in root's directory = %v, want ErrUntrusted (and ErrNoServer)", err)
+	}
+	if b, err := os.ReadFile(got); err == nil {
+		t.Fatalf("nobody's server got the request %q", b)
+	}
 }

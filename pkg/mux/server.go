@@ -150,16 +150,9 @@ func (s *Server) allowed(c *net.UnixConn) bool {
 	if want < 0 {
 		want = os.Getuid()
 	}
-	raw, err := c.SyscallConn()
+	cred, err := peerCred(c)
 	if err != nil {
-		return false
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil || cerr != nil {
-		s.logf("mux: reading the peer's credentials: %v %v", err, cerr)
+		s.logf("mux: %v", err)
 		return false
 	}
 	if int(cred.Uid) != want {
@@ -167,6 +160,34 @@ func (s *Server) allowed(c *net.UnixConn) bool {
 		return false
 	}
 	return true
+}
+
+// peerCred returns the credentials of the process at the other end of c
+// (SO_PEERCRED: the client's at connect, the server's at listen).
+func peerCred(c *net.UnixConn) (*unix.Ucred, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return nil, fmt.Errorf("reading the peer's credentials: %w", err)
+	}
+	if cerr != nil {
+		return nil, fmt.Errorf("reading the peer's credentials: %w", cerr)
+	}
+	return cred, nil
+}
+
+func peerUID(c *net.UnixConn) (int, error) {
+	cred, err := peerCred(c)
+	if err != nil {
+		return -1, err
+	}
+	return int(cred.Uid), nil
 }
 
 // handle serves one client: one command.
@@ -332,7 +353,8 @@ var ErrRunning = errors.New("mux: another server is running")
 // not be open to others), a lock file in it is taken for as long as the
 // returned closer is open (the kernel drops it when the process dies, so
 // a crashed Server leaves nothing in the way), a stale socket is removed,
-// and the new one gets mode 0600.
+// and the new one gets mode 0600 (set by the umask at bind, in the 0700
+// directory checked before).
 func Listen(dir string) (*net.UnixListener, io.Closer, error) {
 	if err := checkDir(dir, true); err != nil {
 		return nil, nil, err
@@ -361,11 +383,8 @@ func Listen(dir string) (*net.UnixListener, io.Closer, error) {
 		return nil, nil, fmt.Errorf("mux: %w", err)
 	}
 	ln.SetUnlinkOnClose(true)
-	if err := os.Chmod(sock, 0o600); err != nil {
-		ln.Close()
-		lock.Close()
-		return nil, nil, fmt.Errorf("mux: %w", err)
-	}
+	// The umask gave the socket its mode as bind made it; a chmod by
+	// path would follow whatever is at the path by then.
 	return ln, lock, nil
 }
 

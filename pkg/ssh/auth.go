@@ -73,7 +73,13 @@ func (s *Settings) loadAuth(o *Options) *auth {
 	}
 	isDefault := s.Sources["identityfile"] == "default"
 	for _, f := range s.IdentityFiles {
-		data, err := os.ReadFile(f)
+		data, err := readPrivateKey(f)
+		var pe *permError
+		if errors.As(err, &pe) {
+			a.notes = append(a.notes, pe.msg)
+			o.logf("ssh: %s", pe.msg)
+			continue
+		}
 		if err != nil {
 			// A .pub file alone names an agent key (ssh_config(5) IdentityFile).
 			if pub := readPub(f + ".pub"); pub != nil {

@@ -421,7 +421,10 @@ type proxyConn struct {
 }
 
 func startProxy(s *Settings) (net.Conn, error) {
-	line := s.expandProxy(s.ProxyCommand)
+	line, err := s.expandProxy(s.ProxyCommand)
+	if err != nil {
+		return nil, err
+	}
 	// ssh(1) runs "exec <command>" with the user's shell.
 	cmd := exec.Command("/bin/sh", "-c", "exec "+line)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -441,8 +444,11 @@ func startProxy(s *Settings) (net.Conn, error) {
 	return pc, nil
 }
 
-// expandProxy expands %h %p %r %n %% in a ProxyCommand.
-func (s *Settings) expandProxy(v string) string {
+// expandProxy expands %h %p %r %n %% in a ProxyCommand. A host or user
+// name with characters a shell would interpret is refused, as ssh(1)
+// refuses it since OpenSSH 9.6 (CVE-2023-51385): the names come from
+// the machines file and ssh_config, the command runs as the hook's user.
+func (s *Settings) expandProxy(v string) (string, error) {
 	var b strings.Builder
 	for i := 0; i < len(v); i++ {
 		if v[i] != '%' || i+1 == len(v) {
@@ -450,23 +456,31 @@ func (s *Settings) expandProxy(v string) string {
 			continue
 		}
 		i++
+		var name string
+		ok := true
 		switch v[i] {
 		case '%':
 			b.WriteByte('%')
+			continue
 		case 'h':
-			b.WriteString(s.HostName)
-		case 'p':
-			b.WriteString(strconv.Itoa(s.Port))
-		case 'r':
-			b.WriteString(s.User)
+			name, ok = s.HostName, validHostname(s.HostName)
 		case 'n':
-			b.WriteString(s.Host)
+			name, ok = s.Host, validHostname(s.Host)
+		case 'r':
+			name, ok = s.User, validRemoteUser(s.User)
+		case 'p':
+			name = strconv.Itoa(s.Port)
 		default:
 			b.WriteByte('%')
 			b.WriteByte(v[i])
+			continue
 		}
+		if !ok {
+			return "", fmt.Errorf("ProxyCommand not run: %%%c would put %q in a shell command, and it has characters a shell interprets; fix the name in the machines file or ssh_config", v[i], name)
+		}
+		b.WriteString(name)
 	}
-	return b.String()
+	return b.String(), nil
 }
 
 func (p *proxyConn) Read(b []byte) (int, error) {
@@ -539,4 +553,44 @@ func (l *limitedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
+}
+
+// validHostname reports whether a host name can be put in a ProxyCommand
+// without a shell seeing syntax in it (OpenSSH 9.6 ssh.c valid_hostname).
+func validHostname(s string) bool {
+	if strings.HasPrefix(s, "-") {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if strings.IndexByte("'`\"$\\;&<>|(){}", c) >= 0 || isSpace(c) || c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validRemoteUser is validHostname for user names (OpenSSH 9.6 ssh.c
+// valid_ruser): spaces are allowed, but not before a '-', and a
+// backslash not at the end.
+func validRemoteUser(s string) bool {
+	if strings.HasPrefix(s, "-") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if strings.IndexByte("'`\";&<>|(){}", c) >= 0 || c < 0x20 && !isSpace(c) || c == 0x7f {
+			return false
+		}
+		if isSpace(c) && i+1 < len(s) && s[i+1] == '-' {
+			return false
+		}
+		if c == '\\' && i+1 == len(s) {
+			return false
+		}
+	}
+	return true
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
 }

@@ -465,3 +465,29 @@ func TestLocalhost(t *testing.T) {
 		t.Errorf("root@localhost: Local = %v, %v; want SSH", s != nil && s.Local, err)
 	}
 }
+
+// TestProxyCommandMetachars: %h, %n and %r never bring shell syntax into
+// a ProxyCommand (OpenSSH 9.6 ssh.c valid_hostname and valid_ruser, the
+// fix for CVE-2023-51385).
+func TestProxyCommandMetachars(t *testing.T) {
+	c := newClient(t)
+	marker := filepath.Join(t.TempDir(), "ran")
+	c.write(t, ".ssh/config", "Host *\n  ProxyCommand true %h %r\n")
+	for _, m := range []spec.Machine{
+		{Host: "b1;touch " + marker},
+		{Host: "b1`touch " + marker + "`"},
+		{Host: "b1$(touch " + marker + ")"},
+		{Host: "-oProxyCommand=x"},
+		{Host: "b1", User: "u;touch " + marker},
+		{Host: "b1", User: "u|touch " + marker},
+	} {
+		m.SSHKey = c.key
+		_, err := Dial(context.Background(), m, c.options())
+		if err == nil || !strings.Contains(err.Error(), "ProxyCommand") || !strings.Contains(err.Error(), "shell") {
+			t.Errorf("Dial(%s@%s) = %v, want the ProxyCommand refused", m.User, m.Host, err)
+		}
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("a host or user name ran a command through ProxyCommand")
+	}
+}

@@ -27,5 +27,8 @@
 // Rules: verification of host keys cannot be turned off;
 // StrictHostKeyChecking=no is ignored with a warning. Nothing here
 // prompts: an encrypted identity file that ssh-agent does not hold is an
-// error. The package never prints; it reports through Options.Logf.
+// error. The home directory is the user database's, never $HOME, and
+// config, identity and known_hosts files that another local user could
+// have changed are refused (perm.go). The package never prints; it
+// reports through Options.Logf.
 package ssh

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -146,7 +147,13 @@ func (s *Settings) hostKeyCheck(o *Options) (gossh.HostKeyCallback, []string, er
 
 	var files []string
 	for _, f := range append(append([]string(nil), s.UserKnownHostsFiles...), s.GlobalKnownHostsFiles...) {
-		if _, err := os.Stat(f); err != nil {
+		why, err := trustedKnownHosts(f)
+		if err != nil {
+			continue
+		}
+		if why != "" {
+			s.Notes = append(s.Notes, why)
+			o.logf("ssh: %s", why)
 			continue
 		}
 		if _, err := knownhosts.New(f); err != nil {
@@ -281,9 +288,28 @@ func (s *Settings) addKnownHost(key gossh.PublicKey, o *Options) error {
 	if s.HashKnownHosts {
 		host = knownhosts.HashHostname(host)
 	}
-	fh, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	// Never through a symbolic link, and only to a file of the user's
+	// that nobody else can write (perm.go).
+	fh, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if errors.Is(err, syscall.ELOOP) {
+		return fmt.Errorf("accept-new: %s is a symbolic link, which offload does not write through: make it a file of its own, or add the key to the file it points to yourself", f)
+	}
 	if err != nil {
 		return fmt.Errorf("accept-new: %w", err)
+	}
+	fi, err := fh.Stat()
+	if err == nil {
+		why := trusted(fi)
+		if st, ok := fi.Sys().(*syscall.Stat_t); why == "" && ok && int(st.Uid) != os.Getuid() {
+			why = fmt.Sprintf("it belongs to uid %d, not to uid %d", st.Uid, os.Getuid())
+		}
+		if why == "" && !fi.Mode().IsRegular() {
+			why = "it is not a regular file"
+		}
+		if why != "" {
+			fh.Close()
+			return fmt.Errorf("accept-new: %s is not written: %s; %s", f, why, fix(f, why))
+		}
 	}
 	_, err = fh.WriteString(host + " " + string(gossh.MarshalAuthorizedKey(key)))
 	if cerr := fh.Close(); err == nil {

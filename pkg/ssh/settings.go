@@ -18,10 +18,10 @@ package ssh
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -47,9 +47,15 @@ type Options struct {
 	// SSH handshake, authentication) when ssh_config and NIX_SSHOPTS
 	// set no ConnectTimeout. 0 means DefaultConnectTimeout.
 	ConnectTimeout time.Duration
-	// Env looks up environment variables (NIX_SSHOPTS, SSH_AUTH_SOCK,
-	// HOME). nil means os.Getenv.
+	// Env looks up environment variables (NIX_SSHOPTS, SSH_AUTH_SOCK).
+	// nil means os.Getenv. HOME is not used: as for ssh(1), the home
+	// directory is the user database's.
 	Env func(string) string
+	// Home, if set, is the directory whose .ssh is read instead of the
+	// home directory of the process's user, e.g. root's for a command
+	// that shows what a hook under nix-daemon would do. It must not
+	// come from the environment.
+	Home string
 	// Logf receives warnings (ignored options, skipped keys). nil
 	// discards them. It must be safe for concurrent use.
 	Logf func(format string, args ...any)
@@ -170,8 +176,9 @@ func (l *layer) add(key, val, from string) {
 // Resolve computes the connection settings for m. It reads NIX_SSHOPTS
 // through o.Env, ~/.ssh/config (or the file named by -F) and
 // /etc/ssh/ssh_config. It fails only on input it cannot make sense of:
-// a malformed NIX_SSHOPTS, an option value that is not valid, or a host
-// key in the machines file that does not parse.
+// a malformed NIX_SSHOPTS, an option value that is not valid, a host
+// key in the machines file that does not parse, or a config file that
+// another user could have written (perm.go).
 func Resolve(m spec.Machine, o Options) (*Settings, error) {
 	s := &Settings{Host: m.Host, Sources: map[string]string{}, cmdUser: m.User}
 	s.home, s.localUser = homeDir(&o, s)
@@ -215,13 +222,21 @@ func Resolve(m spec.Machine, o Options) (*Settings, error) {
 	layers := []*layer{&cmd}
 	if configFile != "" {
 		if configFile != "none" {
-			layers = append(layers, loadConfig(expandTilde(configFile, s.home), s, &o, true))
+			l, err := loadConfig(expandTilde(configFile, s.home), s, &o, true)
+			if err != nil {
+				return nil, err
+			}
+			layers = append(layers, l)
 		}
 		// ssh(1) -F: "the system-wide configuration file will be ignored".
 	} else {
-		layers = append(layers,
-			loadConfig(filepath.Join(s.home, ".ssh", "config"), s, &o, false),
-			loadConfig(filepath.Join(o.etc(), "ssh_config"), s, &o, false))
+		for _, f := range []string{filepath.Join(s.home, ".ssh", "config"), filepath.Join(o.etc(), "ssh_config")} {
+			l, err := loadConfig(f, s, &o, false)
+			if err != nil {
+				return nil, err
+			}
+			layers = append(layers, l)
+		}
 	}
 
 	first := func(key string) (sourced, bool) {
@@ -440,33 +455,6 @@ func yesNo(v string) (bool, error) {
 	return false, fmt.Errorf("%q: want yes or no", v)
 }
 
-// homeDir returns the home directory and the local user name. $HOME
-// wins when it names a directory; under nix-daemon the hook may run with
-// HOME unset or set to a directory that does not exist
-// ("/homeless-shelter"), so then the user database decides.
-func homeDir(o *Options, s *Settings) (home, name string) {
-	u, uerr := user.Current()
-	if uerr == nil {
-		name = u.Username
-	}
-	h := o.getenv("HOME")
-	if h != "" {
-		if fi, err := os.Stat(h); err == nil && fi.IsDir() {
-			return h, name
-		}
-	}
-	if uerr == nil && u.HomeDir != "" {
-		if h != "" {
-			s.Notes = append(s.Notes, fmt.Sprintf("HOME=%s is not a directory; using %s from the user database", h, u.HomeDir))
-		}
-		return u.HomeDir, name
-	}
-	if h == "" {
-		h = "/"
-	}
-	return h, name
-}
-
 func expandTilde(p, home string) string {
 	if p == "~" {
 		return home
@@ -522,16 +510,24 @@ func (s *Settings) expand(v string, port int, orig, ruser string) string {
 
 // loadConfig reads one ssh_config file into a layer. A missing file is
 // an empty layer; a file that does not parse is reported in the notes
-// and skipped (ssh(1) would refuse to run; a build should not).
-func loadConfig(path string, s *Settings, o *Options, explicit bool) *layer {
+// and skipped (ssh(1) would refuse to run; a build should not). A file
+// that another user could have written is an error (perm.go).
+func loadConfig(path string, s *Settings, o *Options, explicit bool) (*layer, error) {
 	l := &layer{name: path}
-	data, err := os.ReadFile(path)
+	data, err := readConfig(path)
+	var pe *permError
+	if errors.As(err, &pe) {
+		return nil, err
+	}
 	if err != nil {
 		if !os.IsNotExist(err) || explicit {
 			s.Notes = append(s.Notes, fmt.Sprintf("%s: not read: %v", path, err))
 			o.logf("ssh: %s: not read: %v", path, err)
 		}
-		return l
+		return l, nil
+	}
+	if err := checkIncludes(data, path, s.home, 0); err != nil {
+		return nil, err
 	}
 	ruser := s.cmdUser
 	if ruser == "" {
@@ -544,7 +540,7 @@ func loadConfig(path string, s *Settings, o *Options, explicit bool) *layer {
 	if err != nil {
 		s.Notes = append(s.Notes, fmt.Sprintf("%s: not used: %v", path, err))
 		o.logf("ssh: %s: not used: %v", path, err)
-		return l
+		return l, nil
 	}
 	for _, key := range optionNames {
 		if key == "identityfile" {
@@ -563,7 +559,7 @@ func loadConfig(path string, s *Settings, o *Options, explicit bool) *layer {
 		}
 		l.add(key, v, path+lineOf(cfg, alias, key))
 	}
-	return l
+	return l, nil
 }
 
 // lineOf finds the line of the first matching entry for key, for

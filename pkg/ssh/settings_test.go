@@ -265,9 +265,13 @@ func TestResolve(t *testing.T) {
 }
 
 func TestHomeFallback(t *testing.T) {
+	// Under nix-daemon HOME is unset or "/homeless-shelter"; the user
+	// database decides either way.
 	c := newClient(t)
+	o := c.options()
+	o.Home = ""
 	c.env["HOME"] = "/homeless-shelter"
-	s, err := Resolve(spec.Machine{Host: "b1"}, c.options())
+	s, err := Resolve(spec.Machine{Host: "b1"}, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -228,8 +228,8 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	return l.w.Write(b)
 }
 
-// clientEnv is a client side: a HOME with .ssh, a key, and no agent,
-// system config or global known_hosts.
+// clientEnv is a client side: a home directory with .ssh, a key, and no
+// agent, system config or global known_hosts.
 type clientEnv struct {
 	home, key, pubLine string
 	env                map[string]string
@@ -245,12 +245,13 @@ func newClient(t testing.TB) *clientEnv {
 	key := keygen(t, home, "id_test", "ed25519", "")
 	_, line := readPubKey(t, key+".pub")
 	return &clientEnv{home: home, key: key, pubLine: line, etc: t.TempDir(),
-		env: map[string]string{"HOME": home}}
+		env: map[string]string{}}
 }
 
 func (c *clientEnv) options() Options {
 	return Options{
 		Env:    func(k string) string { return c.env[k] },
+		Home:   c.home,
 		etcDir: c.etc,
 	}
 }
