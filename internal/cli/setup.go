@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -197,7 +198,7 @@ func (c setupCmd) Run(rc *runContext) error {
 		for _, w := range append(warnings, spec.Lint(ms, os.Stat)...) {
 			add(false, w.Source+": "+w.Msg, "")
 		}
-		sshEnv := rc.hookSSHEnv(r.Daemon)
+		sshOpts := rc.hookSSHOptions(r.Daemon)
 		unpinned := map[int]int{} // index in ms → its step, decided once setup has connected
 		for i, m := range ms {
 			if m.PublicHostKey == "" {
@@ -205,7 +206,7 @@ func (c setupCmd) Run(rc *runContext) error {
 				add(false, m.Name+": no host key pinned in the machines line; the known_hosts of the user the hook runs as must have it",
 					"add field 8: base64 -w0 /etc/ssh/ssh_host_ed25519_key.pub (run on "+m.Name+")")
 			}
-			for _, f := range missingIdentities(m, sshEnv) {
+			for _, f := range missingIdentities(m, sshOpts) {
 				who := "your"
 				if r.Daemon {
 					who = "root's"
@@ -221,7 +222,7 @@ func (c setupCmd) Run(rc *runContext) error {
 			add(false, "on each builder the SSH user must be root or in trusted-users; not checked: under nix-daemon the hook logs in as root, and you are not root",
 				"run sudo offload setup (or sudo offload check) to connect as the hook would")
 		default:
-			r.Builders = probeTrustAll(rc.ctx, ms, rc.sshOptions(sshEnv))
+			r.Builders = probeTrustAll(rc.ctx, ms, sshOpts)
 			// A host key that verified through known_hosts is how Nix
 			// itself checks builders by default: no failure, but pinning
 			// it keeps it right wherever the machines file is used.
@@ -314,19 +315,19 @@ func nixSupport(version string) (ok bool, note string) {
 	return true, ""
 }
 
-// hookSSHEnv is the environment the hook resolves SSH settings in: under
-// nix-daemon the hook runs as root, so HOME is root's (the daemon's
-// NIX_SSHOPTS is not known here, so the caller's is kept).
-func (rc *runContext) hookSSHEnv(daemon bool) func(string) string {
-	if !daemon || os.Geteuid() == 0 {
-		return rc.env.Getenv
-	}
-	return func(k string) string {
-		if k == "HOME" {
-			return "/root"
+// hookSSHOptions are the SSH options the hook resolves its settings
+// with: under nix-daemon the hook runs as root, so the .ssh read is
+// root's (the daemon's NIX_SSHOPTS is not known here, so the caller's is
+// kept).
+func (rc *runContext) hookSSHOptions(daemon bool) ssh.Options {
+	o := rc.sshOptions(rc.env.Getenv)
+	if daemon && os.Geteuid() != 0 {
+		o.Home = "/root"
+		if u, err := user.LookupId("0"); err == nil && u.HomeDir != "" {
+			o.Home = u.HomeDir
 		}
-		return rc.env.Getenv(k)
 	}
+	return o
 }
 
 func (rc *runContext) sshOptions(env func(string) string) ssh.Options {
@@ -343,11 +344,11 @@ type identity struct{ path, from string }
 // explicitly (the machines file, ssh_config, NIX_SSHOPTS) and that do not
 // exist: OpenSSH skips them silently and the login fails later with a
 // less helpful message. Default identities are not listed.
-func missingIdentities(m spec.Machine, env func(string) string) []identity {
+func missingIdentities(m spec.Machine, opts ssh.Options) []identity {
 	if m.Scheme != "ssh" && m.Scheme != "ssh-ng" {
 		return nil
 	}
-	s, err := ssh.Resolve(m, ssh.Options{Env: env})
+	s, err := ssh.Resolve(m, opts)
 	if err != nil || s.Local {
 		return nil
 	}
