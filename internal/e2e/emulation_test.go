@@ -201,3 +201,40 @@ func TestEmulationTimeoutNotRetried(t *testing.T) {
 		t.Errorf("want a timeout and no retry:\n%s", r.Stderr)
 	}
 }
+
+// Any user can build a derivation of any name. One that fails everywhere
+// (named like a popular package) fails under emulation, and then on the
+// native builder too: that proves nothing about emulation, so the name is
+// not remembered, and everyone's next derivation of that name goes where
+// it would have gone anyway (the faster, emulating builder), not to the
+// native one first.
+func TestEmulationFailsEverywhereNotRemembered(t *testing.T) {
+	requireEnv(t)
+	t.Parallel()
+	emu, native := startEmulationBuilders(t)
+	c := newClient(t, emu, native)
+	builders := "ssh://emu x86_64-linux,aarch64-linux - 2 4 ; ssh://native aarch64-linux - 2 1"
+	const name = "firefox-130.0"
+
+	r := c.build(drv(name, "aarch64-linux", `echo attempt >> /nix/attempts; exit 1`, `u = "`+unique()+`";`), builders)
+	if r.Code == 0 {
+		t.Fatalf("the derivation that fails everywhere built:\n%s", r.Stderr)
+	}
+	if n, m := attempts(t, emu), attempts(t, native); n != 1 || m != 1 {
+		t.Errorf("attempts: %d on emu, %d on native; want 1 and 1 (the retry on the native builder)\n%s", n, m, r.Stderr)
+	}
+
+	pr := c.run(defaultTimeout, offloadBin, "pick", "--system", "aarch64-linux", "--name", name, "--builders", builders)
+	if !strings.Contains(pr.Out, "accept ssh://emu") || strings.Contains(pr.Out, "failed lately") {
+		t.Errorf("offload pick --name %s after a build that failed everywhere:\n%s%s", name, pr.Out, pr.Stderr)
+	}
+
+	// Another user's derivation of the same name, which builds anywhere.
+	r = c.build(drv(name, "aarch64-linux", `echo attempt >> /nix/attempts; echo ok > $out`, `u = "`+unique()+`";`), builders)
+	if r.Code != 0 {
+		t.Fatalf("second nix-build failed (code %d):\n%s", r.Code, r.Stderr)
+	}
+	if n, m := attempts(t, emu), attempts(t, native); n != 2 || m != 1 {
+		t.Errorf("after the second build: %d attempts on emu, %d on native; want 2 and 1 (steered by the failure)\n%s", n, m, r.Stderr)
+	}
+}

@@ -14,6 +14,10 @@ package hook
 //     built again once, on a builder that does not emulate the system;
 //     a local retry is impossible after accept (Nix holds the output
 //     locks).
+//   - The memory of failures under emulation is keyed by derivation name,
+//     which anyone can choose, and steers everyone's builds of that name:
+//     a name is remembered only once the native build after a failure
+//     under emulation succeeded.
 
 import (
 	"context"
@@ -217,15 +221,12 @@ var (
 
 // retryNative builds the derivation again on a builder that does not
 // emulate its system, after it failed on machine failed, which does, with
-// the exit code code. It remembers the derivation's name first. It returns
-// the code of the second build, or code when no native builder could take
-// it.
+// the exit code code. It returns the code of the second build, or code
+// when no native builder could take it. The derivation's name is
+// remembered only when the second build succeeds (rememberEmulated).
 func (h *hook) retryNative(ctx context.Context, failed int, req *hookproto.Request, j *job, inputs, wanted []string, code int) int {
 	name := drvName(req.DrvPath)
 	fm := &h.machines[failed]
-	if h.state != nil && h.cfg.EmulationFailureMemory > 0 {
-		h.state.RememberDrv(name, slots.DrvEmulationFailed, h.env.Now())
-	}
 	if !h.cfg.EmulationRetry {
 		return code
 	}
@@ -302,9 +303,24 @@ func (h *hook) retryNative(ctx context.Context, failed int, req *hookproto.Reque
 		h.recordDecision(name, pick.Accept, m.URI, "retry after a failure under emulation on "+fm.Name)
 		c.store = h.guard(ctx, c)
 		code2, _ := h.buildOn(ctx, c, m, slot, req, j, inputs, wanted)
+		h.rememberEmulated(name, code2)
 		return code2
 	}
 	return code
+}
+
+// rememberEmulated notes the derivation name for every hook on the host
+// when the native build after a failure under emulation ended with code
+// exitOK. Only that proves that emulation was the cause: any user can
+// build a derivation of any name, and one that fails everywhere (a
+// builder of "exit 1" named firefox-130.0) would otherwise keep everyone's
+// firefox-130.0 off emulating builders for emulation-failure-memory
+// (TestEmulationMemoryNeedsProof, TestEmulationFailsEverywhereNotRemembered).
+func (h *hook) rememberEmulated(name string, code int) {
+	if code != exitOK || h.state == nil || h.cfg.EmulationFailureMemory <= 0 {
+		return
+	}
+	h.state.RememberDrv(name, slots.DrvEmulationFailed, h.env.Now())
 }
 
 // decideRetry is decide for a build that failed under emulation: pick

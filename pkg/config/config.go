@@ -73,7 +73,7 @@ var registry = []Setting{
 	{Name: "postpone-wait", Default: "2s", Doc: "how long a hook waits for a busy builder's slot to free before answering postpone (Nix then asks again only after build-poll-interval)", parse: duration(0)},
 	{Name: "emulation-penalty", Default: "1", Doc: "divides a builder's speed factor for systems it runs under emulation (qemu-user)", parse: positiveFloat},
 	{Name: "emulation-retry", Default: "true", Doc: "a build that fails on a builder emulating its system is built again, once, on one that runs it natively, in the same run", parse: boolean},
-	{Name: "emulation-failure-memory", Default: "168h", Doc: "how long a derivation name whose build failed under emulation goes to native builders first (0: not remembered)", parse: duration(0)},
+	{Name: "emulation-failure-memory", Default: "168h", Doc: "how long a derivation name whose build failed under emulation, and then succeeded natively, goes to native builders first (0: not remembered)", parse: duration(0)},
 	{Name: "system-exec", Default: "", Doc: "how builders run systems where probing cannot tell: BUILDER/SYSTEM=native or =emulated, space-separated (BUILDER: name or URI)", parse: execList},
 
 	// Real load of shared builders (docs/choosing-builders.md). The

@@ -33,8 +33,9 @@ type Request struct {
 	// DrvName is the derivation's name without hash, for messages.
 	DrvName string
 	// EmulationFailed is set when a build of a derivation of this name
-	// failed on a machine that emulated its system, lately (the hook
-	// remembers that for the setting emulation-failure-memory). Such a
+	// failed on a machine that emulated its system and then succeeded on
+	// one that did not, lately (the hook remembers that for the setting
+	// emulation-failure-memory). Such a
 	// request goes to machines that do not emulate the system first
 	// (RejectEmulationFailed keeps the others away while one of those
 	// fits); when none fits, it stays local if the local machine can build
