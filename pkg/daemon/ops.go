@@ -244,7 +244,9 @@ func nix32Hash(h []byte) (string, error) {
 //
 // narSize must be the NarSize that QueryPathInfo reported: the stream has
 // nothing to tell a shorter NAR by, so with a larger narSize the call waits
-// for bytes that never come, until the transport is closed. An invalid path
+// for bytes that never come, until the transport is closed. Every byte
+// that arrives is written to w at once, so a w that checks the NAR sees
+// where it ends. An invalid path
 // makes the daemon send an error where the NAR should be, and exit; the
 // call returns that error.
 //
@@ -284,8 +286,16 @@ func (c *Client) narFromPath(path string, w io.Writer, narSize uint64) error {
 	}
 	var done uint64
 	for done < narSize {
+		// Pass on whatever has arrived rather than waiting for a full
+		// chunk, as pkg/serve does: a consumer that checks the NAR as it
+		// goes (nar.Restore) must see its end even when the daemon
+		// announced a larger narSize and then stops sending, or both
+		// would wait forever (TestNarFromPathStalled).
 		chunk := c.rbuf[:min(uint64(len(c.rbuf)), narSize-done)]
-		n, err := io.ReadFull(c.br, chunk)
+		n, err := c.br.Read(chunk)
+		if n == 0 && err == nil {
+			continue
+		}
 		done += uint64(n)
 		if n > 0 {
 			if _, werr := w.Write(chunk[:n]); werr != nil {
