@@ -140,5 +140,6 @@ func hookConfigFrom(c *config.Config) (hook.Config, error) {
 		EmulationRetry:         c.Bool("emulation-retry"),
 		EmulationFailureMemory: c.Duration("emulation-failure-memory"),
 		SystemExec:             over,
+		StallTimeout:           c.Duration("stall-timeout"),
 	}, nil
 }

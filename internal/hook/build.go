@@ -44,6 +44,9 @@ type conn struct {
 	sess   *ssh.Session
 	store  remote
 	tail   *logTail
+	// prog follows the bytes on the store protocol's streams and the
+	// builder's stderr, for the guard's stall watch (nil: none).
+	prog *progress
 
 	rs        *mux.Session
 	relaySock string
@@ -74,9 +77,11 @@ func (c *conn) handshake(m *spec.Machine, timeout time.Duration) error {
 	} else {
 		stdin, stdout, closeSess = c.sess.Stdin, c.sess.Stdout, func() { c.sess.Close() }
 	}
+	c.prog = &progress{}
+	c.tail.follow(c.prog) // the build log counts as progress
 	timer := time.AfterFunc(timeout, closeSess)
 	var err error
-	c.store, err = serve.New(stdout, stdin, serve.Options{Host: m.Name, Stderr: c.tail.Last})
+	c.store, err = serve.New(c.prog.reader(stdout), c.prog.writer(stdin), serve.Options{Host: m.Name, Stderr: c.tail.Last})
 	if !timer.Stop() && err != nil {
 		err = &ssh.Error{Kind: ssh.Timeout, Host: m.Host, Err: fmt.Errorf("no answer from %s within %v: %w", strings.Join(ssh.RemoteCommand(*m, false), " "), timeout, err)}
 	}

@@ -13,12 +13,23 @@ package hook
 //     archive) must not wait for bytes the builder may never send: a
 //     hostile builder that announces a larger narSize than it sends would
 //     otherwise hold the hook, and Nix's build, forever.
+//   - Every wait on the builder is bounded by progress, on both protocols:
+//     while a call waits to read the builder's output or to write to its
+//     input, a builder that moves no byte either way for the stall
+//     timeout loses the connection, and is marked unhealthy as above.
+//     SSH keepalives cannot tell this: the builder's sshd answers them
+//     whatever its store command does. Time the hook spends on its own
+//     side (the local store, slow disks) is not counted. A build may be
+//     silent as long as the user allows: max-silent-time (and timeout),
+//     plus the stall timeout; without them, as long as it takes.
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,6 +46,7 @@ type guarded struct {
 	c    *conn
 	next remote
 	once sync.Once
+	end  func() // ends the session: c.end
 }
 
 // guard wraps c.store for an accepted build; the call site is
@@ -43,7 +55,7 @@ func (h *hook) guard(ctx context.Context, c *conn) remote {
 	if _, ok := c.store.(*guarded); ok {
 		return c.store
 	}
-	return &guarded{h: h, ctx: ctx, c: c, next: c.store}
+	return &guarded{h: h, ctx: ctx, c: c, next: c.store, end: c.end}
 }
 
 // check marks the builder unhealthy when err says the connection broke.
@@ -55,7 +67,8 @@ func (g *guarded) check(err error) error {
 	if !lost {
 		return err
 	}
-	if g.c.client != nil {
+	var se *stallError
+	if g.c.client != nil && !errors.As(err, &se) {
 		// The stream only saw its end; the keepalives know why.
 		if d := g.c.client.Dead(); d != nil {
 			code = ErrCode(d)
@@ -71,6 +84,10 @@ func (g *guarded) check(err error) error {
 // connectionLost reports whether err is the end of the connection rather
 // than a refusal or a failed build, and its code for the slot file.
 func connectionLost(err error) (slots.ErrCode, bool) {
+	var st *stallError
+	if errors.As(err, &st) {
+		return slots.ErrTimeout, true
+	}
 	var se *ssh.Error
 	if errors.As(err, &se) {
 		return ErrCode(err), true
@@ -83,22 +100,36 @@ func connectionLost(err error) (slots.ErrCode, bool) {
 }
 
 func (g *guarded) QueryValidPaths(paths []string, lock, substitute bool) ([]string, error) {
+	done := g.watch(g.h.stallTimeout(), 0)
 	v, err := g.next.QueryValidPaths(paths, lock, substitute)
-	return v, g.check(err)
+	return v, g.check(done(err))
 }
 
 func (g *guarded) QueryPathInfos(paths []string) ([]serve.PathInfo, error) {
+	done := g.watch(g.h.stallTimeout(), 0)
 	infos, err := g.next.QueryPathInfos(paths)
-	return infos, g.check(err)
+	return infos, g.check(done(err))
 }
 
 func (g *guarded) AddToStoreNars(infos []serve.PathInfo, open func(i int) (io.Reader, error)) error {
-	return g.check(g.next.AddToStoreNars(infos, open))
+	done := g.watch(g.h.stallTimeout(), 0)
+	return g.check(done(g.next.AddToStoreNars(infos, open)))
 }
 
+// BuildDerivation waits as long as the build may be silent, and last, as
+// the user set them, plus the stall timeout; without max-silent-time a
+// build may be silent as long as it takes, as with Nix's own hook.
 func (g *guarded) BuildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string, o serve.BuildOptions) (serve.BuildResult, error) {
+	var silent, total time.Duration
+	if o.MaxSilentTime > 0 {
+		silent = o.MaxSilentTime + g.h.stallTimeout()
+	}
+	if o.Timeout > 0 {
+		total = o.Timeout + g.h.stallTimeout()
+	}
+	done := g.watch(silent, total)
 	res, err := g.next.BuildDerivation(drvPath, d, inputSrcs, o)
-	return res, g.check(err)
+	return res, g.check(done(err))
 }
 
 // Timing of the consumer probe: how often a download checks that its
@@ -115,12 +146,14 @@ var (
 func (g *guarded) DumpStorePath(path string, w io.Writer, narSize uint64) error {
 	pw, ok := w.(*io.PipeWriter)
 	if !ok {
-		return g.check(g.next.DumpStorePath(path, w, narSize))
+		stop := g.watch(g.h.stallTimeout(), 0)
+		return g.check(stop(g.next.DumpStorePath(path, w, narSize)))
 	}
 	done := make(chan struct{})
 	defer close(done)
 	go g.probe(pw, done)
-	return g.check(g.next.DumpStorePath(path, w, narSize))
+	stop := g.watch(g.h.stallTimeout(), 0)
+	return g.check(stop(g.next.DumpStorePath(path, w, narSize)))
 }
 
 // probe watches pw's reader until done: an empty write returns once the
@@ -142,7 +175,7 @@ func (g *guarded) probe(pw *io.PipeWriter, done <-chan struct{}) {
 		case <-done:
 		case <-time.After(probeGrace):
 			g.h.log.Warnf("'%s' is still sending a NAR that the local store refused; closing the connection", g.c.m.URI)
-			g.c.end()
+			g.end()
 		}
 		return
 	}
@@ -157,4 +190,151 @@ func (c *conn) end() {
 	case c.sess != nil:
 		c.sess.Close()
 	}
+}
+
+// DefaultStallTimeout is how long a builder may move no byte while the hook
+// waits on it, when the stall-timeout setting does not say: longer than a
+// healthy builder stays silent (a garbage collection there holds its
+// store's lock for minutes), far shorter than forever.
+const DefaultStallTimeout = 10 * time.Minute
+
+func (h *hook) stallTimeout() time.Duration {
+	if h.cfg.StallTimeout > 0 {
+		return h.cfg.StallTimeout
+	}
+	return DefaultStallTimeout
+}
+
+// stallError is a wait on a builder that the watchdog ended.
+type stallError struct {
+	uri   string
+	after time.Duration
+	total bool // the build's timeout, not silence
+	err   error
+}
+
+func (e *stallError) Error() string {
+	if e.total {
+		return fmt.Sprintf("the build on '%s' took longer than %v (timeout and stall-timeout); closed the connection", e.uri, e.after)
+	}
+	return fmt.Sprintf("'%s' sent and took no byte for %v (stall-timeout) while offload waited on it; closed the connection", e.uri, e.after)
+}
+
+func (e *stallError) Unwrap() error { return e.err }
+
+// watch ends c's session when, while a call waits on the builder, no byte
+// moves for silent, or when the call takes longer than total (0: no such
+// bound). The returned done ends the watch and turns the call's error into
+// a *stallError when the watch ended it.
+func (g *guarded) watch(silent, total time.Duration) (done func(error) error) {
+	p := g.c.prog
+	if p == nil || (silent <= 0 && total <= 0) {
+		return func(err error) error { return err }
+	}
+	p.touch()
+	stop := make(chan struct{})
+	var fired atomic.Pointer[stallError]
+	tick := time.Second
+	if silent > 0 {
+		tick = min(tick, max(silent/8, time.Millisecond))
+	}
+	start := time.Now()
+	go func() {
+		t := time.NewTicker(tick)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			var e *stallError
+			switch {
+			case silent > 0 && p.stalled(silent):
+				e = &stallError{uri: g.c.m.URI, after: silent}
+			case total > 0 && time.Since(start) > total:
+				e = &stallError{uri: g.c.m.URI, after: total, total: true}
+			default:
+				continue
+			}
+			fired.Store(e)
+			g.end()
+			return
+		}
+	}()
+	return func(err error) error {
+		close(stop)
+		e := fired.Load()
+		if e == nil {
+			return err
+		}
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		e.err = err
+		return e
+	}
+}
+
+// progress follows the bytes between the hook and a builder: when the
+// last one moved, either way, and how many reads of the builder's output
+// and writes to its input are under way.
+type progress struct {
+	last    atomic.Int64 // nanoseconds since progressEpoch
+	waiting atomic.Int32
+}
+
+var progressEpoch = time.Now()
+
+func (p *progress) touch() { p.last.Store(int64(time.Since(progressEpoch))) }
+
+// begin marks a read or write on the builder's stream as under way; the
+// first one starts the clock, so time the hook spent on its own side
+// between them is not counted.
+func (p *progress) begin() {
+	if p.waiting.Add(1) == 1 {
+		p.touch()
+	}
+}
+
+// end marks it done, having moved n bytes.
+func (p *progress) end(n int) {
+	if n > 0 {
+		p.touch()
+	}
+	p.waiting.Add(-1)
+}
+
+// stalled reports whether a read or write on the builder is under way and
+// no byte moved for d.
+func (p *progress) stalled(d time.Duration) bool {
+	return p.waiting.Load() > 0 && time.Since(progressEpoch)-time.Duration(p.last.Load()) > d
+}
+
+// reader and writer count what passes over a builder's output and input.
+func (p *progress) reader(r io.Reader) io.Reader { return &progressReader{r: r, p: p} }
+func (p *progress) writer(w io.Writer) io.Writer { return &progressWriter{w: w, p: p} }
+
+type progressReader struct {
+	r io.Reader
+	p *progress
+}
+
+func (r *progressReader) Read(b []byte) (int, error) {
+	r.p.begin()
+	n, err := r.r.Read(b)
+	r.p.end(n)
+	return n, err
+}
+
+type progressWriter struct {
+	w io.Writer
+	p *progress
+}
+
+func (w *progressWriter) Write(b []byte) (int, error) {
+	w.p.begin()
+	n, err := w.w.Write(b)
+	w.p.end(n)
+	return n, err
 }

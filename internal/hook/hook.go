@@ -78,6 +78,9 @@ type Config struct {
 	EmulationRetry         bool
 	EmulationFailureMemory time.Duration
 	SystemExec             []ExecOverride
+	// StallTimeout is how long a builder may move no byte while the hook
+	// waits on it (guard.go); 0 means DefaultStallTimeout.
+	StallTimeout time.Duration
 }
 
 // Env is the hook's view of its process.

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,7 +21,11 @@ type logTail struct {
 	sink io.Writer
 	tail []byte
 	done chan struct{}
+	prog atomic.Pointer[progress] // told of every read (follow)
 }
+
+// follow tells p of every byte read from now on.
+func (t *logTail) follow(p *progress) { t.prog.Store(p) }
 
 func newLogTail(r io.Reader) *logTail {
 	t := &logTail{done: make(chan struct{})}
@@ -34,6 +39,9 @@ func (t *logTail) run(r io.Reader) {
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
+			if p := t.prog.Load(); p != nil {
+				p.touch()
+			}
 			t.mu.Lock()
 			if t.sink != nil {
 				t.sink.Write(buf[:n])

@@ -54,8 +54,9 @@ func (h *hook) connectNG(ctx context.Context, m *spec.Machine) (*conn, error) {
 	if timeout <= 0 {
 		timeout = ssh.DefaultConnectTimeout
 	}
+	c.prog = &progress{} // the build log comes inside the protocol
 	timer := time.AfterFunc(timeout, func() { sess.Close() })
-	dc, err := daemon.New(sess.Stdout, sess.Stdin, daemon.Options{
+	dc, err := daemon.New(c.prog.reader(sess.Stdout), c.prog.writer(sess.Stdin), daemon.Options{
 		Host:   m.Name,
 		Log:    lw.line,
 		Phase:  lw.phase,
