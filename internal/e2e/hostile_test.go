@@ -2,13 +2,16 @@
 
 package e2e
 
-// A hostile builder (docs/security.md): testdata/fakebuilder speaks the serve
-// protocol behind the builder's real sshd, as its remote-program, and
-// answers the hook with what a compromised builder could send. Each answer
-// must be refused with a clear message, nothing may be written outside the
-// expected output path (a canary directory, which the hostile symlinks
-// point at, and the client's store listing are compared), and the hook's
-// memory must stay bounded (its VmHWM, sampled while it runs).
+// A hostile builder (docs/security.md): testdata/fakebuilder speaks the
+// serve protocol (ssh://) or the daemon protocol (ssh-ng://) behind the
+// builder's real sshd, as its remote-program, and answers the hook with
+// what a compromised builder could send. Each answer must be refused with
+// a clear message, nothing may be written outside the expected output
+// path (a canary directory, which the hostile symlinks point at, and the
+// client's store listing are compared), the hook's memory must stay
+// bounded (its VmHWM, sampled while it runs), and a builder that stops
+// sending while its sshd still answers keepalives must not hold the build
+// longer than the stall timeout.
 
 import (
 	"bufio"
@@ -138,39 +141,62 @@ func (c *client) outPath(t *testing.T, expr string) string {
 	return out
 }
 
-// hookMemLimit is the most the hook may hold resident, in KiB: the
-// hostile lengths would need gigabytes if they were believed.
-const hookMemLimit = 64 << 10
+// hookMemLimit is the most the hook may hold resident, in KiB, on either
+// protocol: the hostile lengths would need gigabytes if they were
+// believed. docs/security.md states the same bound. Peaks measured here
+// are about 10 MiB.
+const hookMemLimit = 16 << 10
 
-func TestHostileBuilder(t *testing.T) {
+func TestHostileBuilder(t *testing.T) { testHostileBuilder(t, "ssh") }
+
+// The same hostile answers over the daemon protocol.
+func TestHostileBuilderNG(t *testing.T) { testHostileBuilder(t, "ssh-ng") }
+
+// hostileStall is the stall timeout of the stall scenarios.
+const hostileStall = 3 * time.Second
+
+func testHostileBuilder(t *testing.T, proto string) {
 	requireEnv(t)
 	t.Parallel()
 	fakeBuilder(t)
 	b1 := startBuilder(t, "b1", builderOpts{})
+	stall := "OFFLOAD_STALL_TIMEOUT=" + hostileStall.String()
 	tests := []struct {
 		scenario string
 		ok       bool     // the output is well formed and imported
 		want     []string // in nix-build's stderr
 		extra    []string // nix-build options
+		env      string   // for the hook
+		within   time.Duration
+		serve    bool // the serve protocol only
 	}{
 		{scenario: "good", ok: true},
 		// A symlink output pointing anywhere is a legal output; nothing is
 		// written through it.
 		{scenario: "root-symlink", ok: true},
-		{scenario: "huge-string", want: []string{"path of 4611686018427387904 bytes is longer than"}},
+		{scenario: "huge-string", want: []string{"of 4611686018427387904 bytes is longer than"}},
 		{scenario: "huge-list", want: []string{"references of 1099511627776 entries is longer than"}},
 		{scenario: "dotdot", want: []string{`".."`}},
 		{scenario: "slash", want: []string{`"a/b"`}},
 		{scenario: "symlink", want: []string{"unpacking"}},
 		{scenario: "bad-hash", want: []string{"NAR has hash sha256:"}},
-		{scenario: "other-path", want: []string{"-evil", "which was not asked for"}},
-		{scenario: "extra-path", want: []string{"-extra", "which was not asked for"}},
+		{scenario: "other-path", want: []string{"-evil", "which was not asked for"}, serve: true},
+		{scenario: "extra-path", want: []string{"-extra", "which was not asked for"}, serve: true},
 		{scenario: "missing-ref", want: []string{"-not-in-the-client-store, which is not valid in the local store"}},
 		{scenario: "short-nar", want: []string{"archive ended after"}},
+		// The stall timeout ends these, and nothing else would: the
+		// NAR stops mid-file, so the unpacker waits too; Nix applies
+		// no max-silent-time to a build hook.
+		{scenario: "stall-nar", want: []string{"sent and took no byte for 3s (stall-timeout)"}, env: stall, within: hostileStall + 10*time.Second},
+		{scenario: "silent-build", want: []string{"sent and took no byte for 4s (stall-timeout)"}, env: stall, within: hostileStall + 11*time.Second,
+			extra: []string{"--option", "max-silent-time", "1"}},
 		{scenario: "endless-log", want: []string{"killed after writing more than 200000 bytes of log output"},
 			extra: []string{"--option", "max-build-log-size", "200000"}},
 	}
 	for _, tt := range tests {
+		if tt.serve && proto != "ssh" {
+			continue
+		}
 		t.Run(tt.scenario, func(t *testing.T) {
 			t.Parallel()
 			canary := t.TempDir()
@@ -181,7 +207,10 @@ func TestHostileBuilder(t *testing.T) {
 			// The parallel tests load this 2-core machine past the
 			// builders' load limit; the load is not what is tested.
 			c.Env = []string{"OFFLOAD_LOAD_AWARE=false"}
-			builders := "ssh://b1?remote-program=" + prog + " x86_64-linux"
+			if tt.env != "" {
+				c.Env = append(c.Env, tt.env)
+			}
+			builders := proto + "://b1?remote-program=" + prog + " x86_64-linux"
 			expr := drv("hostile-"+tt.scenario, "x86_64-linux", `echo never built here > $out`, `u = "`+unique()+`";`)
 			out := c.outPath(t, expr)
 			before := c.storeNames(t)
@@ -215,7 +244,10 @@ func TestHostileBuilder(t *testing.T) {
 				}
 			}
 			checkNoCrash(t, stderr)
-			t.Logf("%s: exit %d after %v, hook peak RSS %d KiB", tt.scenario, code, took.Round(10*time.Millisecond), peak)
+			t.Logf("%s %s: exit %d after %v, hook peak RSS %d KiB", proto, tt.scenario, code, took.Round(10*time.Millisecond), peak)
+			if tt.within > 0 && took > tt.within {
+				t.Errorf("nix-build took %v, want at most %v", took, tt.within)
+			}
 			if peak > hookMemLimit {
 				t.Errorf("the hook's peak RSS was %d KiB, over %d KiB", peak, hookMemLimit)
 			}

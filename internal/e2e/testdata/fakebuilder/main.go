@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 
-// Command fakebuilder is a hostile `nix-store --serve --write` for the
-// end-to-end tests (internal/e2e/hostile_test.go): the test runs it as a
-// builder's remote-program behind a real sshd. It answers the serve
-// protocol's handshake and commands well enough for the hook to accept and
-// build, and then misbehaves in the way -scenario names:
+// Command fakebuilder is a hostile `nix-store --serve --write`, or with
+// --stdio a hostile `nix-daemon --stdio`, for the end-to-end tests
+// (internal/e2e/hostile_test.go): the test runs it as a builder's
+// remote-program behind a real sshd, for ssh:// and ssh-ng:// builders. It
+// answers the serve or daemon protocol's handshake and commands well
+// enough for the hook to accept and build, and then misbehaves in the way
+// -scenario names:
 //
 //	good          a well-formed output (a file "fake output\n")
 //	huge-string   a path length of 2⁶² in the QueryPathInfos reply
@@ -20,10 +22,15 @@
 //	extra-path    path info for the asked path and one more
 //	missing-ref   a reference to a path the client's store lacks
 //	short-nar     a narSize larger than the NAR sent, then silence
+//	stall-nar     a NAR that stops in the middle of the file, then
+//	              silence (the unpacker cannot see an end)
+//	silent-build  no build log and no build result, ever
 //	endless-log   a build log that never ends, and no build result
 //
-// It writes what it received to stderr only in the endless-log scenario,
-// where stderr is the build log.
+// other-path and extra-path are serve protocol cases only: the daemon's
+// path info does not name its path. With --serve it writes what it
+// received to stderr only in the endless-log scenario, where stderr is the
+// build log; with --stdio the log goes inside the protocol.
 package main
 
 import (
@@ -50,8 +57,13 @@ func main() {
 	target := flag.String("target", "/tmp", "where symlinks point")
 	flag.Bool("serve", false, "ignored (nix-store --serve)")
 	flag.Bool("write", false, "ignored (nix-store --serve --write)")
+	stdio := flag.Bool("stdio", false, "speak the daemon protocol (nix-daemon --stdio)")
 	flag.Parse()
-	if err := serve(*scenario, *target); err != nil && err != io.EOF {
+	run := serve
+	if *stdio {
+		run = daemon
+	}
+	if err := run(*scenario, *target); err != nil && err != io.EOF {
 		fmt.Fprintf(os.Stderr, "fakebuilder: %v\n", err)
 		os.Exit(1)
 	}
@@ -95,13 +107,16 @@ func serve(scenario, target string) error {
 			if err := readBuild(r); err != nil {
 				return err
 			}
-			if scenario == "endless-log" {
+			switch scenario {
+			case "endless-log":
 				line := strings.Repeat("the log goes on and on ", 3) + "\n"
 				for {
 					if _, err := os.Stderr.WriteString(line); err != nil {
 						return err
 					}
 				}
+			case "silent-build":
+				return hangUp(w)
 			}
 			w.Uint64(0) // Built
 			w.String("")
@@ -123,12 +138,8 @@ func serve(scenario, target string) error {
 			if err != nil {
 				return err
 			}
-			w.Raw(narFor(scenario, target, p))
-			if scenario == "short-nar" {
-				w.Flush()
-				// The rest never comes: wait for the client to hang up.
-				io.Copy(io.Discard, os.Stdin)
-				return nil
+			if done, err := sendNar(w, scenario, target, p); done {
+				return err
 			}
 		default:
 			return fmt.Errorf("command %d not supported", cmd)
@@ -139,11 +150,50 @@ func serve(scenario, target string) error {
 	}
 }
 
+// sendNar sends the NAR of p as the scenario has it; done says the
+// session is over (the rest never comes).
+func sendNar(w *wire.Writer, scenario, target, p string) (done bool, err error) {
+	nar := narFor(scenario, target, p)
+	switch scenario {
+	case "short-nar":
+		w.Raw(nar)
+	case "stall-nar":
+		w.Raw(nar[:len(nar)-16])
+	default:
+		w.Raw(nar)
+		return false, nil
+	}
+	return true, hangUp(w)
+}
+
+// hangUp flushes w and then sends nothing more: it waits for the client
+// to hang up, while the builder's sshd goes on answering keepalives.
+func hangUp(w *wire.Writer) error {
+	w.Flush()
+	io.Copy(io.Discard, os.Stdin)
+	return nil
+}
+
 // readBuild reads a BuildDerivation request at protocol 2.7.
 func readBuild(r *wire.Reader) error {
 	if _, err := r.String(); err != nil { // drvPath
 		return err
 	}
+	if err := readBasic(r); err != nil {
+		return err
+	}
+	for range 4 { // maxSilentTime, buildTimeout, maxLogSize, nrRepeats
+		if _, err := r.Uint64(); err != nil {
+			return err
+		}
+	}
+	r.Bool()           // enforceDeterminism
+	_, err := r.Bool() // keepFailed
+	return err
+}
+
+// readBasic reads a basic derivation, as both protocols send it.
+func readBasic(r *wire.Reader) error {
 	n, err := r.Uint64()
 	if err != nil {
 		return err
@@ -168,14 +218,7 @@ func readBuild(r *wire.Reader) error {
 			return err
 		}
 	}
-	for range 4 { // maxSilentTime, buildTimeout, maxLogSize, nrRepeats
-		if _, err := r.Uint64(); err != nil {
-			return err
-		}
-	}
-	r.Bool()          // enforceDeterminism
-	_, err = r.Bool() // keepFailed
-	return err
+	return nil
 }
 
 func pathInfos(w *wire.Writer, scenario, target string, paths []string) error {
