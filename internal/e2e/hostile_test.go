@@ -25,6 +25,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/offload-nix/offload/pkg/slots"
 )
 
 var (
@@ -245,8 +247,17 @@ func testHostileBuilder(t *testing.T, proto string) {
 			}
 			checkNoCrash(t, stderr)
 			t.Logf("%s %s: exit %d after %v, hook peak RSS %d KiB", proto, tt.scenario, code, took.Round(10*time.Millisecond), peak)
-			if tt.within > 0 && took > tt.within {
-				t.Errorf("nix-build took %v, want at most %v", took, tt.within)
+			if tt.within > 0 {
+				if took > tt.within {
+					t.Errorf("nix-build took %v, want at most %v", took, tt.within)
+				}
+				// A stalled builder is marked unhealthy, as one whose
+				// connection broke.
+				for _, b := range c.slotSnapshot(t, builders) {
+					if !b.UnhealthyUntil.After(time.Now()) || b.LastError != slots.ErrTimeout {
+						t.Errorf("%s: unhealthy until %v, last error %v; want it unhealthy after a timeout", b.URI, b.UnhealthyUntil, b.LastError)
+					}
+				}
 			}
 			if peak > hookMemLimit {
 				t.Errorf("the hook's peak RSS was %d KiB, over %d KiB", peak, hookMemLimit)
