@@ -33,9 +33,17 @@ die() { echo "$0: $*" >&2; exit 1; }
 # A finished root: renamed into place only when complete.
 ready() { [ -x "$root/usr/bin/nix-build" ] && [ -f "$root/.offload-sid-root" ]; }
 
-if ready; then
+# The tests of a chrooted nix-daemon bind the root at its own path inside
+# itself (see internal/e2e/setup_test.go); the mount point must exist
+# before a run binds the root read-only.
+finish() {
+	[ -d "$root$root" ] || mkdir -p "$root$root"
 	echo "$root"
 	exit 0
+}
+
+if ready; then
+	finish
 fi
 [ "$(id -u)" -eq 0 ] || die "needs root (debootstrap)"
 
@@ -44,8 +52,7 @@ exec 9>"$root.lock"
 flock 9
 # Another run may have finished it while this one waited for the lock.
 if ready; then
-	echo "$root"
-	exit 0
+	finish
 fi
 
 if ! command -v debootstrap >/dev/null 2>&1; then
@@ -89,4 +96,4 @@ unshare --mount --propagation private sh -c \
 mv "$tmp" "$root"
 trap - EXIT
 echo "$0: built $root ($(cat "$root/.offload-sid-root"), $(du -sh "$root" | cut -f1)) in $(($(date +%s) - start)) s" >&2
-echo "$root"
+finish
