@@ -519,7 +519,7 @@ func (rc *runContext) recordChecks(all []spec.Machine, results []checkResult, ba
 	if len(record) == 0 {
 		return
 	}
-	f, err := rc.openSlots(all, false)
+	f, err := rc.openForChange(all, "check", "offload check")
 	if err != nil {
 		return // check is useful without it, e.g. for a user who cannot write it
 	}

@@ -641,10 +641,7 @@ func (rc *runContext) watch(render func(*bytes.Buffer) (int, error)) error {
 	}
 }
 
-// resetCounters zeroes the counters in the file the hooks use. It opens
-// that file read-only first to find it, then for writing without the
-// fallback to a file of this user's own, which would reset nothing the
-// hooks see.
+// resetCounters zeroes the counters in the file the hooks use.
 func (rc *runContext) resetCounters() error {
 	ms, _, _, err := rc.builders(true)
 	if err != nil {
@@ -658,20 +655,15 @@ func (rc *runContext) resetCounters() error {
 		}
 		return err
 	}
-	path := ro.Path()
 	ro.Close()
-	f, err := slots.Open(path, ms, slots.Options{Logf: rc.warnf})
+	f, err := rc.openForChange(ms, "status", "offload status --reset-counters")
 	if err != nil {
-		hint := "run it as the user the hooks run as (root under nix-daemon)"
-		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
-			hint = "resetting needs write access to " + path + ": " + hint
-		}
-		return usageErr(fmt.Errorf("status: resetting counters: %w", err), hint)
+		return err
 	}
 	defer f.Close()
 	if err := f.ResetCounters(); err != nil {
 		return failed(fmt.Errorf("status: resetting counters: %w", err), "")
 	}
-	fmt.Fprintf(rc.env.Stdout, "reset the counters of every builder in %s\n", path)
+	fmt.Fprintf(rc.env.Stdout, "reset the counters of every builder in %s\n", f.Path())
 	return nil
 }

@@ -42,10 +42,7 @@ func OpenFallback(stateDir string, ms []spec.Machine, o Options) (*File, error) 
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	primary := DefaultPath(stateDir)
-	if d := getenv("OFFLOAD_STATE_DIR"); d != "" {
-		primary = filepath.Join(d, "slots")
-	}
+	primary := PrimaryPath(stateDir, getenv)
 	f, err := Open(primary, ms, o)
 	if err == nil {
 		return f, nil
@@ -67,6 +64,16 @@ func OpenFallback(stateDir string, ms []spec.Machine, o Options) (*File, error) 
 		f.o.Logf("slots: cannot write %s (%v); keeping builder load in %s", primary, err, fb)
 	}
 	return f, nil
+}
+
+// PrimaryPath is the slot file OpenFallback tries first, the one every
+// user's commands read: $OFFLOAD_STATE_DIR/slots when getenv has it, else
+// DefaultPath(stateDir).
+func PrimaryPath(stateDir string, getenv func(string) string) string {
+	if d := getenv("OFFLOAD_STATE_DIR"); d != "" {
+		return filepath.Join(d, "slots")
+	}
+	return DefaultPath(stateDir)
 }
 
 func fallbackPath(getenv func(string) string) string {
