@@ -202,3 +202,85 @@ func wchan(pid int) string {
 	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "wchan"))
 	return string(b)
 }
+
+// A command that changes the state the hooks read (drain, undrain, status
+// --reset-counters), typed by a user who cannot write it, fails (exit 2)
+// with one line and a hint, and changes nothing: not the hooks' file, and
+// no file of the user's own that no hook reads.
+func TestLocalUserCannotChange(t *testing.T) {
+	as := asNobody(t)
+	// The test binary's directory is private to root.
+	if err := os.Chmod(filepath.Dir(offloadBin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root := openDir(t)
+	home := filepath.Join(root, "home")
+	if err := os.Mkdir(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(home, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	builders := "ssh://b1 x86_64-linux - 2; ssh://b2 x86_64-linux"
+	for _, exists := range []bool{true, false} {
+		state := filepath.Join(root, "offload")
+		if !exists {
+			state = filepath.Join(root, "none", "offload")
+			os.Mkdir(filepath.Dir(state), 0o755)
+		}
+		env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "OFFLOAD_STATE_DIR=" + state, "OFFLOAD_CONF=/dev/null"}
+		if exists {
+			// root's hooks made the file; root drained b2.
+			c := exec.Command(offloadBin, "drain", "b2", "--builders", builders)
+			c.Env = env
+			if out, err := c.CombinedOutput(); err != nil {
+				t.Fatalf("root: offload drain b2: %v\n%s", err, out)
+			}
+		}
+		for _, args := range [][]string{
+			{"drain", "b1"},
+			{"undrain", "b2"},
+			{"status", "--reset-counters"},
+		} {
+			if !exists && args[0] == "status" {
+				continue // nothing to reset: says so, exit 0
+			}
+			argv := append(append(append([]string{}, as...), offloadBin), args...)
+			argv = append(argv, "--builders", builders)
+			c := exec.Command(argv[0], argv[1:]...)
+			c.Env = env
+			var stdout, stderr bytes.Buffer
+			c.Stdout, c.Stderr = &stdout, &stderr
+			err := c.Run()
+			code := c.ProcessState.ExitCode()
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			if code != 2 || stdout.Len() != 0 || len(lines) != 2 ||
+				!strings.HasPrefix(lines[0], "offload: "+args[0]+": ") ||
+				!strings.HasPrefix(lines[1], "offload: hint: ") {
+				t.Errorf("nobody (state file exists: %v): offload %q = %v (exit %d)\nstdout: %s\nstderr: %s\nwant exit 2, no output, one error line and a hint",
+					exists, args, err, code, stdout.String(), stderr.String())
+			} else {
+				t.Logf("nobody: offload %s:\n%s", strings.Join(args, " "), stderr.String())
+			}
+		}
+		if _, err := os.Stat(filepath.Join(home, ".local")); err == nil {
+			t.Errorf("nobody's commands made a state file of nobody's own in %s", home)
+			os.RemoveAll(filepath.Join(home, ".local"))
+		}
+		if !exists {
+			if _, err := os.Stat(state); err == nil {
+				t.Errorf("nobody's commands made %s", state)
+			}
+			continue
+		}
+		c := exec.Command(offloadBin, "status", "--json", "--builders", builders)
+		c.Env = env
+		out, err := c.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(string(out), `"drained":true`); n != 1 {
+			t.Errorf("root's file has %d drained builders after nobody's commands, want 1 (b2)\n%s", n, out)
+		}
+	}
+}
