@@ -198,7 +198,7 @@ func (c statusCmd) Run(rc *runContext) error {
 		}
 		switch {
 		case tmpl != nil:
-			if err := tmpl.Execute(w, st); err != nil {
+			if err := tmpl.Execute(w, st.printable()); err != nil {
 				return ExitUsage, usageErr(fmt.Errorf("status: --format: %w", err), "see offload status --help for the fields")
 			}
 			if b := w.Bytes(); len(b) > 0 && b[len(b)-1] != '\n' {
@@ -209,7 +209,7 @@ func (c statusCmd) Run(rc *runContext) error {
 			if err != nil {
 				return ExitFailed, err
 			}
-			w.Write(b)
+			w.Write(printableJSON(b))
 			w.WriteByte('\n')
 		case c.Verbose:
 			writeTable(w, st)
@@ -413,9 +413,9 @@ func oneLine(st *statusInfo) string {
 // on an idle builder that is down or drained shows no count.
 func writeItem(b *strings.Builder, bs *builderStatus, level int) {
 	if level == 0 {
-		b.WriteString(cutRunes(bs.Name, 20))
+		b.WriteString(cutRunes(printable(bs.Name), 20))
 	} else {
-		b.WriteString(cutRunes(shortName(bs.Name), 10))
+		b.WriteString(cutRunes(printable(shortName(bs.Name)), 10))
 	}
 	if level == 0 || (level < 4 && bs.Busy > 0) || (bs.Healthy && !bs.Drained) {
 		b.WriteString(" " + strconv.Itoa(bs.Busy) + "/" + strconv.Itoa(bs.MaxJobs))
@@ -525,8 +525,8 @@ func writeTable(w io.Writer, st *statusInfo) {
 		if b.LastError != "" {
 			lastErr = b.LastError
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", b.Name, b.Busy, b.MaxJobs, state,
-			b.Builds, b.Failures, fmtBytes(b.BytesSent), fmtBytes(b.BytesReceived), conn, lastErr, b.URI)
+		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", printable(b.Name), b.Busy, b.MaxJobs, state,
+			b.Builds, b.Failures, fmtBytes(b.BytesSent), fmtBytes(b.BytesReceived), conn, printable(lastErr), printable(b.URI))
 	}
 	tw.Flush()
 	writeReadings(w, st)
@@ -542,7 +542,7 @@ func writeTable(w io.Writer, st *statusInfo) {
 	fmt.Fprintln(tw, "BUILDER\tDERIVATION\tPHASE\tSINCE\tBYTES")
 	for _, b := range st.Builders {
 		for _, r := range b.Running {
-			drv := cutRunes(r.Drv, 48)
+			drv := cutRunes(printable(r.Drv), 48)
 			if drv == "" {
 				drv = "-"
 			}
@@ -551,7 +551,7 @@ func writeTable(w io.Writer, st *statusInfo) {
 				since = r.Since.In(st.Time.Location()).Format("15:04:05") +
 					" (" + st.Time.Sub(r.Since).Round(time.Second).String() + ")"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Name, drv, r.Phase, since, fmtBytes(uint64(max(r.Bytes, 0))))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(b.Name), drv, r.Phase, since, fmtBytes(uint64(max(r.Bytes, 0))))
 		}
 	}
 	tw.Flush()
@@ -575,7 +575,7 @@ func writeReadings(w io.Writer, st *statusInfo) {
 		if b.Reading != nil {
 			text = b.Reading.Format(st.Time)
 		}
-		fmt.Fprintf(tw, "%s\t%s\n", b.Name, text)
+		fmt.Fprintf(tw, "%s\t%s\n", printable(b.Name), text)
 	}
 	tw.Flush()
 }
@@ -596,7 +596,7 @@ func writeLog(w io.Writer, st *statusInfo) {
 		if s == "" {
 			return "-"
 		}
-		return s
+		return printable(s)
 	}
 	for _, d := range st.decisions {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Time.In(st.Time.Location()).Format("2006-01-02 15:04:05"),
