@@ -273,6 +273,17 @@ func TestLocalUserCannotChange(t *testing.T) {
 			}
 			continue
 		}
+		// Reading is for everyone.
+		for _, args := range [][]string{{"status", "--log"}, {"status", "-v"}, {"pick", "--system", "x86_64-linux"}} {
+			argv := append(append(append([]string{}, as...), offloadBin), args...)
+			c := exec.Command(argv[0], append(argv[1:], "--builders", builders)...)
+			c.Env = env
+			if out, err := c.CombinedOutput(); err != nil && c.ProcessState.ExitCode() != 1 {
+				t.Errorf("nobody: offload %q: %v\n%s", args, err, out)
+			} else if strings.Contains(string(out), "offload: ") {
+				t.Errorf("nobody: offload %q:\n%s", args, out)
+			}
+		}
 		c := exec.Command(offloadBin, "status", "--json", "--builders", builders)
 		c.Env = env
 		out, err := c.Output()
