@@ -54,7 +54,8 @@ func TestHostileSystemPrintable(t *testing.T) {
 		{"status"},
 		{"status", "--json"},
 		{"status", "--format", "{{range .Builders}}{{.Name}} {{.URI}} {{.LastError}}{{end}}"},
-		{"pick", "--system", "x\x1b[2J\x1b]0;pwned\a\u009b31m"},
+		{"pick", "--system", "x\x1b[2J\x1b]0;pwned\a\u009b31m\u202e"},
+		{"pick", "--json", "--system", "x\x1b[2J\x1b]0;pwned\a\u009b31m\u202e"},
 		{"machines"},
 	} {
 		stdout, stderr, _ := run(t, nil, env, append(args, "--builders", builders)...)
