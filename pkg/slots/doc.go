@@ -148,7 +148,7 @@
 // Adding builders and resizing them happens in place, serialised by an
 // exclusive flock(2) on a lock file beside the slot file, <file>.lock
 // (never on the hot path). The lock file is mode 0600 and must belong to
-// the user taking it: Linux lets any process that can open a file flock it,
+// the slot file's owner: Linux lets any process that can open a file flock it,
 // so a lock on the world-readable slot file could be held by any local user
 // and stall every hook. Every wait for the lock is bounded. When the
 // records or slot entries run out, or the file is damaged or of an older

@@ -239,5 +239,16 @@ func TestLockFileChecked(t *testing.T) {
 		if err := f.Sync([]spec.Machine{mach("ssh://b", 1)}); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
 			t.Errorf("lock file of another user: Sync = %v", err)
 		}
+		// A single-user Nix's file (here nobody's) changed by root: the
+		// lock file root creates goes to the file's owner.
+		os.Remove(lp)
+		os.Chown(path, 65534, 65534)
+		if err := f.Sync([]spec.Machine{mach("ssh://b", 1)}); err != nil {
+			t.Errorf("root changing nobody's file: Sync = %v", err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(lp, &st); err != nil || st.Uid != 65534 || st.Mode&0o777 != 0o600 {
+			t.Errorf("lock file root made for nobody's file: uid %d, mode %#o, %v; want 65534, 0600", st.Uid, st.Mode&0o777, err)
+		}
 	}
 }

@@ -7,9 +7,12 @@ package slots
 //     Linux lets a process flock a file it may only read, so a lock on the
 //     world-readable slot file could be held by any local user, and every
 //     hook (root under nix-daemon) would wait for them before answering Nix.
-//   - The lock is <slot file>.lock, mode 0600, owned by the writer, opened
-//     with O_NOFOLLOW and checked after opening: only processes of the user
-//     the hooks run as can hold it.
+//   - The lock is <slot file>.lock, mode 0600, owned by the owner of the
+//     slot file (the user the hooks run as), opened with O_NOFOLLOW and
+//     checked after opening: only that user's processes (and root) can
+//     hold it. One root creates is handed to the slot file's owner, so that
+//     root typing `offload drain` on a single-user Nix does not lock that
+//     user's hooks out.
 //   - Every wait is bounded (lockWait); readers never lock, they poll.
 
 import (
@@ -29,15 +32,19 @@ var lockWait = 5 * time.Second
 // lockPath is the lock file of the slot file at path.
 func lockPath(path string) string { return path + ".lock" }
 
-// lock takes the exclusive lock of f's file, waiting at most lockWait, and
-// returns the function that gives it back.
-func (f *File) lock() (unlock func(), err error) {
+// lock takes the exclusive lock of f's file, open as slot, waiting at most
+// lockWait, and returns the function that gives it back.
+func (f *File) lock(slot *os.File) (unlock func(), err error) {
+	var owner unix.Stat_t
+	if err := unix.Fstat(int(slot.Fd()), &owner); err != nil {
+		return nil, &fs.PathError{Op: "fstat", Path: f.path, Err: err}
+	}
 	p := lockPath(f.path)
 	fd, err := unix.Open(p, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o600)
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
 	}
-	if err := checkLockFile(fd, p); err != nil {
+	if err := checkLockFile(fd, p, owner.Uid, owner.Gid); err != nil {
 		unix.Close(fd)
 		return nil, err
 	}
@@ -62,18 +69,26 @@ func (f *File) lock() (unlock func(), err error) {
 	return func() { unix.Close(fd) }, nil // closing drops the lock
 }
 
-// checkLockFile refuses a lock file that another user could open: not a
-// regular file, owned by someone else, or readable or writable by others.
-func checkLockFile(fd int, p string) error {
+// checkLockFile refuses a lock file that a user other than uid, the slot
+// file's owner, could open: not a regular file, owned by someone else, or
+// open to group or others. Root hands a lock file of its own to uid.
+func checkLockFile(fd int, p string, uid, gid uint32) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return &fs.PathError{Op: "fstat", Path: p, Err: err}
 	}
-	switch {
-	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return fmt.Errorf("slots: %s: not a regular file", p)
-	case int(st.Uid) != os.Geteuid():
-		return fmt.Errorf("slots: %s: owned by uid %d, not %d; remove it", p, st.Uid, os.Geteuid())
+	}
+	if st.Uid != uid && st.Uid == 0 && os.Geteuid() == 0 {
+		if err := unix.Fchown(fd, int(uid), int(gid)); err != nil {
+			return &fs.PathError{Op: "chown", Path: p, Err: err}
+		}
+		st.Uid = uid
+	}
+	switch {
+	case st.Uid != uid:
+		return fmt.Errorf("slots: %s: owned by uid %d, not by the slot file's owner %d; remove it", p, st.Uid, uid)
 	case st.Mode&0o077 != 0:
 		return fmt.Errorf("slots: %s: mode %#o lets other users open it; remove it", p, st.Mode&0o777)
 	}

@@ -280,7 +280,7 @@ func samePath(fd *os.File, path string) bool {
 // counter and slot owner it can read. why, when not "", is logged. If
 // another process rebuilt it first, rebuild does nothing.
 func (f *File) rebuild(fd *os.File, live *mapping, g geometry, why string) error {
-	unlock, err := f.lock()
+	unlock, err := f.lock(fd)
 	if err != nil {
 		return err
 	}

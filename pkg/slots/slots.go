@@ -197,7 +197,7 @@ func (f *File) syncLocked(mach []machine) error {
 			return nil
 		}
 		m := v.m
-		unlock, err := f.lock()
+		unlock, err := f.lock(m.f)
 		if err != nil {
 			return err
 		}
