@@ -295,3 +295,41 @@ func TestLocalUserCannotChange(t *testing.T) {
 		}
 	}
 }
+
+// The real path: while nobody holds flocks on offload's state directory and
+// every file in it they can open, nix-build (its hook as root) still
+// offloads a build.
+func TestLocalUserFlocksNixBuild(t *testing.T) {
+	requireEnv(t)
+	asNobody(t, "flock")
+	b1 := startBuilder(t, "b1", builderOpts{})
+	c := newClient(t, b1)
+	// nobody must reach the client's /nix, as it can reach /nix/var/nix.
+	for _, d := range []string{c.Dir, filepath.Dir(c.Dir), filepath.Dir(filepath.Dir(c.Dir))} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	builders := "ssh://b1 x86_64-linux"
+	r := c.build(drv("first", "x86_64-linux", `echo first > $out`, `u = "`+unique()+`";`), builders)
+	if r.Code != 0 {
+		t.Fatalf("first nix-build exit %d\n%s", r.Code, r.Stderr)
+	}
+	state := filepath.Join(c.Dir, "nix/var/nix/offload")
+	for _, d := range []string{"nix", "nix/var", "nix/var/nix"} {
+		if err := os.Chmod(filepath.Join(c.Dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := nobodyFlocks(t, state)
+	t.Logf("nobody holds flocks on %q", held)
+	if len(held) < 2 {
+		t.Fatalf("nobody holds flocks on %q only; want the directory and the slot file", held)
+	}
+	start := time.Now()
+	r = c.build(drv("second", "x86_64-linux", `echo second > $out`, `u = "`+unique()+`";`), builders+"; ssh://b2 x86_64-linux")
+	if r.Code != 0 || !b1.has(t, r.Out) {
+		t.Fatalf("nix-build while nobody holds flocks: exit %d\n%s", r.Code, r.Stderr)
+	}
+	t.Logf("built on b1 in %v while nobody held flocks", time.Since(start).Round(time.Millisecond))
+}
