@@ -219,9 +219,9 @@ func (rc *runContext) explain(host string, timeout time.Duration) error {
 	}
 	w := rc.env.Stdout
 	if found {
-		fmt.Fprintf(w, "builder %s  (%s)\n", m.URI, m.Source)
+		fmt.Fprintf(w, "builder %s  (%s)\n", printable(m.URI), printable(m.Source))
 	} else {
-		fmt.Fprintf(w, "%s is not in the machines; settings for ssh://%s\n", host, strings.TrimPrefix(m.URI, "ssh://"))
+		fmt.Fprintf(w, "%s is not in the machines; settings for ssh://%s\n", printable(host), printable(strings.TrimPrefix(m.URI, "ssh://")))
 	}
 	if err := s.Explain(w); err != nil {
 		return failed(err, "")
@@ -519,7 +519,7 @@ func (rc *runContext) recordChecks(all []spec.Machine, results []checkResult, ba
 	if len(record) == 0 {
 		return
 	}
-	f, err := rc.openSlots(all, false)
+	f, err := rc.openForChange(all, "check", "offload check")
 	if err != nil {
 		return // check is useful without it, e.g. for a user who cannot write it
 	}
@@ -769,7 +769,7 @@ func writeChecks(w io.Writer, results []checkResult, elapsed time.Duration) erro
 				res = "ok; " + r.Reason
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mark, r.Name, nix, proto, conn, rtt, res)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mark, printable(r.Name), printable(nix), printable(proto), printable(conn), rtt, printable(res))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -799,9 +799,9 @@ func writeReadingsChecked(w io.Writer, results []checkResult) error {
 		if r.ReadingError != "" {
 			text += ": " + r.ReadingError
 		}
-		fmt.Fprintf(tw, "   %s\t%s\n", r.Name, text)
+		fmt.Fprintf(tw, "   %s\t%s\n", printable(r.Name), printable(text))
 		if len(r.Exec) > 0 {
-			fmt.Fprintf(tw, "   \t%s\n", execLine(r.Exec))
+			fmt.Fprintf(tw, "   \t%s\n", printable(execLine(r.Exec)))
 		}
 	}
 	return tw.Flush()

@@ -172,9 +172,9 @@ func report(w io.Writer, err error) int {
 	if errors.As(err, &ee) {
 		code, hint = ee.code, ee.hint
 	}
-	fmt.Fprintf(w, "offload: %s\n", strings.TrimPrefix(err.Error(), "offload: "))
+	fmt.Fprintf(w, "offload: %s\n", printableLines(strings.TrimPrefix(err.Error(), "offload: ")))
 	if hint != "" {
-		fmt.Fprintf(w, "offload: hint: %s\n", hint)
+		fmt.Fprintf(w, "offload: hint: %s\n", printableLines(hint))
 	}
 	return code
 }
@@ -232,7 +232,7 @@ func (h hookCmd) Run(rc *runContext) error {
 
 // warnf prints a warning for a command people type.
 func (rc *runContext) warnf(format string, args ...any) {
-	fmt.Fprintf(rc.env.Stderr, "offload: warning: "+format+"\n", args...)
+	fmt.Fprintf(rc.env.Stderr, "offload: warning: %s\n", printableLines(fmt.Sprintf(format, args...)))
 }
 
 func notYet(what string) error {

@@ -46,7 +46,11 @@ func (rc *runContext) setDrained(name string, on bool) error {
 	if err != nil {
 		return usageErr(err, "`offload machines` lists the builders by name and URI")
 	}
-	f, err := rc.openSlots(ms, false)
+	what := "drain"
+	if !on {
+		what = "undrain"
+	}
+	f, err := rc.openForChange(ms, what, "offload "+what+" "+name)
 	if err != nil {
 		return err
 	}
@@ -64,20 +68,55 @@ func (rc *runContext) setDrained(name string, on bool) error {
 
 // openSlots opens the slot file the hooks of this user use.
 func (rc *runContext) openSlots(ms []spec.Machine, readOnly bool) (*slots.File, error) {
+	getenv, err := rc.stateEnv()
+	if err != nil {
+		return nil, err
+	}
+	f, err := slots.OpenFallback("", ms, slots.Options{Logf: rc.warnf, ReadOnly: readOnly, Getenv: getenv})
+	if err != nil {
+		return nil, usageErr(fmt.Errorf("opening the builder state: %w", err), "run as the user the hooks run as (root under nix-daemon)")
+	}
+	return f, nil
+}
+
+// stateEnv is the environment slots.OpenFallback reads, with the
+// state-dir setting as OFFLOAD_STATE_DIR.
+func (rc *runContext) stateEnv() (func(string) string, error) {
 	c, err := rc.settings()
 	if err != nil {
 		return nil, err
 	}
 	dir := c.StateDir()
-	getenv := func(k string) string {
+	return func(k string) string {
 		if k == "OFFLOAD_STATE_DIR" {
 			return dir
 		}
 		return rc.env.Getenv(k)
-	}
-	f, err := slots.OpenFallback("", ms, slots.Options{Logf: rc.warnf, ReadOnly: readOnly, Getenv: getenv})
+	}, nil
+}
+
+// openForChange opens, for writing, the slot file the hooks read, for a
+// command (what, typed as typed) that changes shared state: the file that
+// exists (the shared one, else this user's own of a single-user Nix), else
+// the shared one, created. Never a new file of this user's own, which no
+// hook would read (under nix-daemon the hooks run as root): when the file
+// the hooks read cannot be written, the command fails (exit 2) and says
+// so.
+func (rc *runContext) openForChange(ms []spec.Machine, what, typed string) (*slots.File, error) {
+	getenv, err := rc.stateEnv()
 	if err != nil {
-		return nil, usageErr(fmt.Errorf("opening the builder state: %w", err), "run as the user the hooks run as (root under nix-daemon)")
+		return nil, err
+	}
+	path := slots.PrimaryPath("", getenv)
+	ro, err := slots.OpenFallback("", ms, slots.Options{ReadOnly: true, Getenv: getenv})
+	if err == nil {
+		path = ro.Path()
+		ro.Close()
+	}
+	f, err := slots.Open(path, ms, slots.Options{Logf: rc.warnf})
+	if err != nil {
+		hint := "the hooks read " + path + "; run this as the user they run as (root under nix-daemon): sudo " + typed
+		return nil, usageErr(fmt.Errorf("%s: cannot change the builder state: %w", what, err), hint)
 	}
 	return f, nil
 }

@@ -5,9 +5,12 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/offload-nix/offload/internal/hook"
 	"github.com/offload-nix/offload/pkg/config"
@@ -39,6 +42,9 @@ func runHook(ctx context.Context, verbosity int, env Env) int {
 	if env.BuildLog != nil {
 		henv.BuildLog = env.BuildLog
 	}
+	if env.Stdin == os.Stdin {
+		henv.Stdin = pollableStdin()
+	}
 	return hook.Main(ctx, verbosity, cfg, henv)
 }
 
@@ -48,4 +54,19 @@ func hookConfig(env Env) (hook.Config, error) {
 		return hook.Config{}, err
 	}
 	return hookConfigFrom(c)
+}
+
+// pollableStdin returns stdin, made non-blocking when it is a pipe (Nix
+// gives the hook one) so that Go's poller reads it and a read deadline can
+// end a read waiting for Nix when SIGTERM comes. A terminal or a file is
+// left alone: a terminal's flags are shared with the shell.
+func pollableStdin() io.Reader {
+	var st unix.Stat_t
+	if unix.Fstat(0, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		return os.Stdin
+	}
+	if unix.SetNonblock(0, true) != nil {
+		return os.Stdin
+	}
+	return os.NewFile(0, os.Stdin.Name())
 }

@@ -101,7 +101,7 @@ func (c machinesCmd) Run(rc *runContext) error {
 			case "presumed":
 				from = "presumed: lists an x86 system"
 			}
-			tw.Write([]byte(label(&ms[i]) + "\t" + e.System + "\t" + e.runs() + "\t" + from + "\n"))
+			tw.Write([]byte(printable(label(&ms[i])) + "\t" + printable(e.System) + "\t" + e.runs() + "\t" + from + "\n"))
 		}
 	}
 	return tw.Flush()

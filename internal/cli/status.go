@@ -208,7 +208,7 @@ func (c statusCmd) Run(rc *runContext) error {
 		}
 		switch {
 		case tmpl != nil:
-			if err := tmpl.Execute(w, st); err != nil {
+			if err := tmpl.Execute(w, st.printable()); err != nil {
 				return ExitUsage, usageErr(fmt.Errorf("status: --format: %w", err), "see offload status --help for the fields")
 			}
 			if b := w.Bytes(); len(b) > 0 && b[len(b)-1] != '\n' {
@@ -219,7 +219,7 @@ func (c statusCmd) Run(rc *runContext) error {
 			if err != nil {
 				return ExitFailed, err
 			}
-			w.Write(b)
+			w.Write(printableJSON(b))
 			w.WriteByte('\n')
 		case c.Verbose:
 			writeTable(w, st)
@@ -441,9 +441,9 @@ func oneLine(st *statusInfo) string {
 // drained) "not in config" is left out.
 func writeItem(b *strings.Builder, bs *builderStatus, level int) {
 	if level == 0 {
-		b.WriteString(cutRunes(bs.Name, 20))
+		b.WriteString(cutRunes(printable(bs.Name), 20))
 	} else {
-		b.WriteString(cutRunes(shortName(bs.Name), 10))
+		b.WriteString(cutRunes(printable(shortName(bs.Name)), 10))
 	}
 	if level == 0 || (level < 4 && bs.Busy > 0) || (bs.Healthy && !bs.Drained) {
 		b.WriteString(" " + strconv.Itoa(bs.Busy) + "/" + strconv.Itoa(bs.MaxJobs))
@@ -559,8 +559,8 @@ func writeTable(w io.Writer, st *statusInfo) {
 		if b.LastError != "" {
 			lastErr = b.LastError
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", b.Name, b.Busy, b.MaxJobs, state,
-			b.Builds, b.Failures, fmtBytes(b.BytesSent), fmtBytes(b.BytesReceived), conn, lastErr, b.URI)
+		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", printable(b.Name), b.Busy, b.MaxJobs, state,
+			b.Builds, b.Failures, fmtBytes(b.BytesSent), fmtBytes(b.BytesReceived), conn, printable(lastErr), printable(b.URI))
 	}
 	tw.Flush()
 	writeReadings(w, st)
@@ -576,7 +576,7 @@ func writeTable(w io.Writer, st *statusInfo) {
 	fmt.Fprintln(tw, "BUILDER\tDERIVATION\tPHASE\tSINCE\tBYTES")
 	for _, b := range st.Builders {
 		for _, r := range b.Running {
-			drv := cutRunes(r.Drv, 48)
+			drv := cutRunes(printable(r.Drv), 48)
 			if drv == "" {
 				drv = "-"
 			}
@@ -585,7 +585,7 @@ func writeTable(w io.Writer, st *statusInfo) {
 				since = r.Since.In(st.Time.Location()).Format("15:04:05") +
 					" (" + st.Time.Sub(r.Since).Round(time.Second).String() + ")"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Name, drv, r.Phase, since, fmtBytes(uint64(max(r.Bytes, 0))))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(b.Name), drv, r.Phase, since, fmtBytes(uint64(max(r.Bytes, 0))))
 		}
 	}
 	tw.Flush()
@@ -609,7 +609,7 @@ func writeReadings(w io.Writer, st *statusInfo) {
 		if b.Reading != nil {
 			text = b.Reading.Format(st.Time)
 		}
-		fmt.Fprintf(tw, "%s\t%s\n", b.Name, text)
+		fmt.Fprintf(tw, "%s\t%s\n", printable(b.Name), text)
 	}
 	tw.Flush()
 }
@@ -630,7 +630,7 @@ func writeLog(w io.Writer, st *statusInfo) {
 		if s == "" {
 			return "-"
 		}
-		return s
+		return printable(s)
 	}
 	for _, d := range st.decisions {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Time.In(st.Time.Location()).Format("2006-01-02 15:04:05"),
@@ -675,10 +675,7 @@ func (rc *runContext) watch(render func(*bytes.Buffer) (int, error)) error {
 	}
 }
 
-// resetCounters zeroes the counters in the file the hooks use. It opens
-// that file read-only first to find it, then for writing without the
-// fallback to a file of this user's own, which would reset nothing the
-// hooks see.
+// resetCounters zeroes the counters in the file the hooks use.
 func (rc *runContext) resetCounters() error {
 	ms, _, _, err := rc.builders(true)
 	if err != nil {
@@ -692,20 +689,15 @@ func (rc *runContext) resetCounters() error {
 		}
 		return err
 	}
-	path := ro.Path()
 	ro.Close()
-	f, err := slots.Open(path, ms, slots.Options{Logf: rc.warnf})
+	f, err := rc.openForChange(ms, "status", "offload status --reset-counters")
 	if err != nil {
-		hint := "run it as the user the hooks run as (root under nix-daemon)"
-		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
-			hint = "resetting needs write access to " + path + ": " + hint
-		}
-		return usageErr(fmt.Errorf("status: resetting counters: %w", err), hint)
+		return err
 	}
 	defer f.Close()
 	if err := f.ResetCounters(); err != nil {
 		return failed(fmt.Errorf("status: resetting counters: %w", err), "")
 	}
-	fmt.Fprintf(rc.env.Stdout, "reset the counters of every builder in %s\n", path)
+	fmt.Fprintf(rc.env.Stdout, "reset the counters of every builder in %s\n", f.Path())
 	return nil
 }

@@ -164,7 +164,16 @@ func Main(ctx context.Context, verbosity int, cfg Config, env Env) int {
 			h.state.Close()
 		}
 	}()
+	// Nix ends a hook waiting for its next request with SIGTERM: the
+	// read must end then (a pollable stdin takes a deadline).
+	if d, ok := env.Stdin.(interface{ SetReadDeadline(time.Time) error }); ok {
+		defer context.AfterFunc(ctx, func() { d.SetReadDeadline(time.Now()) })()
+	}
 	code, err := h.run(ctx)
+	if err != nil && ctx.Err() != nil {
+		// Stopped by a signal, not failed: nobody reads the reason.
+		err = nil
+	}
 	if err != nil {
 		h.log.Errorf("%v", err)
 	}

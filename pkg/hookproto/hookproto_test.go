@@ -225,3 +225,31 @@ func BenchmarkReadRequest(b *testing.B) {
 		}
 	}
 }
+
+// The answers as Nix reads them, byte for byte: Nix compares the line after
+// "# " with each answer word, and takes the line after "# accept" raw as the
+// machine's name, so neither a newline nor a carriage return may reach it.
+func TestLoggerAnswers(t *testing.T) {
+	for _, tt := range []struct {
+		write func(l *Logger) error
+		want  string
+	}{
+		{func(l *Logger) error { return l.Answer(Decline) }, "# decline\n"},
+		{func(l *Logger) error { return l.Answer(Postpone) }, "# postpone\n"},
+		{func(l *Logger) error { return l.Answer(DeclinePermanently) }, "# decline-permanently\n"},
+		{func(l *Logger) error { return l.Accept("ssh://b1") }, "# accept\nssh://b1\n"},
+		{func(l *Logger) error { return l.Accept("ssh://b1\r\n# decline\r") }, "# accept\nssh://b1# decline\n"},
+		{func(l *Logger) error { return l.Accept("\rssh://b\r1") }, "# accept\nssh://b1\n"},
+	} {
+		var buf bytes.Buffer
+		if err := tt.write(NewLogger(&buf, LvlError)); err != nil {
+			t.Errorf("writing %q: %v", tt.want, err)
+		}
+		if got := buf.String(); got != tt.want {
+			t.Errorf("wrote %q, want %q", got, tt.want)
+		}
+	}
+	if err := NewLogger(io.Discard, LvlError).Answer(Accept); err == nil {
+		t.Errorf("Answer(Accept) without a machine: no error")
+	}
+}

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/offload-nix/offload/pkg/spec"
 )
 
 // maxListed is how many machines a one-line summary names before "and N
@@ -411,14 +413,17 @@ func (d *Decision) appendRequest(b []byte) []byte {
 //	why: b1: chosen, 0/8 slots busy, speed 2, score 0
 //	* b1: chosen, 0/8 slots busy, speed 2, score 0
 //	  b2: lacks feature kvm
+//
+// Names, systems and features come from files and derivations: each line
+// is made printable with [spec.Printable].
 func (d *Decision) WriteText(w io.Writer) error {
-	b := append([]byte(nil), d.Answer.String()...)
+	line := append([]byte(nil), d.Answer.String()...)
 	if u := d.Chosen(); u != "" {
-		b = append(b, ' ')
-		b = append(b, u...)
+		line = append(line, ' ')
+		line = append(line, u...)
 	}
-	b = append(b, "\nwhy: "...)
-	b = d.appendWhy(b)
+	b := append([]byte(spec.Printable(string(line))), "\nwhy: "...)
+	b = append(b, spec.Printable(string(d.appendWhy(nil)))...)
 	b = append(b, '\n')
 	for i := range d.Reasons {
 		if i == d.Index {
@@ -426,7 +431,7 @@ func (d *Decision) WriteText(w io.Writer) error {
 		} else {
 			b = append(b, "  "...)
 		}
-		b = d.Reasons[i].appendWhy(b, i == d.Index)
+		b = append(b, spec.Printable(string(d.Reasons[i].appendWhy(nil, i == d.Index)))...)
 		b = append(b, '\n')
 	}
 	_, err := w.Write(b)
@@ -593,6 +598,10 @@ func appendJSONString(b []byte, s string) []byte {
 			b = append(b, `\ufffd`...)
 		case r == '\u2028' || r == '\u2029':
 			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		case r < 0xa0 || r == 0x61c || r == 0x200e || r == 0x200f ||
+			(r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069):
+			// C1 and bidirectional controls: what a terminal acts on.
+			b = append(b, '\\', 'u', hex[r>>12], hex[r>>8&0xf], hex[r>>4&0xf], hex[r&0xf])
 		default:
 			b = append(b, s[i:i+size]...)
 		}

@@ -232,6 +232,24 @@ func TestHostileReplies(t *testing.T) {
 			alloc: 2 * maxReply,
 		},
 		{
+			// 5000 references of 4 KiB each: a short list, each string
+			// within its cap, the strings together over the budget.
+			name: "reply budget by strings",
+			reply: func(w *wire.Writer) {
+				w.String(p)
+				w.String("")
+				w.Uint64(5000)
+				s := strings.Repeat("x", maxPath)
+				for range 5000 {
+					if w.String(s) != nil {
+						return
+					}
+				}
+			},
+			err:   "reply is larger than",
+			alloc: 2 * maxReply,
+		},
+		{
 			name: "unasked path",
 			reply: func(w *wire.Writer) {
 				w.String("/nix/store/11111111111111111111111111111111-q")

@@ -146,12 +146,18 @@
 // # Changing the file's shape
 //
 // Adding builders and resizing them happens in place, serialised by an
-// exclusive flock(2) on the slot file itself (never on the hot path). When
-// the records or slot entries run out, or the file is damaged or of an older
-// version, the file is rebuilt: the rebuilder takes the flock, sets "moved"
+// exclusive flock(2) on a lock file beside the slot file, <file>.lock
+// (never on the hot path). The lock file is mode 0600 and must belong to
+// the slot file's owner: Linux lets any process that can open a file flock it,
+// so a lock on the world-readable slot file could be held by any local user
+// and stall every hook. Every wait for the lock is bounded. When the
+// records or slot entries run out, or the file is damaged or of an older
+// version, the file is rebuilt: the rebuilder takes the lock, sets "moved"
 // in the old header, copies every readable counter and every slot owner into
 // a new file and renames it over the old one. A process still mapping the old
-// file sees "moved" before its next decision, waits for the flock, and
-// continues on the new file; slots it held keep their index there. A file
+// file sees "moved" before its next decision, waits (bounded, polling the
+// path) for the new file, and continues on it; slots it held keep their
+// index there. A rebuild interrupted after "moved" is finished by the next
+// writer to take the lock. A file
 // of a newer layout version is never overwritten ([ErrNewerLayout]).
 package slots

@@ -42,10 +42,7 @@ func OpenFallback(stateDir string, ms []spec.Machine, o Options) (*File, error) 
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	primary := DefaultPath(stateDir)
-	if d := getenv("OFFLOAD_STATE_DIR"); d != "" {
-		primary = filepath.Join(d, "slots")
-	}
+	primary := PrimaryPath(stateDir, getenv)
 	f, err := Open(primary, ms, o)
 	if err == nil {
 		return f, nil
@@ -67,6 +64,16 @@ func OpenFallback(stateDir string, ms []spec.Machine, o Options) (*File, error) 
 		f.o.Logf("slots: cannot write %s (%v); keeping builder load in %s", primary, err, fb)
 	}
 	return f, nil
+}
+
+// PrimaryPath is the slot file OpenFallback tries first, the one every
+// user's commands read: $OFFLOAD_STATE_DIR/slots when getenv has it, else
+// DefaultPath(stateDir).
+func PrimaryPath(stateDir string, getenv func(string) string) string {
+	if d := getenv("OFFLOAD_STATE_DIR"); d != "" {
+		return filepath.Join(d, "slots")
+	}
+	return DefaultPath(stateDir)
 }
 
 func fallbackPath(getenv func(string) string) string {
@@ -159,8 +166,13 @@ func (f *File) openMapping(mach []machine) (*mapping, error) {
 				return m, nil
 			}
 			// A rebuild is under way or was interrupted.
-			waitRebuild(fd)
-			if samePath(fd, f.path) && m.moved() && !f.o.ReadOnly {
+			if f.o.ReadOnly {
+				waitRebuild(fd, f.path)
+				if samePath(fd, f.path) {
+					// Interrupted: this is the only file there is.
+					return m, nil
+				}
+			} else {
 				err = f.rebuild(fd, m, m.g, "")
 			}
 			m.unmap()
@@ -254,25 +266,6 @@ func (f *File) writeTemp(img []byte) (string, error) {
 	return tmp, nil
 }
 
-func flock(fd *os.File, how int) error {
-	for {
-		err := unix.Flock(int(fd.Fd()), how)
-		if err != unix.EINTR {
-			if err != nil {
-				return &fs.PathError{Op: "flock", Path: fd.Name(), Err: err}
-			}
-			return nil
-		}
-	}
-}
-
-// waitRebuild returns once no process holds the rebuild lock on fd.
-func waitRebuild(fd *os.File) {
-	if flock(fd, unix.LOCK_SH) == nil {
-		flock(fd, unix.LOCK_UN)
-	}
-}
-
 // samePath reports whether path still names the file open as fd.
 func samePath(fd *os.File, path string) bool {
 	var a, b unix.Stat_t
@@ -287,10 +280,16 @@ func samePath(fd *os.File, path string) bool {
 // counter and slot owner it can read. why, when not "", is logged. If
 // another process rebuilt it first, rebuild does nothing.
 func (f *File) rebuild(fd *os.File, live *mapping, g geometry, why string) error {
-	if err := flock(fd, unix.LOCK_EX); err != nil {
+	unlock, err := f.lock(fd)
+	if err != nil {
 		return err
 	}
-	defer flock(fd, unix.LOCK_UN)
+	defer unlock()
+	return f.rebuildLocked(fd, live, g, why)
+}
+
+// rebuildLocked is rebuild for a caller holding the lock.
+func (f *File) rebuildLocked(fd *os.File, live *mapping, g geometry, why string) error {
 	if !samePath(fd, f.path) {
 		return nil
 	}

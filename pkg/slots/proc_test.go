@@ -467,7 +467,7 @@ func TestRaceCreate(t *testing.T) {
 		t.Errorf("busy = %d, want %d", b.Busy, children)
 	}
 	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "*"))
-	if len(matches) != 1 {
+	if len(matches) != 2 || matches[1] != lockPath(path) {
 		t.Errorf("files left next to the slot file: %q", matches)
 	}
 }

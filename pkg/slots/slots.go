@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/offload-nix/offload/pkg/spec"
 )
 
@@ -199,18 +197,20 @@ func (f *File) syncLocked(mach []machine) error {
 			return nil
 		}
 		m := v.m
-		if err := flock(m.f, unix.LOCK_EX); err != nil {
+		unlock, err := f.lock(m.f)
+		if err != nil {
 			return err
 		}
 		grow, err := f.place(m, mach)
 		if err == nil && grow != (geometry{}) {
-			err = f.rebuild(m.f, m, grow, "")
+			err = f.rebuildLocked(m.f, m, grow, "")
 			if err == nil {
+				unlock()
 				f.followLocked()
 				continue
 			}
 		}
-		flock(m.f, unix.LOCK_UN)
+		unlock()
 		if err != nil {
 			return err
 		}
@@ -220,7 +220,7 @@ func (f *File) syncLocked(mach []machine) error {
 	return fmt.Errorf("slots: %s: file keeps changing", f.path)
 }
 
-// place writes mach into m (whose flock the caller holds). It returns a
+// place writes mach into m (the caller holds the lock). It returns a
 // larger geometry instead when m has no room.
 func (f *File) place(m *mapping, mach []machine) (geometry, error) {
 	if m.moved() {
@@ -294,7 +294,7 @@ func (f *File) idle(m *mapping, rec int) bool {
 }
 
 // claim takes a free record for hash h, or reuses the record of a builder
-// no longer listed that has nothing held. The caller holds the flock.
+// no longer listed that has nothing held. The caller holds the lock.
 func (f *File) claim(m *mapping, h uint64, want map[uint64]bool) int {
 	g := m.g
 	for i := 0; i < int(g.records); i++ {

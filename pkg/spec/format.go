@@ -170,14 +170,14 @@ func WriteTable(w io.Writer, ms []Machine) error {
 			hostKey = "yes"
 		}
 		row := []string{
-			m.URI,
-			dash(m.Systems),
+			Printable(m.URI),
+			Printable(dash(m.Systems)),
 			strconv.Itoa(m.MaxJobs),
 			strconv.FormatFloat(m.SpeedFactor, 'g', -1, 64),
-			dash(m.SupportedFeatures),
-			dash(m.MandatoryFeatures),
+			Printable(dash(m.SupportedFeatures)),
+			Printable(dash(m.MandatoryFeatures)),
 			hostKey,
-			m.Source,
+			Printable(m.Source),
 		}
 		io.WriteString(tw, strings.Join(row, "\t")+"\n")
 	}
