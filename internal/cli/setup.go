@@ -22,12 +22,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nix-community/go-nix/pkg/nixbase32"
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/offload-nix/offload/pkg/nixconf"
 	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/spec"
 	"github.com/offload-nix/offload/pkg/ssh"
+	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
@@ -390,7 +392,7 @@ func probeTrustAll(ctx context.Context, ms []spec.Machine, opts ssh.Options) []b
 // collector removes.
 var trustProbePath = func() string {
 	sum := sha256.Sum256([]byte("offload trust probe, version 1"))
-	return "/nix/store/" + serve.EncodeNix32(sum[:20]) + "-offload-trust-probe"
+	return "/nix/store/" + nixbase32.EncodeToString(sum[:20]) + "-offload-trust-probe"
 }()
 
 // trustProbeNAR is the NAR of a regular file holding a short text.
@@ -447,8 +449,8 @@ func serveTrust(ctx context.Context, client *ssh.Client, m spec.Machine, opts ss
 		return "unknown", err.Error()
 	}
 	sum := sha256.Sum256(trustProbeNAR)
-	info := serve.PathInfo{Path: trustProbePath, NarSize: uint64(len(trustProbeNAR)), NarHash: "sha256:" + hex.EncodeToString(sum[:]), References: []string{}}
-	err = sc.AddToStoreNars([]serve.PathInfo{info}, func(int) (io.Reader, error) { return bytes.NewReader(trustProbeNAR), nil })
+	info := store.PathInfo{Path: trustProbePath, NarSize: uint64(len(trustProbeNAR)), NarHash: "sha256:" + hex.EncodeToString(sum[:]), References: []string{}}
+	err = sc.AddToStoreNars([]store.PathInfo{info}, func(int) (io.Reader, error) { return bytes.NewReader(trustProbeNAR), nil })
 	if err == nil {
 		return "yes", ""
 	}

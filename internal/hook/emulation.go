@@ -30,9 +30,9 @@ import (
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/remoteload"
-	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 // ExecOverride is one entry of the system-exec setting: Builder (a name or
@@ -200,12 +200,12 @@ func (h *hook) probeBeside(ctx context.Context, c *conn) (wait func()) {
 // retryable reports whether a build that ended with status on machine i
 // (the accepted decision's choice) failed in a way emulation can explain:
 // the machine emulates the system and the build failed as a build.
-func (h *hook) retryable(i int, status serve.Status) bool {
+func (h *hook) retryable(i int, status store.Status) bool {
 	if i < 0 || i >= len(h.decision.Reasons) || h.decision.Reasons[i].Exec != pick.Emulated {
 		return false
 	}
 	switch status {
-	case serve.PermanentFailure, serve.TransientFailure, serve.MiscFailure:
+	case store.PermanentFailure, store.TransientFailure, store.MiscFailure:
 		return true
 	}
 	return false

@@ -7,7 +7,7 @@ import (
 	"io"
 	"testing"
 
-	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 const benchNarSize = 64 << 20
@@ -55,7 +55,7 @@ func BenchmarkNarFromPath(b *testing.B) {
 func BenchmarkAddToStoreNars(b *testing.B) {
 	nar := benchNar()
 	small := narFile([]byte("small\n"), false)
-	infos := []serve.PathInfo{
+	infos := []store.PathInfo{
 		{Path: "/nix/store/00000000000000000000000000000000-small", NarSize: uint64(len(small)), NarHash: narHash(small)},
 		{Path: "/nix/store/00000000000000000000000000000000-big", NarSize: uint64(len(nar)), NarHash: narHash(nar)},
 	}

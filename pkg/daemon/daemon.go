@@ -7,10 +7,10 @@
 //
 // The client speaks over a reader and a writer it is given: the stdout and
 // stdin of a remote SSH session, or the pipes of a local `nix-daemon
-// --stdio` process. It never opens connections itself. Its types are those
-// of package serve where the two protocols carry the same things
-// (serve.PathInfo, serve.BuildResult, serve.Status), so the hook handles
-// both kinds of builder alike.
+// --stdio` process. It never opens connections itself. It speaks in the
+// types of package store (store.PathInfo, store.BuildResult,
+// store.BuildOptions), as package serve does, so the hook handles both
+// kinds of builder alike.
 //
 // # Versions
 //
@@ -50,10 +50,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
-	"syscall"
 
+	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
@@ -180,7 +179,7 @@ func (c *Client) handshake() error {
 	}
 	if v>>8 != 1 || v < MinDaemonVersion {
 		return fmt.Errorf("daemon: %sunsupported Nix daemon protocol version %s (need 1.x, at least %s, Nix 2.0)",
-			c.on(), versionString(v), versionString(MinDaemonVersion))
+			c.on(), store.VersionString(v), store.VersionString(MinDaemonVersion))
 	}
 	c.server = v
 	c.version = min(v, ClientVersion)
@@ -214,20 +213,9 @@ func (c *Client) handshake() error {
 	return nil
 }
 
-// garbageErr explains the classic breakage: something on the remote (a
-// shell startup file, usually) printed to stdout before nix-daemon started,
-// so the protocol stream begins with text. Nix itself reports this as
-// "protocol mismatch, got '…'".
+// garbageErr explains a stream that does not begin with the magic number.
 func (c *Client) garbageErr(first []byte) error {
-	got := append([]byte(nil), first...)
-	if more, _ := c.br.Peek(min(c.br.Buffered(), 256-len(got))); len(more) > 0 {
-		got = append(got, more...)
-	}
-	return fmt.Errorf("daemon: %sthe remote shell printed %q on stdout before 'nix-daemon --stdio' started; "+
-		"nothing may print to stdout in a non-interactive session: make the login user's shell startup files "+
-		"(~/.bashrc, ~/.profile, /etc/bash.bashrc, …) print only in interactive shells "+
-		"(e.g. begin ~/.bashrc with `[[ $- == *i* ]] || return`) or send such output to stderr",
-		c.on(), got)
+	return store.ShellNoiseError("daemon: "+c.on(), "nix-daemon --stdio", first, c.br)
 }
 
 func (c *Client) on() string {
@@ -256,10 +244,6 @@ func (c *Client) NixVersion() string { return c.nixVersion }
 // version.
 func (c *Client) Trusted() (known, trusted bool) {
 	return c.trust != 0, c.trust == 1
-}
-
-func versionString(v uint64) string {
-	return fmt.Sprintf("%d.%d", v>>8, v&0xff)
 }
 
 func leUint64(b []byte) uint64 {
@@ -317,20 +301,5 @@ func (c *Client) ioErr(op, path string, err error) error {
 	if path != "" {
 		what += " " + path
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, io.ErrClosedPipe) || errors.Is(err, syscall.EPIPE) {
-		return fmt.Errorf("daemon: %s%s: remote closed the connection (%w)%s", c.on(), what, err, c.stderrSuffix())
-	}
-	return fmt.Errorf("daemon: %s%s: %w%s", c.on(), what, err, c.stderrSuffix())
-}
-
-func (c *Client) stderrSuffix() string {
-	if c.opts.Stderr == nil {
-		return ""
-	}
-	s := strings.TrimSpace(c.opts.Stderr())
-	if s == "" {
-		return ""
-	}
-	return "; remote stderr: " + s
+	return store.TransportError("daemon: "+c.on(), what, err, c.opts.Stderr)
 }

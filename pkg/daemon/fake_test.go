@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
@@ -332,7 +332,7 @@ func TestRemoteErrors(t *testing.T) {
 // with STDERR_READ.
 func TestUploadRead(t *testing.T) {
 	nar := narFile(bytes.Repeat([]byte("x"), 100000), false)
-	info := serve.PathInfo{Path: randomStorePath("p"), NarSize: uint64(len(nar)), NarHash: narHash(nar)}
+	info := store.PathInfo{Path: randomStorePath("p"), NarSize: uint64(len(nar)), NarHash: narHash(nar)}
 	var got bytes.Buffer
 	c := newFakeClient(t, 0x115, Options{}, func(f *fake) {
 		if op, _ := f.r.Uint64(); op != opAddToStoreNar {
@@ -375,7 +375,7 @@ func TestUploadRead(t *testing.T) {
 // terminating frame, and the Client stays usable.
 func TestUploadEarlyError(t *testing.T) {
 	nar := narFile(bytes.Repeat([]byte("y"), 4<<20), false)
-	infos := []serve.PathInfo{
+	infos := []store.PathInfo{
 		{Path: randomStorePath("a"), NarSize: uint64(len(nar)), NarHash: narHash(nar)},
 		{Path: randomStorePath("b"), NarSize: uint64(len(nar)), NarHash: narHash(nar)},
 	}

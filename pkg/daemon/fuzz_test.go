@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/offload-nix/offload/pkg/drv"
-	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
@@ -145,7 +145,7 @@ func FuzzClient(f *testing.F) {
 		c.BuildDerivation("/nix/store/00000000000000000000000000000000-p.drv", testDrv, nil)
 		c.NarFromPath(paths[0], discard{}, 1000)
 		nar := narFile([]byte("x"), false)
-		c.AddToStoreNars([]serve.PathInfo{
+		c.AddToStoreNars([]store.PathInfo{
 			{Path: paths[0], NarSize: uint64(len(nar)), NarHash: narHash(nar)},
 			{Path: paths[0] + "2", NarSize: uint64(len(nar)), NarHash: narHash(nar)},
 		}, func(int) (io.Reader, error) { return bytes.NewReader(nar), nil })

@@ -16,8 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nix-community/go-nix/pkg/nixbase32"
 	"github.com/offload-nix/offload/internal/testenv"
-	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 // narFile returns the NAR of a single regular file (src/libutil/archive.cc,
@@ -48,14 +49,14 @@ func narFile(contents []byte, executable bool) []byte {
 // narHash returns "sha256:<nix32>" of nar.
 func narHash(nar []byte) string {
 	sum := sha256.Sum256(nar)
-	return "sha256:" + serve.EncodeNix32(sum[:])
+	return store.FormatSHA256(sum)
 }
 
 // randomStorePath returns a store path with a random hash part.
 func randomStorePath(name string) string {
 	var h [20]byte
 	rand.Read(h[:])
-	return "/nix/store/" + serve.EncodeNix32(h[:]) + "-" + name
+	return "/nix/store/" + nixbase32.EncodeToString(h[:]) + "-" + name
 }
 
 // tail keeps the last bytes written to it, like the SSH layer keeps the

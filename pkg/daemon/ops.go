@@ -10,7 +10,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 // IsValidPath reports whether path is valid on the daemon's store.
@@ -79,26 +79,26 @@ func (c *Client) queryValidPaths(paths []string, substitute bool) ([]string, err
 // valid on the daemon's store.
 //
 // The daemon sends the NAR hash in base16; it is returned in the form
-// package serve uses, "sha256:<nix32>", so that path infos from both kinds
+// every store sends, "sha256:<nix32>" (store.FormatSHA256), so that path infos from both kinds
 // of builder compare equal. PathInfo.NarDigest gives the raw digest.
-func (c *Client) QueryPathInfo(path string) (serve.PathInfo, bool, error) {
+func (c *Client) QueryPathInfo(path string) (store.PathInfo, bool, error) {
 	if err := c.begin(); err != nil {
-		return serve.PathInfo{}, false, err
+		return store.PathInfo{}, false, err
 	}
 	info, ok, err := c.queryPathInfo(path)
 	return info, ok, c.end(err)
 }
 
-func (c *Client) queryPathInfo(path string) (serve.PathInfo, bool, error) {
+func (c *Client) queryPathInfo(path string) (store.PathInfo, bool, error) {
 	const op = "QueryPathInfo"
 	c.w.Uint64(opQueryPathInfo)
 	c.w.String(path)
 	if err := c.flushAndWait(op, path); err != nil {
-		return serve.PathInfo{}, false, err
+		return store.PathInfo{}, false, err
 	}
 	info, ok, err := readPathInfo(newDecoder(c.r, &c.sbuf), c.version, path)
 	if err != nil {
-		return serve.PathInfo{}, false, c.ioErr(op, path, err)
+		return store.PathInfo{}, false, c.ioErr(op, path, err)
 	}
 	return info, ok, nil
 }
@@ -106,7 +106,7 @@ func (c *Client) queryPathInfo(path string) (serve.PathInfo, bool, error) {
 // QueryPathInfos returns information about those of paths that are valid
 // on the daemon's store, in the order asked. Invalid paths are left out.
 // The requests are pipelined: all are written while the replies are read.
-func (c *Client) QueryPathInfos(paths []string) ([]serve.PathInfo, error) {
+func (c *Client) QueryPathInfos(paths []string) ([]store.PathInfo, error) {
 	if err := c.begin(); err != nil {
 		return nil, err
 	}
@@ -114,7 +114,7 @@ func (c *Client) QueryPathInfos(paths []string) ([]serve.PathInfo, error) {
 	return infos, c.end(err)
 }
 
-func (c *Client) queryPathInfos(paths []string) ([]serve.PathInfo, error) {
+func (c *Client) queryPathInfos(paths []string) ([]store.PathInfo, error) {
 	const op = "QueryPathInfo"
 	werr := make(chan error, 1)
 	go func() {
@@ -124,7 +124,7 @@ func (c *Client) queryPathInfos(paths []string) ([]serve.PathInfo, error) {
 		}
 		werr <- c.w.Flush()
 	}()
-	var infos []serve.PathInfo
+	var infos []store.PathInfo
 	var first error
 	for _, p := range paths {
 		// Every reply is read, even after the daemon refused one, to keep
@@ -165,19 +165,19 @@ func cmpOr(a, b error) error {
 // readPathInfo decodes the reply to QueryPathInfo for path
 // (ValidPathInfo::write without the path, after the validity flag at 1.17
 // and later; daemons before 1.17 fail invalid paths with an error).
-func readPathInfo(d *decoder, version uint64, path string) (serve.PathInfo, bool, error) {
-	info := serve.PathInfo{Path: path}
+func readPathInfo(d *decoder, version uint64, path string) (store.PathInfo, bool, error) {
+	info := store.PathInfo{Path: path}
 	if version >= 1<<8|17 {
 		valid, err := d.bool()
 		if err != nil {
 			return info, false, noEOF(err)
 		}
 		if !valid {
-			return serve.PathInfo{}, false, nil
+			return store.PathInfo{}, false, nil
 		}
 	}
 	if err := readPathInfoBody(d, version, &info); err != nil {
-		return serve.PathInfo{}, false, err
+		return store.PathInfo{}, false, err
 	}
 	return info, true, nil
 }
@@ -185,7 +185,7 @@ func readPathInfo(d *decoder, version uint64, path string) (serve.PathInfo, bool
 // readPathInfoBody decodes ValidPathInfo after its path: deriver, narHash
 // (base16), references, registrationTime, narSize, and at 1.16 and later
 // ultimate, signatures and content address.
-func readPathInfoBody(d *decoder, version uint64, info *serve.PathInfo) error {
+func readPathInfoBody(d *decoder, version uint64, info *store.PathInfo) error {
 	var err error
 	if info.Deriver, err = d.str("deriver", maxPath); err != nil {
 		return noEOF(err)
@@ -230,11 +230,11 @@ func nix32Hash(h []byte) (string, error) {
 		}
 	} else {
 		var err error
-		if digest, err = serve.ParseSHA256(string(h)); err != nil {
+		if digest, err = store.ParseSHA256(string(h)); err != nil {
 			return "", fmt.Errorf("narHash: %w", err)
 		}
 	}
-	return "sha256:" + serve.EncodeNix32(digest[:]), nil
+	return store.FormatSHA256(digest), nil
 }
 
 // NarFromPath asks the daemon for the NAR of path and copies exactly
@@ -389,7 +389,7 @@ type Settings struct {
 	// the "max-build-log-size" override, which the daemon ignores for
 	// untrusted users (the hook enforces it anyway, on the log it passes
 	// on); 0 sends none.
-	Build serve.BuildOptions
+	Build store.BuildOptions
 	// Verbosity is the daemon's log level for the session. Messages above
 	// it (STDERR_NEXT) are not sent; build-log lines are sent regardless.
 	Verbosity Verbosity

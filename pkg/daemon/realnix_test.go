@@ -30,7 +30,7 @@ import (
 
 	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/drv"
-	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/replies from the real nix-daemon --stdio")
@@ -84,7 +84,7 @@ func instantiate(t *testing.T, s *nixStore) (map[string]*drv.Derivation, map[str
 
 // closure is three store paths, a → b → c and a → c, with their NARs.
 type closure struct {
-	infos []serve.PathInfo // dependencies first: c, b, a
+	infos []store.PathInfo // dependencies first: c, b, a
 	nars  [][]byte
 }
 
@@ -93,7 +93,7 @@ func makeClosure() closure {
 	var cl closure
 	add := func(path string, contents string, exec bool, refs ...string) {
 		nar := narFile([]byte(contents), exec)
-		cl.infos = append(cl.infos, serve.PathInfo{
+		cl.infos = append(cl.infos, store.PathInfo{
 			Path:       path,
 			References: refs,
 			NarSize:    uint64(len(nar)),
@@ -313,7 +313,7 @@ func TestRealDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.mark("build-built")
-	if res.Status != serve.Built || !res.Success() || res.ErrorMsg != "" {
+	if res.Status != store.Built || !res.Success() || res.ErrorMsg != "" {
 		t.Fatalf("BuildDerivation(ok) = %+v, want Built", res)
 	}
 	if res.StartTime.IsZero() || res.StopTime.Before(res.StartTime) || res.TimesBuilt != 1 {
@@ -358,7 +358,7 @@ func TestRealDaemon(t *testing.T) {
 	logs.reset()
 	res, err = sess.BuildDerivation(drvPaths["logs"], drvs["logs"], nil)
 	returned := time.Now()
-	if err != nil || res.Status != serve.Built {
+	if err != nil || res.Status != store.Built {
 		t.Fatalf("BuildDerivation(logs) = %+v, %v; want Built", res, err)
 	}
 	rec.mark("build-logs")
@@ -385,7 +385,7 @@ func TestRealDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.mark("build-failed")
-	if res.Status != serve.PermanentFailure || res.Success() || !strings.Contains(res.ErrorMsg, "failed with exit code 1") {
+	if res.Status != store.PermanentFailure || res.Success() || !strings.Contains(res.ErrorMsg, "failed with exit code 1") {
 		t.Errorf("BuildDerivation(fail) = %+v, want PermanentFailure with the exit code", res)
 	}
 	if strings.Contains(res.ErrorMsg, "\x1b") {
@@ -397,7 +397,7 @@ func TestRealDaemon(t *testing.T) {
 
 	// max-silent-time, sent with SetOptions. The verbosity drops to
 	// LvlError, and build-log lines still arrive.
-	if err := sess.SetOptions(Settings{Build: serve.BuildOptions{MaxSilentTime: time.Second, Timeout: time.Minute}}); err != nil {
+	if err := sess.SetOptions(Settings{Build: store.BuildOptions{MaxSilentTime: time.Second, Timeout: time.Minute}}); err != nil {
 		t.Fatal(err)
 	}
 	logs.reset()
@@ -407,7 +407,7 @@ func TestRealDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.mark("build-timedout")
-	if res.Status != serve.TimedOut {
+	if res.Status != store.TimedOut {
 		t.Errorf("BuildDerivation(sleep, max-silent-time 1) = %+v, want TimedOut", res)
 	}
 	if _, ok := logs.find("sleeping"); !ok {

@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"io"
 	"testing"
+
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 const benchNarSize = 64 << 20
@@ -51,7 +53,7 @@ func BenchmarkDumpStorePath(b *testing.B) {
 // in-memory pipe.
 func BenchmarkAddToStoreNars(b *testing.B) {
 	nar := benchNar()
-	infos := []PathInfo{{
+	infos := []store.PathInfo{{
 		Path:    "/nix/store/00000000000000000000000000000000-big",
 		NarSize: uint64(len(nar)),
 		NarHash: narHash(nar),

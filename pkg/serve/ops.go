@@ -8,26 +8,9 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+
+	"github.com/offload-nix/offload/pkg/store"
 )
-
-// PathInfo describes a valid store path, as QueryPathInfos returns it and
-// AddToStoreNars sends it.
-type PathInfo struct {
-	Path       string
-	Deriver    string // "" if none
-	References []string
-	NarSize    uint64
-	// NarHash is the sha256 of the path's NAR as the server sent it,
-	// "sha256:<nix32>". AddToStoreNars accepts any form ParseSHA256 does.
-	NarHash string
-	CA      string // content address, "" if none
-	Sigs    []string
-}
-
-// NarDigest returns the raw 32-byte sha256 digest of NarHash.
-func (p *PathInfo) NarDigest() ([32]byte, error) {
-	return ParseSHA256(p.NarHash)
-}
 
 // QueryValidPaths returns the paths that are valid on the server.
 //
@@ -64,7 +47,7 @@ func (c *Client) queryValidPaths(paths []string, lock, substitute bool) ([]strin
 
 // QueryPathInfos returns information about those of paths that are valid on
 // the server, in the server's order. Invalid paths are left out.
-func (c *Client) QueryPathInfos(paths []string) ([]PathInfo, error) {
+func (c *Client) QueryPathInfos(paths []string) ([]store.PathInfo, error) {
 	if err := c.begin(); err != nil {
 		return nil, err
 	}
@@ -72,7 +55,7 @@ func (c *Client) QueryPathInfos(paths []string) ([]PathInfo, error) {
 	return infos, c.end(err)
 }
 
-func (c *Client) queryPathInfos(paths []string) ([]PathInfo, error) {
+func (c *Client) queryPathInfos(paths []string) ([]store.PathInfo, error) {
 	const op = "QueryPathInfos"
 	c.w.Uint64(cmdQueryPathInfos)
 	c.w.Strings(paths)
@@ -89,14 +72,14 @@ func (c *Client) queryPathInfos(paths []string) ([]PathInfo, error) {
 // readPathInfos decodes a QueryPathInfos reply: one entry per valid path,
 // ended by an empty string (nix-store.cc opServe, cmdQueryPathInfos). Every
 // path must be one that was asked for, and none may come twice.
-func readPathInfos(d *decoder, version uint64, asked []string) ([]PathInfo, error) {
+func readPathInfos(d *decoder, version uint64, asked []string) ([]store.PathInfo, error) {
 	// asked == nil (only in tests) accepts any path.
 	want := make(map[string]bool, len(asked))
 	for _, p := range asked {
 		want[p] = true
 	}
 	seen := make(map[string]bool)
-	var infos []PathInfo
+	var infos []store.PathInfo
 	for {
 		path, err := d.str("path", maxPath)
 		if err != nil {
@@ -109,7 +92,7 @@ func readPathInfos(d *decoder, version uint64, asked []string) ([]PathInfo, erro
 			return nil, fmt.Errorf("server sent information about %q, which was not asked for (or twice)", path)
 		}
 		seen[path] = true
-		info := PathInfo{Path: path}
+		info := store.PathInfo{Path: path}
 		if info.Deriver, err = d.str("deriver", maxPath); err != nil {
 			return nil, noEOF(err)
 		}
@@ -234,14 +217,14 @@ func (c *Client) dumpStorePath(path string, w io.Writer, narSize uint64) error {
 // The server checks each NAR against NarHash and NarSize. Nothing is sent
 // if one of the infos is malformed; any other error leaves the Client
 // unusable, and a path whose NAR was cut short never becomes valid.
-func (c *Client) AddToStoreNars(infos []PathInfo, open func(i int) (io.Reader, error)) error {
+func (c *Client) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
 	if err := c.begin(); err != nil {
 		return err
 	}
 	return c.end(c.addToStoreNars(infos, open))
 }
 
-func (c *Client) addToStoreNars(infos []PathInfo, open func(i int) (io.Reader, error)) error {
+func (c *Client) addToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
 	const op = "AddToStoreNar"
 	// Check everything before sending anything, so that a bad entry does
 	// not leave the server in the middle of a NAR.
@@ -298,7 +281,7 @@ func (e *writeError) Unwrap() error { return e.err }
 
 var errStopped = errors.New("stopped")
 
-func (c *Client) readAcks(infos []PathInfo, stop *atomic.Bool) error {
+func (c *Client) readAcks(infos []store.PathInfo, stop *atomic.Bool) error {
 	for i := range infos {
 		n, err := c.r.Uint64()
 		if err == nil && n != 1 {
@@ -312,7 +295,7 @@ func (c *Client) readAcks(infos []PathInfo, stop *atomic.Bool) error {
 	return nil
 }
 
-func (c *Client) writeNars(infos []PathInfo, hashes []string, open func(i int) (io.Reader, error), stop *atomic.Bool) error {
+func (c *Client) writeNars(infos []store.PathInfo, hashes []string, open func(i int) (io.Reader, error), stop *atomic.Bool) error {
 	const op = "AddToStoreNar"
 	for i := range infos {
 		p := &infos[i]
@@ -351,7 +334,7 @@ func (c *Client) writeNars(infos []PathInfo, hashes []string, open func(i int) (
 
 // copyNar sends exactly p.NarSize bytes from r and checks that r has no
 // more.
-func (c *Client) copyNar(p *PathInfo, r io.Reader, stop *atomic.Bool) error {
+func (c *Client) copyNar(p *store.PathInfo, r io.Reader, stop *atomic.Bool) error {
 	const op = "AddToStoreNar"
 	var done uint64
 	for done < p.NarSize {

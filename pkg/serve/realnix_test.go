@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/offload-nix/offload/pkg/drv"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/replies from the real nix-store --serve")
@@ -76,7 +77,7 @@ func instantiate(t *testing.T, s *nixStore) (map[string]*drv.Derivation, map[str
 
 // closure is three store paths, a → b → c and a → c, with their NARs.
 type closure struct {
-	infos []PathInfo // dependencies first: c, b, a
+	infos []store.PathInfo // dependencies first: c, b, a
 	nars  [][]byte
 }
 
@@ -85,7 +86,7 @@ func makeClosure() closure {
 	var cl closure
 	add := func(path string, contents string, exec bool, refs ...string) {
 		nar := narFile([]byte(contents), exec)
-		cl.infos = append(cl.infos, PathInfo{
+		cl.infos = append(cl.infos, store.PathInfo{
 			Path:       path,
 			References: refs,
 			NarSize:    uint64(len(nar)),
@@ -193,7 +194,7 @@ func TestRealServe(t *testing.T) {
 		t.Fatalf("QueryPathInfos returned %d infos, want %d: %+v", len(infos), len(cl.infos), infos)
 	}
 	for _, want := range cl.infos {
-		i := slices.IndexFunc(infos, func(p PathInfo) bool { return p.Path == want.Path })
+		i := slices.IndexFunc(infos, func(p store.PathInfo) bool { return p.Path == want.Path })
 		if i < 0 {
 			t.Errorf("QueryPathInfos lacks %s", want.Path)
 			continue
@@ -207,7 +208,7 @@ func TestRealServe(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if nar := cl.nars[slices.IndexFunc(cl.infos, func(p PathInfo) bool { return p.Path == want.Path })]; digest != sha256.Sum256(nar) {
+		if nar := cl.nars[slices.IndexFunc(cl.infos, func(p store.PathInfo) bool { return p.Path == want.Path })]; digest != sha256.Sum256(nar) {
 			t.Errorf("NarDigest(%s) = %x, want sha256 of the NAR", want.Path, digest)
 		}
 	}
@@ -229,13 +230,13 @@ func TestRealServe(t *testing.T) {
 	rec.mark("")
 
 	// A successful build, then the output copied back.
-	res, err := sess.BuildDerivation(drvPaths["ok"], drvs["ok"], nil, BuildOptions{MaxSilentTime: time.Minute, Timeout: time.Minute})
+	res, err := sess.BuildDerivation(drvPaths["ok"], drvs["ok"], nil, store.BuildOptions{MaxSilentTime: time.Minute, Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec.mark("build-built")
-	if res.Status != Built || !res.Success() || res.ErrorMsg != "" {
-		t.Fatalf("BuildDerivation(ok) = %+v, want Built", res)
+	if res.Status != store.Built || !res.Success() || res.ErrorMsg != "" {
+		t.Fatalf("BuildDerivation(ok) = %+v, want store.Built", res)
 	}
 	if res.StartTime.IsZero() || res.StopTime.Before(res.StartTime) || res.TimesBuilt != 1 {
 		t.Errorf("BuildDerivation(ok) times = %v, %v, built %d", res.StartTime, res.StopTime, res.TimesBuilt)
@@ -273,20 +274,20 @@ func TestRealServe(t *testing.T) {
 	rec.mark("")
 
 	// Two outputs, sent sorted by name.
-	res, err = sess.BuildDerivation(drvPaths["multi"], drvs["multi"], nil, BuildOptions{})
-	if err != nil || res.Status != Built || len(res.BuiltOutputs) != 2 {
-		t.Fatalf("BuildDerivation(multi) = %+v, %v; want Built with 2 outputs", res, err)
+	res, err = sess.BuildDerivation(drvPaths["multi"], drvs["multi"], nil, store.BuildOptions{})
+	if err != nil || res.Status != store.Built || len(res.BuiltOutputs) != 2 {
+		t.Fatalf("BuildDerivation(multi) = %+v, %v; want store.Built with 2 outputs", res, err)
 	}
 	rec.mark("build-multi")
 
 	// A failing build: the session survives.
-	res, err = sess.BuildDerivation(drvPaths["fail"], drvs["fail"], nil, BuildOptions{})
+	res, err = sess.BuildDerivation(drvPaths["fail"], drvs["fail"], nil, store.BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec.mark("build-failed")
-	if res.Status != PermanentFailure || res.Success() || !strings.Contains(res.ErrorMsg, "failed with exit code 1") {
-		t.Errorf("BuildDerivation(fail) = %+v, want PermanentFailure with the exit code", res)
+	if res.Status != store.PermanentFailure || res.Success() || !strings.Contains(res.ErrorMsg, "failed with exit code 1") {
+		t.Errorf("BuildDerivation(fail) = %+v, want store.PermanentFailure with the exit code", res)
 	}
 	// The log travels on the remote's stderr, a separate stream, so it
 	// may arrive a little after the result.
@@ -299,13 +300,13 @@ func TestRealServe(t *testing.T) {
 
 	// max-silent-time on the builder.
 	start := time.Now()
-	res, err = sess.BuildDerivation(drvPaths["sleep"], drvs["sleep"], nil, BuildOptions{MaxSilentTime: time.Second})
+	res, err = sess.BuildDerivation(drvPaths["sleep"], drvs["sleep"], nil, store.BuildOptions{MaxSilentTime: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec.mark("build-timedout")
-	if res.Status != TimedOut {
-		t.Errorf("BuildDerivation(sleep, max-silent-time 1) = %+v, want TimedOut", res)
+	if res.Status != store.TimedOut {
+		t.Errorf("BuildDerivation(sleep, max-silent-time 1) = %+v, want store.TimedOut", res)
 	}
 	t.Logf("timed-out build took %v", time.Since(start))
 	if d := time.Since(start); d > 20*time.Second {
@@ -438,7 +439,7 @@ func TestRealServeReadOnly(t *testing.T) {
 			t.Errorf("DumpStorePath(%s) does not hash to its narHash", info.Path)
 		}
 	}
-	err = ro.AddToStoreNars([]PathInfo{{Path: randomStorePath("x"), NarSize: 1, NarHash: narHash(nil)}},
+	err = ro.AddToStoreNars([]store.PathInfo{{Path: randomStorePath("x"), NarSize: 1, NarHash: narHash(nil)}},
 		func(int) (io.Reader, error) { return strings.NewReader("x"), nil })
 	if err == nil || !strings.Contains(err.Error(), "importing paths is not allowed") {
 		t.Errorf("AddToStoreNars without --write = %v, want the server's refusal", err)
