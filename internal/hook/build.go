@@ -600,22 +600,21 @@ func (h *hook) download(ctx context.Context, c *conn, j *job, drvPath string, in
 	if len(infos) != len(missing) {
 		return 0, fmt.Errorf("the builder has %d of the %d outputs", len(infos), len(missing))
 	}
-	local := make([]localstore.PathInfo, len(infos))
+	local := make([]store.PathInfo, len(infos))
 	var total uint64
 	for i := range infos {
-		digest, err := infos[i].NarDigest()
-		if err != nil {
+		if _, err := infos[i].NarDigest(); err != nil {
 			return 0, fmt.Errorf("%s: %w", infos[i].Path, err)
 		}
 		deriver := infos[i].Deriver
 		if deriver == "" {
 			deriver = drvPath
 		}
-		local[i] = localstore.PathInfo{
+		local[i] = store.PathInfo{
 			Path:       infos[i].Path,
 			Deriver:    deriver,
 			References: infos[i].References,
-			NarHash:    digest,
+			NarHash:    infos[i].NarHash,
 			NarSize:    infos[i].NarSize,
 		}
 		total += infos[i].NarSize

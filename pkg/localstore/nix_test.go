@@ -30,6 +30,7 @@ import (
 
 	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/nar"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 const (
@@ -126,7 +127,7 @@ func fakePath(t *testing.T, name string) string {
 }
 
 type output struct {
-	info PathInfo
+	info store.PathInfo
 	nar  []byte
 }
 
@@ -142,7 +143,7 @@ func makeOutput(t *testing.T, path string, refs []string, build func(dir string)
 		t.Fatal(err)
 	}
 	return output{
-		info: PathInfo{Path: path, References: refs, NarHash: res.SHA256, NarSize: res.Size},
+		info: store.PathInfo{Path: path, References: refs, NarHash: store.FormatSHA256(res.SHA256), NarSize: res.Size},
 		nar:  buf.Bytes(),
 	}
 }
@@ -184,8 +185,8 @@ func chain(t *testing.T) []output {
 	return []output{oa, ob, oc}
 }
 
-func infosOf(outs []output) []PathInfo {
-	var infos []PathInfo
+func infosOf(outs []output) []store.PathInfo {
+	var infos []store.PathInfo
 	for _, o := range outs {
 		infos = append(infos, o.info)
 	}
@@ -337,7 +338,7 @@ func checkAbsent(t *testing.T, s *Store, outs []output) {
 
 func testHashMismatch(t *testing.T) {
 	outs := chain(t)
-	outs[0].info.NarHash[0] ^= 1 // a, opened last
+	corruptHash(&outs[0].info) // a, opened last
 	s := newStore(t, "local")
 	var order []string
 	err := s.Import(context.Background(), infosOf(outs), opener(outs, &order))
@@ -428,7 +429,7 @@ func testChroot(t *testing.T) {
 
 	// A NAR that does not match its hash: nothing valid, nothing left.
 	bad := chain(t)
-	bad[0].info.NarHash[0] ^= 1
+	corruptHash(&bad[0].info)
 	err = s.Import(ctx, infosOf(bad[:1]), opener(bad[:1], &order))
 	if err == nil {
 		t.Fatal("Import of a NAR with the wrong hash succeeded")
@@ -588,4 +589,14 @@ func testRegistrar(t *testing.T) {
 	if valid, err := s.Valid(ctx, []string{more[0].info.Path}); err != nil || len(valid) != 1 {
 		t.Errorf("Valid after ImportWith with a dead registrar = %v, %v", valid, err)
 	}
+}
+
+// corruptHash flips a bit of info's NAR hash.
+func corruptHash(info *store.PathInfo) {
+	d, err := info.NarDigest()
+	if err != nil {
+		panic(err)
+	}
+	d[0] ^= 1
+	info.NarHash = store.FormatSHA256(d)
 }
