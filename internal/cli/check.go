@@ -117,8 +117,8 @@ type checkResult struct {
 	Problems []string `json:"problems"`
 	// Reading is the builder's real state (pkg/remoteload), read once
 	// connected (nil otherwise); ReadingError is why it is unknown.
-	Reading      *remoteload.Reading `json:"reading"`
-	ReadingError string              `json:"reading_error,omitempty"`
+	Reading      *pick.Reading `json:"reading"`
+	ReadingError string        `json:"reading_error,omitempty"`
 	// Exec says how the builder runs each system the machines file
 	// lists for it: "native", "emulated", "emulated (qemu-aarch64)" or
 	// "unknown", from its platform (kernel architecture, system and
@@ -313,7 +313,7 @@ func checkOne(ctx context.Context, m spec.Machine, opts ssh.Options) (r checkRes
 	defer cancel()
 	stop = context.AfterFunc(ctx, func() { client.Close() })
 	defer stop()
-	var rd remoteload.Reading
+	var rd pick.Reading
 	var pl remoteload.Platform
 	var rdErr error
 	read := make(chan struct{})
@@ -531,7 +531,7 @@ func (rc *runContext) recordChecks(all []spec.Machine, results []checkResult, ba
 			f.RecordSuccess(r.URI, time.Duration((r.ConnectMS+r.HandshakeMS)*float64(time.Millisecond)))
 		}
 		if r.Reading != nil {
-			f.SetReading(r.URI, slots.Reading(*r.Reading))
+			f.SetReading(r.URI, *r.Reading)
 		}
 		if r.platform != nil {
 			f.SetExec(r.URI, time.Now(), hook.PlatformExecs(&r.machine, *r.platform))
@@ -542,11 +542,11 @@ func (rc *runContext) recordChecks(all []spec.Machine, results []checkResult, ba
 // readLoad reads the builder's real state with remoteload's fixed script
 // on c, as the hooks do. A failed reading is all unknown, taken now, with
 // why: the hooks store the same, and decide as without a reading.
-func readLoad(ctx context.Context, c *ssh.Client) (remoteload.Reading, remoteload.Platform, error) {
+func readLoad(ctx context.Context, c *ssh.Client) (pick.Reading, remoteload.Platform, error) {
 	now := time.Now()
 	s, err := c.Start(ctx, []string{remoteload.Command})
 	if err != nil {
-		return remoteload.UnknownAt(now), remoteload.Platform{}, err
+		return pick.ReadingUnknownAt(now), remoteload.Platform{}, err
 	}
 	defer s.Close()
 	r, pl, err := remoteload.RunAll(s.Stdin, s.Stdout, s.Stderr)

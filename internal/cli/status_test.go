@@ -180,7 +180,7 @@ func writeSlotState(script, path string) (*slots.File, error) {
 			}
 			err = perr
 			r.Time = at
-			f.SetReading(w[1], slots.Reading(r))
+			f.SetReading(w[1], r)
 		case w[0] == "drain" && len(w) == 2:
 			err = f.SetDrained(w[1], true)
 		case w[0] == "decide" && len(w) >= 4:

@@ -26,7 +26,7 @@ func LoadOf(b *slots.Builder, now time.Time) pick.Load {
 		UnhealthyUntil: b.UnhealthyUntil,
 		Failures:       b.ConsecutiveFailures,
 		Drained:        b.Drained,
-		Reading:        pick.Reading(b.Reading),
+		Reading:        b.Reading,
 		ReadingOurs:    b.ReadingOurs,
 	}
 	if b.LastError != slots.ErrNone {

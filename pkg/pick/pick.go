@@ -124,32 +124,6 @@ type Load struct {
 	InputsThere int
 }
 
-// ReadingUnknown is the value of a Reading field the machine did not tell.
-const ReadingUnknown = -1
-
-// Reading is what a machine said about its real state. It has the same
-// fields as remoteload.Reading and slots.Reading, so the caller converts
-// with a type conversion. A field is ReadingUnknown (-1) when the machine
-// did not tell it.
-type Reading struct {
-	// Time is when the reading was taken; zero means no reading.
-	Time time.Time
-	// CPUs is the number of online CPUs.
-	CPUs int
-	// Load1, Load5 and Load15 are the load averages in thousandths.
-	Load1, Load5, Load15 int
-	// CPUPressure, MemoryPressure and IOPressure are the pressure stall
-	// figures "some avg10" in hundredths of a percent.
-	CPUPressure, MemoryPressure, IOPressure int
-	// MemAvailable and MemTotal are in bytes.
-	MemAvailable, MemTotal int64
-	// StoreFree and StoreSize are the free space and size of the store's
-	// filesystem in bytes.
-	StoreFree, StoreSize int64
-	// Builds is the number of Nix builds running there, from everyone.
-	Builds int
-}
-
 // Thresholds say when a machine's real state (its [Load.Reading]) keeps
 // new builds away. The zero value turns every test off: choices are as
 // without readings. Each test needs its field known in a reading no older

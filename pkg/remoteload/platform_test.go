@@ -3,7 +3,6 @@
 package remoteload
 
 import (
-	"github.com/offload-nix/offload/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/offload-nix/offload/internal/testenv"
 )
 
 func TestParsePlatform(t *testing.T) {

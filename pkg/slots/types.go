@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strconv"
 	"time"
+
+	"github.com/offload-nix/offload/pkg/pick"
 )
 
 // ErrNewerLayout is returned by Open for a file written by a newer offload
@@ -138,7 +140,7 @@ type Builder struct {
 	Uploading             bool
 	Running               []SlotInfo
 	// Reading is the builder's last load reading (zero Time: none).
-	Reading Reading
+	Reading pick.Reading
 	// ReadingOurs is how many of this host's slots of the builder were
 	// in the building phase when the reading was stored: builds that
 	// Reading.Builds already counts. Builds from elsewhere are about

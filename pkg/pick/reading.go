@@ -1,11 +1,58 @@
 // SPDX-License-Identifier: MIT
 
-package remoteload
+package pick
 
 import (
 	"strconv"
 	"time"
 )
+
+// ReadingUnknown is the value of a Reading field the machine did not tell.
+const ReadingUnknown = -1
+
+// Reading is one look at a machine's real state: pkg/remoteload reads it
+// from the builder, pkg/slots shares it between the processes of the host,
+// and Choose weighs it. A field is [ReadingUnknown] (-1) when the machine
+// did not tell it. The zero Reading has a zero Time: no reading at all,
+// whatever its fields say.
+type Reading struct {
+	// Time is when the reading was taken.
+	Time time.Time
+	// CPUs is the number of online CPUs.
+	CPUs int
+	// Load1, Load5 and Load15 are the load averages in thousandths
+	// (7.91 is 7910).
+	Load1, Load5, Load15 int
+	// CPUPressure, MemoryPressure and IOPressure are the "some avg10"
+	// pressure stall figures in hundredths of a percent (41.5 % is
+	// 4150): the share of the last ten seconds in which at least one
+	// task waited for the resource.
+	CPUPressure, MemoryPressure, IOPressure int
+	// MemAvailable and MemTotal are in bytes (MemAvailable is the
+	// kernel's estimate of memory available without swapping).
+	MemAvailable, MemTotal int64
+	// StoreFree and StoreSize are the free space available to users and
+	// the size, in bytes, of the filesystem of the store.
+	StoreFree, StoreSize int64
+	// Builds is the number of Nix builds running on the machine, from
+	// every client.
+	Builds int
+}
+
+// ReadingUnknownAt returns a Reading taken at t with every field unknown:
+// what a failed or garbled reading leaves.
+func ReadingUnknownAt(t time.Time) Reading {
+	return Reading{Time: t, CPUs: ReadingUnknown, Load1: ReadingUnknown, Load5: ReadingUnknown, Load15: ReadingUnknown,
+		CPUPressure: ReadingUnknown, MemoryPressure: ReadingUnknown, IOPressure: ReadingUnknown,
+		MemAvailable: ReadingUnknown, MemTotal: ReadingUnknown, StoreFree: ReadingUnknown, StoreSize: ReadingUnknown,
+		Builds: ReadingUnknown}
+}
+
+// Empty reports whether every field is unknown.
+func (r Reading) Empty() bool {
+	u := ReadingUnknownAt(r.Time)
+	return r == u
+}
 
 // String describes the reading for people, leaving out what is unknown:
 //
@@ -22,14 +69,14 @@ func (r Reading) AppendText(b []byte) []byte {
 			b = append(b, ", "...)
 		}
 	}
-	if r.CPUs != Unknown {
+	if r.CPUs != ReadingUnknown {
 		b = strconv.AppendInt(b, int64(r.CPUs), 10)
 		b = append(b, " CPU"...)
 		if r.CPUs != 1 {
 			b = append(b, 's')
 		}
 	}
-	if r.Load1 != Unknown {
+	if r.Load1 != ReadingUnknown {
 		sep()
 		b = append(b, "load "...)
 		b = appendFixed(b, int64(r.Load1), 3)
@@ -38,11 +85,11 @@ func (r Reading) AppendText(b []byte) []byte {
 		b = append(b, ' ')
 		b = appendFixed(b, int64(r.Load15), 3)
 	}
-	if r.CPUPressure != Unknown || r.MemoryPressure != Unknown || r.IOPressure != Unknown {
+	if r.CPUPressure != ReadingUnknown || r.MemoryPressure != ReadingUnknown || r.IOPressure != ReadingUnknown {
 		sep()
 		b = append(b, "pressure"...)
 		for i, v := range [...]int{r.CPUPressure, r.MemoryPressure, r.IOPressure} {
-			if v == Unknown {
+			if v == ReadingUnknown {
 				continue
 			}
 			b = append(b, ' ')
@@ -52,28 +99,28 @@ func (r Reading) AppendText(b []byte) []byte {
 			b = append(b, " %"...)
 		}
 	}
-	if r.MemAvailable != Unknown || r.MemTotal != Unknown {
+	if r.MemAvailable != ReadingUnknown || r.MemTotal != ReadingUnknown {
 		sep()
 		b = append(b, "memory "...)
-		if r.MemAvailable != Unknown {
+		if r.MemAvailable != ReadingUnknown {
 			b = AppendBytes(b, r.MemAvailable)
 			b = append(b, " available"...)
-			if r.MemTotal != Unknown {
+			if r.MemTotal != ReadingUnknown {
 				b = append(b, " of "...)
 			}
 		}
-		if r.MemTotal != Unknown {
+		if r.MemTotal != ReadingUnknown {
 			b = AppendBytes(b, r.MemTotal)
 		}
 	}
-	if r.StoreFree != Unknown {
+	if r.StoreFree != ReadingUnknown {
 		sep()
 		b = append(b, "store "...)
 		b = AppendBytes(b, r.StoreFree)
 		b = append(b, " free of "...)
 		b = AppendBytes(b, r.StoreSize)
 	}
-	if r.Builds != Unknown {
+	if r.Builds != ReadingUnknown {
 		sep()
 		b = strconv.AppendInt(b, int64(r.Builds), 10)
 		b = append(b, " build"...)
@@ -186,7 +233,7 @@ func (r Reading) MarshalJSON() ([]byte, error) {
 	b = append(b, `,"cpus":`...)
 	b = appendJSONInt(b, int64(r.CPUs))
 	b = append(b, `,"load":`...)
-	if r.Load1 == Unknown {
+	if r.Load1 == ReadingUnknown {
 		b = append(b, "null"...)
 	} else {
 		b = append(b, '[')
