@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/offload-nix/offload/pkg/pick"
 )
 
 // Verbosity levels, as Nix numbers them (src/libutil/error.hh).
@@ -31,28 +33,6 @@ const (
 
 	ResProgress = 105
 )
-
-// Answer is the hook's reply to a try request.
-type Answer int
-
-const (
-	Decline Answer = iota
-	Postpone
-	DeclinePermanently
-	Accept
-)
-
-func (a Answer) String() string {
-	switch a {
-	case Accept:
-		return "accept"
-	case Postpone:
-		return "postpone"
-	case DeclinePermanently:
-		return "decline-permanently"
-	}
-	return "decline"
-}
 
 // Logger writes the hook's standard error: answers, and @nix JSON lines.
 // It is safe for concurrent use; each line goes out in one write.
@@ -89,9 +69,13 @@ func (l *Logger) flush() {
 }
 
 // Answer writes a decline, postpone or decline-permanently answer.
-func (l *Logger) Answer(a Answer) error {
-	if a == Accept {
+func (l *Logger) Answer(a pick.Answer) error {
+	switch a {
+	case pick.Decline, pick.Postpone, pick.DeclinePermanently:
+	case pick.Accept:
 		return fmt.Errorf("hookproto: accept needs a machine: use Accept")
+	default:
+		return fmt.Errorf("hookproto: no answer %v", a)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -13,6 +13,7 @@ package pick
 import (
 	"errors"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -279,34 +280,35 @@ func ParseList(s string) []string {
 	return out
 }
 
-// Answer is the hook's reply to Nix (docs/internals.md).
+// Answer is the hook's reply to Nix (docs/internals.md). The hook writes
+// it to Nix (pkg/hookproto) and keeps it in the decision ring of the slot
+// file (pkg/slots), which stores the number: the values never change.
 type Answer uint8
 
 const (
+	// NoAnswer is the zero Answer: none given, as in an empty entry of
+	// the decision ring.
+	NoAnswer Answer = iota
 	// Accept: the chosen machine builds it.
-	Accept Answer = iota
+	Accept
+	// Decline: Nix builds it locally, or fails.
+	Decline
 	// Postpone: ask again later; a machine could build it but is full or
 	// briefly unhealthy, and the local machine cannot.
 	Postpone
-	// Decline: Nix builds it locally, or fails.
-	Decline
 	// DeclinePermanently: no machines at all; Nix stops asking.
 	DeclinePermanently
 )
 
-// String returns the protocol word, without the leading "# ".
+var answerNames = [...]string{"none", "accept", "decline", "postpone", "decline-permanently"}
+
+// String returns the protocol word, without the leading "# ": "accept",
+// "decline", "postpone" or "decline-permanently"; "none" for NoAnswer.
 func (a Answer) String() string {
-	switch a {
-	case Accept:
-		return "accept"
-	case Postpone:
-		return "postpone"
-	case Decline:
-		return "decline"
-	case DeclinePermanently:
-		return "decline-permanently"
+	if int(a) < len(answerNames) {
+		return answerNames[a]
 	}
-	return "invalid"
+	return "answer(" + strconv.FormatUint(uint64(a), 10) + ")"
 }
 
 // Reject says why a machine is not eligible. The constants are in the order

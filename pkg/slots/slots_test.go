@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/spec"
 )
 
@@ -211,7 +212,7 @@ func TestDecisions(t *testing.T) {
 	}
 	long := strings.Repeat("x", 200) + ".drv"
 	for i := range decisionCount + 5 {
-		f.LogDecision(Decision{Time: time.Unix(int64(i), 0), Drv: fmt.Sprintf("d%d-%s", i, long), Answer: AnswerAccept, Builder: "ssh://a", Reason: "least loaded"})
+		f.LogDecision(Decision{Time: time.Unix(int64(i), 0), Drv: fmt.Sprintf("d%d-%s", i, long), Answer: pick.Accept, Builder: "ssh://a", Reason: "least loaded"})
 	}
 	got := f.Decisions(nil)
 	if len(got) != decisionCount {
@@ -219,7 +220,7 @@ func TestDecisions(t *testing.T) {
 	}
 	first, last := got[0], got[len(got)-1]
 	if first.Time.Unix() != 5 || last.Time.Unix() != decisionCount+4 || !strings.HasPrefix(last.Drv, fmt.Sprintf("d%d-x", decisionCount+4)) ||
-		len(last.Drv) != dDrvLen || last.Answer != AnswerAccept || last.Builder != "ssh://a" || last.Reason != "least loaded" {
+		len(last.Drv) != dDrvLen || last.Answer != pick.Accept || last.Builder != "ssh://a" || last.Reason != "least loaded" {
 		t.Errorf("Decisions: first %+v, last %+v", first, last)
 	}
 }
@@ -668,7 +669,7 @@ func TestResetCounters(t *testing.T) {
 	f.BuildDone("ssh://b", false, 1, 2)
 	f.RecordFailure("ssh://b", ErrConnect, time.Hour, time.Hour)
 	f.SetDrained("ssh://a", true)
-	f.LogDecision(Decision{Drv: "x", Answer: AnswerAccept})
+	f.LogDecision(Decision{Drv: "x", Answer: pick.Accept})
 	// A builder no longer listed keeps a record; its counters go too.
 	old := open(t, path, []spec.Machine{mach("ssh://gone", 1)})
 	old.BuildDone("ssh://gone", true, 5, 5)
