@@ -21,6 +21,7 @@ import (
 // allowedImports are the packages pick's own (non-test) files may import.
 var allowedImports = []string{
 	"bytes", "errors", "io", "math", "strconv", "strings", "time", "unicode/utf8",
+	"github.com/offload-nix/offload/internal/jsonstr",
 	"github.com/offload-nix/offload/pkg/spec",
 }
 
