@@ -242,10 +242,5 @@ func (w *Writer) Raw(b []byte) error {
 	return err
 }
 
-// ReadFrom copies r into the stream as raw bytes.
-func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
-	return w.w.ReadFrom(r)
-}
-
 // Flush sends what is buffered.
 func (w *Writer) Flush() error { return w.w.Flush() }
