@@ -7,6 +7,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/offload-nix/offload/internal/nixtest"
 	"github.com/offload-nix/offload/pkg/store"
 )
 
@@ -18,7 +19,7 @@ func benchNar() []byte {
 	for i := range contents {
 		contents[i] = byte(i * 7)
 	}
-	return narFile(contents, false)
+	return nixtest.NarFile(contents, false)
 }
 
 // BenchmarkNarFromPath copies a 64 MiB NAR from a fake daemon over an
@@ -54,10 +55,10 @@ func BenchmarkNarFromPath(b *testing.B) {
 // AddMultipleToStore to a fake daemon over an in-memory pipe.
 func BenchmarkAddToStoreNars(b *testing.B) {
 	nar := benchNar()
-	small := narFile([]byte("small\n"), false)
+	small := nixtest.NarFile([]byte("small\n"), false)
 	infos := []store.PathInfo{
-		{Path: "/nix/store/00000000000000000000000000000000-small", NarSize: uint64(len(small)), NarHash: narHash(small)},
-		{Path: "/nix/store/00000000000000000000000000000000-big", NarSize: uint64(len(nar)), NarHash: narHash(nar)},
+		{Path: "/nix/store/00000000000000000000000000000000-small", NarSize: uint64(len(small)), NarHash: nixtest.NarHash(small)},
+		{Path: "/nix/store/00000000000000000000000000000000-big", NarSize: uint64(len(nar)), NarHash: nixtest.NarHash(nar)},
 	}
 	c := newFakeClient(b, 0x123, Options{}, func(f *fake) {
 		buf := make([]byte, bufSize)

@@ -6,6 +6,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/offload-nix/offload/internal/nixtest"
 )
 
 // signalWriter counts what it is given and says when it has want bytes.
@@ -31,7 +33,7 @@ func (w *signalWriter) Write(p []byte) (int, error) {
 // stopped. Holding back a partial chunk hid both.
 func TestNarFromPathStalled(t *testing.T) {
 	const p = "/nix/store/00000000000000000000000000000000-p"
-	nar := narFile([]byte("a small file\n"), false)
+	nar := nixtest.NarFile([]byte("a small file\n"), false)
 	c := newFakeClient(t, 0x123, Options{}, func(f *fake) {
 		f.r.Uint64()
 		f.r.String()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/offload-nix/offload/internal/nixtest"
 	"github.com/offload-nix/offload/pkg/store"
 )
 
@@ -18,7 +19,7 @@ func benchNar() []byte {
 	for i := range contents {
 		contents[i] = byte(i * 7)
 	}
-	return narFile(contents, false)
+	return nixtest.NarFile(contents, false)
 }
 
 // BenchmarkDumpStorePath copies a 64 MiB NAR from a fake server over an
@@ -56,7 +57,7 @@ func BenchmarkAddToStoreNars(b *testing.B) {
 	infos := []store.PathInfo{{
 		Path:    "/nix/store/00000000000000000000000000000000-big",
 		NarSize: uint64(len(nar)),
-		NarHash: narHash(nar),
+		NarHash: nixtest.NarHash(nar),
 	}}
 	c := newFakeClient(b, func(f *fake) {
 		buf := make([]byte, 64<<10)

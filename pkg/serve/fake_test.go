@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/nixtest"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
@@ -291,7 +292,7 @@ func TestHostileReplies(t *testing.T) {
 
 func TestDumpStorePathShort(t *testing.T) {
 	const p = "/nix/store/00000000000000000000000000000000-p"
-	nar := narFile([]byte(strings.Repeat("x", 200000)), false)
+	nar := nixtest.NarFile([]byte(strings.Repeat("x", 200000)), false)
 	c := newFakeClient(t, func(f *fake) {
 		f.r.Uint64()
 		f.r.String()
@@ -342,31 +343,31 @@ func (f *fake) readAddToStoreNar() (store.PathInfo, []byte, error) {
 // TestAddToStoreNarsPipelined: the fake server reads every request before
 // it acknowledges any, which deadlocks a client that waits for each reply.
 func TestAddToStoreNarsPipelined(t *testing.T) {
-	cl := makeClosure()
-	cl.infos[2].Deriver = "/nix/store/22222222222222222222222222222222-a.drv"
-	cl.infos[2].Sigs = []string{"cache:sig"}
-	cl.infos[0].CA = "fixed:r:sha256:1111111111111111111111111111111111111111111111111111"
+	cl := nixtest.MakeClosure()
+	cl.Infos[2].Deriver = "/nix/store/22222222222222222222222222222222-a.drv"
+	cl.Infos[2].Sigs = []string{"cache:sig"}
+	cl.Infos[0].CA = "fixed:r:sha256:1111111111111111111111111111111111111111111111111111"
 	got := make(chan []store.PathInfo, 1)
 	c := newFakeClient(t, func(f *fake) {
 		var infos []store.PathInfo
-		for i := range cl.infos {
+		for i := range cl.Infos {
 			p, nar, err := f.readAddToStoreNar()
 			if err != nil {
 				t.Errorf("fake: request %d: %v", i, err)
 				return
 			}
-			if !bytes.Equal(nar, cl.nars[i]) {
+			if !bytes.Equal(nar, cl.NARs[i]) {
 				t.Errorf("fake: NAR %d differs", i)
 			}
 			infos = append(infos, p)
 		}
 		got <- infos
-		for range cl.infos {
+		for range cl.Infos {
 			f.w.Uint64(1)
 		}
 	})
 	done := make(chan error, 1)
-	go func() { done <- c.AddToStoreNars(cl.infos, cl.open) }()
+	go func() { done <- c.AddToStoreNars(cl.Infos, cl.Open) }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -377,7 +378,7 @@ func TestAddToStoreNarsPipelined(t *testing.T) {
 	}
 	infos := <-got
 	for i, p := range infos {
-		want := cl.infos[i]
+		want := cl.Infos[i]
 		digest, _ := want.NarDigest()
 		want.NarHash = hex.EncodeToString(digest[:]) // sent as bare hex, as Nix clients do
 		if fmt.Sprint(p) != fmt.Sprint(want) {
@@ -388,8 +389,8 @@ func TestAddToStoreNarsPipelined(t *testing.T) {
 
 func TestAddToStoreNarsErrors(t *testing.T) {
 	const p0 = "/nix/store/00000000000000000000000000000000-p"
-	nar := narFile([]byte("x"), false)
-	good := store.PathInfo{Path: p0, NarSize: uint64(len(nar)), NarHash: narHash(nar)}
+	nar := nixtest.NarFile([]byte("x"), false)
+	good := store.PathInfo{Path: p0, NarSize: uint64(len(nar)), NarHash: nixtest.NarHash(nar)}
 	tests := []struct {
 		name   string
 		info   store.PathInfo
@@ -399,7 +400,7 @@ func TestAddToStoreNarsErrors(t *testing.T) {
 		usable bool // the client still works afterwards
 	}{
 		{name: "bad hash", info: store.PathInfo{Path: p0, NarSize: 1, NarHash: "md5:xyz"}, err: "not sha256", usable: true},
-		{name: "zero size", info: store.PathInfo{Path: p0, NarHash: narHash(nil)}, err: "narSize is 0", usable: true},
+		{name: "zero size", info: store.PathInfo{Path: p0, NarHash: nixtest.NarHash(nil)}, err: "narSize is 0", usable: true},
 		{name: "open fails", info: good, open: func(int) (io.Reader, error) { return nil, errors.New("no such file") }, err: "opening NAR: no such file"},
 		{name: "short", info: good, open: func(int) (io.Reader, error) { return bytes.NewReader(nar[:50]), nil }, err: fmt.Sprintf("NAR has 50 bytes, want %d", len(nar))},
 		{name: "long", info: good, open: func(int) (io.Reader, error) { return io.MultiReader(bytes.NewReader(nar), strings.NewReader("!")), nil }, err: "longer than its narSize"},

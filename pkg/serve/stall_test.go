@@ -6,6 +6,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/offload-nix/offload/internal/nixtest"
 )
 
 // signalWriter counts what it is given and says when it has want bytes.
@@ -29,7 +31,7 @@ func (w *signalWriter) Write(p []byte) (int, error) {
 // end and can give up, instead of both sides waiting forever.
 func TestDumpStorePathStalled(t *testing.T) {
 	const p = "/nix/store/00000000000000000000000000000000-p"
-	nar := narFile([]byte("a small file\n"), false)
+	nar := nixtest.NarFile([]byte("a small file\n"), false)
 	c := newFakeClient(t, func(f *fake) {
 		f.r.Uint64()
 		f.r.String()
