@@ -12,7 +12,6 @@ package localstore
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -25,9 +24,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nix-community/go-nix/pkg/nixbase32"
 	"golang.org/x/sys/unix"
 
+	"github.com/offload-nix/offload/internal/nixtest"
 	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/nar"
 	"github.com/offload-nix/offload/pkg/store"
@@ -119,13 +118,6 @@ func runInner(t *testing.T) {
 	}
 }
 
-// fakePath returns a new store path with a random hash.
-func fakePath(t *testing.T, name string) string {
-	var h [20]byte
-	rand.Read(h[:])
-	return "/nix/store/" + nixbase32.EncodeToString(h[:]) + "-" + name
-}
-
 type output struct {
 	info store.PathInfo
 	nar  []byte
@@ -163,7 +155,7 @@ func write(t *testing.T, p, data string, mode os.FileMode) {
 
 // chain makes three outputs a -> b -> c, listed a, b, c.
 func chain(t *testing.T) []output {
-	c, b, a := fakePath(t, "c"), fakePath(t, "b"), fakePath(t, "a")
+	c, b, a := nixtest.RandomStorePath("c"), nixtest.RandomStorePath("b"), nixtest.RandomStorePath("a")
 	oc := makeOutput(t, c, nil, func(d string) { write(t, d, "leaf\n", 0o644) })
 	ob := makeOutput(t, b, []string{c}, func(d string) {
 		write(t, filepath.Join(d, "share/data"), "uses "+c+"\n", 0o644)
@@ -178,7 +170,7 @@ func chain(t *testing.T) []output {
 	oa := makeOutput(t, a, []string{a, b}, func(d string) {
 		write(t, filepath.Join(d, "bin/a"), "#!/bin/sh\nexec "+b+"/share/data "+a+"\n", 0o755)
 	})
-	drv := fakePath(t, "a.drv")
+	drv := nixtest.RandomStorePath("a.drv")
 	for _, o := range []*output{&oa, &ob, &oc} {
 		o.info.Deriver = drv
 	}
@@ -306,7 +298,7 @@ func testImportLocked(t *testing.T) {
 			t.Errorf("nix-store --dump %s differs from the imported NAR (%v)", o.info.Path, err)
 		}
 	}
-	if valid, err := s.Valid(ctx, []string{a, b, c, fakePath(t, "nope")}); err != nil || !slices.Equal(valid, []string{a, b, c}) {
+	if valid, err := s.Valid(ctx, []string{a, b, c, nixtest.RandomStorePath("nope")}); err != nil || !slices.Equal(valid, []string{a, b, c}) {
 		t.Errorf("Valid = %v, %v, want %v", valid, err, []string{a, b, c})
 	}
 
