@@ -8,6 +8,7 @@ import (
 
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/store"
+	"github.com/offload-nix/offload/pkg/wire"
 )
 
 // BuildDerivation builds a derivation on the daemon (buildMode normal). d is
@@ -57,9 +58,9 @@ func (c *Client) buildDerivation(drvPath string, d *drv.Derivation, inputSrcs []
 // times of 1.37 and the outputs keyed by name of the
 // realisation-with-path-not-hash feature are never negotiated, since the
 // client claims 1.35.
-func readBuildResult(d *decoder, version uint64) (store.BuildResult, error) {
+func readBuildResult(d *wire.Decoder, version uint64) (store.BuildResult, error) {
 	var res store.BuildResult
-	st, err := d.u64()
+	st, err := d.Uint64()
 	if err != nil {
 		return res, noEOF(err)
 	}
@@ -67,37 +68,37 @@ func readBuildResult(d *decoder, version uint64) (store.BuildResult, error) {
 		return res, fmt.Errorf("invalid build status %d", st)
 	}
 	res.Status = store.Status(st)
-	if res.ErrorMsg, err = d.str("error message", maxErrorMsg); err != nil {
+	if res.ErrorMsg, err = d.String("error message", maxErrorMsg); err != nil {
 		return res, noEOF(err)
 	}
 	res.ErrorMsg = stripANSI(res.ErrorMsg)
 	if version >= 1<<8|29 {
 		var start, stop uint64
-		if res.TimesBuilt, err = d.u64(); err != nil {
+		if res.TimesBuilt, err = d.Uint64(); err != nil {
 			return res, noEOF(err)
 		}
-		if res.IsNonDeterministic, err = d.bool(); err != nil {
+		if res.IsNonDeterministic, err = d.Bool(); err != nil {
 			return res, noEOF(err)
 		}
-		if start, err = d.u64(); err != nil {
+		if start, err = d.Uint64(); err != nil {
 			return res, noEOF(err)
 		}
-		if stop, err = d.u64(); err != nil {
+		if stop, err = d.Uint64(); err != nil {
 			return res, noEOF(err)
 		}
 		res.StartTime, res.StopTime = store.UnixTime(start), store.UnixTime(stop)
 	}
 	if version >= 1<<8|28 {
-		n, err := d.count("built outputs", maxList)
+		n, err := d.Count("built outputs", maxList)
 		if err != nil {
 			return res, noEOF(err)
 		}
 		for range n {
-			id, err := d.str("output id", maxShort)
+			id, err := d.String("output id", maxShort)
 			if err != nil {
 				return res, noEOF(err)
 			}
-			rj, err := d.str("realisation", maxJSON)
+			rj, err := d.String("realisation", maxJSON)
 			if err != nil {
 				return res, noEOF(err)
 			}

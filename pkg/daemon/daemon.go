@@ -192,7 +192,7 @@ func (c *Client) handshake() error {
 	}
 	if c.version >= 1<<8|33 {
 		d := newDecoder(c.r, &c.sbuf)
-		if c.nixVersion, err = d.str("Nix version", maxShort); err != nil {
+		if c.nixVersion, err = d.String("Nix version", maxShort); err != nil {
 			return c.ioErr(op, "", noEOF(err))
 		}
 	}

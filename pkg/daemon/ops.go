@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/offload-nix/offload/pkg/store"
+	"github.com/offload-nix/offload/pkg/wire"
 )
 
 // IsValidPath reports whether path is valid on the daemon's store.
@@ -29,7 +30,7 @@ func (c *Client) isValidPath(path string) (bool, error) {
 	if err := c.flushAndWait(op, path); err != nil {
 		return false, err
 	}
-	ok, err := newDecoder(c.r, &c.sbuf).bool()
+	ok, err := newDecoder(c.r, &c.sbuf).Bool()
 	if err != nil {
 		return false, c.ioErr(op, path, noEOF(err))
 	}
@@ -68,7 +69,7 @@ func (c *Client) queryValidPaths(paths []string, substitute bool) ([]string, err
 		return nil, err
 	}
 	// The reply is a subset of the request.
-	valid, err := newDecoder(c.r, &c.sbuf).strs("valid paths", uint64(len(paths)), maxPath)
+	valid, err := newDecoder(c.r, &c.sbuf).Strings("valid paths", uint64(len(paths)), maxPath)
 	if err != nil {
 		return nil, c.ioErr(op, "", noEOF(err))
 	}
@@ -165,10 +166,10 @@ func cmpOr(a, b error) error {
 // readPathInfo decodes the reply to QueryPathInfo for path
 // (ValidPathInfo::write without the path, after the validity flag at 1.17
 // and later; daemons before 1.17 fail invalid paths with an error).
-func readPathInfo(d *decoder, version uint64, path string) (store.PathInfo, bool, error) {
+func readPathInfo(d *wire.Decoder, version uint64, path string) (store.PathInfo, bool, error) {
 	info := store.PathInfo{Path: path}
 	if version >= 1<<8|17 {
-		valid, err := d.bool()
+		valid, err := d.Bool()
 		if err != nil {
 			return info, false, noEOF(err)
 		}
@@ -185,35 +186,35 @@ func readPathInfo(d *decoder, version uint64, path string) (store.PathInfo, bool
 // readPathInfoBody decodes ValidPathInfo after its path: deriver, narHash
 // (base16), references, registrationTime, narSize, and at 1.16 and later
 // ultimate, signatures and content address.
-func readPathInfoBody(d *decoder, version uint64, info *store.PathInfo) error {
+func readPathInfoBody(d *wire.Decoder, version uint64, info *store.PathInfo) error {
 	var err error
-	if info.Deriver, err = d.str("deriver", maxPath); err != nil {
+	if info.Deriver, err = d.String("deriver", maxPath); err != nil {
 		return noEOF(err)
 	}
-	h, err := d.bytes("narHash", maxShort)
+	h, err := d.Bytes("narHash", maxShort)
 	if err != nil {
 		return noEOF(err)
 	}
 	if info.NarHash, err = nix32Hash(h); err != nil {
 		return err
 	}
-	if info.References, err = d.strs("references", maxList, maxPath); err != nil {
+	if info.References, err = d.Strings("references", maxList, maxPath); err != nil {
 		return noEOF(err)
 	}
-	if _, err = d.u64(); err != nil { // registrationTime
+	if _, err = d.Uint64(); err != nil { // registrationTime
 		return noEOF(err)
 	}
-	if info.NarSize, err = d.u64(); err != nil {
+	if info.NarSize, err = d.Uint64(); err != nil {
 		return noEOF(err)
 	}
 	if version >= 1<<8|16 {
-		if _, err = d.bool(); err != nil { // ultimate
+		if _, err = d.Bool(); err != nil { // ultimate
 			return noEOF(err)
 		}
-		if info.Sigs, err = d.strs("signatures", maxList, maxShort); err != nil {
+		if info.Sigs, err = d.Strings("signatures", maxList, maxShort); err != nil {
 			return noEOF(err)
 		}
-		if info.CA, err = d.str("content address", maxShort); err != nil {
+		if info.CA, err = d.String("content address", maxShort); err != nil {
 			return noEOF(err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/store"
+	"github.com/offload-nix/offload/pkg/wire"
 )
 
 // seconds encodes a duration as the server reads it: readInt, at most
@@ -88,43 +89,45 @@ func writeBuildOptions(w wireWriter, version uint64, o store.BuildOptions) {
 // 2.8) send the 2.6/2.7 form to a 2.7 client, with a dummy hash in the id
 // (serve-protocol.cc Serialise<BuildResult>::write). The 2.8 form is never
 // negotiated, since the client claims 2.7.
-func readBuildResult(d *decoder, version uint64) (store.BuildResult, error) {
+func readBuildResult(d *wire.Decoder, version uint64) (store.BuildResult, error) {
 	var res store.BuildResult
-	st, err := d.u64()
+	st, err := d.Uint64()
 	if err != nil {
 		return res, err
 	}
 	res.Status = store.Status(st)
-	if res.ErrorMsg, err = d.str("error message", maxErrorMsg); err != nil {
+	if res.ErrorMsg, err = d.String("error message", maxErrorMsg); err != nil {
 		return res, noEOF(err)
 	}
 	if version >= 0x203 {
 		var start, stop uint64
-		if res.TimesBuilt, err = d.u64(); err != nil {
+		if res.TimesBuilt, err = d.Uint64(); err != nil {
 			return res, noEOF(err)
 		}
-		if res.IsNonDeterministic, err = d.bool(); err != nil {
+		nd, err := d.Uint64() // any non-zero word is true, as the server reads it
+		if err != nil {
 			return res, noEOF(err)
 		}
-		if start, err = d.u64(); err != nil {
+		res.IsNonDeterministic = nd != 0
+		if start, err = d.Uint64(); err != nil {
 			return res, noEOF(err)
 		}
-		if stop, err = d.u64(); err != nil {
+		if stop, err = d.Uint64(); err != nil {
 			return res, noEOF(err)
 		}
 		res.StartTime, res.StopTime = store.UnixTime(start), store.UnixTime(stop)
 	}
 	if version >= 0x206 {
-		n, err := d.count("built outputs", maxList)
+		n, err := d.Count("built outputs", maxList)
 		if err != nil {
 			return res, noEOF(err)
 		}
 		for range n {
-			id, err := d.str("output id", maxShort)
+			id, err := d.String("output id", maxShort)
 			if err != nil {
 				return res, noEOF(err)
 			}
-			rj, err := d.str("realisation", maxJSON)
+			rj, err := d.String("realisation", maxJSON)
 			if err != nil {
 				return res, noEOF(err)
 			}

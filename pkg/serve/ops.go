@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/offload-nix/offload/pkg/store"
+	"github.com/offload-nix/offload/pkg/wire"
 )
 
 // QueryValidPaths returns the paths that are valid on the server.
@@ -38,7 +39,7 @@ func (c *Client) queryValidPaths(paths []string, lock, substitute bool) ([]strin
 	}
 	d := newDecoder(c.r, &c.sbuf)
 	// The reply is a subset of the request.
-	valid, err := d.strs("valid paths", uint64(len(paths)), maxPath)
+	valid, err := d.Strings("valid paths", uint64(len(paths)), maxPath)
 	if err != nil {
 		return nil, c.ioErr(op, "", err)
 	}
@@ -72,7 +73,7 @@ func (c *Client) queryPathInfos(paths []string) ([]store.PathInfo, error) {
 // readPathInfos decodes a QueryPathInfos reply: one entry per valid path,
 // ended by an empty string (nix-store.cc opServe, cmdQueryPathInfos). Every
 // path must be one that was asked for, and none may come twice.
-func readPathInfos(d *decoder, version uint64, asked []string) ([]store.PathInfo, error) {
+func readPathInfos(d *wire.Decoder, version uint64, asked []string) ([]store.PathInfo, error) {
 	// asked == nil (only in tests) accepts any path.
 	want := make(map[string]bool, len(asked))
 	for _, p := range asked {
@@ -81,7 +82,7 @@ func readPathInfos(d *decoder, version uint64, asked []string) ([]store.PathInfo
 	seen := make(map[string]bool)
 	var infos []store.PathInfo
 	for {
-		path, err := d.str("path", maxPath)
+		path, err := d.String("path", maxPath)
 		if err != nil {
 			return nil, noEOF(err)
 		}
@@ -93,26 +94,26 @@ func readPathInfos(d *decoder, version uint64, asked []string) ([]store.PathInfo
 		}
 		seen[path] = true
 		info := store.PathInfo{Path: path}
-		if info.Deriver, err = d.str("deriver", maxPath); err != nil {
+		if info.Deriver, err = d.String("deriver", maxPath); err != nil {
 			return nil, noEOF(err)
 		}
-		if info.References, err = d.strs("references", maxList, maxPath); err != nil {
+		if info.References, err = d.Strings("references", maxList, maxPath); err != nil {
 			return nil, noEOF(err)
 		}
-		if _, err = d.u64(); err != nil { // download size, the same as narSize
+		if _, err = d.Uint64(); err != nil { // download size, the same as narSize
 			return nil, noEOF(err)
 		}
-		if info.NarSize, err = d.u64(); err != nil {
+		if info.NarSize, err = d.Uint64(); err != nil {
 			return nil, noEOF(err)
 		}
 		if version >= 0x204 {
-			if info.NarHash, err = d.str("narHash", maxShort); err != nil {
+			if info.NarHash, err = d.String("narHash", maxShort); err != nil {
 				return nil, noEOF(err)
 			}
-			if info.CA, err = d.str("content address", maxShort); err != nil {
+			if info.CA, err = d.String("content address", maxShort); err != nil {
 				return nil, noEOF(err)
 			}
-			if info.Sigs, err = d.strs("signatures", maxList, maxShort); err != nil {
+			if info.Sigs, err = d.Strings("signatures", maxList, maxShort); err != nil {
 				return nil, noEOF(err)
 			}
 		}
@@ -139,7 +140,7 @@ func (c *Client) queryClosure(paths []string, includeOutputs bool) ([]string, er
 	if err := c.w.Flush(); err != nil {
 		return nil, c.ioErr(op, "", err)
 	}
-	closure, err := newDecoder(c.r, &c.sbuf).strs("closure", maxList, maxPath)
+	closure, err := newDecoder(c.r, &c.sbuf).Strings("closure", maxList, maxPath)
 	if err != nil {
 		return nil, c.ioErr(op, "", noEOF(err))
 	}

@@ -299,3 +299,46 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+func TestDecoder(t *testing.T) {
+	var scratch []byte
+	dec := func(in string, budget int64) *Decoder {
+		return NewDecoder(NewReader(strings.NewReader(in)), &scratch, budget)
+	}
+	entry := le(8) + "abcdefgh"
+	if got, err := dec(le(2)+entry+entry, 1<<10).Strings("paths", 2, 8); err != nil || len(got) != 2 || got[1] != "abcdefgh" {
+		t.Errorf("Strings = %q, %v", got, err)
+	}
+	// Each entry costs its bytes and 16 more, and the count 16 per entry.
+	if _, err := dec(le(2)+entry+entry, 2*16+2*(8+16)-1).Strings("paths", 2, 8); err == nil || !strings.Contains(err.Error(), "reply is larger than") {
+		t.Errorf("Strings beyond the budget: %v, want a budget error", err)
+	}
+	if _, err := dec(le(3), 1<<10).Strings("paths", 2, 8); err == nil || !strings.Contains(err.Error(), "paths of 3 entries is longer than 2") {
+		t.Errorf("Strings beyond maxN: %v", err)
+	}
+	if _, err := dec(le(1)+le(9), 1<<10).Strings("paths", 2, 8); err == nil || !strings.Contains(err.Error(), "paths entry of 9 bytes is longer than 8") {
+		t.Errorf("Strings entry beyond maxLen: %v", err)
+	}
+	if _, err := dec(le(1)+le(8)+"abc", 1<<10).Strings("paths", 2, 8); err != io.ErrUnexpectedEOF {
+		t.Errorf("Strings cut short: %v, want io.ErrUnexpectedEOF", err)
+	}
+	for in, want := range map[string]bool{le(0): false, le(1): true} {
+		if got, err := dec(in, 0).Bool(); got != want || err != nil {
+			t.Errorf("Bool(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if _, err := dec(le(2), 0).Bool(); err == nil {
+		t.Errorf("Bool(2) succeeded")
+	}
+	d := dec(le(3)+"abc\x00\x00\x00\x00\x00"+le(2)+"de\x00\x00\x00\x00\x00\x00", 1<<10)
+	b, _ := d.Bytes("first", 8)
+	if string(b) != "abc" {
+		t.Errorf("Bytes = %q", b)
+	}
+	if s, err := d.String("second", 8); s != "de" || err != nil {
+		t.Errorf("String = %q, %v", s, err)
+	}
+	if string(b) != "dec" {
+		t.Errorf("Bytes result after the next read = %q, want the scratch buffer's %q", b, "dec")
+	}
+}
