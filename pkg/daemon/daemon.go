@@ -47,6 +47,7 @@ package daemon
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -170,7 +171,7 @@ func (c *Client) handshake() error {
 	if n == 0 && err != nil {
 		return c.ioErr(op, "", err)
 	}
-	if n < len(first) || leUint64(first[:]) != magic2 {
+	if n < len(first) || binary.LittleEndian.Uint64(first[:]) != magic2 {
 		return c.garbageErr(first[:n])
 	}
 	v, err := c.r.Uint64()
@@ -244,12 +245,6 @@ func (c *Client) NixVersion() string { return c.nixVersion }
 // version.
 func (c *Client) Trusted() (known, trusted bool) {
 	return c.trust != 0, c.trust == 1
-}
-
-func leUint64(b []byte) uint64 {
-	_ = b[7]
-	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 }
 
 // ErrBroken is wrapped by the error a Client returns for every operation

@@ -3,7 +3,9 @@
 package daemon
 
 import (
+	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -285,30 +287,17 @@ func (c *Client) narFromPath(path string, w io.Writer, narSize uint64) error {
 	if c.rbuf == nil {
 		c.rbuf = make([]byte, bufSize)
 	}
-	var done uint64
-	for done < narSize {
-		// Pass on whatever has arrived rather than waiting for a full
-		// chunk, as pkg/serve does: a consumer that checks the NAR as it
-		// goes (nar.Restore) must see its end even when the daemon
-		// announced a larger narSize and then stops sending, or both
-		// would wait forever (TestNarFromPathStalled).
-		chunk := c.rbuf[:min(uint64(len(c.rbuf)), narSize-done)]
-		n, err := c.br.Read(chunk)
-		if n == 0 && err == nil {
-			continue
+	done, err := wire.CopyRaw(w, c.br, narSize, c.rbuf, func(done uint64) {
+		if c.opts.Progress != nil {
+			c.opts.Progress(path, done, narSize)
 		}
-		done += uint64(n)
-		if n > 0 {
-			if _, werr := w.Write(chunk[:n]); werr != nil {
-				return fmt.Errorf("daemon: %s%s %s: writing NAR: %w", c.on(), op, path, werr)
-			}
-			if c.opts.Progress != nil {
-				c.opts.Progress(path, done, narSize)
-			}
-		}
-		if err != nil {
-			return c.ioErr(op, path, fmt.Errorf("NAR ended after %d of %d bytes: %w", done, narSize, noEOF(err)))
-		}
+	})
+	var we *wire.WriteError
+	if errors.As(err, &we) {
+		return fmt.Errorf("daemon: %s%s %s: writing NAR: %w", c.on(), op, path, we.Err)
+	}
+	if err != nil {
+		return c.ioErr(op, path, fmt.Errorf("NAR ended after %d of %d bytes: %w", done, narSize, err))
 	}
 	return nil
 }
@@ -323,11 +312,11 @@ func (c *Client) narError(op, path string) error {
 	}
 	var skip int
 	switch {
-	case leUint64(b) == stderrError:
+	case binary.LittleEndian.Uint64(b) == stderrError:
 		skip = 8
-	case err == nil && leUint64(b) == narMagic && leUint64(b[24:]) == stderrError:
+	case err == nil && binary.LittleEndian.Uint64(b) == narMagic && binary.LittleEndian.Uint64(b[24:]) == stderrError:
 		skip = 32
-	case leUint64(b) != narMagic:
+	case binary.LittleEndian.Uint64(b) != narMagic:
 		return c.ioErr(op, path, fmt.Errorf("reply does not start a NAR: %x", b[:8]))
 	default:
 		return nil

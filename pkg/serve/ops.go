@@ -178,29 +178,17 @@ func (c *Client) dumpStorePath(path string, w io.Writer, narSize uint64) error {
 	if err := c.w.Flush(); err != nil {
 		return c.ioErr(op, path, err)
 	}
-	var done uint64
-	for done < narSize {
-		// Pass on whatever has arrived rather than waiting for a full
-		// chunk: a consumer that checks the NAR as it goes (nar.Restore)
-		// must see its end even when the server announced a larger
-		// narSize and then stops sending, or both would wait forever.
-		chunk := c.rbuf[:min(uint64(len(c.rbuf)), narSize-done)]
-		n, err := c.br.Read(chunk)
-		if n == 0 && err == nil {
-			continue
+	done, err := wire.CopyRaw(w, c.br, narSize, c.rbuf, func(done uint64) {
+		if c.opts.Progress != nil {
+			c.opts.Progress(path, done, narSize)
 		}
-		done += uint64(n)
-		if n > 0 {
-			if _, werr := w.Write(chunk[:n]); werr != nil {
-				return fmt.Errorf("serve: %s%s %s: writing NAR: %w", c.on(), op, path, werr)
-			}
-			if c.opts.Progress != nil {
-				c.opts.Progress(path, done, narSize)
-			}
-		}
-		if err != nil {
-			return c.ioErr(op, path, fmt.Errorf("NAR ended after %d of %d bytes: %w", done, narSize, noEOF(err)))
-		}
+	})
+	var we *wire.WriteError
+	if errors.As(err, &we) {
+		return fmt.Errorf("serve: %s%s %s: writing NAR: %w", c.on(), op, path, we.Err)
+	}
+	if err != nil {
+		return c.ioErr(op, path, fmt.Errorf("NAR ended after %d of %d bytes: %w", done, narSize, err))
 	}
 	return nil
 }
