@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -342,3 +343,38 @@ func TestDecoder(t *testing.T) {
 		t.Errorf("Bytes result after the next read = %q, want the scratch buffer's %q", b, "dec")
 	}
 }
+
+func TestCopyRaw(t *testing.T) {
+	buf := make([]byte, 4)
+	var out bytes.Buffer
+	var progress []uint64
+	n, err := CopyRaw(&out, strings.NewReader("0123456789rest"), 10, buf, func(done uint64) { progress = append(progress, done) })
+	if n != 10 || err != nil || out.String() != "0123456789" {
+		t.Errorf("CopyRaw = %d, %v, copied %q; want 10 bytes", n, err, out.String())
+	}
+	if want := []uint64{4, 8, 10}; !slices.Equal(progress, want) {
+		t.Errorf("progress %v, want %v", progress, want)
+	}
+	out.Reset()
+	if n, err := CopyRaw(&out, strings.NewReader("0123"), 10, buf, nil); n != 4 || err != io.ErrUnexpectedEOF {
+		t.Errorf("CopyRaw of a short stream = %d, %v; want 4, io.ErrUnexpectedEOF", n, err)
+	}
+	var we *WriteError
+	if _, err := CopyRaw(failWriter{}, strings.NewReader("0123"), 4, buf, nil); !errors.As(err, &we) || !errors.Is(err, errWrite) {
+		t.Errorf("CopyRaw to a failing writer: %v, want a *WriteError", err)
+	}
+	// What has arrived is passed on before the stream goes on: the
+	// consumer sees the first bytes while the peer still owes the rest.
+	pr, pw := io.Pipe()
+	go pw.Write([]byte("ab"))
+	got := make(chan string, 1)
+	go CopyRaw(writerFunc(func(p []byte) (int, error) { got <- string(p); return len(p), nil }), pr, 10, buf, nil)
+	if s := <-got; s != "ab" {
+		t.Errorf("first write %q, want %q", s, "ab")
+	}
+	pw.Close()
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
