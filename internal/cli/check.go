@@ -337,7 +337,7 @@ func checkOne(ctx context.Context, m spec.Machine, opts ssh.Options) (r checkRes
 		r.Exec = map[string]string{}
 		for _, sys := range m.Systems {
 			e, via := pl.Exec(sys)
-			r.Exec[sys] = pick.Exec(e).String()
+			r.Exec[sys] = e.String()
 			if via != "" {
 				r.Exec[sys] += " (" + via + ")"
 			}

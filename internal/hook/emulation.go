@@ -66,16 +66,10 @@ func ExecOf(m *spec.Machine, b *slots.Builder, system string, over []ExecOverrid
 		return pick.Unknown, ""
 	}
 	e, qemu := b.ExecOf(system)
-	switch e {
-	case slots.ExecNative:
-		return pick.Native, ""
-	case slots.ExecEmulated:
-		if qemu {
-			return pick.Emulated, QemuName(system)
-		}
-		return pick.Emulated, ""
+	if e == pick.Emulated && qemu {
+		return e, QemuName(system)
 	}
-	return pick.Unknown, ""
+	return e, ""
 }
 
 // QemuName is the name of qemu-user's program for a Nix system:
@@ -160,8 +154,8 @@ func PlatformExecs(m *spec.Machine, pl remoteload.Platform) []slots.SystemExec {
 	list := make([]slots.SystemExec, 0, len(m.Systems))
 	for _, sys := range m.Systems {
 		e, via := pl.Exec(sys)
-		list = append(list, slots.SystemExec{System: sys, Exec: uint8(e),
-			Qemu: e == remoteload.ExecEmulated && strings.HasPrefix(via, "qemu-")})
+		list = append(list, slots.SystemExec{System: sys, Exec: e,
+			Qemu: e == pick.Emulated && strings.HasPrefix(via, "qemu-")})
 	}
 	return list
 }
@@ -281,7 +275,7 @@ func (h *hook) retryNative(ctx context.Context, failed int, req *hookproto.Reque
 			// probed may emulate the system too.
 			if pl, ok := h.probe(ctx, c); ok {
 				h.storePlatform(m, pl)
-				if e, _ := pl.Exec(req.System); e == remoteload.ExecEmulated {
+				if e, _ := pl.Exec(req.System); e == pick.Emulated {
 					h.log.Msg(hookproto.LvlInfo, "'%s' emulates %s too; not building %s there again", m.URI, req.System, name)
 					c.Close()
 					if slot != nil {
