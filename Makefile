@@ -7,6 +7,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 FUZZTIME ?= 5s
+FUZZMINIMIZETIME ?= 0
 
 .PHONY: all build deps sid-root test unit race fuzz qemu cross lint demo bench clean
 
@@ -40,7 +41,7 @@ race:
 # Every fuzz target for FUZZTIME each (a duration, or a count like 20000x);
 # scripts/fuzz.sh says why a bare "context deadline exceeded" is not a failure.
 fuzz:
-	@GO="$(GO)" FUZZTIME="$(FUZZTIME)" scripts/fuzz.sh
+	@GO="$(GO)" FUZZTIME="$(FUZZTIME)" FUZZMINIMIZETIME="$(FUZZMINIMIZETIME)" scripts/fuzz.sh
 
 cross:
 	VERSION=$(VERSION) scripts/cross-build.sh
