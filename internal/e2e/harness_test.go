@@ -255,15 +255,25 @@ func (c *client) command(ctx context.Context, args ...string) *exec.Cmd {
 // builds, and the given builders setting.
 func (c *client) build(expr string, builders string, extra ...string) result {
 	c.t.Helper()
+	return c.run(2*time.Minute, c.buildArgs(expr, builders, extra...)...)
+}
+
+// buildArgs writes expr to a file and returns the nix-build command line
+// of build.
+func (c *client) buildArgs(expr string, builders string, extra ...string) []string {
+	c.t.Helper()
 	f := c.file(fmt.Sprintf("expr-%d.nix", time.Now().UnixNano()), expr)
-	hook := c.Hook
-	if hook == "" {
-		hook = offloadBin
-	}
 	args := []string{"nix-build", "--no-out-link", f, "--max-jobs", "0",
-		"--option", "build-hook", hook, "--builders", builders}
-	args = append(args, extra...)
-	return c.run(2*time.Minute, args...)
+		"--option", "build-hook", c.hook(), "--builders", builders}
+	return append(args, extra...)
+}
+
+// hook returns the build hook the client's builds run.
+func (c *client) hook() string {
+	if c.Hook == "" {
+		return offloadBin
+	}
+	return c.Hook
 }
 
 // nixStore runs nix-store as the client.

@@ -245,7 +245,7 @@ func testHostileBuilder(t *testing.T, proto string) {
 					t.Errorf("%s exists in the client's store after a refused import", out)
 				}
 			}
-			checkNoCrash(t, stderr)
+			noHookCrash(t, stderr)
 			t.Logf("%s %s: exit %d after %v, hook peak RSS %d KiB", proto, tt.scenario, code, took.Round(10*time.Millisecond), peak)
 			if tt.within > 0 {
 				if took > tt.within {

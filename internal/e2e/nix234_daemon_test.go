@@ -142,7 +142,7 @@ func TestOutputsRegisteredWhileDaemonHoldsLockNix234(t *testing.T) {
 	requireSid(t)
 	t.Parallel()
 	b1 := startBuilder(t, "b1", builderOpts{})
-	hook := ownHook(t)
+	hook := hookCopy(t)
 	c, _ := daemonClient234(t, b1, hook, "ssh://b1 x86_64-linux")
 	expr := drv("locked", "x86_64-linux", `/bin/sleep 1; /usr/bin/head -c 20000000 /dev/zero > $out`, `u = "`+unique()+`";`)
 	exprFile := c.file("l.nix", expr)
@@ -168,7 +168,7 @@ func TestOutputsRegisteredWhileDaemonHoldsLockNix234(t *testing.T) {
 				return
 			default:
 			}
-			s := sample{hook: len(processesRunning(hook)) > 0}
+			s := sample{hook: len(procsOf(hook)) > 0}
 			_, err := os.Lstat(real)
 			s.exists = err == nil
 			s.holder = lockHolder(real + ".lock")

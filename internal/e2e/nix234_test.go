@@ -18,10 +18,8 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,7 +28,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -151,149 +148,6 @@ func pinnedOnlyConfig(t *testing.T, c *client, b *builder, port int) {
 	}
 	c.file("ssh_config", fmt.Sprintf("Host %s\n\tHostName 127.0.0.1\n%s\tUser root\n\tIdentityFile %s\n\tIdentitiesOnly yes\n\tUserKnownHostsFile %s\n\tGlobalKnownHostsFile %s\n\tBatchMode yes\n",
 		b.Name, portLine, b.Key, kh, kh))
-}
-
-// noHookCrash fails if Nix reports a hook that died rather than one that
-// answered.
-func noHookCrash(t *testing.T, stderr string) {
-	t.Helper()
-	for _, bad := range []string{"unexpected EOF", "bad hook reply", "panic", "goroutine "} {
-		if strings.Contains(stderr, bad) {
-			t.Errorf("nix-build's stderr shows a hook crash (%q):\n%s", bad, stderr)
-		}
-	}
-}
-
-// bgBuild is a nix-build running in the background as the client.
-type bgBuild struct {
-	cmd    *exec.Cmd
-	stdout bytes.Buffer
-	stderr bytes.Buffer
-	done   chan struct{}
-	err    error
-}
-
-// startBuild234 starts nix-build on expr as c, with args after the
-// expression file, and stops it when the test ends.
-func startBuild234(t *testing.T, c *client, expr string, args ...string) *bgBuild {
-	t.Helper()
-	f := c.file(fmt.Sprintf("bg-%d.nix", time.Now().UnixNano()), expr)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	argv := append([]string{c.Dir, "nix-build", "--no-out-link", f}, args...)
-	b := &bgBuild{done: make(chan struct{})}
-	b.cmd = exec.CommandContext(ctx, filepath.Join(repoRoot, "scripts/test-client.sh"), argv...)
-	b.cmd.Env = append(os.Environ(), "NIX_SSHOPTS=-F "+filepath.Join(c.Dir, "ssh_config"))
-	b.cmd.Env = append(b.cmd.Env, c.Env...)
-	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
-	if err := b.cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	go func() {
-		b.err = b.cmd.Wait()
-		close(b.done)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-b.done
-	})
-	return b
-}
-
-// wait waits for the build and returns its exit code.
-func (b *bgBuild) wait(t *testing.T) int {
-	t.Helper()
-	select {
-	case <-b.done:
-	case <-time.After(time.Minute):
-		b.cmd.Process.Kill()
-		<-b.done
-		t.Fatalf("nix-build did not end within a minute\n%s", b.stderr.String())
-	}
-	if ee, ok := b.err.(*exec.ExitError); ok {
-		return ee.ExitCode()
-	}
-	if b.err != nil {
-		t.Fatal(b.err)
-	}
-	return 0
-}
-
-// ownHook copies the offload binary to a file of the test's own, named
-// offload, so the test can find its hook processes.
-func ownHook(t *testing.T) string {
-	t.Helper()
-	data, err := os.ReadFile(offloadBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "offload")
-	if err := os.WriteFile(p, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// processesRunning returns the pids of the processes whose executable is
-// the file exe. It compares files, not names: a process chrooted into the
-// unstable root shows another path in /proc/<pid>/exe.
-func processesRunning(exe string) []int {
-	want, err := os.Stat(exe)
-	if err != nil {
-		return nil
-	}
-	ents, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if fi, err := os.Stat("/proc/" + e.Name() + "/exe"); err == nil && os.SameFile(fi, want) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// cmdline returns a process's argv.
-func cmdline(pid int) []string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || len(b) == 0 {
-		return nil
-	}
-	return strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
-}
-
-// lockHolder returns the pid that holds an flock on path, per
-// /proc/locks, or 0.
-func lockHolder(path string) int {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		return 0
-	}
-	f, err := os.Open("/proc/locks")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	b, _ := io.ReadAll(f)
-	want := ":" + strconv.FormatUint(st.Ino, 10)
-	for _, line := range strings.Split(string(b), "\n") {
-		// "1: FLOCK ADVISORY WRITE 1234 00:2a:5678 0 EOF"
-		fs := strings.Fields(line)
-		if len(fs) < 6 || fs[1] != "FLOCK" || !strings.HasSuffix(fs[5], want) {
-			continue
-		}
-		pid, _ := strconv.Atoi(fs[4])
-		return pid
-	}
-	return 0
-}
-
-func commOf(pid int) string {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	return strings.TrimSpace(string(b))
 }
 
 // A trivial build with current Nix as the client: the hook's request,
@@ -420,7 +274,7 @@ func TestOutputsRegisteredWhileNixHoldsLockNix234(t *testing.T) {
 	b1 := startBuilder(t, "b1", builderOpts{})
 	c := newSidClient(t, b1)
 	requireClientNix(t, c, 29)
-	hook := ownHook(t)
+	hook := hookCopy(t)
 	expr := drv("locked", "x86_64-linux", `/bin/sleep 1; /usr/bin/head -c 20000000 /dev/zero > $out`, `u = "`+unique()+`";`)
 	out := strings.Trim(c.run(defaultTimeout, "nix-instantiate", "--eval", "-E", "(import "+c.file("l.nix", expr)+").outPath").Out, `"`)
 	if !strings.HasPrefix(out, "/nix/store/") {
@@ -443,7 +297,7 @@ func TestOutputsRegisteredWhileNixHoldsLockNix234(t *testing.T) {
 				return
 			default:
 			}
-			s := sample{hook: len(processesRunning(hook)) > 0}
+			s := sample{hook: len(procsOf(hook)) > 0}
 			_, err := os.Lstat(real)
 			s.exists = err == nil
 			s.holder = lockHolder(real + ".lock")
@@ -451,8 +305,9 @@ func TestOutputsRegisteredWhileNixHoldsLockNix234(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
-	b := startBuild234(t, c, expr, "--max-jobs", "0", "--option", "build-hook", hook, "--builders", "ssh://b1 x86_64-linux")
-	code := b.wait(t)
+	c.Hook = hook
+	b := c.startBuild(expr, "ssh://b1 x86_64-linux")
+	code := b.wait(t, time.Minute)
 	close(stop)
 	ss := <-samples
 	if code != 0 {
@@ -562,7 +417,7 @@ func TestHookArgvWordsNix234(t *testing.T) {
 	b1 := startBuilder(t, "b1", builderOpts{})
 	c := newSidClient(t, b1)
 	requireClientNix(t, c, 17)
-	hook := ownHook(t)
+	hook := hookCopy(t)
 	c.file("etc/nix.conf", fmt.Sprintf("build-users-group =\nsandbox = false\nsubstituters =\nbuild-hook = %s hook\n", hook))
 
 	stop := make(chan struct{})
@@ -580,7 +435,7 @@ func TestHookArgvWordsNix234(t *testing.T) {
 				return
 			default:
 			}
-			for _, pid := range processesRunning(hook) {
+			for _, pid := range procsOf(hook) {
 				if a := cmdline(pid); a != nil {
 					seen[strings.Join(a, "\x00")] = a
 				}
@@ -589,8 +444,8 @@ func TestHookArgvWordsNix234(t *testing.T) {
 		}
 	}()
 	expr := drv("argv", "x86_64-linux", `/bin/sleep 1; echo argv > $out`, `u = "`+unique()+`";`)
-	b := startBuild234(t, c, expr, "--max-jobs", "0", "--builders", "ssh://b1 x86_64-linux")
-	code := b.wait(t)
+	b := c.start("nix-build", "--no-out-link", c.file("argv.nix", expr), "--max-jobs", "0", "--builders", "ssh://b1 x86_64-linux")
+	code := b.wait(t, time.Minute)
 	close(stop)
 	got := <-argvs
 	if code != 0 {
