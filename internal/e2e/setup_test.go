@@ -24,36 +24,15 @@ import (
 )
 
 func TestSetupNewUser(t *testing.T) {
-	for _, tt := range []struct {
-		name   string
-		sid    bool
-		daemon bool
-	}{
-		{"nix2.8/single-user", false, false},
-		{"nix2.8/daemon", false, true},
-		{"nix2.34/single-user", true, false},
-		{"nix2.34/daemon", true, true},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			if tt.sid {
-				requireSid(t)
-			} else {
-				requireEnv(t)
-			}
-			t.Parallel()
-			testSetupNewUser(t, tt.sid, tt.daemon)
-		})
-	}
+	requireEnv(t)
+	t.Parallel()
+	matrix(t, cells(nixes, []string{"ssh"}, modes), testSetupNewUser)
 }
 
-func testSetupNewUser(t *testing.T, sid, daemon bool) {
+func testSetupNewUser(t *testing.T, m cell) {
+	daemon := m.Daemon
 	b1 := startBuilder(t, "b1", builderOpts{})
-	var c *client
-	if sid {
-		c = newSidClient(t, b1)
-	} else {
-		c = newClient(t, b1)
-	}
+	c := m.client(t, b1)
 	// A fresh config dir as the user finds it, with the builder listed
 	// and local builds off.
 	conf := filepath.Join(c.Dir, "etc/nix.conf")
