@@ -2,11 +2,12 @@
 
 package e2e
 
-// The rest of the hook's acceptance tests: load limits, host
-// keys, a builder that is down, a hook killed mid-build, forwarded
-// timeouts, builds through nix-daemon, and the output import while Nix
-// holds the output's lock. Each test has builders and clients of its own,
-// so they run in parallel.
+// The rest of the hook's acceptance tests, on Nix 2.8 over ssh://: max
+// jobs, a builder that is down, and concurrent uploads. Each test has
+// builders and clients of its own, so they run in parallel. (Host keys, a
+// hook killed mid-build, forwarded timeouts, builds through nix-daemon and
+// the output import while Nix holds the output's lock are scenarios of the
+// matrix, in build_test.go.)
 
 import (
 	"bufio"

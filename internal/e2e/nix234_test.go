@@ -7,11 +7,13 @@ package e2e
 // scripts/unstable-root.sh builds once and caches, with a store of its own
 // (scripts/test-client-sid.sh, reached through OFFLOAD_TEST_CLIENT=sid).
 // Builders are the machine's Nix 2.8 unless a test says otherwise; a
-// builder started with BUILDER_SID=1 runs the same current Nix.
+// builder started with builderOpts{Sid: true} runs the same current Nix.
 //
-// Each test is named after the difference between Nix 2.8 and current Nix
-// it covers (docs/internals.md gives the versions where the hook protocol
-// changed). When the root cannot be built (no debootstrap, no Debian
+// The scenarios that mean something on both versions run as cells of the
+// matrix (matrix_test.go, build_test.go); the tests here cover what only
+// current Nix does, each named after the difference between Nix 2.8 and
+// current Nix it covers (docs/internals.md gives the versions where the
+// hook protocol changed). When the root cannot be built (no debootstrap, no Debian
 // archive) the tests are skipped with a loud message; with
 // OFFLOAD_REQUIRE_SID=1 or CI set they fail instead, so CI never skips
 // them.
