@@ -349,3 +349,42 @@ func (r *Replies) Save(t testing.TB, dir string) {
 		}
 	}
 }
+
+// signalWriter counts what it is given and says when it has want bytes.
+type signalWriter struct {
+	mu      sync.Mutex
+	n, want int
+	got     chan struct{}
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.n += len(p)
+	if w.n >= w.want && w.got != nil {
+		close(w.got)
+		w.got = nil
+	}
+	return len(p), nil
+}
+
+// PassedOn checks that call, which copies a NAR into the writer it is
+// given, passes on the first n bytes without waiting for the rest: a
+// server that announced a larger NAR and then stays silent must not hold
+// back what it did send. name names call in messages.
+func PassedOn(t testing.TB, name string, n int, call func(w io.Writer) error) {
+	t.Helper()
+	w := &signalWriter{want: n, got: make(chan struct{})}
+	got := w.got
+	done := make(chan error, 1)
+	go func() { done <- call(w) }()
+	select {
+	case <-got:
+	case err := <-done:
+		t.Fatalf("%s returned %v before passing on the %d bytes sent", name, err, n)
+	case <-time.After(5 * time.Second):
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		t.Fatalf("the writer got %d of the %d bytes sent within 5 s", w.n, n)
+	}
+}
