@@ -58,6 +58,16 @@ func NarFile(contents []byte, executable bool) []byte {
 	return b.Bytes()
 }
 
+// BigNar returns a NAR of size bytes, of one file with varied contents,
+// for benchmarks.
+func BigNar(size int) []byte {
+	contents := make([]byte, size-128) // the NAR's framing is 128 bytes
+	for i := range contents {
+		contents[i] = byte(i * 7)
+	}
+	return NarFile(contents, false)
+}
+
 // NarHash returns "sha256:<nix32>" of nar, as stores send it.
 func NarHash(nar []byte) string {
 	return store.FormatSHA256(sha256.Sum256(nar))

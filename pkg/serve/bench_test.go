@@ -11,21 +11,10 @@ import (
 	"github.com/offload-nix/offload/pkg/store"
 )
 
-const benchNarSize = 64 << 20
-
-// benchNar returns a 64 MiB NAR of one file.
-func benchNar() []byte {
-	contents := make([]byte, benchNarSize-128)
-	for i := range contents {
-		contents[i] = byte(i * 7)
-	}
-	return nixtest.NarFile(contents, false)
-}
-
 // BenchmarkDumpStorePath copies a 64 MiB NAR from a fake server over an
 // in-memory pipe.
 func BenchmarkDumpStorePath(b *testing.B) {
-	nar := benchNar()
+	nar := nixtest.BigNar(64 << 20)
 	const p = "/nix/store/00000000000000000000000000000000-big"
 	c := newFakeClient(b, func(f *fake) {
 		for {
@@ -53,7 +42,7 @@ func BenchmarkDumpStorePath(b *testing.B) {
 // BenchmarkAddToStoreNars uploads a 64 MiB NAR to a fake server over an
 // in-memory pipe.
 func BenchmarkAddToStoreNars(b *testing.B) {
-	nar := benchNar()
+	nar := nixtest.BigNar(64 << 20)
 	infos := []store.PathInfo{{
 		Path:    "/nix/store/00000000000000000000000000000000-big",
 		NarSize: uint64(len(nar)),
