@@ -24,8 +24,8 @@ out=${1:-docs/troubleshooting.md}
 case $out in /*) ;; *) out="$repo/$out" ;; esac
 [ "$(id -u)" = 0 ] || { echo "$0: needs root (mount namespaces, sshd)" >&2; exit 2; }
 # offload finds root's ~/.ssh through the user database, as ssh does, not
-# through $HOME: the run has a private mount namespace in which a
-# directory of its own is bound over /root.
+# through $HOME: the run has a private mount namespace in which root's
+# home in /etc/passwd is a directory of its own.
 if [ -z "${OFFLOAD_TS_NAMESPACE:-}" ]; then
 	OFFLOAD_TS_NAMESPACE=1 exec unshare --mount --propagation private "$0" "$@"
 fi
@@ -47,7 +47,8 @@ if [ -z "$offload" ]; then
 	offload=$work/offload.build
 fi
 mkdir -p "$work/usr/local/bin" "$work/root/.ssh" "$work/c/etc" "$work/var/offload"
-mount --bind "$work/root" /root
+awk -F: -v OFS=: -v home="$work/root" '$1 == "root" { $6 = home } { print }' /etc/passwd >"$work/passwd"
+mount --bind "$work/passwd" /etc/passwd
 cp "$offload" "$work/usr/local/bin/offload"
 hook=$work/usr/local/bin/offload
 
