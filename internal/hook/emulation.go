@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/offload-nix/offload/internal/builder"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/remoteload"
@@ -136,10 +137,10 @@ func (h *hook) probeDue(uri string) bool {
 
 // probe runs the load script on c and returns the builder's platform; ok
 // is false when it could not be read.
-func (h *hook) probe(ctx context.Context, c *conn) (remoteload.Platform, bool) {
+func (h *hook) probe(ctx context.Context, c *builder.Conn) (remoteload.Platform, bool) {
 	_, pl, err := h.runLoadScript(ctx, c)
 	if err != nil {
-		h.log.Debugf("probing '%s': %v", c.m.URI, err)
+		h.log.Debugf("probing '%s': %v", c.Machine.URI, err)
 		return remoteload.Platform{}, false
 	}
 	return pl, true
@@ -151,25 +152,13 @@ func (h *hook) storePlatform(m *spec.Machine, pl remoteload.Platform) {
 	if h.state == nil {
 		return
 	}
-	h.state.SetExec(m.URI, h.env.Now(), PlatformExecs(m, pl))
-}
-
-// PlatformExecs is how m runs each of its systems, as its platform pl
-// says, for slots.File.SetExec.
-func PlatformExecs(m *spec.Machine, pl remoteload.Platform) []slots.SystemExec {
-	list := make([]slots.SystemExec, 0, len(m.Systems))
-	for _, sys := range m.Systems {
-		e, via := pl.Exec(sys)
-		list = append(list, slots.SystemExec{System: sys, Exec: uint8(e),
-			Qemu: e == remoteload.ExecEmulated && strings.HasPrefix(via, "qemu-")})
-	}
-	return list
+	h.state.SetExec(m.URI, h.env.Now(), builder.Execs(m, pl))
 }
 
 // probeBeside probes c's builder beside the build when its shared probe is
 // due; the returned wait ends the probe (call it before closing c).
-func (h *hook) probeBeside(ctx context.Context, c *conn) (wait func()) {
-	if !h.probeDue(c.m.URI) {
+func (h *hook) probeBeside(ctx context.Context, c *builder.Conn) (wait func()) {
+	if !h.probeDue(c.Machine.URI) {
 		return func() {}
 	}
 	parent := ctx
@@ -179,7 +168,7 @@ func (h *hook) probeBeside(ctx context.Context, c *conn) (wait func()) {
 	go func() {
 		defer wg.Done()
 		if pl, ok := h.probe(ctx, c); ok {
-			h.storePlatform(c.m, pl)
+			h.storePlatform(c.Machine, pl)
 		}
 	}()
 	done := make(chan struct{})
@@ -301,7 +290,7 @@ func (h *hook) retryNative(ctx context.Context, failed int, req *hookproto.Reque
 			h.log.Msg(hookproto.LvlError, "%s", line)
 		}
 		h.recordDecision(name, pick.Accept, m.URI, "retry after a failure under emulation on "+fm.Name)
-		c.store = h.guard(ctx, c)
+		c.Store = h.guard(ctx, c)
 		code2, _ := h.buildOn(ctx, c, m, slot, req, j, inputs, wanted)
 		h.rememberEmulated(name, code2)
 		return code2

@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/offload-nix/offload/internal/builder"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/localstore"
@@ -123,7 +124,7 @@ type hook struct {
 	lastReq     hookproto.Request
 	// spare is a connection kept across one re-decision (after reading a
 	// builder's load), used again if the same builder is chosen.
-	spare *conn
+	spare *builder.Conn
 	// warm is a connection opened while waiting for a full builder
 	// (warm.go).
 	warm     *warmConn
@@ -149,9 +150,12 @@ func Main(ctx context.Context, verbosity int, cfg Config, env Env) int {
 	if env.Getenv == nil {
 		env.Getenv = os.Getenv
 	}
-	if dir := env.Getenv(envRelay); dir != "" {
+	if dir := env.Getenv(builder.EnvRelay); dir != "" {
 		h := &hook{env: env, cfg: cfg}
-		return serveRelay(ctx, dir, h.persist())
+		if err := builder.ServeRelay(ctx, dir, h.persist()); err != nil {
+			return exitFailed
+		}
+		return exitOK
 	}
 	h := &hook{
 		env: env,

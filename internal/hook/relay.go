@@ -2,45 +2,12 @@
 
 package hook
 
-// The relay (pkg/mux) keeps SSH connections warm across hooks, like
-// OpenSSH's ControlPersist: the first hook that needs one starts it, as
-// this same binary with OFFLOAD_RELAY_DIR set, in a session of its own
-// (Nix kills the hook's whole process group when the hook ends), and it
-// exits by itself once it has been idle for connect-persist. A hook asks
-// the relay first and dials by itself when no relay answers; a builder
-// that the relay cannot reach fails as a direct connection would.
-//
-// Rules: the relay serves only its own uid, from a 0700 directory; a hook
-// uses only a relay of its own uid in a directory of its own (pkg/mux
-// Start checks both), and root's is never in a directory named by the
-// environment (su and sudo -E pass on another user's XDG_RUNTIME_DIR);
-// the relay inherits none of the hook's descriptors (stderr is Nix's
-// protocol, fd 4 the build log); and a connection error from it counts
-// against the builder like any other.
-
 import (
-	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
 	"time"
-
-	"github.com/offload-nix/offload/pkg/mux"
-	"github.com/offload-nix/offload/pkg/slots"
-	"github.com/offload-nix/offload/pkg/spec"
-	"github.com/offload-nix/offload/pkg/ssh"
 )
 
 const (
-	// envRelay names the relay's directory in a relay process.
-	envRelay = "OFFLOAD_RELAY_DIR"
 	// envPersist overrides connect-persist (a Go duration; 0: off).
 	envPersist = "OFFLOAD_CONNECT_PERSIST"
 	// DefaultConnectPersist is connect-persist when unset: off for now,
@@ -49,23 +16,8 @@ const (
 	DefaultConnectPersist = 0
 )
 
-// sshEnv are the variables pkg/ssh reads: a relay dials with the
-// requesting hook's values, and hooks whose values differ get different
-// connections.
-var sshEnv = []string{"NIX_SSHOPTS", "SSH_AUTH_SOCK"}
-
-// rootRelayDir is root's relay directory: on the runtime file system,
-// which only root can write to.
-const rootRelayDir = "/run/offload/relay"
-
-// relayTarget is what a relay needs to dial a builder for a hook.
-type relayTarget struct {
-	Machine spec.Machine
-	Env     map[string]string
-	Timeout time.Duration
-}
-
-// persist returns how long connections outlive their hook; 0 is off.
+// persist returns how long connections outlive their hook, in the relay
+// (internal/builder); 0 is off.
 func (h *hook) persist() time.Duration {
 	d := h.cfg.ConnectPersist
 	if d == 0 {
@@ -81,228 +33,15 @@ func (h *hook) persist() time.Duration {
 	return max(d, 0)
 }
 
-// relayDir is the relay's directory for this user: rootRelayDir for
-// root, else under $XDG_RUNTIME_DIR, or the state directory. "" when the
-// relay is off or the socket path would be too long.
-func (h *hook) relayDir() string {
-	if h.persist() <= 0 {
-		return ""
+// stateDir is offload's state directory, where the relay of a user
+// without a runtime directory lives.
+func (h *hook) stateDir() string {
+	base := h.env.Getenv("OFFLOAD_STATE_DIR")
+	if base == "" {
+		base = h.cfg.StateDir
 	}
-	var dir string
-	if os.Geteuid() == 0 {
-		dir = rootRelayDir
-	} else if x := h.env.Getenv("XDG_RUNTIME_DIR"); x != "" {
-		dir = filepath.Join(x, "offload-relay")
-	} else {
-		base := h.env.Getenv("OFFLOAD_STATE_DIR")
-		if base == "" {
-			base = h.cfg.StateDir
-		}
-		if base == "" {
-			base = "/nix/var/nix/offload"
-		}
-		dir = filepath.Join(base, "relay-"+strconv.Itoa(os.Getuid()))
+	if base == "" {
+		base = "/nix/var/nix/offload"
 	}
-	if len(mux.SocketPath(dir)) > 100 { // sun_path holds 108 bytes
-		return ""
-	}
-	return dir
-}
-
-func (h *hook) relayTargetOf(m *spec.Machine) string {
-	t := relayTarget{Machine: *m, Env: map[string]string{}, Timeout: h.cfg.ConnectTimeout}
-	for _, k := range sshEnv {
-		if v := h.env.Getenv(k); v != "" {
-			t.Env[k] = v
-		}
-	}
-	b, _ := json.Marshal(t)
-	return string(b)
-}
-
-// connectRelay starts the builder's store command through the relay,
-// starting the relay when none runs. An error wrapping mux.ErrNoServer
-// means the relay could not be used (the caller dials by itself).
-func (h *hook) connectRelay(ctx context.Context, m *spec.Machine, dir string) (*conn, error) {
-	timeout := h.cfg.ConnectTimeout
-	if timeout <= 0 {
-		timeout = ssh.DefaultConnectTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	sock := mux.SocketPath(dir)
-	target := h.relayTargetOf(m)
-	argv := ssh.RemoteCommand(*m, false)
-	rs, err := mux.Start(ctx, sock, target, argv)
-	if errors.Is(err, mux.ErrUntrusted) {
-		h.log.Warnf("not using the connection relay at %s: %v", sock, err)
-		return nil, err
-	}
-	if errors.Is(err, mux.ErrNoServer) {
-		if serr := h.startRelay(dir); serr != nil {
-			h.log.Debugf("starting the connection relay: %v", serr)
-			return nil, err
-		}
-		// The relay listens within milliseconds of starting.
-		for i := 0; i < 100 && errors.Is(err, mux.ErrNoServer) && ctx.Err() == nil; i++ {
-			time.Sleep(5 * time.Millisecond)
-			rs, err = mux.Start(ctx, sock, target, argv)
-		}
-	}
-	if err != nil {
-		return nil, relayErr(m, err)
-	}
-	c := &conn{m: m, rs: rs, relaySock: sock, target: target, tail: newLogTail(rs.Stderr)}
-	if err := c.handshake(m, timeout); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
-}
-
-// relayErr turns the relay's report of a failed dial into the error a
-// direct dial would have given, for the builder's health.
-func relayErr(m *spec.Machine, err error) error {
-	var me *mux.Error
-	if !errors.As(err, &me) {
-		return err
-	}
-	return &relayError{host: m.Host, code: slots.ErrCode(me.Code), msg: me.Msg}
-}
-
-type relayError struct {
-	host string
-	code slots.ErrCode
-	msg  string
-}
-
-func (e *relayError) Error() string { return e.msg }
-
-// startRelay starts a relay process for dir, detached from the hook's
-// process group and session.
-func (h *hook) startRelay(dir string) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	if strings.HasSuffix(exe, ".test") {
-		// A test binary calling Main in-process: it would run its
-		// tests again.
-		return errors.New("not from a test binary")
-	}
-	cmd := exec.Command(exe)
-	cmd.Args = os.Args // argv[0] too: a multi-call binary dispatches on it
-	cmd.Env = append(os.Environ(), envRelay+"="+dir, envPersist+"="+h.persist().String())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.Dir = "/"
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%v: %w", cmd.Args, err)
-	}
-	// Not waited for: it outlives the hook, and init reaps it.
-	return cmd.Process.Release()
-}
-
-// serveRelay is the relay process: it serves hooks on dir's socket until
-// it has been idle for connect-persist.
-func serveRelay(ctx context.Context, dir string, idle time.Duration) int {
-	ln, lock, err := mux.Listen(dir)
-	if err != nil {
-		return exitOK // another relay runs, or none can: hooks dial by themselves
-	}
-	defer lock.Close()
-	s := &mux.Server{
-		Dial: relayDial,
-		Idle: idle,
-		UID:  -1,
-	}
-	if err := s.Serve(ctx, ln); err != nil {
-		return exitFailed
-	}
-	return exitOK
-}
-
-func relayDial(ctx context.Context, target string) (mux.Remote, error) {
-	var t relayTarget
-	if err := json.Unmarshal([]byte(target), &t); err != nil {
-		return nil, fmt.Errorf("relay: bad target: %w", err)
-	}
-	c, err := ssh.Dial(ctx, t.Machine, ssh.Options{
-		ConnectTimeout: t.Timeout,
-		Env:            func(k string) string { return t.Env[k] },
-	})
-	if err != nil {
-		return nil, codedErr{err}
-	}
-	return sshRemote{c}, nil
-}
-
-// codedErr carries the kind of a dial error to the hook.
-type codedErr struct{ error }
-
-func (e codedErr) MuxCode() uint32 { return uint32(ErrCode(e.error)) }
-func (e codedErr) Unwrap() error   { return e.error }
-
-// sshRemote runs relayed commands on an SSH connection.
-type sshRemote struct{ c *ssh.Client }
-
-func (r sshRemote) Close() error { return r.c.Close() }
-
-// copyBuf is the relay's copy buffer: large, so a NAR crosses the relay in
-// few reads and writes.
-const copyBuf = 256 << 10
-
-func (r sshRemote) Run(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer, started func()) (mux.Exit, error) {
-	sess, err := r.c.Start(ctx, argv)
-	if err != nil {
-		return mux.Exit{}, codedErr{err}
-	}
-	started()
-	go func() {
-		io.CopyBuffer(sess.Stdin, stdin, make([]byte, copyBuf))
-		sess.Stdin.Close()
-	}()
-	errDone := make(chan struct{})
-	go func() {
-		io.CopyBuffer(stderr, sess.Stderr, make([]byte, 32<<10))
-		close(errDone)
-	}()
-	io.CopyBuffer(stdout, sess.Stdout, make([]byte, copyBuf))
-	<-errDone
-	err = sess.Wait()
-	var ee *ssh.ExitError
-	switch {
-	case ctx.Err() != nil:
-		// The hook went away and the session was closed for it: the
-		// connection itself is fine.
-		return mux.Exit{Code: -1, Signal: "HUP"}, nil
-	case err == nil:
-		return mux.Exit{}, nil
-	case errors.As(err, &ee):
-		return mux.Exit{Code: ee.Code, Signal: ee.Signal}, nil
-	}
-	return mux.Exit{}, err
-}
-
-// stream is a command's standard streams on a builder, direct or relayed.
-type stream struct {
-	Stdin  io.WriteCloser
-	Stdout io.Reader
-	Stderr io.Reader
-	end    func() // closes the session and waits for it
-}
-
-// start runs another command on c's builder over the same connection.
-func (c *conn) start(ctx context.Context, argv []string) (*stream, error) {
-	if c.rs != nil {
-		rs, err := mux.Start(ctx, c.relaySock, c.target, argv)
-		if err != nil {
-			return nil, err
-		}
-		return &stream{rs.Stdin, rs.Stdout, rs.Stderr, func() { rs.Close(); rs.Wait(); rs.Release() }}, nil
-	}
-	sess, err := c.client.Start(ctx, argv)
-	if err != nil {
-		return nil, err
-	}
-	return &stream{sess.Stdin, sess.Stdout, sess.Stderr, func() { sess.Close(); sess.Wait() }}, nil
+	return base
 }

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/offload-nix/offload/internal/builder"
 	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/remoteload"
 	"github.com/offload-nix/offload/pkg/slots"
@@ -321,7 +322,7 @@ func (h *hook) connectTimeout() time.Duration {
 // failed reading is all unknown: stored all the same, so that other hooks
 // do not retry at once. The builder's platform comes with it, and is
 // stored when it tells something.
-func (h *hook) readLoad(ctx context.Context, c *conn, m *spec.Machine) remoteload.Reading {
+func (h *hook) readLoad(ctx context.Context, c *builder.Conn, m *spec.Machine) remoteload.Reading {
 	got, pl, err := h.runLoadScript(ctx, c)
 	if err != nil {
 		h.log.Debugf("reading the load of '%s': %v", m.URI, err)
@@ -335,25 +336,10 @@ func (h *hook) readLoad(ctx context.Context, c *conn, m *spec.Machine) remoteloa
 
 // runLoadScript runs remoteload's script over c, within the connect
 // timeout.
-func (h *hook) runLoadScript(ctx context.Context, c *conn) (remoteload.Reading, remoteload.Platform, error) {
+func (h *hook) runLoadScript(ctx context.Context, c *builder.Conn) (remoteload.Reading, remoteload.Platform, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.connectTimeout())
 	defer cancel()
-	sess, err := c.start(ctx, []string{remoteload.Command})
-	if err != nil {
-		return remoteload.Reading{}, remoteload.Platform{}, err
-	}
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			sess.end()
-		case <-done:
-		}
-	}()
-	r, pl, err := remoteload.RunAll(sess.Stdin, sess.Stdout, sess.Stderr)
-	close(done)
-	sess.end()
-	return r, pl, err
+	return c.ReadLoad(ctx)
 }
 
 // othersOnTheirWay reports whether, besides slot (just taken on uri),
@@ -395,13 +381,13 @@ func (h *hook) othersOnTheirWay(uri string, slot *slots.Slot) bool {
 
 // takeSpare returns the connection kept from a load refresh when it goes to
 // m, and closes it otherwise.
-func (h *hook) takeSpare(m *spec.Machine) (*conn, error) {
+func (h *hook) takeSpare(m *spec.Machine) (*builder.Conn, error) {
 	c := h.spare
 	h.spare = nil
 	if c == nil {
 		return nil, nil
 	}
-	if c.m.URI == m.URI {
+	if c.Machine.URI == m.URI {
 		return c, nil
 	}
 	c.Close()

@@ -9,12 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/offload-nix/offload/internal/builder"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/localstore"
 	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/slots"
-	"github.com/offload-nix/offload/pkg/ssh"
 )
 
 // maxAttempts bounds how many builders one request tries to connect to.
@@ -160,7 +160,7 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 			h.state.RecordSuccess(m.URI, h.env.Now().Sub(start))
 		}
 		h.recordDecision(name, pick.Accept, m.URI, d.Why())
-		c.store = h.guard(ctx, c)
+		c.Store = h.guard(ctx, c)
 		code := h.build(ctx, c, m, slot, req, job)
 		return code, true, nil
 	}
@@ -296,44 +296,12 @@ func (h *hook) localStore(ctx context.Context) (*localstore.Store, error) {
 // grows with each failure in a row.
 func (h *hook) connectFailed(i int, err error) {
 	m := &h.machines[i]
-	h.unreachable[i] = ErrCode(err).String()
+	h.unreachable[i] = builder.ErrCode(err).String()
 	h.log.Errorf("cannot build on '%s': %v", m.URI, err)
 	if h.state == nil {
 		return
 	}
-	h.state.RecordFailure(m.URI, ErrCode(err), h.cfg.UnhealthyBackoff, h.cfg.UnhealthyBackoffMax)
-}
-
-// ErrCode is the shared state's class of a connection failure; the hook
-// records it and `offload check` records the same.
-func ErrCode(err error) slots.ErrCode {
-	var hk *ssh.HostKeyError
-	if errors.As(err, &hk) {
-		return slots.ErrHostKey
-	}
-	var se *ssh.Error
-	if errors.As(err, &se) {
-		switch se.Kind {
-		case ssh.Refused, ssh.DNS:
-			return slots.ErrConnect
-		case ssh.Timeout:
-			return slots.ErrTimeout
-		case ssh.Auth:
-			return slots.ErrAuth
-		case ssh.HostKey:
-			return slots.ErrHostKey
-		case ssh.Protocol:
-			return slots.ErrProtocol
-		}
-	}
-	var ne *ssh.NoiseError
-	if errors.As(err, &ne) {
-		return slots.ErrProtocol
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return slots.ErrTimeout
-	}
-	return slots.ErrOther
+	h.state.RecordFailure(m.URI, builder.ErrCode(err), h.cfg.UnhealthyBackoff, h.cfg.UnhealthyBackoffMax)
 }
 
 // DrvName is the name of the derivation at store path p, without hash and

@@ -1,0 +1,257 @@
+// SPDX-License-Identifier: MIT
+
+package builder
+
+// The relay (pkg/mux) keeps SSH connections warm across hooks, like
+// OpenSSH's ControlPersist: the first hook that needs one starts it, as
+// this same binary with OFFLOAD_RELAY_DIR set, in a session of its own
+// (Nix kills the hook's whole process group when the hook ends), and it
+// exits by itself once it has been idle for connect-persist. A hook asks
+// the relay first and dials by itself when no relay answers; a builder
+// that the relay cannot reach fails as a direct connection would.
+//
+// Rules: the relay serves only its own uid, from a 0700 directory; a hook
+// uses only a relay of its own uid in a directory of its own (pkg/mux
+// Start checks both), and root's is never in a directory named by the
+// environment (su and sudo -E pass on another user's XDG_RUNTIME_DIR);
+// the relay inherits none of the hook's descriptors (stderr is Nix's
+// protocol, fd 4 the build log); and a connection error from it counts
+// against the builder like any other.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/offload-nix/offload/pkg/mux"
+	"github.com/offload-nix/offload/pkg/slots"
+	"github.com/offload-nix/offload/pkg/spec"
+	"github.com/offload-nix/offload/pkg/ssh"
+)
+
+const (
+	// EnvRelay names the relay's directory in a relay process.
+	EnvRelay = "OFFLOAD_RELAY_DIR"
+	// envPersist is connect-persist as a relay process is given it.
+	envPersist = "OFFLOAD_CONNECT_PERSIST"
+)
+
+// sshEnv are the variables pkg/ssh reads: a relay dials with the
+// requesting hook's values, and hooks whose values differ get different
+// connections.
+var sshEnv = []string{"NIX_SSHOPTS", "SSH_AUTH_SOCK"}
+
+// rootRelayDir is root's relay directory: on the runtime file system,
+// which only root can write to.
+const rootRelayDir = "/run/offload/relay"
+
+// relayTarget is what a relay needs to dial a builder for a hook.
+type relayTarget struct {
+	Machine spec.Machine
+	Env     map[string]string
+	Timeout time.Duration
+}
+
+// RelayDir is the relay's directory for this user: rootRelayDir for
+// root, else under $XDG_RUNTIME_DIR, or under stateDir (offload's state
+// directory). "" when the socket path would be too long.
+func RelayDir(getenv func(string) string, stateDir string) string {
+	var dir string
+	if os.Geteuid() == 0 {
+		dir = rootRelayDir
+	} else if x := getenv("XDG_RUNTIME_DIR"); x != "" {
+		dir = filepath.Join(x, "offload-relay")
+	} else {
+		dir = filepath.Join(stateDir, "relay-"+strconv.Itoa(os.Getuid()))
+	}
+	if len(mux.SocketPath(dir)) > 100 { // sun_path holds 108 bytes
+		return ""
+	}
+	return dir
+}
+
+func relayTargetOf(m *spec.Machine, o *Options) string {
+	getenv := o.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	t := relayTarget{Machine: *m, Env: map[string]string{}, Timeout: o.ConnectTimeout}
+	for _, k := range sshEnv {
+		if v := getenv(k); v != "" {
+			t.Env[k] = v
+		}
+	}
+	b, _ := json.Marshal(t)
+	return string(b)
+}
+
+// dialRelay starts the builder's store command through the relay in
+// o.Relay, starting the relay when none runs. An error wrapping
+// mux.ErrNoServer means the relay could not be used (the caller dials by
+// itself).
+func dialRelay(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
+	timeout := o.timeout()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	dir := o.Relay
+	sock := mux.SocketPath(dir)
+	target := relayTargetOf(m, &o)
+	argv := ssh.RemoteCommand(*m, false)
+	t0 := time.Now()
+	rs, err := mux.Start(ctx, sock, target, argv)
+	if errors.Is(err, mux.ErrUntrusted) {
+		o.logf("not using the connection relay at %s: %v", sock, err)
+		return nil, err
+	}
+	if errors.Is(err, mux.ErrNoServer) {
+		if serr := startRelay(dir, o.Persist); serr != nil {
+			o.debugf("starting the connection relay: %v", serr)
+			return nil, err
+		}
+		// The relay listens within milliseconds of starting.
+		for i := 0; i < 100 && errors.Is(err, mux.ErrNoServer) && ctx.Err() == nil; i++ {
+			time.Sleep(5 * time.Millisecond)
+			rs, err = mux.Start(ctx, sock, target, argv)
+		}
+	}
+	if err != nil {
+		return nil, relayErr(m, err)
+	}
+	c := &Conn{Machine: m, rs: rs, relaySock: sock, target: target, Tail: newTail(rs.Stderr)}
+	if err := c.handshake(m, timeout); err != nil {
+		c.Close()
+		return nil, &HandshakeError{Argv: argv, Err: err}
+	}
+	c.HandshakeTime = time.Since(t0)
+	return c, nil
+}
+
+// relayErr turns the relay's report of a failed dial into the error a
+// direct dial would have given, for the builder's health.
+func relayErr(m *spec.Machine, err error) error {
+	var me *mux.Error
+	if !errors.As(err, &me) {
+		return err
+	}
+	return &relayError{host: m.Host, code: slots.ErrCode(me.Code), msg: me.Msg}
+}
+
+type relayError struct {
+	host string
+	code slots.ErrCode
+	msg  string
+}
+
+func (e *relayError) Error() string { return e.msg }
+
+// startRelay starts a relay process for dir, detached from the hook's
+// process group and session.
+func startRelay(dir string, persist time.Duration) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if strings.HasSuffix(exe, ".test") {
+		// A test binary calling Main in-process: it would run its
+		// tests again.
+		return errors.New("not from a test binary")
+	}
+	cmd := exec.Command(exe)
+	cmd.Args = os.Args // argv[0] too: a multi-call binary dispatches on it
+	cmd.Env = append(os.Environ(), EnvRelay+"="+dir, envPersist+"="+persist.String())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = "/"
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%v: %w", cmd.Args, err)
+	}
+	// Not waited for: it outlives the hook, and init reaps it.
+	return cmd.Process.Release()
+}
+
+// ServeRelay is the relay process: it serves hooks on dir's socket until
+// it has been idle for idle. It returns nil at once when it cannot listen
+// there (another relay runs, or none can: hooks dial by themselves).
+func ServeRelay(ctx context.Context, dir string, idle time.Duration) error {
+	ln, lock, err := mux.Listen(dir)
+	if err != nil {
+		return nil
+	}
+	defer lock.Close()
+	s := &mux.Server{
+		Dial: relayDial,
+		Idle: idle,
+		UID:  -1,
+	}
+	return s.Serve(ctx, ln)
+}
+
+func relayDial(ctx context.Context, target string) (mux.Remote, error) {
+	var t relayTarget
+	if err := json.Unmarshal([]byte(target), &t); err != nil {
+		return nil, fmt.Errorf("relay: bad target: %w", err)
+	}
+	c, err := ssh.Dial(ctx, t.Machine, ssh.Options{
+		ConnectTimeout: t.Timeout,
+		Env:            func(k string) string { return t.Env[k] },
+	})
+	if err != nil {
+		return nil, codedErr{err}
+	}
+	return sshRemote{c}, nil
+}
+
+// codedErr carries the kind of a dial error to the hook.
+type codedErr struct{ error }
+
+func (e codedErr) MuxCode() uint32 { return uint32(ErrCode(e.error)) }
+func (e codedErr) Unwrap() error   { return e.error }
+
+// sshRemote runs relayed commands on an SSH connection.
+type sshRemote struct{ c *ssh.Client }
+
+func (r sshRemote) Close() error { return r.c.Close() }
+
+// copyBuf is the relay's copy buffer: large, so a NAR crosses the relay in
+// few reads and writes.
+const copyBuf = 256 << 10
+
+func (r sshRemote) Run(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer, started func()) (mux.Exit, error) {
+	sess, err := r.c.Start(ctx, argv)
+	if err != nil {
+		return mux.Exit{}, codedErr{err}
+	}
+	started()
+	go func() {
+		io.CopyBuffer(sess.Stdin, stdin, make([]byte, copyBuf))
+		sess.Stdin.Close()
+	}()
+	errDone := make(chan struct{})
+	go func() {
+		io.CopyBuffer(stderr, sess.Stderr, make([]byte, 32<<10))
+		close(errDone)
+	}()
+	io.CopyBuffer(stdout, sess.Stdout, make([]byte, copyBuf))
+	<-errDone
+	err = sess.Wait()
+	var ee *ssh.ExitError
+	switch {
+	case ctx.Err() != nil:
+		// The hook went away and the session was closed for it: the
+		// connection itself is fine.
+		return mux.Exit{Code: -1, Signal: "HUP"}, nil
+	case err == nil:
+		return mux.Exit{}, nil
+	case errors.As(err, &ee):
+		return mux.Exit{Code: ee.Code, Signal: ee.Signal}, nil
+	}
+	return mux.Exit{}, err
+}
