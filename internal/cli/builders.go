@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/offload-nix/offload/internal/decide"
 	"github.com/offload-nix/offload/internal/hook"
 	"github.com/offload-nix/offload/pkg/config"
 	"github.com/offload-nix/offload/pkg/nixconf"
@@ -117,9 +118,9 @@ func hookConfigFrom(c *config.Config) (hook.Config, error) {
 	if err != nil {
 		return hook.Config{}, err
 	}
-	var over []hook.ExecOverride
+	var over []decide.ExecOverride
 	for _, e := range execs {
-		over = append(over, hook.ExecOverride{Builder: e.Builder, System: e.System, Native: e.Native})
+		over = append(over, decide.ExecOverride{Builder: e.Builder, System: e.System, Native: e.Native})
 	}
 	persist := c.Duration("connect-persist")
 	if persist == 0 {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/offload-nix/offload/internal/hook"
+	"github.com/offload-nix/offload/internal/decide"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/pick"
 )
@@ -52,7 +52,7 @@ func (c pickCmd) Run(rc *runContext) error {
 			req.System = dv.Platform
 		}
 		if req.DrvName == "" {
-			req.DrvName = hook.DrvName(c.Drv)
+			req.DrvName = decide.DrvName(c.Drv)
 		}
 		if len(c.Features) == 0 {
 			req.Features = strings.Fields(dv.Getenv("requiredSystemFeatures"))

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/offload-nix/offload/internal/builder"
+	"github.com/offload-nix/offload/internal/decide"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/localstore"
@@ -120,7 +121,7 @@ func (h *hook) buildOn(ctx context.Context, c *builder.Conn, m *spec.Machine, sl
 		return exitFailed, nil
 	}
 	if built {
-		h.log.Msg(hookproto.LvlInfo, "'%s' has the outputs of %s already: copying them back without building", m.URI, drvName(req.DrvPath))
+		h.log.Msg(hookproto.LvlInfo, "'%s' has the outputs of %s already: copying them back without building", m.URI, decide.DrvName(req.DrvPath))
 	} else {
 		phase(slots.PhaseUploading)
 		n, err := h.upload(ctx, c, j, missing, slot)

@@ -23,11 +23,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/offload-nix/offload/internal/builder"
+	"github.com/offload-nix/offload/internal/decide"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/remoteload"
@@ -36,89 +36,12 @@ import (
 	"github.com/offload-nix/offload/pkg/spec"
 )
 
-// ExecOverride is one entry of the system-exec setting: Builder (a name or
-// URI) runs System natively or under emulation, whatever a probe says.
-type ExecOverride struct {
-	Builder, System string
-	Native          bool
-}
-
 // probeMaxAge is how old a builder's platform probe may be before a build
 // there probes it again.
 var probeMaxAge = 24 * time.Hour
 
 // platformProbeGrace is how long a finished build waits for the probe beside it.
 var platformProbeGrace = time.Second
-
-// ExecOf says how machine m runs system: as the system-exec setting says,
-// else as its last probe (b, nil when unknown) found, else unknown. The
-// second result names the emulator ("qemu-aarch64") when known.
-func ExecOf(m *spec.Machine, b *slots.Builder, system string, over []ExecOverride) (pick.Exec, string) {
-	for i := range over {
-		o := &over[i]
-		if o.System == system && (o.Builder == m.Name || o.Builder == m.URI) {
-			if o.Native {
-				return pick.Native, ""
-			}
-			return pick.Emulated, ""
-		}
-	}
-	if b == nil {
-		return pick.Unknown, ""
-	}
-	e, qemu := b.ExecOf(system)
-	switch e {
-	case slots.ExecNative:
-		return pick.Native, ""
-	case slots.ExecEmulated:
-		if qemu {
-			return pick.Emulated, QemuName(system)
-		}
-		return pick.Emulated, ""
-	}
-	return pick.Unknown, ""
-}
-
-// QemuName is the name of qemu-user's program for a Nix system:
-// "qemu-aarch64" for aarch64-linux, "qemu-arm" for armv7l-linux.
-func QemuName(system string) string {
-	arch, _, _ := strings.Cut(system, "-")
-	switch {
-	case strings.HasPrefix(arch, "arm"):
-		arch = "arm"
-	case arch == "i686":
-		arch = "i386"
-	case arch == "powerpc64le":
-		arch = "ppc64le"
-	case arch == "powerpc64":
-		arch = "ppc64"
-	}
-	return "qemu-" + arch
-}
-
-// setExecs fills each machine's Exec entry for the request's system, and
-// whether the derivation failed under emulation lately.
-func (h *hook) setExecs(req *pick.Request, now time.Time) {
-	for i := range h.machines {
-		var b *slots.Builder
-		for k := range h.snap {
-			if h.snap[k].URI == h.machines[i].URI {
-				b = &h.snap[k]
-				break
-			}
-		}
-		e, via := ExecOf(&h.machines[i], b, req.System, h.cfg.SystemExec)
-		if e == pick.Unknown {
-			continue
-		}
-		h.execs[i] = pick.SystemExec{System: req.System, Exec: e, Via: via}
-		h.loads[i].Exec = h.execs[i : i+1]
-	}
-	if h.state != nil && h.cfg.EmulationFailureMemory > 0 && req.DrvName != "" {
-		fl, _ := h.state.DrvFlags(req.DrvName, now.Add(-h.cfg.EmulationFailureMemory))
-		req.EmulationFailed = fl&slots.DrvEmulationFailed != 0
-	}
-}
 
 // probeDue reports whether builder uri's platform was never probed, or
 // longer ago than probeMaxAge.
@@ -214,7 +137,7 @@ var (
 // when no native builder could take it. The derivation's name is
 // remembered only when the second build succeeds (rememberEmulated).
 func (h *hook) retryNative(ctx context.Context, failed int, req *hookproto.Request, j *job, inputs, wanted []string, code int) int {
-	name := drvName(req.DrvPath)
+	name := decide.DrvName(req.DrvPath)
 	fm := &h.machines[failed]
 	if !h.cfg.EmulationRetry {
 		return code

@@ -24,12 +24,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/offload-nix/offload/internal/builder"
+	"github.com/offload-nix/offload/internal/decide"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/localstore"
@@ -78,7 +77,7 @@ type Config struct {
 	// builders run systems, over what their probes found.
 	EmulationRetry         bool
 	EmulationFailureMemory time.Duration
-	SystemExec             []ExecOverride
+	SystemExec             []decide.ExecOverride
 	// StallTimeout is how long a builder may move no byte while the hook
 	// waits on it (guard.go); 0 means DefaultStallTimeout.
 	StallTimeout time.Duration
@@ -238,9 +237,9 @@ func (h *hook) setup() error {
 		ExtraPlatforms: strings.Fields(s["extra-platforms"]),
 		Features:       strings.Fields(s["system-features"]),
 		SpeedFactor:    h.cfg.LocalSpeedFactor,
-		LoadPerCPU:     loadPerCPU(),
+		LoadPerCPU:     decide.LoadPerCPU(decide.Loadavg),
 	}
-	h.opts = PickOptions(h.cfg, h.env.Getenv)
+	h.opts = decide.Options(h.cfg.Emulation, h.cfg.EmulationPenalty, h.cfg.Thresholds, h.env.Getenv)
 	if len(ms) > 0 {
 		h.openState()
 	}
@@ -248,45 +247,15 @@ func (h *hook) setup() error {
 }
 
 func (h *hook) openState() {
-	getenv := h.env.Getenv
-	if dir := h.cfg.StateDir; dir != "" {
-		// The state-dir setting names offload's own directory, as
-		// OFFLOAD_STATE_DIR does.
-		getenv = func(k string) string {
-			if k == "OFFLOAD_STATE_DIR" {
-				return dir
-			}
-			return h.env.Getenv(k)
-		}
-	}
-	f, err := slots.OpenFallback("", h.machines, slots.Options{
+	f, err := decide.OpenSlots(h.stateDir(), h.machines, slots.Options{
 		Logf:   h.log.Warnf,
-		Getenv: getenv,
+		Getenv: h.env.Getenv,
 	})
 	if err != nil {
 		h.log.Warnf("builder load is not shared with other builds on this machine: %v", err)
 		return
 	}
 	h.state = f
-}
-
-// loadPerCPU is the one-minute load average per CPU: how busy the local
-// machine is, standing in for its busy build slots, which Nix does not tell
-// the hook.
-func loadPerCPU() float64 {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	v, err := strconv.ParseFloat(f[0], 64)
-	if err != nil {
-		return 0
-	}
-	return v / float64(runtime.NumCPU())
 }
 
 // decide fills h.loads from the shared state and chooses.
@@ -301,18 +270,11 @@ func (h *hook) decide(req *pick.Request) {
 		h.gen = h.state.Generation()
 		h.snap = h.state.Snapshot(h.snap[:0])
 	}
-	for i := range h.loads {
-		h.loads[i] = pick.Load{}
-	}
 	if len(h.execs) != len(h.machines) {
 		h.execs = make([]pick.SystemExec, len(h.machines))
 	}
-	for k := range h.snap {
-		if i := h.index(h.snap[k].URI); i >= 0 {
-			h.loads[i] = LoadOf(&h.snap[k], now)
-		}
-	}
-	h.setExecs(req, now)
+	decide.Loads(h.loads, h.execs, h.machines, h.snap, req.System, h.cfg.SystemExec, now)
+	req.EmulationFailed = decide.EmulationFailed(h.state, req.DrvName, h.cfg.EmulationFailureMemory, now)
 	if in := h.inputsThere(req.DrvPath); in != nil {
 		for i := range h.loads {
 			h.loads[i].InputsThere = in[i]
@@ -325,15 +287,6 @@ func (h *hook) decide(req *pick.Request) {
 		}
 	}
 	pick.Choose(&h.decision, h.machines, h.loads, *req, h.local, h.opts, now)
-}
-
-func (h *hook) index(uri string) int {
-	for i := range h.machines {
-		if h.machines[i].URI == uri {
-			return i
-		}
-	}
-	return -1
 }
 
 // recordDecision keeps the decision in the shared ring, for `offload

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/decide"
 	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/remoteload"
 	"github.com/offload-nix/offload/pkg/slots"
@@ -54,7 +55,7 @@ func BenchmarkDecideLoad(b *testing.B) {
 				unreachable: make([]string, len(ms)),
 				local:       pick.Local{System: "aarch64-linux"},
 			}
-			h.opts = PickOptions(h.cfg, h.env.Getenv)
+			h.opts = decide.Options(h.cfg.Emulation, h.cfg.EmulationPenalty, h.cfg.Thresholds, h.env.Getenv)
 			req := pick.Request{System: "x86_64-linux", DrvPath: "/nix/store/00000000000000000000000000000000-x.drv", DrvName: "x"}
 			h.decide(&req)
 			if h.decision.Answer != pick.Accept {

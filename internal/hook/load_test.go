@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/decide"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/remoteload"
@@ -61,7 +62,7 @@ func loadHook(t *testing.T, cfg Config) (*hook, *bytes.Buffer) {
 		local:       pick.Local{System: "aarch64-linux"},
 		storeErr:    errors.New("no local store in this test"),
 	}
-	h.opts = PickOptions(h.cfg, h.env.Getenv)
+	h.opts = decide.Options(h.cfg.Emulation, h.cfg.EmulationPenalty, h.cfg.Thresholds, h.env.Getenv)
 	return h, &stderr
 }
 

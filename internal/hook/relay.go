@@ -33,12 +33,12 @@ func (h *hook) persist() time.Duration {
 	return max(d, 0)
 }
 
-// stateDir is offload's state directory, where the relay of a user
-// without a runtime directory lives.
+// stateDir is offload's state directory: the slot file's, and the relay's
+// of a user without a runtime directory.
 func (h *hook) stateDir() string {
-	base := h.env.Getenv("OFFLOAD_STATE_DIR")
+	base := h.cfg.StateDir
 	if base == "" {
-		base = h.cfg.StateDir
+		base = h.env.Getenv("OFFLOAD_STATE_DIR")
 	}
 	if base == "" {
 		base = "/nix/var/nix/offload"

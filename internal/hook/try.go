@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/offload-nix/offload/internal/builder"
+	"github.com/offload-nix/offload/internal/decide"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/localstore"
@@ -24,11 +25,11 @@ const maxAttempts = 8
 // its work (it accepted and built, or declined permanently) and must exit
 // with code.
 func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done bool, err error) {
-	name := drvName(req.DrvPath)
+	name := decide.DrvName(req.DrvPath)
 	h.lastReq = *req
 	// A builder this process could not reach is skipped for the rest of
 	// this request only; for later ones the shared health (backoff, and
-	// DownAfter failures) decides, so one slow handshake does not turn
+	// decide.DownAfter failures) decides, so one slow handshake does not turn
 	// every later derivation away.
 	for i := range h.unreachable {
 		h.unreachable[i] = ""
@@ -302,19 +303,4 @@ func (h *hook) connectFailed(i int, err error) {
 		return
 	}
 	h.state.RecordFailure(m.URI, builder.ErrCode(err), h.cfg.UnhealthyBackoff, h.cfg.UnhealthyBackoffMax)
-}
-
-// DrvName is the name of the derivation at store path p, without hash and
-// ".drv": "hello-2.12".
-func DrvName(p string) string { return drvName(p) }
-
-// drvName is the derivation's name without hash and ".drv".
-func drvName(p string) string {
-	if i := strings.LastIndexByte(p, '/'); i >= 0 {
-		p = p[i+1:]
-	}
-	if i := strings.IndexByte(p, '-'); i >= 0 {
-		p = p[i+1:]
-	}
-	return strings.TrimSuffix(p, ".drv")
 }
