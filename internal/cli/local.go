@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/offload-nix/offload/internal/decide"
-	"github.com/offload-nix/offload/internal/hook"
+	"github.com/offload-nix/offload/pkg/config"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/nixconf"
 	"github.com/offload-nix/offload/pkg/pick"
@@ -74,7 +74,7 @@ func listSetting(conf *nixconf.Conf, key string, def []string) []string {
 // whether req's derivation failed under emulation lately.
 // A missing slot file means every builder is idle and healthy; an
 // unreadable one is said once and counts as missing.
-func (rc *runContext) loads(ms []spec.Machine, req *pick.Request, cfg hook.Config, d *drv.Derivation) []pick.Load {
+func (rc *runContext) loads(ms []spec.Machine, req *pick.Request, over []config.ExecEntry, failureMemory time.Duration, d *drv.Derivation) []pick.Load {
 	loads := make([]pick.Load, len(ms))
 	execs := make([]pick.SystemExec, len(ms))
 	if len(ms) == 0 {
@@ -86,11 +86,11 @@ func (rc *runContext) loads(ms []spec.Machine, req *pick.Request, cfg hook.Confi
 		if !errors.Is(err, fs.ErrNotExist) {
 			rc.warnf("builder load unknown, taking every builder as idle: %v", errors.Unwrap(err))
 		}
-		decide.Loads(loads, execs, ms, nil, req.System, cfg.SystemExec, now)
+		decide.Loads(loads, execs, ms, nil, req.System, over, now)
 		return loads
 	}
 	defer f.Close()
-	decide.Loads(loads, execs, ms, f.Snapshot(nil), req.System, cfg.SystemExec, now)
+	decide.Loads(loads, execs, ms, f.Snapshot(nil), req.System, over, now)
 	if d != nil {
 		if in := decide.InputsThere(f.Decisions(nil), ms, d); in != nil {
 			for i := range loads {
@@ -98,12 +98,6 @@ func (rc *runContext) loads(ms []spec.Machine, req *pick.Request, cfg hook.Confi
 			}
 		}
 	}
-	req.EmulationFailed = decide.EmulationFailed(f, req.DrvName, cfg.EmulationFailureMemory, now)
+	req.EmulationFailed = decide.EmulationFailed(f, req.DrvName, failureMemory, now)
 	return loads
-}
-
-// pickOptions are the hook's choosing options: offload's settings and the
-// OFFLOAD_ONLY and OFFLOAD_AVOID lists of the environment.
-func (rc *runContext) pickOptions(cfg hook.Config) pick.Options {
-	return decide.Options(cfg.Emulation, cfg.EmulationPenalty, cfg.Thresholds, rc.env.Getenv)
 }

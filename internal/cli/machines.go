@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/offload-nix/offload/internal/decide"
+	"github.com/offload-nix/offload/pkg/config"
 	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/remoteload"
 	"github.com/offload-nix/offload/pkg/slots"
@@ -111,11 +112,9 @@ func (c machinesCmd) Run(rc *runContext) error {
 // system-exec setting, the shared state (read-only; missing: nothing
 // probed) and pick's presumption.
 func (rc *runContext) systemExecs(ms []spec.Machine) [][]systemExec {
-	var over []decide.ExecOverride
+	var over []config.ExecEntry
 	if settings, err := rc.settings(); err == nil {
-		if cfg, err := hookConfigFrom(settings); err == nil {
-			over = cfg.SystemExec
-		}
+		over, _ = decide.SystemExec(settings)
 	}
 	var snap []slots.Builder
 	if f, err := rc.openSlots(ms, true); err == nil {

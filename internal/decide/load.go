@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/offload-nix/offload/pkg/config"
 	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
@@ -48,7 +49,7 @@ func Load(b *slots.Builder, now time.Time) pick.Load {
 // health, busy slots and readings, and how each machine runs system (over
 // is the system-exec setting). execs backs the loads' Exec entries; both
 // have len(ms).
-func Loads(loads []pick.Load, execs []pick.SystemExec, ms []spec.Machine, snap []slots.Builder, system string, over []ExecOverride, now time.Time) {
+func Loads(loads []pick.Load, execs []pick.SystemExec, ms []spec.Machine, snap []slots.Builder, system string, over []config.ExecEntry, now time.Time) {
 	for i := range ms {
 		var b *slots.Builder
 		for k := range snap {
@@ -79,17 +80,10 @@ func EmulationFailed(f *slots.File, name string, memory time.Duration, now time.
 	return fl&slots.DrvEmulationFailed != 0
 }
 
-// ExecOverride is one entry of the system-exec setting: Builder (a name or
-// URI) runs System natively or under emulation, whatever a probe says.
-type ExecOverride struct {
-	Builder, System string
-	Native          bool
-}
-
 // ExecOf says how machine m runs system: as the system-exec setting says,
 // else as its last probe (b, nil when unknown) found, else unknown. The
 // second result names the emulator ("qemu-aarch64") when known.
-func ExecOf(m *spec.Machine, b *slots.Builder, system string, over []ExecOverride) (pick.Exec, string) {
+func ExecOf(m *spec.Machine, b *slots.Builder, system string, over []config.ExecEntry) (pick.Exec, string) {
 	for i := range over {
 		o := &over[i]
 		if o.System == system && (o.Builder == m.Name || o.Builder == m.URI) {
@@ -132,16 +126,37 @@ func QemuName(system string) string {
 	return "qemu-" + arch
 }
 
-// Options are the choosing options: offload's settings and the
+// Options are the choosing options: offload's settings c and the
 // OFFLOAD_ONLY and OFFLOAD_AVOID lists of the environment.
-func Options(em pick.Emulation, penalty float64, th pick.Thresholds, getenv func(string) string) pick.Options {
+func Options(c *config.Config, getenv func(string) string) (pick.Options, error) {
+	em, err := pick.ParseEmulation(c.Emulation())
+	if err != nil {
+		return pick.Options{}, err
+	}
+	var th pick.Thresholds
+	if c.LoadAware() {
+		th = pick.Thresholds{
+			MaxAge:         c.LoadMaxAge(),
+			Builds:         true,
+			LoadPerCPU:     c.LoadMaxPerCPU(),
+			CPUPressure:    c.CPUPressureMax(),
+			MemoryPressure: c.MemoryPressureMax(),
+			StoreFree:      c.StoreFreeMin(),
+		}
+	}
 	return pick.Options{
 		Emulation:        em,
-		EmulationPenalty: penalty,
+		EmulationPenalty: c.Float("emulation-penalty"),
 		Thresholds:       th,
 		Only:             pick.ParseList(getenv("OFFLOAD_ONLY")),
 		Avoid:            pick.ParseList(getenv("OFFLOAD_AVOID")),
-	}
+	}, nil
+}
+
+// SystemExec is the system-exec setting: how builders run systems, over
+// what their probes found (ExecOf).
+func SystemExec(c *config.Config) ([]config.ExecEntry, error) {
+	return config.ParseExecList(c.String("system-exec"))
 }
 
 // Loadavg is where the local machine's load is read.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/pkg/config"
 	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
@@ -14,14 +15,14 @@ import (
 func TestExecOf(t *testing.T) {
 	m := spec.Machine{URI: "ssh://big", Name: "big", Systems: []string{"x86_64-linux", "aarch64-linux", "riscv64-linux"}}
 	var b slots.Builder
-	over := []ExecOverride{{Builder: "big", System: "riscv64-linux", Native: true}}
+	over := []config.ExecEntry{{Builder: "big", System: "riscv64-linux", Native: true}}
 	if e, via := ExecOf(&m, nil, "aarch64-linux", over); e != pick.Unknown || via != "" {
 		t.Errorf("nothing known: %v %q", e, via)
 	}
 	if e, _ := ExecOf(&m, &b, "riscv64-linux", over); e != pick.Native {
 		t.Errorf("system-exec native: %v", e)
 	}
-	if e, _ := ExecOf(&m, &b, "riscv64-linux", []ExecOverride{{Builder: "ssh://big", System: "riscv64-linux"}}); e != pick.Emulated {
+	if e, _ := ExecOf(&m, &b, "riscv64-linux", []config.ExecEntry{{Builder: "ssh://big", System: "riscv64-linux"}}); e != pick.Emulated {
 		t.Errorf("system-exec emulated, by URI: %v", e)
 	}
 	// A probe, through the slot file.
@@ -35,7 +36,7 @@ func TestExecOf(t *testing.T) {
 	if e, via := ExecOf(&m, &snap[0], "aarch64-linux", nil); e != pick.Emulated || via != "qemu-aarch64" {
 		t.Errorf("probed emulated: %v %q", e, via)
 	}
-	if e, _ := ExecOf(&m, &snap[0], "aarch64-linux", []ExecOverride{{Builder: "big", System: "aarch64-linux", Native: true}}); e != pick.Native {
+	if e, _ := ExecOf(&m, &snap[0], "aarch64-linux", []config.ExecEntry{{Builder: "big", System: "aarch64-linux", Native: true}}); e != pick.Native {
 		t.Errorf("system-exec does not beat the probe: %v", e)
 	}
 	for sys, want := range map[string]string{"aarch64-linux": "qemu-aarch64", "armv7l-linux": "qemu-arm", "armv6l-linux": "qemu-arm",

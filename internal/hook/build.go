@@ -39,14 +39,14 @@ func (h *hook) connect(ctx context.Context, m *spec.Machine) (*builder.Conn, err
 // dialOptions are how this hook reaches builders.
 func (h *hook) dialOptions() builder.Options {
 	o := builder.Options{
-		ConnectTimeout: h.cfg.ConnectTimeout,
+		ConnectTimeout: h.cfg.ConnectTimeout(),
 		Getenv:         h.env.Getenv,
 		Logf:           h.log.Warnf,
 		Debugf:         h.log.Debugf,
 		Substitute:     h.settings["builders-use-substitutes"] == "true",
 	}
-	if p := h.persist(); p > 0 {
-		o.Relay, o.Persist = builder.RelayDir(h.env.Getenv, h.stateDir()), p
+	if p := h.cfg.Duration("connect-persist"); p > 0 {
+		o.Relay, o.Persist = builder.RelayDir(h.env.Getenv, h.cfg.StateDir()), p
 	}
 	return o
 }

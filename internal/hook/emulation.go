@@ -139,7 +139,7 @@ var (
 func (h *hook) retryNative(ctx context.Context, failed int, req *hookproto.Request, j *job, inputs, wanted []string, code int) int {
 	name := decide.DrvName(req.DrvPath)
 	fm := &h.machines[failed]
-	if !h.cfg.EmulationRetry {
+	if !h.cfg.Bool("emulation-retry") {
 		return code
 	}
 	preq := pick.Request{System: req.System, Features: req.Features, DrvPath: req.DrvPath, DrvName: name}
@@ -229,7 +229,7 @@ func (h *hook) retryNative(ctx context.Context, failed int, req *hookproto.Reque
 // firefox-130.0 off emulating builders for emulation-failure-memory
 // (TestEmulationMemoryNeedsProof, TestEmulationFailsEverywhereNotRemembered).
 func (h *hook) rememberEmulated(name string, code int) {
-	if code != exitOK || h.state == nil || h.cfg.EmulationFailureMemory <= 0 {
+	if code != exitOK || h.state == nil || h.cfg.Duration("emulation-failure-memory") <= 0 {
 		return
 	}
 	h.state.RememberDrv(name, slots.DrvEmulationFailed, h.env.Now())

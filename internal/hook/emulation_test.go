@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -73,7 +74,7 @@ func TestEmulationMemoryNeedsProof(t *testing.T) {
 			state := openState(t, filepath.Join(t.TempDir(), "slots"), ms)
 			h := &hook{
 				env:      Env{Now: time.Now},
-				cfg:      Config{EmulationRetry: tt.retry, EmulationFailureMemory: time.Hour},
+				cfg:      testConfig(t, "emulation-retry", strconv.FormatBool(tt.retry), "emulation-failure-memory", "1h"),
 				log:      hookproto.NewLogger(io.Discard, 0),
 				state:    state,
 				machines: ms,
@@ -91,7 +92,7 @@ func TestEmulationMemoryNeedsProof(t *testing.T) {
 	}
 
 	state := openState(t, filepath.Join(t.TempDir(), "slots"), []spec.Machine{emu})
-	h := &hook{env: Env{Now: time.Now}, cfg: Config{EmulationRetry: true, EmulationFailureMemory: time.Hour}, state: state}
+	h := &hook{env: Env{Now: time.Now}, cfg: testConfig(t, "emulation-retry", "true", "emulation-failure-memory", "1h"), state: state}
 	for _, code := range []int{exitBuildFailed, exitTimedOut, exitFailed} {
 		h.rememberEmulated(name, code)
 		if fl, _ := state.DrvFlags(name, time.Time{}); fl != 0 {
@@ -102,7 +103,7 @@ func TestEmulationMemoryNeedsProof(t *testing.T) {
 	if fl, _ := state.DrvFlags(name, time.Time{}); fl != slots.DrvEmulationFailed {
 		t.Errorf("DrvFlags after a native success = %d, want %d", fl, slots.DrvEmulationFailed)
 	}
-	h.cfg.EmulationFailureMemory = 0
+	h.cfg = testConfig(t, "emulation-retry", "true", "emulation-failure-memory", "0")
 	h.rememberEmulated("other-1.0", exitOK)
 	if fl, _ := state.DrvFlags("other-1.0", time.Time{}); fl != 0 {
 		t.Errorf("remembered with emulation-failure-memory 0")

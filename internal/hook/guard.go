@@ -76,8 +76,8 @@ func (g *guarded) check(err error) error {
 		}
 	}
 	g.once.Do(func() {
-		cfg := &g.h.cfg
-		g.h.state.RecordFailure(g.c.Machine.URI, code, cfg.UnhealthyBackoff, cfg.UnhealthyBackoffMax)
+		cfg := g.h.cfg
+		g.h.state.RecordFailure(g.c.Machine.URI, code, cfg.UnhealthyBackoff(), cfg.UnhealthyBackoffMax())
 	})
 	return err
 }
@@ -184,17 +184,11 @@ func (g *guarded) probe(pw *io.PipeWriter, done <-chan struct{}) {
 
 // end closes the session under the builder.Remote store, direct or through the
 // relay, so that whatever waits on it returns; conn.Close still reaps it.
-// DefaultStallTimeout is how long a builder may move no byte while the hook
-// waits on it, when the stall-timeout setting does not say: longer than a
-// healthy builder stays silent (a garbage collection there holds its
-// store's lock for minutes), far shorter than forever.
-const DefaultStallTimeout = 10 * time.Minute
-
+// stallTimeout is how long a builder may move no byte while the hook waits
+// on it: longer than a healthy builder stays silent (a garbage collection
+// there holds its store's lock for minutes), far shorter than forever.
 func (h *hook) stallTimeout() time.Duration {
-	if h.cfg.StallTimeout > 0 {
-		return h.cfg.StallTimeout
-	}
-	return DefaultStallTimeout
+	return h.cfg.Duration("stall-timeout")
 }
 
 // stallError is a wait on a builder that the watchdog ended.

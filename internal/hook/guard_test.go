@@ -106,7 +106,7 @@ func stallHook(t *testing.T, uri string, b *stallBuilder, timeout time.Duration)
 	m := spec.Machine{URI: uri, Name: "b1", Host: "b1", Scheme: "ssh", MaxJobs: 1}
 	h := &hook{
 		env:   Env{Now: time.Now},
-		cfg:   Config{StallTimeout: timeout, UnhealthyBackoff: time.Minute, UnhealthyBackoffMax: time.Hour},
+		cfg:   testConfig(t, "stall-timeout", timeout.String(), "unhealthy-backoff", "1m", "unhealthy-backoff-max", "1h"),
 		log:   hookproto.NewLogger(io.Discard, 0),
 		state: openState(t, filepath.Join(t.TempDir(), "slots"), []spec.Machine{m}),
 	}

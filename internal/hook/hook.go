@@ -29,6 +29,7 @@ import (
 
 	"github.com/offload-nix/offload/internal/builder"
 	"github.com/offload-nix/offload/internal/decide"
+	"github.com/offload-nix/offload/pkg/config"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/localstore"
@@ -48,40 +49,6 @@ const (
 	exitBuildFailed = 100
 	exitTimedOut    = 101
 )
-
-// Config is offload's own settings that the hook uses (pkg/config fills it).
-type Config struct {
-	ConnectTimeout      time.Duration
-	StateDir            string
-	Emulation           pick.Emulation
-	EmulationPenalty    float64
-	LocalSpeedFactor    float64
-	UnhealthyBackoff    time.Duration
-	UnhealthyBackoffMax time.Duration
-	PostponeWait        time.Duration
-	// Thresholds keep builders that are busy elsewhere away (zero: off);
-	// LoadRefresh is how old a builder's shared load reading may get
-	// before a hook that connects there reads it again (0: never).
-	Thresholds  pick.Thresholds
-	LoadRefresh time.Duration
-	// ConnectPersist is how long a builder connection outlives the hook
-	// that opened it, held by a relay process that later hooks use
-	// (relay.go): 0 means DefaultConnectPersist, a negative value turns
-	// the relay off. OFFLOAD_CONNECT_PERSIST overrides it (e.g. "30s";
-	// "0": off).
-	ConnectPersist time.Duration
-	// EmulationRetry builds a derivation that failed on a builder
-	// emulating its system again, once, on a native one (emulation.go);
-	// EmulationFailureMemory is how long its name is remembered to go to
-	// native builders first (0: not remembered); SystemExec states how
-	// builders run systems, over what their probes found.
-	EmulationRetry         bool
-	EmulationFailureMemory time.Duration
-	SystemExec             []decide.ExecOverride
-	// StallTimeout is how long a builder may move no byte while the hook
-	// waits on it (guard.go); 0 means DefaultStallTimeout.
-	StallTimeout time.Duration
-}
 
 // Env is the hook's view of its process.
 type Env struct {
@@ -104,14 +71,15 @@ type Env struct {
 // declines or postpones.
 type hook struct {
 	env      Env
-	cfg      Config
+	cfg      *config.Config
 	log      *hookproto.Logger
 	in       *wire.Reader
 	settings map[string]string
 	machines []spec.Machine
 	local    pick.Local
 	opts     pick.Options
-	state    *slots.File // nil: no shared state (one warning said why)
+	over     []config.ExecEntry // system-exec
+	state    *slots.File        // nil: no shared state (one warning said why)
 	loads    []pick.Load
 	snap     []slots.Builder
 	gen      uint32
@@ -142,7 +110,10 @@ type hook struct {
 
 // Main runs the hook protocol until Nix closes its input or a build ends,
 // and returns the exit code.
-func Main(ctx context.Context, verbosity int, cfg Config, env Env) int {
+//
+// cfg is offload's settings (pkg/config); the hook reads each where it
+// uses it.
+func Main(ctx context.Context, verbosity int, cfg *config.Config, env Env) int {
 	if env.Now == nil {
 		env.Now = time.Now
 	}
@@ -150,8 +121,7 @@ func Main(ctx context.Context, verbosity int, cfg Config, env Env) int {
 		env.Getenv = os.Getenv
 	}
 	if dir := env.Getenv(builder.EnvRelay); dir != "" {
-		h := &hook{env: env, cfg: cfg}
-		if err := builder.ServeRelay(ctx, dir, h.persist()); err != nil {
+		if err := builder.ServeRelay(ctx, dir, cfg.Duration("connect-persist")); err != nil {
 			return exitFailed
 		}
 		return exitOK
@@ -236,10 +206,15 @@ func (h *hook) setup() error {
 		System:         s["system"],
 		ExtraPlatforms: strings.Fields(s["extra-platforms"]),
 		Features:       strings.Fields(s["system-features"]),
-		SpeedFactor:    h.cfg.LocalSpeedFactor,
+		SpeedFactor:    h.cfg.LocalSpeedFactor(),
 		LoadPerCPU:     decide.LoadPerCPU(decide.Loadavg),
 	}
-	h.opts = decide.Options(h.cfg.Emulation, h.cfg.EmulationPenalty, h.cfg.Thresholds, h.env.Getenv)
+	if h.opts, err = decide.Options(h.cfg, h.env.Getenv); err != nil {
+		return err
+	}
+	if h.over, err = decide.SystemExec(h.cfg); err != nil {
+		return err
+	}
 	if len(ms) > 0 {
 		h.openState()
 	}
@@ -247,7 +222,7 @@ func (h *hook) setup() error {
 }
 
 func (h *hook) openState() {
-	f, err := decide.OpenSlots(h.stateDir(), h.machines, slots.Options{
+	f, err := decide.OpenSlots(h.cfg.StateDir(), h.machines, slots.Options{
 		Logf:   h.log.Warnf,
 		Getenv: h.env.Getenv,
 	})
@@ -273,8 +248,8 @@ func (h *hook) decide(req *pick.Request) {
 	if len(h.execs) != len(h.machines) {
 		h.execs = make([]pick.SystemExec, len(h.machines))
 	}
-	decide.Loads(h.loads, h.execs, h.machines, h.snap, req.System, h.cfg.SystemExec, now)
-	req.EmulationFailed = decide.EmulationFailed(h.state, req.DrvName, h.cfg.EmulationFailureMemory, now)
+	decide.Loads(h.loads, h.execs, h.machines, h.snap, req.System, h.over, now)
+	req.EmulationFailed = decide.EmulationFailed(h.state, req.DrvName, h.cfg.Duration("emulation-failure-memory"), now)
 	if in := h.inputsThere(req.DrvPath); in != nil {
 		for i := range h.loads {
 			h.loads[i].InputsThere = in[i]

@@ -48,14 +48,15 @@ func BenchmarkDecideLoad(b *testing.B) {
 			}
 			h := &hook{
 				env:         Env{Now: time.Now, Getenv: func(string) string { return "" }},
-				cfg:         Config{Thresholds: bc.th, LoadRefresh: time.Hour},
+				cfg:         testConfig(b, "load-refresh", "1h", "load-max-age", "1h"),
 				machines:    ms,
 				state:       f,
 				loads:       make([]pick.Load, len(ms)),
 				unreachable: make([]string, len(ms)),
 				local:       pick.Local{System: "aarch64-linux"},
 			}
-			h.opts = decide.Options(h.cfg.Emulation, h.cfg.EmulationPenalty, h.cfg.Thresholds, h.env.Getenv)
+			h.opts, _ = decide.Options(h.cfg, h.env.Getenv)
+			h.opts.Thresholds = bc.th
 			req := pick.Request{System: "x86_64-linux", DrvPath: "/nix/store/00000000000000000000000000000000-x.drv", DrvName: "x"}
 			h.decide(&req)
 			if h.decision.Answer != pick.Accept {

@@ -30,7 +30,6 @@ import (
 	"github.com/offload-nix/offload/pkg/remoteload"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
-	"github.com/offload-nix/offload/pkg/ssh"
 )
 
 // gate is what loadGate and refresh tell try to do next.
@@ -76,7 +75,7 @@ type loadTry struct {
 
 // loadAware reports whether builders' readings take part in the choice.
 func (h *hook) loadAware() bool {
-	return h.state != nil && h.cfg.LoadRefresh > 0 && h.cfg.Thresholds != (pick.Thresholds{})
+	return h.state != nil && h.cfg.LoadRefresh() > 0 && h.opts.Thresholds != (pick.Thresholds{})
 }
 
 // builder returns machine i's record in the last snapshot, or nil.
@@ -132,9 +131,9 @@ func (h *hook) loadGate(ctx context.Context, i int, lt *loadTry) gate {
 	}
 	r := &b.Reading
 	age := h.env.Now().Sub(r.Time)
-	maxAge := h.cfg.LoadRefresh
-	if !r.Time.IsZero() && age < h.cfg.LoadRefresh {
-		if !h.cfg.Thresholds.Builds || r.Builds < 0 || accounts(b) {
+	maxAge := h.cfg.LoadRefresh()
+	if !r.Time.IsZero() && age < h.cfg.LoadRefresh() {
+		if !h.opts.Thresholds.Builds || r.Builds < 0 || accounts(b) {
 			return gateGo
 		}
 		m := &h.machines[i]
@@ -175,11 +174,11 @@ func (h *hook) refreshRejected(ctx context.Context, d *pick.Decision, lt *loadTr
 			continue
 		}
 		b := h.builder(i)
-		if b == nil || now.Sub(b.Reading.Time) < h.cfg.LoadRefresh {
+		if b == nil || now.Sub(b.Reading.Time) < h.cfg.LoadRefresh() {
 			continue
 		}
 		lt.refreshes++
-		if g := h.refresh(ctx, i, h.cfg.LoadRefresh, lt); g != gateGo {
+		if g := h.refresh(ctx, i, h.cfg.LoadRefresh(), lt); g != gateGo {
 			return g
 		}
 	}
@@ -201,7 +200,7 @@ func (h *hook) staleAt(d *pick.Decision, lt *loadTry) time.Time {
 			continue
 		}
 		if b := h.builder(i); b != nil && !b.Reading.Time.IsZero() {
-			t := b.Reading.Time.Add(h.cfg.LoadRefresh)
+			t := b.Reading.Time.Add(h.cfg.LoadRefresh())
 			if t.After(now) && (at.IsZero() || t.Before(at)) {
 				at = t
 			}
@@ -217,7 +216,7 @@ func (h *hook) staleAt(d *pick.Decision, lt *loadTry) time.Time {
 func (h *hook) waitSlots(ctx context.Context, lt *loadTry, until time.Time, why string) gate {
 	now := time.Now() // real time: WaitChange sleeps in it
 	if lt.waitUntil.IsZero() {
-		lt.waitUntil = now.Add(h.cfg.PostponeWait)
+		lt.waitUntil = now.Add(h.cfg.PostponeWait())
 	}
 	left := lt.waitUntil.Sub(now)
 	if left <= 0 || ctx.Err() != nil {
@@ -284,7 +283,7 @@ func (h *hook) refresh(ctx context.Context, i int, maxAge time.Duration, lt *loa
 // it to give up (gateGo), polling the slot file.
 func (h *hook) awaitReading(ctx context.Context, i int, seen time.Time, lt *loadTry) gate {
 	m := &h.machines[i]
-	timeout := h.connectTimeout()
+	timeout := h.cfg.ConnectTimeout()
 	deadline := time.Now().Add(timeout)
 	for {
 		gen := h.state.Generation()
@@ -311,13 +310,6 @@ func (h *hook) awaitReading(ctx context.Context, i int, seen time.Time, lt *load
 	}
 }
 
-func (h *hook) connectTimeout() time.Duration {
-	if h.cfg.ConnectTimeout > 0 {
-		return h.cfg.ConnectTimeout
-	}
-	return ssh.DefaultConnectTimeout
-}
-
 // readLoad runs the load command over c, within the connect timeout. A
 // failed reading is all unknown: stored all the same, so that other hooks
 // do not retry at once. The builder's platform comes with it, and is
@@ -337,7 +329,7 @@ func (h *hook) readLoad(ctx context.Context, c *builder.Conn, m *spec.Machine) r
 // runLoadScript runs remoteload's script over c, within the connect
 // timeout.
 func (h *hook) runLoadScript(ctx context.Context, c *builder.Conn) (remoteload.Reading, remoteload.Platform, error) {
-	ctx, cancel := context.WithTimeout(ctx, h.connectTimeout())
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.ConnectTimeout())
 	defer cancel()
 	return c.ReadLoad(ctx)
 }
@@ -347,7 +339,7 @@ func (h *hook) runLoadScript(ctx context.Context, c *builder.Conn) (remoteload.R
 // slot first: two hooks that decided on the same reading at once must not
 // both send a build that no reading shows yet (see the rules above).
 func (h *hook) othersOnTheirWay(uri string, slot *slots.Slot) bool {
-	if !h.loadAware() || !h.cfg.Thresholds.Builds {
+	if !h.loadAware() || !h.opts.Thresholds.Builds {
 		return false
 	}
 	h.snap = h.state.Snapshot(h.snap[:0])

@@ -68,10 +68,10 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 				attempt--
 				continue
 			}
-			if d.Answer == pick.Postpone && h.cfg.PostponeWait > 0 && h.state != nil {
+			if d.Answer == pick.Postpone && h.cfg.PostponeWait() > 0 && h.state != nil {
 				now := time.Now() // real time: WaitChange sleeps in it
 				if lt.waitUntil.IsZero() {
-					lt.waitUntil = now.Add(h.cfg.PostponeWait)
+					lt.waitUntil = now.Add(h.cfg.PostponeWait())
 				}
 				left := lt.waitUntil.Sub(now)
 				if at := h.staleAt(d, &lt); !at.IsZero() {
@@ -302,5 +302,5 @@ func (h *hook) connectFailed(i int, err error) {
 	if h.state == nil {
 		return
 	}
-	h.state.RecordFailure(m.URI, builder.ErrCode(err), h.cfg.UnhealthyBackoff, h.cfg.UnhealthyBackoffMax)
+	h.state.RecordFailure(m.URI, builder.ErrCode(err), h.cfg.UnhealthyBackoff(), h.cfg.UnhealthyBackoffMax())
 }
