@@ -92,6 +92,7 @@ type Conn struct {
 
 	version           uint64
 	trustKnown, trust bool
+	started           time.Time // when the store command started
 
 	client *ssh.Client
 	sess   *ssh.Session
@@ -214,25 +215,35 @@ func Dial(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 		}
 		o.debugf("connecting to '%s' without the relay: %v", m.URI, err)
 	}
-	t0 := time.Now()
-	client, err := ssh.Dial(ctx, *m, o.sshOptions())
+	c, argv, err := dialCommand(ctx, m, &o, false)
 	if err != nil {
 		return nil, err
 	}
+	c.Tail = newTail(c.sess.Stderr)
+	if err := c.handshake(m, o.timeout()); err != nil {
+		c.Close()
+		return nil, &HandshakeError{Argv: argv, HostKey: c.client.HostKey(), Err: err}
+	}
+	c.HandshakeTime = time.Since(c.started)
+	return c, nil
+}
+
+// dialCommand dials m and starts its store command there (ng: the daemon
+// protocol's); the caller starts the protocol.
+func dialCommand(ctx context.Context, m *spec.Machine, o *Options, ng bool) (*Conn, []string, error) {
+	t0 := time.Now()
+	client, err := ssh.Dial(ctx, *m, o.sshOptions())
+	if err != nil {
+		return nil, nil, err
+	}
 	t1 := time.Now()
-	argv := ssh.RemoteCommand(*m, false)
+	argv := ssh.RemoteCommand(*m, ng)
 	sess, err := client.Start(ctx, argv)
 	if err != nil {
 		client.Close()
-		return nil, &HandshakeError{Argv: argv, HostKey: client.HostKey(), Err: err}
+		return nil, nil, &HandshakeError{Argv: argv, HostKey: client.HostKey(), Err: err}
 	}
-	c := &Conn{Machine: m, client: client, sess: sess, Tail: newTail(sess.Stderr), ConnectTime: t1.Sub(t0)}
-	if err := c.handshake(m, o.timeout()); err != nil {
-		c.Close()
-		return nil, &HandshakeError{Argv: argv, HostKey: client.HostKey(), Err: err}
-	}
-	c.HandshakeTime = time.Since(t1)
-	return c, nil
+	return &Conn{Machine: m, client: client, sess: sess, ConnectTime: t1.Sub(t0), started: t1}, argv, nil
 }
 
 func (o *Options) sshOptions() ssh.Options {

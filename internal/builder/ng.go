@@ -29,19 +29,12 @@ import (
 // builder and nothing reaches file descriptor 4 before it. The remote
 // stderr is read to its end and its last lines go into error messages.
 func dialNG(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
-	t0 := time.Now()
-	client, err := ssh.Dial(ctx, *m, o.sshOptions())
+	c, argv, err := dialCommand(ctx, m, &o, true)
 	if err != nil {
 		return nil, err
 	}
-	t1 := time.Now()
-	argv := ssh.RemoteCommand(*m, true)
-	sess, err := client.Start(ctx, argv)
-	if err != nil {
-		client.Close()
-		return nil, &HandshakeError{Argv: argv, HostKey: client.HostKey(), Err: err}
-	}
-	c := &Conn{Machine: m, client: client, sess: sess, Tail: newPushTail(), ConnectTime: t1.Sub(t0)}
+	client, sess := c.client, c.sess
+	c.Tail = newPushTail()
 	// The log ends with the session's stderr, so that Close does not
 	// wait for it.
 	var once sync.Once
@@ -64,7 +57,7 @@ func dialNG(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 		c.Close()
 		return nil, &HandshakeError{Argv: argv, HostKey: client.HostKey(), Err: err}
 	}
-	c.HandshakeTime = time.Since(t1)
+	c.HandshakeTime = time.Since(c.started)
 	c.version = dc.DaemonVersion()
 	c.trustKnown, c.trust = dc.Trusted()
 	if c.trustKnown && !c.trust && !o.AllowUntrusted {

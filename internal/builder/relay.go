@@ -106,7 +106,7 @@ func dialRelay(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 	sock := mux.SocketPath(dir)
 	target := relayTargetOf(m, &o)
 	argv := ssh.RemoteCommand(*m, false)
-	t0 := time.Now()
+	started := time.Now()
 	rs, err := mux.Start(ctx, sock, target, argv)
 	if errors.Is(err, mux.ErrUntrusted) {
 		o.logf("not using the connection relay at %s: %v", sock, err)
@@ -126,12 +126,12 @@ func dialRelay(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 	if err != nil {
 		return nil, relayErr(m, err)
 	}
-	c := &Conn{Machine: m, rs: rs, relaySock: sock, target: target, Tail: newTail(rs.Stderr)}
+	c := &Conn{Machine: m, rs: rs, relaySock: sock, target: target, Tail: newTail(rs.Stderr), started: started}
 	if err := c.handshake(m, timeout); err != nil {
 		c.Close()
 		return nil, &HandshakeError{Argv: argv, Err: err}
 	}
-	c.HandshakeTime = time.Since(t0)
+	c.HandshakeTime = time.Since(c.started)
 	return c, nil
 }
 
