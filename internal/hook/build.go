@@ -53,25 +53,13 @@ func (h *hook) dialOptions() builder.Options {
 
 // build runs an accepted build to its end and returns the exit code. A
 // build that fails on a builder emulating its system is built again on a
-// native one (emulation.go).
+// native one (emulation.go). slot is the caller's reservation's, which it
+// releases.
 func (h *hook) build(ctx context.Context, c *builder.Conn, m *spec.Machine, slot *slots.Slot, req *hookproto.Request, j *job) int {
-	if h.env.CloseFD5 != nil {
-		h.env.CloseFD5()
-	}
-	if err := h.log.Accept(m.URI); err != nil {
-		c.Close()
-		if slot != nil {
-			slot.Release()
-		}
-		return exitFailed
-	}
 	inputs, wanted, err := hookproto.ReadAccepted(h.in)
 	if err != nil {
 		h.log.Errorf("%v", err)
 		c.Close()
-		if slot != nil {
-			slot.Release()
-		}
 		return exitFailed
 	}
 	defer func() { j.reg.Abort() }()

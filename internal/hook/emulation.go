@@ -165,23 +165,16 @@ func (h *hook) retryNative(ctx context.Context, failed int, req *hookproto.Reque
 		}
 		i := d.Index
 		m := &h.machines[i]
-		var slot *slots.Slot
-		if h.state != nil {
-			s, ok := h.state.Acquire(m.URI)
-			if !ok {
-				continue
-			}
-			slot = &s
-			slot.SetDrv(name)
-			slot.SetPhase(slots.PhaseConnecting)
+		r, ok := h.reserve(m)
+		if !ok {
+			continue
 		}
+		r.connecting(name)
 		tried++
 		start := h.env.Now()
 		c, err := h.connect(ctx, m)
 		if err != nil {
-			if slot != nil {
-				slot.Release()
-			}
+			r.release()
 			h.connectFailed(i, err)
 			continue
 		}
@@ -196,9 +189,7 @@ func (h *hook) retryNative(ctx context.Context, failed int, req *hookproto.Reque
 				if e, _ := pl.Exec(req.System); e == remoteload.ExecEmulated {
 					h.log.Msg(hookproto.LvlInfo, "'%s' emulates %s too; not building %s there again", m.URI, req.System, name)
 					c.Close()
-					if slot != nil {
-						slot.Release()
-					}
+					r.release()
 					continue
 				}
 			}
@@ -214,7 +205,7 @@ func (h *hook) retryNative(ctx context.Context, failed int, req *hookproto.Reque
 		}
 		h.recordDecision(name, pick.Accept, m.URI, "retry after a failure under emulation on "+fm.Name)
 		c.Store = h.guard(ctx, c)
-		code2, _ := h.buildOn(ctx, c, m, slot, req, j, inputs, wanted)
+		code2, _ := h.buildOn(ctx, c, m, r.slot, req, j, inputs, wanted)
 		h.rememberEmulated(name, code2)
 		return code2
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/localstore"
 	"github.com/offload-nix/offload/pkg/pick"
-	"github.com/offload-nix/offload/pkg/slots"
 )
 
 // maxAttempts bounds how many builders one request tries to connect to.
@@ -102,7 +101,6 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 		}
 
 		i := d.Index
-		m := &h.machines[i]
 		switch h.loadGate(ctx, i, &lt) {
 		case gateAgain:
 			// A new reading, or a wait for one: decide again on it.
@@ -121,50 +119,71 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 			h.closeSpare()
 			return exitOK, false, h.answerWhy(name, pick.Decline, "", why)
 		}
-		var slot *slots.Slot
-		if h.state != nil {
-			s, ok := h.state.Acquire(m.URI)
-			if !ok { // another hook took the last slot since the snapshot
-				continue
-			}
-			if h.othersOnTheirWay(m.URI, &s) {
-				// Another hook of this host decided on the same
-				// reading at once and goes first.
-				s.Release()
-				attempt--
-				continue
-			}
-			slot = &s
-			slot.SetDrv(name)
-			slot.SetPhase(slots.PhaseConnecting)
-		}
-		start := h.env.Now()
-		c, err := h.takeSpare(m)
-		if c == nil {
-			var warm bool
-			c, warm, err = h.takeWarm(m)
-			if !warm {
-				c, err = h.connect(ctx, m)
-			}
-		}
-		if err != nil {
-			if slot != nil {
-				slot.Release()
-			}
-			h.connectFailed(i, err)
+		switch code, out := h.acceptOn(ctx, i, req, job, name, d.Why()); out {
+		case accepted:
+			return code, true, nil
+		case othersFirst:
+			attempt--
+		case unreachable:
 			if ctx.Err() != nil {
 				return exitFailed, true, ctx.Err()
 			}
-			continue
 		}
-		if h.state != nil {
-			h.state.RecordSuccess(m.URI, h.env.Now().Sub(start))
-		}
-		h.recordDecision(name, pick.Accept, m.URI, d.Why())
-		c.Store = h.guard(ctx, c)
-		code := h.build(ctx, c, m, slot, req, job)
-		return code, true, nil
 	}
+}
+
+// What came of acceptOn.
+type outcome int
+
+const (
+	accepted    outcome = iota // answered "# accept"; the code is the build's
+	full                       // another hook took the last slot since the snapshot
+	othersFirst                // another hook of this host decided on the same reading and goes first
+	unreachable                // the connection failed (recorded)
+)
+
+// acceptOn is the way from a decision for machine i to a build: reserve a
+// slot, connect, accept, build. The reservation is released on every path
+// by one defer; "# accept" is written right where the decision to accept
+// is recorded, once the builder is connected: afterwards nothing can fall
+// back to a local build.
+func (h *hook) acceptOn(ctx context.Context, i int, req *hookproto.Request, j *job, name, why string) (int, outcome) {
+	m := &h.machines[i]
+	r, ok := h.reserve(m)
+	if !ok {
+		return 0, full
+	}
+	defer r.release()
+	if r.slot != nil && h.othersOnTheirWay(m.URI, r.slot) {
+		return 0, othersFirst
+	}
+	r.connecting(name)
+	start := h.env.Now()
+	c, err := h.takeSpare(m)
+	if c == nil {
+		var warm bool
+		c, warm, err = h.takeWarm(m)
+		if !warm {
+			c, err = h.connect(ctx, m)
+		}
+	}
+	if err != nil {
+		h.connectFailed(i, err)
+		return 0, unreachable
+	}
+	if h.state != nil {
+		h.state.RecordSuccess(m.URI, h.env.Now().Sub(start))
+	}
+	h.recordDecision(name, pick.Accept, m.URI, why)
+	if h.env.CloseFD5 != nil {
+		h.env.CloseFD5()
+	}
+	if err := h.log.Accept(m.URI); err != nil {
+		c.Close()
+		return exitFailed, accepted
+	}
+	c.Store = h.guard(ctx, c)
+	return h.build(ctx, c, m, r.slot, req, j), accepted
 }
 
 // slotMayFree reports whether some machine was turned down only because
