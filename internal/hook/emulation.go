@@ -169,47 +169,59 @@ func (h *hook) retryNative(ctx context.Context, failed int, req *hookproto.Reque
 		if !ok {
 			continue
 		}
-		r.connecting(name)
 		tried++
-		start := h.env.Now()
-		c, err := h.connect(ctx, m)
-		if err != nil {
-			r.release()
-			h.connectFailed(i, err)
-			continue
+		if code2, built := h.retryOn(ctx, r, i, req, j, inputs, wanted, fm, failedVia); built {
+			return code2
 		}
-		if h.state != nil {
-			h.state.RecordSuccess(m.URI, h.env.Now().Sub(start))
-		}
-		if d.Reasons[i].Exec == pick.Unknown {
-			// Make sure before building there: a builder nobody
-			// probed may emulate the system too.
-			if pl, ok := h.probe(ctx, c); ok {
-				h.storePlatform(m, pl)
-				if e, _ := pl.Exec(req.System); e == remoteload.ExecEmulated {
-					h.log.Msg(hookproto.LvlInfo, "'%s' emulates %s too; not building %s there again", m.URI, req.System, name)
-					c.Close()
-					r.release()
-					continue
-				}
-			}
-		}
-		line := fmt.Sprintf("the build of %s failed on '%s', which runs %s under emulation%s; building it again on '%s', which runs it natively",
-			name, fm.URI, req.System, via(failedVia), m.URI)
-		// Into the build log, between the two attempts' logs, where
-		// Nix shows it and `nix log` keeps it; else as a message.
-		if h.env.BuildLog != nil {
-			io.WriteString(h.env.BuildLog, "\n──── offload: "+line+" ────\n\n")
-		} else {
-			h.log.Msg(hookproto.LvlError, "%s", line)
-		}
-		h.recordDecision(name, pick.Accept, m.URI, "retry after a failure under emulation on "+fm.Name)
-		c.Store = h.guard(ctx, c)
-		code2, _ := h.buildOn(ctx, c, m, r.slot, req, j, inputs, wanted)
-		h.rememberEmulated(name, code2)
-		return code2
 	}
 	return code
+}
+
+// retryOn builds the derivation again on machine i, which runs its system
+// natively as far as known, holding r until the build's end (one deferred
+// release). built is false when it could not connect there, or found that
+// machine emulating the system too.
+func (h *hook) retryOn(ctx context.Context, r reservation, i int, req *hookproto.Request, j *job, inputs, wanted []string, fm *spec.Machine, failedVia string) (code int, built bool) {
+	defer r.release()
+	name := decide.DrvName(req.DrvPath)
+	m := &h.machines[i]
+	d := &h.decision
+	r.connecting(name)
+	start := h.env.Now()
+	c, err := h.connect(ctx, m)
+	if err != nil {
+		h.connectFailed(i, err)
+		return 0, false
+	}
+	if h.state != nil {
+		h.state.RecordSuccess(m.URI, h.env.Now().Sub(start))
+	}
+	if d.Reasons[i].Exec == pick.Unknown {
+		// Make sure before building there: a builder nobody
+		// probed may emulate the system too.
+		if pl, ok := h.probe(ctx, c); ok {
+			h.storePlatform(m, pl)
+			if e, _ := pl.Exec(req.System); e == remoteload.ExecEmulated {
+				h.log.Msg(hookproto.LvlInfo, "'%s' emulates %s too; not building %s there again", m.URI, req.System, name)
+				c.Close()
+				return 0, false
+			}
+		}
+	}
+	line := fmt.Sprintf("the build of %s failed on '%s', which runs %s under emulation%s; building it again on '%s', which runs it natively",
+		name, fm.URI, req.System, via(failedVia), m.URI)
+	// Into the build log, between the two attempts' logs, where
+	// Nix shows it and `nix log` keeps it; else as a message.
+	if h.env.BuildLog != nil {
+		io.WriteString(h.env.BuildLog, "\n──── offload: "+line+" ────\n\n")
+	} else {
+		h.log.Msg(hookproto.LvlError, "%s", line)
+	}
+	h.recordDecision(name, pick.Accept, m.URI, "retry after a failure under emulation on "+fm.Name)
+	c.Store = h.guard(ctx, c)
+	code, _ = h.buildOn(ctx, c, m, r.slot, req, j, inputs, wanted)
+	h.rememberEmulated(name, code)
+	return code, true
 }
 
 // rememberEmulated notes the derivation name for every hook on the host

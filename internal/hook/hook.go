@@ -3,7 +3,9 @@
 // Package hook is offload running as Nix's build hook: it reads Nix's
 // settings and requests, chooses a builder for each derivation, and for an
 // accepted one copies the inputs there, builds, and brings the outputs home
-// into the local store before it exits.
+// into the local store before it exits. It reaches builders through
+// internal/builder and assembles its decisions with internal/decide, as
+// the commands do.
 //
 // The order matters (docs/internals.md): offload connects to the builder
 // before it answers "# accept", because after the answer nothing can fall

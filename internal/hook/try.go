@@ -20,9 +20,12 @@ import (
 // maxAttempts bounds how many builders one request tries to connect to.
 const maxAttempts = 8
 
-// try answers one request. done is true when the hook process has finished
-// its work (it accepted and built, or declined permanently) and must exit
-// with code.
+// try answers one request, in steps: decide (pick.Choose on the inputs
+// internal/decide assembles), gate (the chosen builder's load,
+// remoteload.go), prepare (the derivation, the local store), then acceptOn:
+// reserve, connect, accept and build (buildOn: upload, build, download and
+// register). done is true when the hook process has finished its work (it
+// accepted and built, or declined permanently) and must exit with code.
 func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done bool, err error) {
 	name := decide.DrvName(req.DrvPath)
 	h.lastReq = *req
