@@ -17,10 +17,15 @@
 //
 // Arrows point from importer to imported; nothing points back up.
 //
-//	cmd/offload → internal/cli → internal/hook → internal/builder, internal/decide
-//	internal/cli → internal/builder (check, setup), internal/decide (pick)
-//	internal/builder → pkg/ssh, pkg/mux, pkg/serve, pkg/daemon, pkg/remoteload, pkg/spec, pkg/slots (error classes)
-//	internal/decide → pkg/pick, pkg/slots, pkg/config, pkg/drv, pkg/spec, pkg/remoteload
+//	cmd/offload → internal/cli
+//	internal/cli → internal/hook (hook mode), internal/builder (check, setup), internal/decide (pick, machines, the slot file)
+//	internal/hook → internal/builder, internal/decide
+//	internal/builder → pkg/ssh, pkg/mux, pkg/serve, pkg/daemon, pkg/wire, pkg/drv, pkg/remoteload, pkg/slots, pkg/spec
+//	internal/decide → pkg/pick, pkg/slots, pkg/config, pkg/drv, pkg/spec
+//
+// Settings reach the hook as pkg/config loads them (*config.Config), and
+// each is read where it is used: a new setting is an entry in pkg/config's
+// registry and its use.
 //
 // internal/cli imports none of pkg/serve, pkg/daemon, pkg/localstore and
 // pkg/wire: what it needs of a builder's protocols is here, and what it
