@@ -23,6 +23,12 @@ repo=$(pwd)
 out=${1:-docs/troubleshooting.md}
 case $out in /*) ;; *) out="$repo/$out" ;; esac
 [ "$(id -u)" = 0 ] || { echo "$0: needs root (mount namespaces, sshd)" >&2; exit 2; }
+# offload finds root's ~/.ssh through the user database, as ssh does, not
+# through $HOME: the run has a private mount namespace in which a
+# directory of its own is bound over /root.
+if [ -z "${OFFLOAD_TS_NAMESPACE:-}" ]; then
+	OFFLOAD_TS_NAMESPACE=1 exec unshare --mount --propagation private "$0" "$@"
+fi
 
 work=$(mktemp -d /tmp/offload-ts.XXXXXX)
 bdirs="b1 b2 b3 b4 b5"
@@ -41,6 +47,7 @@ if [ -z "$offload" ]; then
 	offload=$work/offload.build
 fi
 mkdir -p "$work/usr/local/bin" "$work/root/.ssh" "$work/c/etc" "$work/var/offload"
+mount --bind "$work/root" /root
 cp "$offload" "$work/usr/local/bin/offload"
 hook=$work/usr/local/bin/offload
 

@@ -17,15 +17,16 @@ import (
 	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/spec"
 	"github.com/offload-nix/offload/pkg/ssh"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 // Remote is a builder's store as a build needs it: the serve protocol
 // (ssh://, *serve.Client) or the daemon protocol (ssh-ng://, see ng.go).
 type Remote interface {
 	QueryValidPaths(paths []string, lock, substitute bool) ([]string, error)
-	QueryPathInfos(paths []string) ([]serve.PathInfo, error)
-	AddToStoreNars(infos []serve.PathInfo, open func(i int) (io.Reader, error)) error
-	BuildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string, o serve.BuildOptions) (serve.BuildResult, error)
+	QueryPathInfos(paths []string) ([]store.PathInfo, error)
+	AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error
+	BuildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string, o store.BuildOptions) (store.BuildResult, error)
 	DumpStorePath(path string, w io.Writer, narSize uint64) error
 }
 

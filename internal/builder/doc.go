@@ -15,12 +15,13 @@
 //
 // # Layout
 //
-// Arrows point from importer to imported; nothing points back up.
+// Arrows point from importer to imported; nothing points back up. The
+// module's deps_test.go checks them.
 //
 //	cmd/offload → internal/cli
 //	internal/cli → internal/hook (hook mode), internal/builder (check, setup), internal/decide (pick, machines, the slot file)
 //	internal/hook → internal/builder, internal/decide
-//	internal/builder → pkg/ssh, pkg/mux, pkg/serve, pkg/daemon, pkg/wire, pkg/drv, pkg/remoteload, pkg/slots, pkg/spec
+//	internal/builder → pkg/ssh, pkg/mux, pkg/serve, pkg/daemon, pkg/wire, pkg/store, pkg/drv, pkg/pick, pkg/remoteload, pkg/slots, pkg/spec
 //	internal/decide → pkg/pick, pkg/slots, pkg/config, pkg/drv, pkg/spec
 //
 // Settings reach the hook as pkg/config loads them (*config.Config), and

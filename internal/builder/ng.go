@@ -14,9 +14,9 @@ import (
 
 	"github.com/offload-nix/offload/pkg/daemon"
 	"github.com/offload-nix/offload/pkg/drv"
-	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/spec"
 	"github.com/offload-nix/offload/pkg/ssh"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 // dialNG connects to an ssh-ng:// builder: `nix-daemon --stdio` over
@@ -153,25 +153,25 @@ func (s *ngStore) QueryValidPaths(paths []string, lock, substitute bool) ([]stri
 	return valid, nil
 }
 
-func (s *ngStore) QueryPathInfos(paths []string) ([]serve.PathInfo, error) {
+func (s *ngStore) QueryPathInfos(paths []string) ([]store.PathInfo, error) {
 	return s.c.QueryPathInfos(paths)
 }
 
-func (s *ngStore) AddToStoreNars(infos []serve.PathInfo, open func(i int) (io.Reader, error)) error {
+func (s *ngStore) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
 	return s.explain(s.c.AddToStoreNars(infos, open))
 }
 
 // BuildDerivation sends the build's limits first: Nix's own ssh-ng client
 // forwards none, so the builder's max-silent-time and timeout would apply
 // instead of the user's.
-func (s *ngStore) BuildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string, o serve.BuildOptions) (serve.BuildResult, error) {
+func (s *ngStore) BuildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string, o store.BuildOptions) (store.BuildResult, error) {
 	err := s.c.SetOptions(daemon.Settings{
 		Build:          o,
 		Verbosity:      daemon.LvlError,
 		UseSubstitutes: s.subst,
 	})
 	if err != nil {
-		return serve.BuildResult{}, err
+		return store.BuildResult{}, err
 	}
 	res, err := s.c.BuildDerivation(drvPath, d, inputSrcs)
 	return res, s.explain(err)

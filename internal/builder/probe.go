@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/remoteload"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
@@ -20,11 +21,11 @@ import (
 // fixed script, in a session of its own on c; ctx bounds it. A failed
 // reading is all unknown, taken now, with why: stored all the same, other
 // hooks decide as without a reading and do not read again at once.
-func (c *Conn) ReadLoad(ctx context.Context) (remoteload.Reading, remoteload.Platform, error) {
+func (c *Conn) ReadLoad(ctx context.Context) (pick.Reading, remoteload.Platform, error) {
 	now := time.Now()
 	s, err := c.Start(ctx, []string{remoteload.Command})
 	if err != nil {
-		return remoteload.UnknownAt(now), remoteload.Platform{}, err
+		return pick.ReadingUnknownAt(now), remoteload.Platform{}, err
 	}
 	defer s.Close()
 	// The session ends with ctx, whichever connection it runs on.
@@ -166,8 +167,8 @@ func Execs(m *spec.Machine, pl remoteload.Platform) []slots.SystemExec {
 	list := make([]slots.SystemExec, 0, len(m.Systems))
 	for _, sys := range m.Systems {
 		e, via := pl.Exec(sys)
-		list = append(list, slots.SystemExec{System: sys, Exec: uint8(e),
-			Qemu: e == remoteload.ExecEmulated && strings.HasPrefix(via, "qemu-")})
+		list = append(list, slots.SystemExec{System: sys, Exec: e,
+			Qemu: e == pick.Emulated && strings.HasPrefix(via, "qemu-")})
 	}
 	return list
 }

@@ -9,7 +9,9 @@ import (
 	"io"
 	"strings"
 
-	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/nix-community/go-nix/pkg/nixbase32"
+
+	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
@@ -18,7 +20,7 @@ import (
 // collector removes.
 var trustProbePath = func() string {
 	sum := sha256.Sum256([]byte("offload trust probe, version 1"))
-	return "/nix/store/" + serve.EncodeNix32(sum[:20]) + "-offload-trust-probe"
+	return "/nix/store/" + nixbase32.EncodeToString(sum[:20]) + "-offload-trust-probe"
 }()
 
 // trustProbeNAR is the NAR of a regular file holding a short text.
@@ -41,8 +43,8 @@ var trustProbeNAR = func() []byte {
 // detail says why when it is not "yes".
 func (c *Conn) ProbeTrust() (trusted, detail string) {
 	sum := sha256.Sum256(trustProbeNAR)
-	info := serve.PathInfo{Path: trustProbePath, NarSize: uint64(len(trustProbeNAR)), NarHash: "sha256:" + hex.EncodeToString(sum[:]), References: []string{}}
-	err := c.Store.AddToStoreNars([]serve.PathInfo{info}, func(int) (io.Reader, error) { return bytes.NewReader(trustProbeNAR), nil })
+	info := store.PathInfo{Path: trustProbePath, NarSize: uint64(len(trustProbeNAR)), NarHash: "sha256:" + hex.EncodeToString(sum[:]), References: []string{}}
+	err := c.Store.AddToStoreNars([]store.PathInfo{info}, func(int) (io.Reader, error) { return bytes.NewReader(trustProbeNAR), nil })
 	if err == nil {
 		return "yes", ""
 	}

@@ -114,8 +114,8 @@ type checkResult struct {
 	Problems []string `json:"problems"`
 	// Reading is the builder's real state (pkg/remoteload), read once
 	// connected (nil otherwise); ReadingError is why it is unknown.
-	Reading      *remoteload.Reading `json:"reading"`
-	ReadingError string              `json:"reading_error,omitempty"`
+	Reading      *pick.Reading `json:"reading"`
+	ReadingError string        `json:"reading_error,omitempty"`
 	// Exec says how the builder runs each system the machines file
 	// lists for it: "native", "emulated", "emulated (qemu-aarch64)" or
 	// "unknown", from its platform (kernel architecture, system and
@@ -323,7 +323,7 @@ func checkOne(ctx context.Context, m spec.Machine, opts ssh.Options) (r checkRes
 	defer cancel()
 	stop = context.AfterFunc(ctx, c.Abort)
 	defer stop()
-	var rd remoteload.Reading
+	var rd pick.Reading
 	var pl remoteload.Platform
 	var rdErr error
 	read := make(chan struct{})
@@ -347,7 +347,7 @@ func checkOne(ctx context.Context, m spec.Machine, opts ssh.Options) (r checkRes
 		r.Exec = map[string]string{}
 		for _, sys := range m.Systems {
 			e, via := pl.Exec(sys)
-			r.Exec[sys] = pick.Exec(e).String()
+			r.Exec[sys] = e.String()
 			if via != "" {
 				r.Exec[sys] += " (" + via + ")"
 			}
@@ -474,7 +474,7 @@ func (rc *runContext) recordChecks(all []spec.Machine, results []checkResult, ba
 			f.RecordSuccess(r.URI, time.Duration((r.ConnectMS+r.HandshakeMS)*float64(time.Millisecond)))
 		}
 		if r.Reading != nil {
-			f.SetReading(r.URI, slots.Reading(*r.Reading))
+			f.SetReading(r.URI, *r.Reading)
 		}
 		if r.platform != nil {
 			f.SetExec(r.URI, time.Now(), builder.Execs(&r.machine, *r.platform))

@@ -12,7 +12,6 @@ import (
 	"github.com/offload-nix/offload/internal/decide"
 	"github.com/offload-nix/offload/pkg/config"
 	"github.com/offload-nix/offload/pkg/pick"
-	"github.com/offload-nix/offload/pkg/remoteload"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
 )
@@ -98,7 +97,7 @@ func (c machinesCmd) Run(rc *runContext) error {
 			case "":
 				from = "not probed yet (offload check)"
 			case "probe":
-				from = "probe " + string(remoteload.AppendAge(nil, now.Sub(e.Probed))) + " ago"
+				from = "probe " + string(pick.AppendAge(nil, now.Sub(e.Probed))) + " ago"
 			case "presumed":
 				from = "presumed: lists an x86 system"
 			}

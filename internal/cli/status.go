@@ -34,7 +34,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/offload-nix/offload/pkg/remoteload"
+	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/slots"
 )
 
@@ -165,8 +165,8 @@ type builderStatus struct {
 	Running       []runningStatus `json:"running"`
 	// Reading is the builder's last load reading, shared by the hooks
 	// (nil: none yet); ReadingAgeSeconds is its age (nil with it).
-	Reading           *remoteload.Reading `json:"reading"`
-	ReadingAgeSeconds *int64              `json:"readingAgeSeconds"`
+	Reading           *pick.Reading `json:"reading"`
+	ReadingAgeSeconds *int64        `json:"readingAgeSeconds"`
 }
 
 type runningStatus struct {
@@ -362,7 +362,7 @@ func newStatus(snap, others []slots.Builder, now time.Time) *statusInfo {
 			continue
 		}
 		if !b.Reading.Time.IsZero() {
-			r := remoteload.Reading(b.Reading)
+			r := b.Reading
 			age := int64(max(now.Sub(r.Time), 0) / time.Second)
 			bs.Reading, bs.ReadingAgeSeconds = &r, &age
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/offload-nix/offload/internal/testenv"
+	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/remoteload"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
@@ -180,12 +181,12 @@ func writeSlotState(script, path string) (*slots.File, error) {
 			}
 			err = perr
 			r.Time = at
-			f.SetReading(w[1], slots.Reading(r))
+			f.SetReading(w[1], r)
 		case w[0] == "drain" && len(w) == 2:
 			err = f.SetDrained(w[1], true)
 		case w[0] == "decide" && len(w) >= 4:
-			a := slots.AnswerNone
-			for c := slots.AnswerNone; c <= slots.AnswerDeclinePermanently; c++ {
+			a := pick.NoAnswer
+			for c := pick.NoAnswer; c <= pick.DeclinePermanently; c++ {
 				if c.String() == w[1] {
 					a = c
 				}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/offload-nix/offload/pkg/drv"
+	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
 )
@@ -16,7 +17,7 @@ import (
 func InputsThere(ring []slots.Decision, ms []spec.Machine, d *drv.Derivation) []int {
 	accepts := 0
 	for i := range ring {
-		if ring[i].Answer == slots.AnswerAccept && ring[i].Builder != "" {
+		if ring[i].Answer == pick.Accept && ring[i].Builder != "" {
 			accepts++
 		}
 	}
@@ -45,7 +46,7 @@ func InputsThere(ring []slots.Decision, ms []spec.Machine, d *drv.Derivation) []
 func builtOn(ring []slots.Decision, name, uri string) bool {
 	for i := range ring {
 		d := &ring[i]
-		if d.Answer != slots.AnswerAccept || d.Drv != name {
+		if d.Answer != pick.Accept || d.Drv != name {
 			continue
 		}
 		if d.Builder == uri || len(d.Builder) >= 56 && strings.HasPrefix(uri, d.Builder) {

@@ -31,7 +31,7 @@ func Load(b *slots.Builder, now time.Time) pick.Load {
 		UnhealthyUntil: b.UnhealthyUntil,
 		Failures:       b.ConsecutiveFailures,
 		Drained:        b.Drained,
-		Reading:        pick.Reading(b.Reading),
+		Reading:        b.Reading,
 		ReadingOurs:    b.ReadingOurs,
 	}
 	if b.LastError != slots.ErrNone {
@@ -97,16 +97,10 @@ func ExecOf(m *spec.Machine, b *slots.Builder, system string, over []config.Exec
 		return pick.Unknown, ""
 	}
 	e, qemu := b.ExecOf(system)
-	switch e {
-	case slots.ExecNative:
-		return pick.Native, ""
-	case slots.ExecEmulated:
-		if qemu {
-			return pick.Emulated, QemuName(system)
-		}
-		return pick.Emulated, ""
+	if e == pick.Emulated && qemu {
+		return e, QemuName(system)
 	}
-	return pick.Unknown, ""
+	return e, ""
 }
 
 // QemuName is the name of qemu-user's program for a Nix system:

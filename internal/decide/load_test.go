@@ -31,7 +31,7 @@ func TestExecOf(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	f.SetExec(m.URI, time.Now(), []slots.SystemExec{{System: "aarch64-linux", Exec: slots.ExecEmulated, Qemu: true}, {System: "x86_64-linux", Exec: slots.ExecNative}})
+	f.SetExec(m.URI, time.Now(), []slots.SystemExec{{System: "aarch64-linux", Exec: pick.Emulated, Qemu: true}, {System: "x86_64-linux", Exec: pick.Native}})
 	snap := f.Snapshot(nil)
 	if e, via := ExecOf(&m, &snap[0], "aarch64-linux", nil); e != pick.Emulated || via != "qemu-aarch64" {
 		t.Errorf("probed emulated: %v %q", e, via)

@@ -94,6 +94,9 @@ type builderOpts struct {
 	NixConf string
 	// Env is one VAR=value line for every session's environment.
 	Env string
+	// Sid runs current Nix in the builder's sessions, from the unstable
+	// root (needs requireSid).
+	Sid bool
 }
 
 func startBuilder(t *testing.T, name string, o builderOpts) *builder {
@@ -107,9 +110,12 @@ func startBuilder(t *testing.T, name string, o builderOpts) *builder {
 	if o.Env != "" {
 		cmd.Env = append(cmd.Env, "BUILDER_ENV="+o.Env)
 	}
+	if o.Sid {
+		cmd.Env = append(cmd.Env, "BUILDER_SID=1")
+	}
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("starting builder %s: %v\n%s", name, err, stderrOf(err))
+		t.Fatalf("starting builder %s (%+v): %v\n%s", name, o, err, stderrOf(err))
 	}
 	t.Cleanup(func() {
 		exec.Command(filepath.Join(repoRoot, "scripts/test-builder.sh"), "stop", dir).Run()
@@ -177,6 +183,8 @@ type client struct {
 	Env  []string
 	// Hook is the build hook nix-build runs; empty means offloadBin.
 	Hook string
+	// sid is set for a client that runs current Nix (newSidClient).
+	sid bool
 }
 
 func newClient(t *testing.T, bs ...*builder) *client {
@@ -255,15 +263,25 @@ func (c *client) command(ctx context.Context, args ...string) *exec.Cmd {
 // builds, and the given builders setting.
 func (c *client) build(expr string, builders string, extra ...string) result {
 	c.t.Helper()
+	return c.run(2*time.Minute, c.buildArgs(expr, builders, extra...)...)
+}
+
+// buildArgs writes expr to a file and returns the nix-build command line
+// of build.
+func (c *client) buildArgs(expr string, builders string, extra ...string) []string {
+	c.t.Helper()
 	f := c.file(fmt.Sprintf("expr-%d.nix", time.Now().UnixNano()), expr)
-	hook := c.Hook
-	if hook == "" {
-		hook = offloadBin
-	}
 	args := []string{"nix-build", "--no-out-link", f, "--max-jobs", "0",
-		"--option", "build-hook", hook, "--builders", builders}
-	args = append(args, extra...)
-	return c.run(2*time.Minute, args...)
+		"--option", "build-hook", c.hook(), "--builders", builders}
+	return append(args, extra...)
+}
+
+// hook returns the build hook the client's builds run.
+func (c *client) hook() string {
+	if c.Hook == "" {
+		return offloadBin
+	}
+	return c.Hook
 }
 
 // nixStore runs nix-store as the client.

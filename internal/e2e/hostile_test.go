@@ -149,19 +149,23 @@ func (c *client) outPath(t *testing.T, expr string) string {
 // are about 10 MiB.
 const hookMemLimit = 16 << 10
 
-func TestHostileBuilder(t *testing.T) { testHostileBuilder(t, "ssh") }
-
-// The same hostile answers over the daemon protocol.
-func TestHostileBuilderNG(t *testing.T) { testHostileBuilder(t, "ssh-ng") }
-
-// hostileStall is the stall timeout of the stall scenarios.
-const hostileStall = 3 * time.Second
-
-func testHostileBuilder(t *testing.T, proto string) {
+// The same hostile answers over the serve protocol (ssh://) and the
+// daemon protocol (ssh-ng://).
+func TestHostileBuilder(t *testing.T) {
 	requireEnv(t)
 	t.Parallel()
 	fakeBuilder(t)
 	b1 := startBuilder(t, "b1", builderOpts{})
+	matrix(t, cells([]string{"2.8"}, protos, directOnly), func(t *testing.T, m cell) {
+		testHostileBuilder(t, m, b1)
+	})
+}
+
+// hostileStall is the stall timeout of the stall scenarios.
+const hostileStall = 3 * time.Second
+
+func testHostileBuilder(t *testing.T, m cell, b1 *builder) {
+	proto := m.Proto
 	stall := "OFFLOAD_STALL_TIMEOUT=" + hostileStall.String()
 	tests := []struct {
 		scenario string
@@ -204,7 +208,7 @@ func testHostileBuilder(t *testing.T, proto string) {
 			canary := t.TempDir()
 			writeFile(t, filepath.Join(canary, "canary"), "canary\n")
 			prog := fakeProgram(t, tt.scenario, canary)
-			c := newClient(t, b1)
+			c := m.client(t, b1)
 			c.Hook = hookCopy(t)
 			// The parallel tests load this 2-core machine past the
 			// builders' load limit; the load is not what is tested.
@@ -245,7 +249,7 @@ func testHostileBuilder(t *testing.T, proto string) {
 					t.Errorf("%s exists in the client's store after a refused import", out)
 				}
 			}
-			checkNoCrash(t, stderr)
+			noHookCrash(t, stderr)
 			t.Logf("%s %s: exit %d after %v, hook peak RSS %d KiB", proto, tt.scenario, code, took.Round(10*time.Millisecond), peak)
 			if tt.within > 0 {
 				if took > tt.within {

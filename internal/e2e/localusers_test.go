@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -195,12 +194,6 @@ func TestLocalUserFlocksHook(t *testing.T) {
 	if st, err := os.Stat(filepath.Join(state, "slots")); err != nil || st.Mode().Perm() != 0o644 {
 		t.Errorf("slot file: %v, %v; want mode 0644, for status by every user", st, err)
 	}
-}
-
-// wchan is where in the kernel process pid waits, for failure messages.
-func wchan(pid int) string {
-	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "wchan"))
-	return string(b)
 }
 
 // A command that changes the state the hooks read (drain, undrain, status

@@ -4,205 +4,15 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/offload-nix/offload/internal/testenv"
 )
-
-// The end-to-end list of the hook with the builders configured as
-// ssh-ng:// (`nix-daemon --stdio` on the builder against its own store):
-// the same behaviour as over ssh://. The subtests share two builders and
-// run in parallel; each builds derivations of its own.
-func TestSSHNG(t *testing.T) {
-	requireEnv(t)
-	t.Parallel()
-	b1 := startBuilder(t, "b1", builderOpts{})
-	b2 := startBuilder(t, "b2", builderOpts{})
-
-	t.Run("trivial", func(t *testing.T) {
-		t.Parallel()
-		c := ngClient(t, b1)
-		r := c.build(drv("trivial", "x86_64-linux", `echo hello from the builder > $out; echo a log line; echo to stderr >&2`, `u = "`+unique()+`";`), "ssh-ng://b1 x86_64-linux")
-		if r.Code != 0 {
-			t.Fatalf("nix-build exit %d\n%s", r.Code, r.Stderr)
-		}
-		for _, want := range []string{"on 'ssh-ng://b1'", "a log line", "to stderr"} {
-			if !strings.Contains(r.Stderr, want) {
-				t.Errorf("nix-build's output lacks %q:\n%s", want, r.Stderr)
-			}
-		}
-		if !b1.has(t, r.Out) {
-			t.Errorf("%s is not in the builder's store: it was not built there", r.Out)
-		}
-		if got := c.run(defaultTimeout, "cat", r.Out).Out; got != "hello from the builder" {
-			t.Errorf("output contents = %q", got)
-		}
-		// The log lines are in Nix's build log, where `nix log` finds
-		// them: they went to file descriptor 4.
-		if l := c.run(defaultTimeout, "nix-store", "--read-log", r.Out); !strings.Contains(l.Out, "a log line") {
-			t.Errorf("nix-store --read-log: %q (code %d), want the build's lines\n%s", l.Out, l.Code, l.Stderr)
-		}
-		c.mustVerify()
-	})
-
-	t.Run("routing", func(t *testing.T) {
-		t.Parallel()
-		c := ngClient(t, b1, b2)
-		// aarch64 goes to the builder that lists it (b2 emulates it).
-		r := c.build(drv("arm", "aarch64-linux", `echo arm > $out`, `u = "`+unique()+`";`),
-			"ssh-ng://b1 x86_64-linux ; ssh-ng://b2 x86_64-linux,aarch64-linux")
-		if r.Code != 0 || !b2.has(t, r.Out) || b1.has(t, r.Out) {
-			t.Errorf("aarch64: exit %d, on b2 %v, want b2 only\n%s", r.Code, r.Code == 0 && b2.has(t, r.Out), r.Stderr)
-		}
-		// kvm only where listed; a mandatory feature only when asked.
-		machines := "ssh-ng://b1 x86_64-linux - 2 1 kvm\nssh-ng://b2 x86_64-linux - 2 4 big-parallel,benchmark benchmark"
-		for _, tc := range []struct {
-			name, features string
-			on, not        *builder
-		}{
-			{"kvm", `requiredSystemFeatures = ["kvm"];`, b1, b2},
-			{"plain", ``, b1, b2},
-			{"bench", `requiredSystemFeatures = ["benchmark"];`, b2, b1},
-		} {
-			r := c.build(drv(tc.name, "x86_64-linux", `echo `+tc.name+` > $out`, tc.features+` u = "`+unique()+`";`), machines)
-			if r.Code != 0 || !tc.on.has(t, r.Out) || tc.not.has(t, r.Out) {
-				t.Errorf("%s: exit %d, want it built on %s only\n%s", tc.name, r.Code, tc.on.Name, r.Stderr)
-			}
-		}
-	})
-
-	t.Run("chain", func(t *testing.T) {
-		t.Parallel()
-		c := ngClient(t, b1)
-		u := unique()
-		c.file("src.txt", "local source "+u+"\n")
-		chain := func(last string) string {
-			return fmt.Sprintf(`
-let
-  mk = name: script: deps: derivation { inherit name; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" script ]; u = %q; inherit deps; };
-  s1 = mk "s1" "/bin/cat ${./src.txt} > $out" [];
-  s2 = mk "s2" "/bin/cat $deps > $out; echo s2 >> $out" [ s1 ];
-  s3 = mk "s3" "/bin/cat $deps > $out; echo s3 >> $out" [ s2 ];
-in mk "s4" "/bin/cat $deps > $out; echo %s >> $out" [ s3 ]`, u, last)
-		}
-		r := c.build(chain("s4"), "ssh-ng://b1 x86_64-linux")
-		if r.Code != 0 {
-			t.Fatalf("nix-build exit %d\n%s", r.Code, r.Stderr)
-		}
-		if got, want := c.run(defaultTimeout, "cat", r.Out).Out, "local source "+u+"\ns2\ns3\ns4"; got != want {
-			t.Errorf("chain output = %q, want %q", got, want)
-		}
-		if !b1.has(t, r.Out) {
-			t.Errorf("last step not built on b1")
-		}
-		if !strings.Contains(r.Stderr, "copying 1 paths to 'ssh-ng://b1'") {
-			t.Errorf("the source file was not uploaded once:\n%s", r.Stderr)
-		}
-		r = c.build(chain("s4-again"), "ssh-ng://b1 x86_64-linux")
-		if r.Code != 0 {
-			t.Fatalf("second nix-build exit %d\n%s", r.Code, r.Stderr)
-		}
-		if strings.Contains(r.Stderr, "paths to 'ssh-ng://b1'") {
-			t.Errorf("second run uploaded paths the builder already had:\n%s", r.Stderr)
-		}
-		c.mustVerify()
-	})
-
-	t.Run("large", func(t *testing.T) {
-		t.Parallel()
-		c := ngClient(t, b1)
-		r := c.build(drv("big", "x86_64-linux", `/bin/mkdir $out; /usr/bin/head -c 52428800 /dev/urandom > $out/blob; /bin/chmod +x $out/blob; /bin/ln -s blob $out/link`, `u = "`+unique()+`";`), "ssh-ng://b1 x86_64-linux")
-		if r.Code != 0 {
-			t.Fatalf("nix-build exit %d\n%s", r.Code, r.Stderr)
-		}
-		local := c.nixStore("-q", "--hash", r.Out).Out
-		remote, err := b1.exec(t, "nix-store", "-q", "--hash", r.Out)
-		if err != nil || strings.TrimSpace(remote) != local {
-			t.Errorf("hash on the client %q, on the builder %q (%v)", local, remote, err)
-		}
-		c.mustVerify()
-	})
-
-	t.Run("failing", func(t *testing.T) {
-		t.Parallel()
-		c := ngClient(t, b1)
-		r := c.build(drv("fails", "x86_64-linux", `echo about to fail >&2; exit 3`, `u = "`+unique()+`";`), "ssh-ng://b1 x86_64-linux")
-		if r.Code != 100 {
-			t.Errorf("nix-build exit %d, want 100 (build failure)\n%s", r.Code, r.Stderr)
-		}
-		for _, want := range []string{"about to fail", "offload: build of", "failed with exit code 3"} {
-			if !strings.Contains(r.Stderr, want) {
-				t.Errorf("nix-build's output lacks %q:\n%s", want, r.Stderr)
-			}
-		}
-	})
-
-	t.Run("timeout", func(t *testing.T) {
-		t.Parallel()
-		c := ngClient(t, b1)
-		dir := t.TempDir()
-		expr := drv("sleeps", "x86_64-linux", fmt.Sprintf(`echo $$ > %s/pid; exec /bin/sleep 30`, dir), `u = "`+unique()+`";`)
-		begin := time.Now()
-		s := c.startBuild(expr, "ssh-ng://b1 x86_64-linux", "--option", "timeout", "3")
-		pid := readPid(t, filepath.Join(dir, "pid"), time.Minute)
-		code := s.wait(t, 40*time.Second)
-		took := time.Since(begin)
-		if code != 101 {
-			t.Errorf("nix-build exit %d, want 101 (timed out)\n%s", code, s.stderr.String())
-		}
-		if took > 20*time.Second {
-			t.Errorf("nix-build took %v with timeout 3", took)
-		}
-		if running(pid) {
-			t.Errorf("the remote build (pid %d) still runs after nix-build ended", pid)
-		}
-	})
-
-	// A hook killed mid-build (SIGKILL: Nix ≤ 2.34): the SSH channel
-	// closes with the process, nix-daemon sees its stdin hang up and
-	// stops the build.
-	t.Run("killed", func(t *testing.T) {
-		t.Parallel()
-		c := ngClient(t, b1)
-		c.Hook = hookCopy(t)
-		dir := t.TempDir()
-		expr := drv("killed", "x86_64-linux", fmt.Sprintf(`echo $$ > %s/pid; exec /bin/sleep 60`, dir), `u = "`+unique()+`";`)
-		s := c.startBuild(expr, "ssh-ng://b1 x86_64-linux")
-		sleeper := readPid(t, filepath.Join(dir, "pid"), time.Minute)
-		hooks := procsOf(c.Hook)
-		if len(hooks) != 1 {
-			t.Fatalf("found %d hook processes, want 1: %v", len(hooks), hooks)
-		}
-		if err := syscall.Kill(hooks[0], syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		if code := s.wait(t, 30*time.Second); code == 0 {
-			t.Fatalf("nix-build succeeded after its hook was killed\n%s", s.stderr.String())
-		}
-		if !waitFor(10*time.Second, func() bool { return !running(sleeper) }) {
-			t.Errorf("the remote build (pid %d) still runs 10 s after its hook was killed", sleeper)
-		}
-	})
-
-	t.Run("decline", func(t *testing.T) {
-		t.Parallel()
-		c := ngClient(t, b1)
-		r := c.build(drv("riscv", "riscv64-linux", `echo > $out`, `requiredSystemFeatures = ["kvm"]; u = "`+unique()+`";`), "ssh-ng://b1 x86_64-linux,aarch64-linux")
-		if r.Code == 0 {
-			t.Fatalf("nix-build succeeded; want a failure: nobody can build it")
-		}
-		if !strings.Contains(r.Stderr, "b1") || !strings.Contains(r.Stderr, "riscv64-linux") {
-			t.Errorf("the decline does not say why b1 cannot build it:\n%s", r.Stderr)
-		}
-	})
-}
 
 // An SSH user that the builder's nix-daemon does not trust: the build
 // fails with a message that says what to change on the builder. The
@@ -223,7 +33,7 @@ exec env -u NIX_CONF_DIR HOME=/nonexistent setpriv --reuid=nobody --regid=nogrou
 	if err := os.Chmod(wrapper, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c := ngClient(t, b3)
+	c := newClient(t, b3)
 
 	// The input is input-addressed and unsigned: built on b3 as root
 	// over ssh://, then deleted there, so the next build must upload it.
@@ -271,14 +81,6 @@ exec env -u NIX_CONF_DIR HOME=/nonexistent setpriv --reuid=nobody --regid=nogrou
 			}
 		})
 	}
-}
-
-// ngClient is a client whose builds go to bs whatever the machine's load:
-// the builders run on the test machine, which other tests keep busy.
-func ngClient(t *testing.T, bs ...*builder) *client {
-	c := newClient(t, bs...)
-	c.Env = []string{"OFFLOAD_LOAD_AWARE=false"}
-	return c
 }
 
 // startSocketDaemon runs `nix-daemon` on its socket in b's namespace until
@@ -353,8 +155,8 @@ func ngCheckRows(t *testing.T, stdout, stderr string) []ngCheckRow {
 func TestSSHNGCurrentNix(t *testing.T) {
 	requireSid(t)
 	t.Parallel()
-	s1 := startSidBuilder(t, "s1")
-	c := ngClient(t, s1)
+	s1 := startBuilder(t, "s1", builderOpts{Sid: true})
+	c := newClient(t, s1)
 	r := c.build(drv("ng-current", "x86_64-linux", `echo on current nix > $out; echo a current log line`, `u = "`+unique()+`";`), "ssh-ng://s1 x86_64-linux")
 	if r.Code != 0 {
 		t.Fatalf("nix-build exit %d\n%s", r.Code, r.Stderr)

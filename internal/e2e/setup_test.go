@@ -18,87 +18,21 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
-// daemonScript writes a script into c's directory that starts nix-daemon
-// in the client's namespace, runs "$@" with NIX_REMOTE=daemon, and stops
-// the daemon; the daemon's log goes to c.Dir/daemon.log.
-func daemonScript(t *testing.T, c *client) string {
-	t.Helper()
-	script := c.file("with-daemon.sh", `#!/bin/sh
-rm -f /nix/var/nix/daemon-socket/socket
-nix-daemon >>"$DAEMON_LOG" 2>&1 &
-pid=$!
-i=0
-until [ -S /nix/var/nix/daemon-socket/socket ]; do
-	i=$((i + 1))
-	if [ $i -gt 300 ]; then echo "nix-daemon did not start" >&2; cat "$DAEMON_LOG" >&2; kill $pid; exit 99; fi
-	sleep 0.1
-done
-NIX_REMOTE=daemon "$@"
-rc=$?
-kill $pid
-wait $pid
-exit $rc
-`)
-	if err := os.Chmod(script, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	daemonLog := filepath.Join(c.Dir, "daemon.log")
-	c.Env = append(c.Env, "DAEMON_LOG="+daemonLog)
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(daemonLog)
-			t.Logf("nix-daemon's log:\n%s", b)
-		}
-	})
-	if slices.Contains(c.Env, "OFFLOAD_TEST_CLIENT=sid") && sidRoot != "" {
-		// Nix 2.34's daemon workers unshare their mount namespace; in
-		// the chrooted test client, /proc/<worker>/exe then reads as the
-		// host's path of the nix binary (<root>/usr/bin/nix), which the
-		// hook runs for its local nix-store. Binding the root at that
-		// path inside itself makes it resolve there too. A daemon that is
-		// not chrooted, as on NixOS, has no such difference.
-		c.Env = append(c.Env, "OFFLOAD_SID_BINDS="+sidRoot)
-	}
-	return script
-}
-
 func TestSetupNewUser(t *testing.T) {
-	for _, tt := range []struct {
-		name   string
-		sid    bool
-		daemon bool
-	}{
-		{"nix2.8/single-user", false, false},
-		{"nix2.8/daemon", false, true},
-		{"nix2.34/single-user", true, false},
-		{"nix2.34/daemon", true, true},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			if tt.sid {
-				requireSid(t)
-			} else {
-				requireEnv(t)
-			}
-			t.Parallel()
-			testSetupNewUser(t, tt.sid, tt.daemon)
-		})
-	}
+	requireEnv(t)
+	t.Parallel()
+	matrix(t, cells(nixes, []string{"ssh"}, modes), testSetupNewUser)
 }
 
-func testSetupNewUser(t *testing.T, sid, daemon bool) {
+func testSetupNewUser(t *testing.T, m cell) {
+	daemon := m.Daemon
 	b1 := startBuilder(t, "b1", builderOpts{})
-	var c *client
-	if sid {
-		c = newSidClient(t, b1)
-	} else {
-		c = newClient(t, b1)
-	}
+	c := m.client(t, b1)
 	// A fresh config dir as the user finds it, with the builder listed
 	// and local builds off.
 	conf := filepath.Join(c.Dir, "etc/nix.conf")

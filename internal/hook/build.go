@@ -20,6 +20,7 @@ import (
 	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 // errCopyStopped ends a NAR stream that its reader gave up on.
@@ -74,7 +75,7 @@ func (h *hook) build(ctx context.Context, c *builder.Conn, m *spec.Machine, slot
 // buildOn copies the inputs to c's builder, builds there and brings the
 // outputs home, then closes c and releases slot. It returns the exit code,
 // and the build's result when the build itself failed.
-func (h *hook) buildOn(ctx context.Context, c *builder.Conn, m *spec.Machine, slot *slots.Slot, req *hookproto.Request, j *job, inputs, wanted []string) (int, *serve.BuildResult) {
+func (h *hook) buildOn(ctx context.Context, c *builder.Conn, m *spec.Machine, slot *slots.Slot, req *hookproto.Request, j *job, inputs, wanted []string) (int, *store.BuildResult) {
 	// On SIGTERM (Nix ≥ 2.35 sends it 500 ms before SIGKILL) the session
 	// closes at once, since it was started with ctx (pkg/ssh): whatever
 	// waits on the builder returns, and the builder's nix-store --serve
@@ -186,7 +187,7 @@ func (h *hook) present(c *builder.Conn, j *job, inputs, wanted []string) (missin
 // buildThere builds j's derivation on c's builder. It returns the result
 // when the build failed as a build, and broken when the connection or the
 // protocol failed (said in the log).
-func (h *hook) buildThere(ctx context.Context, c *builder.Conn, m *spec.Machine, req *hookproto.Request, j *job, inputs []string) (failed *serve.BuildResult, broken bool) {
+func (h *hook) buildThere(ctx context.Context, c *builder.Conn, m *spec.Machine, req *hookproto.Request, j *job, inputs []string) (failed *store.BuildResult, broken bool) {
 	endProbe := h.probeBeside(ctx, c)
 	inputSrcs := j.drv.InputSrcs
 	if len(j.drv.InputDrvs) > 0 {
@@ -215,17 +216,17 @@ func (h *hook) buildThere(ctx context.Context, c *builder.Conn, m *spec.Machine,
 // 2.8 … 2.28 reports it as what it is (DerivationGoal::buildDone in Nix
 // 2.8 src/libstore/build/derivation-goal.cc; the statuses are
 // BuildResult::Status in src/libstore/build-result.hh).
-func exitCode(s serve.Status) int {
+func exitCode(s store.Status) int {
 	switch s {
-	case serve.TimedOut:
+	case store.TimedOut:
 		return exitTimedOut
-	case serve.PermanentFailure, serve.TransientFailure, serve.OutputRejected, serve.NotDeterministic:
+	case store.PermanentFailure, store.TransientFailure, store.OutputRejected, store.NotDeterministic:
 		return exitBuildFailed
 	}
 	return exitFailed
 }
 
-func (h *hook) buildOptions() serve.BuildOptions {
+func (h *hook) buildOptions() store.BuildOptions {
 	secs := func(k string) time.Duration {
 		var n int64
 		fmt.Sscan(h.settings[k], &n)
@@ -233,7 +234,7 @@ func (h *hook) buildOptions() serve.BuildOptions {
 	}
 	var logSize uint64
 	fmt.Sscan(h.settings["max-build-log-size"], &logSize)
-	return serve.BuildOptions{
+	return store.BuildOptions{
 		MaxSilentTime: secs("max-silent-time"),
 		Timeout:       secs("timeout"),
 		MaxLogSize:    logSize,
@@ -431,7 +432,7 @@ func stripANSI(s string) string {
 
 // sortByReferences orders infos so that every path comes after the paths
 // it refers to, as the builder's store requires.
-func sortByReferences(infos []serve.PathInfo) {
+func sortByReferences(infos []store.PathInfo) {
 	idx := make(map[string]int, len(infos))
 	for i := range infos {
 		idx[infos[i].Path] = i
@@ -440,7 +441,7 @@ func sortByReferences(infos []serve.PathInfo) {
 	for i := range infos {
 		idx[infos[i].Path] = i
 	}
-	out := make([]serve.PathInfo, 0, len(infos))
+	out := make([]store.PathInfo, 0, len(infos))
 	state := make([]uint8, len(infos)) // 0 new, 1 visiting, 2 done
 	var visit func(i int)
 	visit = func(i int) {
@@ -506,22 +507,21 @@ func (h *hook) download(ctx context.Context, c *builder.Conn, j *job, drvPath st
 	if len(infos) != len(missing) {
 		return 0, fmt.Errorf("the builder has %d of the %d outputs", len(infos), len(missing))
 	}
-	local := make([]localstore.PathInfo, len(infos))
+	local := make([]store.PathInfo, len(infos))
 	var total uint64
 	for i := range infos {
-		digest, err := infos[i].NarDigest()
-		if err != nil {
+		if _, err := infos[i].NarDigest(); err != nil {
 			return 0, fmt.Errorf("%s: %w", infos[i].Path, err)
 		}
 		deriver := infos[i].Deriver
 		if deriver == "" {
 			deriver = drvPath
 		}
-		local[i] = localstore.PathInfo{
+		local[i] = store.PathInfo{
 			Path:       infos[i].Path,
 			Deriver:    deriver,
 			References: infos[i].References,
-			NarHash:    digest,
+			NarHash:    infos[i].NarHash,
 			NarSize:    infos[i].NarSize,
 		}
 		total += infos[i].NarSize

@@ -31,9 +31,9 @@ import (
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/remoteload"
-	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 // probeMaxAge is how old a builder's platform probe may be before a build
@@ -112,12 +112,12 @@ func (h *hook) probeBeside(ctx context.Context, c *builder.Conn) (wait func()) {
 // retryable reports whether a build that ended with status on machine i
 // (the accepted decision's choice) failed in a way emulation can explain:
 // the machine emulates the system and the build failed as a build.
-func (h *hook) retryable(i int, status serve.Status) bool {
+func (h *hook) retryable(i int, status store.Status) bool {
 	if i < 0 || i >= len(h.decision.Reasons) || h.decision.Reasons[i].Exec != pick.Emulated {
 		return false
 	}
 	switch status {
-	case serve.PermanentFailure, serve.TransientFailure, serve.MiscFailure:
+	case store.PermanentFailure, store.TransientFailure, store.MiscFailure:
 		return true
 	}
 	return false
@@ -201,7 +201,7 @@ func (h *hook) retryOn(ctx context.Context, r reservation, i int, req *hookproto
 		// probed may emulate the system too.
 		if pl, ok := h.probe(ctx, c); ok {
 			h.storePlatform(m, pl)
-			if e, _ := pl.Exec(req.System); e == remoteload.ExecEmulated {
+			if e, _ := pl.Exec(req.System); e == pick.Emulated {
 				h.log.Msg(hookproto.LvlInfo, "'%s' emulates %s too; not building %s there again", m.URI, req.System, name)
 				c.Close()
 				return 0, false

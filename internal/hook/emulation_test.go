@@ -12,9 +12,9 @@ import (
 
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/pick"
-	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 // Only a failure emulation can explain is built again: on a machine that
@@ -29,23 +29,23 @@ func TestRetryable(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		i      int
-		status serve.Status
+		status store.Status
 		want   bool
 	}{
-		{0, serve.PermanentFailure, true},
-		{1, serve.PermanentFailure, true},
-		{1, serve.TransientFailure, true},
-		{1, serve.MiscFailure, true},
-		{1, serve.TimedOut, false},
-		{1, serve.LogLimitExceeded, false},
-		{1, serve.OutputRejected, false},
-		{1, serve.NotDeterministic, false},
-		{1, serve.InputRejected, false},
-		{1, serve.DependencyFailed, false},
-		{2, serve.PermanentFailure, false}, // native: final
-		{3, serve.PermanentFailure, false}, // nothing known: final
-		{-1, serve.PermanentFailure, false},
-		{4, serve.PermanentFailure, false},
+		{0, store.PermanentFailure, true},
+		{1, store.PermanentFailure, true},
+		{1, store.TransientFailure, true},
+		{1, store.MiscFailure, true},
+		{1, store.TimedOut, false},
+		{1, store.LogLimitExceeded, false},
+		{1, store.OutputRejected, false},
+		{1, store.NotDeterministic, false},
+		{1, store.InputRejected, false},
+		{1, store.DependencyFailed, false},
+		{2, store.PermanentFailure, false}, // native: final
+		{3, store.PermanentFailure, false}, // nothing known: final
+		{-1, store.PermanentFailure, false},
+		{4, store.PermanentFailure, false},
 	} {
 		if got := h.retryable(tt.i, tt.status); got != tt.want {
 			t.Errorf("retryable(%d, %v) = %v, want %v", tt.i, tt.status, got, tt.want)

@@ -35,9 +35,9 @@ import (
 
 	"github.com/offload-nix/offload/internal/builder"
 	"github.com/offload-nix/offload/pkg/drv"
-	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/ssh"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 // guarded is c's builder.Remote store with the rules above.
@@ -106,13 +106,13 @@ func (g *guarded) QueryValidPaths(paths []string, lock, substitute bool) ([]stri
 	return v, g.check(done(err))
 }
 
-func (g *guarded) QueryPathInfos(paths []string) ([]serve.PathInfo, error) {
+func (g *guarded) QueryPathInfos(paths []string) ([]store.PathInfo, error) {
 	done := g.watch(g.h.stallTimeout(), 0)
 	infos, err := g.next.QueryPathInfos(paths)
 	return infos, g.check(done(err))
 }
 
-func (g *guarded) AddToStoreNars(infos []serve.PathInfo, open func(i int) (io.Reader, error)) error {
+func (g *guarded) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
 	done := g.watch(g.h.stallTimeout(), 0)
 	return g.check(done(g.next.AddToStoreNars(infos, open)))
 }
@@ -120,7 +120,7 @@ func (g *guarded) AddToStoreNars(infos []serve.PathInfo, open func(i int) (io.Re
 // BuildDerivation waits as long as the build may be silent, and last, as
 // the user set them, plus the stall timeout; without max-silent-time a
 // build may be silent as long as it takes, as with Nix's own hook.
-func (g *guarded) BuildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string, o serve.BuildOptions) (serve.BuildResult, error) {
+func (g *guarded) BuildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string, o store.BuildOptions) (store.BuildResult, error) {
 	var silent, total time.Duration
 	if o.MaxSilentTime > 0 {
 		silent = o.MaxSilentTime + g.h.stallTimeout()

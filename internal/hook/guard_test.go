@@ -17,6 +17,7 @@ import (
 	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
+	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
@@ -230,7 +231,7 @@ func TestStalledBuild(t *testing.T) {
 			d := testDrv()
 			done := make(chan error, 1)
 			go func() {
-				_, err := g.BuildDerivation("/nix/store/00000000000000000000000000000000-x.drv", d, nil, serve.BuildOptions{MaxSilentTime: time.Second})
+				_, err := g.BuildDerivation("/nix/store/00000000000000000000000000000000-x.drv", d, nil, store.BuildOptions{MaxSilentTime: time.Second})
 				done <- err
 			}()
 			var se *stallError
@@ -247,7 +248,7 @@ func TestStalledBuild(t *testing.T) {
 			b2 := newStallBuilder(t, proto, func(b *stallBuilder) {})
 			_, g2 := stallHook(t, proto+"://b1", b2, timeout)
 			go func() {
-				_, err := g2.BuildDerivation("/nix/store/00000000000000000000000000000000-x.drv", d, nil, serve.BuildOptions{})
+				_, err := g2.BuildDerivation("/nix/store/00000000000000000000000000000000-x.drv", d, nil, store.BuildOptions{})
 				done <- err
 			}()
 			select {

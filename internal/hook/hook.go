@@ -273,16 +273,5 @@ func (h *hook) recordDecision(drvName string, a pick.Answer, builder, why string
 	if h.state == nil {
 		return
 	}
-	var sa slots.Answer
-	switch a {
-	case pick.Accept:
-		sa = slots.AnswerAccept
-	case pick.Postpone:
-		sa = slots.AnswerPostpone
-	case pick.Decline:
-		sa = slots.AnswerDecline
-	case pick.DeclinePermanently:
-		sa = slots.AnswerDeclinePermanently
-	}
-	h.state.LogDecision(slots.Decision{Time: h.env.Now(), Drv: drvName, Answer: sa, Builder: builder, Reason: why})
+	h.state.LogDecision(slots.Decision{Time: h.env.Now(), Drv: drvName, Answer: a, Builder: builder, Reason: why})
 }

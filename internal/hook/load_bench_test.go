@@ -10,7 +10,6 @@ import (
 
 	"github.com/offload-nix/offload/internal/decide"
 	"github.com/offload-nix/offload/pkg/pick"
-	"github.com/offload-nix/offload/pkg/remoteload"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
 )
@@ -41,10 +40,10 @@ func BenchmarkDecideLoad(b *testing.B) {
 			defer f.Close()
 			now := time.Now()
 			for i := range ms {
-				r := remoteload.Reading{Time: now, CPUs: 8, Load1: 1500 * (i + 1), Load5: 1000, Load15: 900,
+				r := pick.Reading{Time: now, CPUs: 8, Load1: 1500 * (i + 1), Load5: 1000, Load15: 900,
 					CPUPressure: 1200, MemoryPressure: 300, IOPressure: 100, MemAvailable: 8 << 30, MemTotal: 16 << 30,
 					StoreFree: 50 << 30, StoreSize: 200 << 30, Builds: i}
-				f.SetReading(ms[i].URI, slots.Reading(r))
+				f.SetReading(ms[i].URI, r)
 			}
 			h := &hook{
 				env:         Env{Now: time.Now, Getenv: func(string) string { return "" }},

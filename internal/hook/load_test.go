@@ -23,7 +23,6 @@ import (
 	"github.com/offload-nix/offload/pkg/config"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/pick"
-	"github.com/offload-nix/offload/pkg/remoteload"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
 )
@@ -70,7 +69,7 @@ func loadConfig(t *testing.T, kv ...string) *config.Config {
 func fakeBuilder(t *testing.T, readBuilds func() int) *atomic.Int32 {
 	t.Helper()
 	var n atomic.Int32
-	testOnlyReadLoad = func(ctx context.Context, m *spec.Machine) (remoteload.Reading, error) {
+	testOnlyReadLoad = func(ctx context.Context, m *spec.Machine) (pick.Reading, error) {
 		n.Add(1)
 		r := idleReading(time.Now())
 		if readBuilds != nil {
@@ -82,8 +81,8 @@ func fakeBuilder(t *testing.T, readBuilds func() int) *atomic.Int32 {
 	return &n
 }
 
-func idleReading(at time.Time) remoteload.Reading {
-	return remoteload.Reading{Time: at, CPUs: 4, Load1: 100, Load5: 100, Load15: 100,
+func idleReading(at time.Time) pick.Reading {
+	return pick.Reading{Time: at, CPUs: 4, Load1: 100, Load5: 100, Load15: 100,
 		CPUPressure: 0, MemoryPressure: 0, IOPressure: 0, MemAvailable: 8 << 30, MemTotal: 16 << 30,
 		StoreFree: 50 << 30, StoreSize: 200 << 30, Builds: 0}
 }
@@ -92,7 +91,7 @@ func idleReading(at time.Time) remoteload.Reading {
 func setReading(h *hook, at time.Time, builds int) {
 	r := idleReading(at)
 	r.Builds = builds
-	h.state.SetReading("ssh://b1", slots.Reading(r))
+	h.state.SetReading("ssh://b1", r)
 }
 
 // request runs one try for an x86_64-linux derivation and returns the
@@ -187,7 +186,7 @@ func TestLoadWaitsForRefresher(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		r := idleReading(time.Now())
 		r.Builds = 2
-		other.SetReading("ssh://b1", slots.Reading(r))
+		other.SetReading("ssh://b1", r)
 		release()
 	}()
 	got := request(t, h, stderr)

@@ -61,7 +61,7 @@ var (
 
 // testOnlyReadLoad, when set, stands in for connecting to a builder and
 // reading its load.
-var testOnlyReadLoad func(ctx context.Context, m *spec.Machine) (remoteload.Reading, error)
+var testOnlyReadLoad func(ctx context.Context, m *spec.Machine) (pick.Reading, error)
 
 // loadTry is the state of one request's load checks.
 type loadTry struct {
@@ -249,7 +249,7 @@ func (h *hook) refresh(ctx context.Context, i int, maxAge time.Duration, lt *loa
 	}
 	defer release()
 	now := h.env.Now()
-	var r remoteload.Reading
+	var r pick.Reading
 	if testOnlyReadLoad != nil {
 		got, err := testOnlyReadLoad(ctx, m)
 		if err != nil {
@@ -274,7 +274,7 @@ func (h *hook) refresh(ctx context.Context, i int, maxAge time.Duration, lt *loa
 		h.spare = c
 	}
 	r.Time = now
-	h.state.SetReading(m.URI, slots.Reading(r))
+	h.state.SetReading(m.URI, r)
 	return gateAgain
 }
 
@@ -314,11 +314,11 @@ func (h *hook) awaitReading(ctx context.Context, i int, seen time.Time, lt *load
 // failed reading is all unknown: stored all the same, so that other hooks
 // do not retry at once. The builder's platform comes with it, and is
 // stored when it tells something.
-func (h *hook) readLoad(ctx context.Context, c *builder.Conn, m *spec.Machine) remoteload.Reading {
+func (h *hook) readLoad(ctx context.Context, c *builder.Conn, m *spec.Machine) pick.Reading {
 	got, pl, err := h.runLoadScript(ctx, c)
 	if err != nil {
 		h.log.Debugf("reading the load of '%s': %v", m.URI, err)
-		return remoteload.UnknownAt(h.env.Now())
+		return pick.ReadingUnknownAt(h.env.Now())
 	}
 	if pl.Known() {
 		h.storePlatform(m, pl)
@@ -328,7 +328,7 @@ func (h *hook) readLoad(ctx context.Context, c *builder.Conn, m *spec.Machine) r
 
 // runLoadScript runs remoteload's script over c, within the connect
 // timeout.
-func (h *hook) runLoadScript(ctx context.Context, c *builder.Conn) (remoteload.Reading, remoteload.Platform, error) {
+func (h *hook) runLoadScript(ctx context.Context, c *builder.Conn) (pick.Reading, remoteload.Platform, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.ConnectTimeout())
 	defer cancel()
 	return c.ReadLoad(ctx)

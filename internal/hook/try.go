@@ -38,7 +38,7 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 	}
 	if len(h.machines) == 0 {
 		h.recordDecision(name, pick.DeclinePermanently, "", "no builders")
-		return exitOK, true, h.log.Answer(hookproto.DeclinePermanently)
+		return exitOK, true, h.log.Answer(pick.DeclinePermanently)
 	}
 	preq := pick.Request{
 		System:       req.System,
@@ -245,16 +245,7 @@ func (h *hook) answerWhy(name string, a pick.Answer, builder, why string) error 
 	if a == pick.Decline || a == pick.DeclinePermanently {
 		h.log.Msg(level, "not building %s remotely: %s", name, why)
 	}
-	var pa hookproto.Answer
-	switch a {
-	case pick.Postpone:
-		pa = hookproto.Postpone
-	case pick.DeclinePermanently:
-		pa = hookproto.DeclinePermanently
-	default:
-		pa = hookproto.Decline
-	}
-	return h.log.Answer(pa)
+	return h.log.Answer(a)
 }
 
 // job is what an accepted build needs from the local side.

@@ -7,24 +7,14 @@ import (
 	"io"
 	"testing"
 
-	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/internal/nixtest"
+	"github.com/offload-nix/offload/pkg/store"
 )
-
-const benchNarSize = 64 << 20
-
-// benchNar returns a 64 MiB NAR of one file.
-func benchNar() []byte {
-	contents := make([]byte, benchNarSize-128)
-	for i := range contents {
-		contents[i] = byte(i * 7)
-	}
-	return narFile(contents, false)
-}
 
 // BenchmarkNarFromPath copies a 64 MiB NAR from a fake daemon over an
 // in-memory pipe.
 func BenchmarkNarFromPath(b *testing.B) {
-	nar := benchNar()
+	nar := nixtest.BigNar(64 << 20)
 	const p = "/nix/store/00000000000000000000000000000000-big"
 	c := newFakeClient(b, 0x123, Options{}, func(f *fake) {
 		for {
@@ -53,11 +43,11 @@ func BenchmarkNarFromPath(b *testing.B) {
 // BenchmarkAddToStoreNars uploads a 64 MiB NAR and a small one with
 // AddMultipleToStore to a fake daemon over an in-memory pipe.
 func BenchmarkAddToStoreNars(b *testing.B) {
-	nar := benchNar()
-	small := narFile([]byte("small\n"), false)
-	infos := []serve.PathInfo{
-		{Path: "/nix/store/00000000000000000000000000000000-small", NarSize: uint64(len(small)), NarHash: narHash(small)},
-		{Path: "/nix/store/00000000000000000000000000000000-big", NarSize: uint64(len(nar)), NarHash: narHash(nar)},
+	nar := nixtest.BigNar(64 << 20)
+	small := nixtest.NarFile([]byte("small\n"), false)
+	infos := []store.PathInfo{
+		{Path: "/nix/store/00000000000000000000000000000000-small", NarSize: uint64(len(small)), NarHash: nixtest.NarHash(small)},
+		{Path: "/nix/store/00000000000000000000000000000000-big", NarSize: uint64(len(nar)), NarHash: nixtest.NarHash(nar)},
 	}
 	c := newFakeClient(b, 0x123, Options{}, func(f *fake) {
 		buf := make([]byte, bufSize)

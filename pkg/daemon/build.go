@@ -3,14 +3,12 @@
 package daemon
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
-	"strings"
-	"time"
 
 	"github.com/offload-nix/offload/pkg/drv"
-	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/pkg/store"
+	"github.com/offload-nix/offload/pkg/wire"
 )
 
 // BuildDerivation builds a derivation on the daemon (buildMode normal). d is
@@ -27,26 +25,26 @@ import (
 // A failed build is a BuildResult with a failing Status, not an error. A
 // daemon that refuses the request (an untrusted user asking for an
 // input-addressed derivation: ErrNotTrusted) gives a *RemoteError.
-func (c *Client) BuildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string) (serve.BuildResult, error) {
+func (c *Client) BuildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string) (store.BuildResult, error) {
 	if err := c.begin(); err != nil {
-		return serve.BuildResult{}, err
+		return store.BuildResult{}, err
 	}
 	res, err := c.buildDerivation(drvPath, d, inputSrcs)
 	return res, c.end(err)
 }
 
-func (c *Client) buildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string) (serve.BuildResult, error) {
+func (c *Client) buildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string) (store.BuildResult, error) {
 	const op = "BuildDerivation"
 	c.w.Uint64(opBuildDerivation)
 	c.w.String(drvPath)
 	d.WriteBasic(c.w, inputSrcs)
 	c.w.Uint64(0) // buildMode: bmNormal
 	if err := c.flushAndWait(op, drvPath); err != nil {
-		return serve.BuildResult{}, err
+		return store.BuildResult{}, err
 	}
 	res, err := readBuildResult(newDecoder(c.r, &c.sbuf), c.version)
 	if err != nil {
-		return serve.BuildResult{}, c.ioErr(op, drvPath, err)
+		return store.BuildResult{}, c.ioErr(op, drvPath, err)
 	}
 	return res, nil
 }
@@ -60,70 +58,56 @@ func (c *Client) buildDerivation(drvPath string, d *drv.Derivation, inputSrcs []
 // times of 1.37 and the outputs keyed by name of the
 // realisation-with-path-not-hash feature are never negotiated, since the
 // client claims 1.35.
-func readBuildResult(d *decoder, version uint64) (serve.BuildResult, error) {
-	var res serve.BuildResult
-	st, err := d.u64()
+func readBuildResult(d *wire.Decoder, version uint64) (store.BuildResult, error) {
+	var res store.BuildResult
+	st, err := d.Uint64()
 	if err != nil {
 		return res, noEOF(err)
 	}
 	if st > math.MaxUint8 {
 		return res, fmt.Errorf("invalid build status %d", st)
 	}
-	res.Status = serve.Status(st)
-	if res.ErrorMsg, err = d.str("error message", maxErrorMsg); err != nil {
+	res.Status = store.Status(st)
+	if res.ErrorMsg, err = d.String("error message", maxErrorMsg); err != nil {
 		return res, noEOF(err)
 	}
 	res.ErrorMsg = stripANSI(res.ErrorMsg)
 	if version >= 1<<8|29 {
 		var start, stop uint64
-		if res.TimesBuilt, err = d.u64(); err != nil {
+		if res.TimesBuilt, err = d.Uint64(); err != nil {
 			return res, noEOF(err)
 		}
-		if res.IsNonDeterministic, err = d.bool(); err != nil {
+		if res.IsNonDeterministic, err = d.Bool(); err != nil {
 			return res, noEOF(err)
 		}
-		if start, err = d.u64(); err != nil {
+		if start, err = d.Uint64(); err != nil {
 			return res, noEOF(err)
 		}
-		if stop, err = d.u64(); err != nil {
+		if stop, err = d.Uint64(); err != nil {
 			return res, noEOF(err)
 		}
-		res.StartTime, res.StopTime = unixTime(start), unixTime(stop)
+		res.StartTime, res.StopTime = store.UnixTime(start), store.UnixTime(stop)
 	}
 	if version >= 1<<8|28 {
-		n, err := d.count("built outputs", maxList)
+		n, err := d.Count("built outputs", maxList)
 		if err != nil {
 			return res, noEOF(err)
 		}
 		for range n {
-			id, err := d.str("output id", maxShort)
+			id, err := d.String("output id", maxShort)
 			if err != nil {
 				return res, noEOF(err)
 			}
-			rj, err := d.str("realisation", maxJSON)
+			rj, err := d.String("realisation", maxJSON)
 			if err != nil {
 				return res, noEOF(err)
 			}
-			bang := strings.LastIndexByte(id, '!')
-			if bang < 0 {
-				return res, fmt.Errorf("invalid derivation output id %q", id)
-			}
-			out := serve.BuiltOutput{Name: id[bang+1:], ID: id, Realisation: rj}
-			var j struct {
-				OutPath string `json:"outPath"`
-			}
-			if json.Unmarshal([]byte(rj), &j) == nil {
-				out.OutPath = j.OutPath
+			out, err := store.ParseBuiltOutput(id, rj)
+			if err != nil {
+				return res, err
 			}
 			res.BuiltOutputs = append(res.BuiltOutputs, out)
 		}
 	}
 	return res, nil
-}
-
-func unixTime(s uint64) time.Time {
-	if s == 0 || s > math.MaxInt64 {
-		return time.Time{}
-	}
-	return time.Unix(int64(s), 0)
 }

@@ -7,10 +7,10 @@
 //
 // The client speaks over a reader and a writer it is given: the stdout and
 // stdin of a remote SSH session, or the pipes of a local `nix-daemon
-// --stdio` process. It never opens connections itself. Its types are those
-// of package serve where the two protocols carry the same things
-// (serve.PathInfo, serve.BuildResult, serve.Status), so the hook handles
-// both kinds of builder alike.
+// --stdio` process. It never opens connections itself. It speaks in the
+// types of package store (store.PathInfo, store.BuildResult,
+// store.BuildOptions), as package serve does, so the hook handles both
+// kinds of builder alike.
 //
 // # Versions
 //
@@ -47,13 +47,13 @@ package daemon
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
-	"syscall"
 
+	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
@@ -171,7 +171,7 @@ func (c *Client) handshake() error {
 	if n == 0 && err != nil {
 		return c.ioErr(op, "", err)
 	}
-	if n < len(first) || leUint64(first[:]) != magic2 {
+	if n < len(first) || binary.LittleEndian.Uint64(first[:]) != magic2 {
 		return c.garbageErr(first[:n])
 	}
 	v, err := c.r.Uint64()
@@ -180,7 +180,7 @@ func (c *Client) handshake() error {
 	}
 	if v>>8 != 1 || v < MinDaemonVersion {
 		return fmt.Errorf("daemon: %sunsupported Nix daemon protocol version %s (need 1.x, at least %s, Nix 2.0)",
-			c.on(), versionString(v), versionString(MinDaemonVersion))
+			c.on(), store.VersionString(v), store.VersionString(MinDaemonVersion))
 	}
 	c.server = v
 	c.version = min(v, ClientVersion)
@@ -193,7 +193,7 @@ func (c *Client) handshake() error {
 	}
 	if c.version >= 1<<8|33 {
 		d := newDecoder(c.r, &c.sbuf)
-		if c.nixVersion, err = d.str("Nix version", maxShort); err != nil {
+		if c.nixVersion, err = d.String("Nix version", maxShort); err != nil {
 			return c.ioErr(op, "", noEOF(err))
 		}
 	}
@@ -214,20 +214,9 @@ func (c *Client) handshake() error {
 	return nil
 }
 
-// garbageErr explains the classic breakage: something on the remote (a
-// shell startup file, usually) printed to stdout before nix-daemon started,
-// so the protocol stream begins with text. Nix itself reports this as
-// "protocol mismatch, got '…'".
+// garbageErr explains a stream that does not begin with the magic number.
 func (c *Client) garbageErr(first []byte) error {
-	got := append([]byte(nil), first...)
-	if more, _ := c.br.Peek(min(c.br.Buffered(), 256-len(got))); len(more) > 0 {
-		got = append(got, more...)
-	}
-	return fmt.Errorf("daemon: %sthe remote shell printed %q on stdout before 'nix-daemon --stdio' started; "+
-		"nothing may print to stdout in a non-interactive session: make the login user's shell startup files "+
-		"(~/.bashrc, ~/.profile, /etc/bash.bashrc, …) print only in interactive shells "+
-		"(e.g. begin ~/.bashrc with `[[ $- == *i* ]] || return`) or send such output to stderr",
-		c.on(), got)
+	return store.ShellNoiseError("daemon: "+c.on(), "nix-daemon --stdio", first, c.br)
 }
 
 func (c *Client) on() string {
@@ -256,16 +245,6 @@ func (c *Client) NixVersion() string { return c.nixVersion }
 // version.
 func (c *Client) Trusted() (known, trusted bool) {
 	return c.trust != 0, c.trust == 1
-}
-
-func versionString(v uint64) string {
-	return fmt.Sprintf("%d.%d", v>>8, v&0xff)
-}
-
-func leUint64(b []byte) uint64 {
-	_ = b[7]
-	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 }
 
 // ErrBroken is wrapped by the error a Client returns for every operation
@@ -317,20 +296,5 @@ func (c *Client) ioErr(op, path string, err error) error {
 	if path != "" {
 		what += " " + path
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, io.ErrClosedPipe) || errors.Is(err, syscall.EPIPE) {
-		return fmt.Errorf("daemon: %s%s: remote closed the connection (%w)%s", c.on(), what, err, c.stderrSuffix())
-	}
-	return fmt.Errorf("daemon: %s%s: %w%s", c.on(), what, err, c.stderrSuffix())
-}
-
-func (c *Client) stderrSuffix() string {
-	if c.opts.Stderr == nil {
-		return ""
-	}
-	s := strings.TrimSpace(c.opts.Stderr())
-	if s == "" {
-		return ""
-	}
-	return "; remote stderr: " + s
+	return store.TransportError("daemon: "+c.on(), what, err, c.opts.Stderr)
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/offload-nix/offload/pkg/daemon"
 	"github.com/offload-nix/offload/pkg/drv"
-	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 // Building a derivation through a `nix-daemon --stdio`, with its log
@@ -45,7 +45,7 @@ func Example() {
 		log.Print("not trusted: uploads must be signed")
 	}
 	if err := c.SetOptions(daemon.Settings{
-		Build:     serve.BuildOptions{MaxSilentTime: time.Hour, Timeout: 10 * time.Hour},
+		Build:     store.BuildOptions{MaxSilentTime: time.Hour, Timeout: 10 * time.Hour},
 		Verbosity: daemon.LvlInfo,
 	}); err != nil {
 		log.Fatal(err)

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/internal/nixtest"
+	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
@@ -331,8 +332,8 @@ func TestRemoteErrors(t *testing.T) {
 // TestUploadRead: daemons at 1.21 and 1.22 pull the NAR of AddToStoreNar
 // with STDERR_READ.
 func TestUploadRead(t *testing.T) {
-	nar := narFile(bytes.Repeat([]byte("x"), 100000), false)
-	info := serve.PathInfo{Path: randomStorePath("p"), NarSize: uint64(len(nar)), NarHash: narHash(nar)}
+	nar := nixtest.NarFile(bytes.Repeat([]byte("x"), 100000), false)
+	info := store.PathInfo{Path: nixtest.RandomStorePath("p"), NarSize: uint64(len(nar)), NarHash: nixtest.NarHash(nar)}
 	var got bytes.Buffer
 	c := newFakeClient(t, 0x115, Options{}, func(f *fake) {
 		if op, _ := f.r.Uint64(); op != opAddToStoreNar {
@@ -374,10 +375,10 @@ func TestUploadRead(t *testing.T) {
 // of it (as current Nix does for an unsigned path) still gets the
 // terminating frame, and the Client stays usable.
 func TestUploadEarlyError(t *testing.T) {
-	nar := narFile(bytes.Repeat([]byte("y"), 4<<20), false)
-	infos := []serve.PathInfo{
-		{Path: randomStorePath("a"), NarSize: uint64(len(nar)), NarHash: narHash(nar)},
-		{Path: randomStorePath("b"), NarSize: uint64(len(nar)), NarHash: narHash(nar)},
+	nar := nixtest.NarFile(bytes.Repeat([]byte("y"), 4<<20), false)
+	infos := []store.PathInfo{
+		{Path: nixtest.RandomStorePath("a"), NarSize: uint64(len(nar)), NarHash: nixtest.NarHash(nar)},
+		{Path: nixtest.RandomStorePath("b"), NarSize: uint64(len(nar)), NarHash: nixtest.NarHash(nar)},
 	}
 	c := newFakeClient(t, 0x123, Options{}, func(f *fake) {
 		// QueryValidPaths: none.

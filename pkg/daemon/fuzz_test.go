@@ -12,8 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/offload-nix/offload/internal/nixtest"
 	"github.com/offload-nix/offload/pkg/drv"
-	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
@@ -144,10 +145,10 @@ func FuzzClient(f *testing.F) {
 		c.QueryPathInfo(paths[0])
 		c.BuildDerivation("/nix/store/00000000000000000000000000000000-p.drv", testDrv, nil)
 		c.NarFromPath(paths[0], discard{}, 1000)
-		nar := narFile([]byte("x"), false)
-		c.AddToStoreNars([]serve.PathInfo{
-			{Path: paths[0], NarSize: uint64(len(nar)), NarHash: narHash(nar)},
-			{Path: paths[0] + "2", NarSize: uint64(len(nar)), NarHash: narHash(nar)},
+		nar := nixtest.NarFile([]byte("x"), false)
+		c.AddToStoreNars([]store.PathInfo{
+			{Path: paths[0], NarSize: uint64(len(nar)), NarHash: nixtest.NarHash(nar)},
+			{Path: paths[0] + "2", NarSize: uint64(len(nar)), NarHash: nixtest.NarHash(nar)},
 		}, func(int) (io.Reader, error) { return bytes.NewReader(nar), nil })
 	})
 }

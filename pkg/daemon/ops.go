@@ -3,14 +3,17 @@
 package daemon
 
 import (
+	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"slices"
 	"time"
 
-	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/pkg/store"
+	"github.com/offload-nix/offload/pkg/wire"
 )
 
 // IsValidPath reports whether path is valid on the daemon's store.
@@ -29,7 +32,7 @@ func (c *Client) isValidPath(path string) (bool, error) {
 	if err := c.flushAndWait(op, path); err != nil {
 		return false, err
 	}
-	ok, err := newDecoder(c.r, &c.sbuf).bool()
+	ok, err := newDecoder(c.r, &c.sbuf).Bool()
 	if err != nil {
 		return false, c.ioErr(op, path, noEOF(err))
 	}
@@ -68,7 +71,7 @@ func (c *Client) queryValidPaths(paths []string, substitute bool) ([]string, err
 		return nil, err
 	}
 	// The reply is a subset of the request.
-	valid, err := newDecoder(c.r, &c.sbuf).strs("valid paths", uint64(len(paths)), maxPath)
+	valid, err := newDecoder(c.r, &c.sbuf).Strings("valid paths", uint64(len(paths)), maxPath)
 	if err != nil {
 		return nil, c.ioErr(op, "", noEOF(err))
 	}
@@ -79,26 +82,26 @@ func (c *Client) queryValidPaths(paths []string, substitute bool) ([]string, err
 // valid on the daemon's store.
 //
 // The daemon sends the NAR hash in base16; it is returned in the form
-// package serve uses, "sha256:<nix32>", so that path infos from both kinds
+// every store sends, "sha256:<nix32>" (store.FormatSHA256), so that path infos from both kinds
 // of builder compare equal. PathInfo.NarDigest gives the raw digest.
-func (c *Client) QueryPathInfo(path string) (serve.PathInfo, bool, error) {
+func (c *Client) QueryPathInfo(path string) (store.PathInfo, bool, error) {
 	if err := c.begin(); err != nil {
-		return serve.PathInfo{}, false, err
+		return store.PathInfo{}, false, err
 	}
 	info, ok, err := c.queryPathInfo(path)
 	return info, ok, c.end(err)
 }
 
-func (c *Client) queryPathInfo(path string) (serve.PathInfo, bool, error) {
+func (c *Client) queryPathInfo(path string) (store.PathInfo, bool, error) {
 	const op = "QueryPathInfo"
 	c.w.Uint64(opQueryPathInfo)
 	c.w.String(path)
 	if err := c.flushAndWait(op, path); err != nil {
-		return serve.PathInfo{}, false, err
+		return store.PathInfo{}, false, err
 	}
 	info, ok, err := readPathInfo(newDecoder(c.r, &c.sbuf), c.version, path)
 	if err != nil {
-		return serve.PathInfo{}, false, c.ioErr(op, path, err)
+		return store.PathInfo{}, false, c.ioErr(op, path, err)
 	}
 	return info, ok, nil
 }
@@ -106,7 +109,7 @@ func (c *Client) queryPathInfo(path string) (serve.PathInfo, bool, error) {
 // QueryPathInfos returns information about those of paths that are valid
 // on the daemon's store, in the order asked. Invalid paths are left out.
 // The requests are pipelined: all are written while the replies are read.
-func (c *Client) QueryPathInfos(paths []string) ([]serve.PathInfo, error) {
+func (c *Client) QueryPathInfos(paths []string) ([]store.PathInfo, error) {
 	if err := c.begin(); err != nil {
 		return nil, err
 	}
@@ -114,7 +117,7 @@ func (c *Client) QueryPathInfos(paths []string) ([]serve.PathInfo, error) {
 	return infos, c.end(err)
 }
 
-func (c *Client) queryPathInfos(paths []string) ([]serve.PathInfo, error) {
+func (c *Client) queryPathInfos(paths []string) ([]store.PathInfo, error) {
 	const op = "QueryPathInfo"
 	werr := make(chan error, 1)
 	go func() {
@@ -124,7 +127,7 @@ func (c *Client) queryPathInfos(paths []string) ([]serve.PathInfo, error) {
 		}
 		werr <- c.w.Flush()
 	}()
-	var infos []serve.PathInfo
+	var infos []store.PathInfo
 	var first error
 	for _, p := range paths {
 		// Every reply is read, even after the daemon refused one, to keep
@@ -165,19 +168,19 @@ func cmpOr(a, b error) error {
 // readPathInfo decodes the reply to QueryPathInfo for path
 // (ValidPathInfo::write without the path, after the validity flag at 1.17
 // and later; daemons before 1.17 fail invalid paths with an error).
-func readPathInfo(d *decoder, version uint64, path string) (serve.PathInfo, bool, error) {
-	info := serve.PathInfo{Path: path}
+func readPathInfo(d *wire.Decoder, version uint64, path string) (store.PathInfo, bool, error) {
+	info := store.PathInfo{Path: path}
 	if version >= 1<<8|17 {
-		valid, err := d.bool()
+		valid, err := d.Bool()
 		if err != nil {
 			return info, false, noEOF(err)
 		}
 		if !valid {
-			return serve.PathInfo{}, false, nil
+			return store.PathInfo{}, false, nil
 		}
 	}
 	if err := readPathInfoBody(d, version, &info); err != nil {
-		return serve.PathInfo{}, false, err
+		return store.PathInfo{}, false, err
 	}
 	return info, true, nil
 }
@@ -185,35 +188,35 @@ func readPathInfo(d *decoder, version uint64, path string) (serve.PathInfo, bool
 // readPathInfoBody decodes ValidPathInfo after its path: deriver, narHash
 // (base16), references, registrationTime, narSize, and at 1.16 and later
 // ultimate, signatures and content address.
-func readPathInfoBody(d *decoder, version uint64, info *serve.PathInfo) error {
+func readPathInfoBody(d *wire.Decoder, version uint64, info *store.PathInfo) error {
 	var err error
-	if info.Deriver, err = d.str("deriver", maxPath); err != nil {
+	if info.Deriver, err = d.String("deriver", maxPath); err != nil {
 		return noEOF(err)
 	}
-	h, err := d.bytes("narHash", maxShort)
+	h, err := d.Bytes("narHash", maxShort)
 	if err != nil {
 		return noEOF(err)
 	}
 	if info.NarHash, err = nix32Hash(h); err != nil {
 		return err
 	}
-	if info.References, err = d.strs("references", maxList, maxPath); err != nil {
+	if info.References, err = d.Strings("references", maxList, maxPath); err != nil {
 		return noEOF(err)
 	}
-	if _, err = d.u64(); err != nil { // registrationTime
+	if _, err = d.Uint64(); err != nil { // registrationTime
 		return noEOF(err)
 	}
-	if info.NarSize, err = d.u64(); err != nil {
+	if info.NarSize, err = d.Uint64(); err != nil {
 		return noEOF(err)
 	}
 	if version >= 1<<8|16 {
-		if _, err = d.bool(); err != nil { // ultimate
+		if _, err = d.Bool(); err != nil { // ultimate
 			return noEOF(err)
 		}
-		if info.Sigs, err = d.strs("signatures", maxList, maxShort); err != nil {
+		if info.Sigs, err = d.Strings("signatures", maxList, maxShort); err != nil {
 			return noEOF(err)
 		}
-		if info.CA, err = d.str("content address", maxShort); err != nil {
+		if info.CA, err = d.String("content address", maxShort); err != nil {
 			return noEOF(err)
 		}
 	}
@@ -230,11 +233,11 @@ func nix32Hash(h []byte) (string, error) {
 		}
 	} else {
 		var err error
-		if digest, err = serve.ParseSHA256(string(h)); err != nil {
+		if digest, err = store.ParseSHA256(string(h)); err != nil {
 			return "", fmt.Errorf("narHash: %w", err)
 		}
 	}
-	return "sha256:" + serve.EncodeNix32(digest[:]), nil
+	return store.FormatSHA256(digest), nil
 }
 
 // NarFromPath asks the daemon for the NAR of path and copies exactly
@@ -284,30 +287,17 @@ func (c *Client) narFromPath(path string, w io.Writer, narSize uint64) error {
 	if c.rbuf == nil {
 		c.rbuf = make([]byte, bufSize)
 	}
-	var done uint64
-	for done < narSize {
-		// Pass on whatever has arrived rather than waiting for a full
-		// chunk, as pkg/serve does: a consumer that checks the NAR as it
-		// goes (nar.Restore) must see its end even when the daemon
-		// announced a larger narSize and then stops sending, or both
-		// would wait forever (TestNarFromPathStalled).
-		chunk := c.rbuf[:min(uint64(len(c.rbuf)), narSize-done)]
-		n, err := c.br.Read(chunk)
-		if n == 0 && err == nil {
-			continue
+	done, err := wire.CopyRaw(w, c.br, narSize, c.rbuf, func(done uint64) {
+		if c.opts.Progress != nil {
+			c.opts.Progress(path, done, narSize)
 		}
-		done += uint64(n)
-		if n > 0 {
-			if _, werr := w.Write(chunk[:n]); werr != nil {
-				return fmt.Errorf("daemon: %s%s %s: writing NAR: %w", c.on(), op, path, werr)
-			}
-			if c.opts.Progress != nil {
-				c.opts.Progress(path, done, narSize)
-			}
-		}
-		if err != nil {
-			return c.ioErr(op, path, fmt.Errorf("NAR ended after %d of %d bytes: %w", done, narSize, noEOF(err)))
-		}
+	})
+	var we *wire.WriteError
+	if errors.As(err, &we) {
+		return fmt.Errorf("daemon: %s%s %s: writing NAR: %w", c.on(), op, path, we.Err)
+	}
+	if err != nil {
+		return c.ioErr(op, path, fmt.Errorf("NAR ended after %d of %d bytes: %w", done, narSize, err))
 	}
 	return nil
 }
@@ -322,11 +312,11 @@ func (c *Client) narError(op, path string) error {
 	}
 	var skip int
 	switch {
-	case leUint64(b) == stderrError:
+	case binary.LittleEndian.Uint64(b) == stderrError:
 		skip = 8
-	case err == nil && leUint64(b) == narMagic && leUint64(b[24:]) == stderrError:
+	case err == nil && binary.LittleEndian.Uint64(b) == narMagic && binary.LittleEndian.Uint64(b[24:]) == stderrError:
 		skip = 32
-	case leUint64(b) != narMagic:
+	case binary.LittleEndian.Uint64(b) != narMagic:
 		return c.ioErr(op, path, fmt.Errorf("reply does not start a NAR: %x", b[:8]))
 	default:
 		return nil
@@ -389,7 +379,7 @@ type Settings struct {
 	// the "max-build-log-size" override, which the daemon ignores for
 	// untrusted users (the hook enforces it anyway, on the log it passes
 	// on); 0 sends none.
-	Build serve.BuildOptions
+	Build store.BuildOptions
 	// Verbosity is the daemon's log level for the session. Messages above
 	// it (STDERR_NEXT) are not sent; build-log lines are sent regardless.
 	Verbosity Verbosity

@@ -28,9 +28,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/nixtest"
 	"github.com/offload-nix/offload/internal/testenv"
-	"github.com/offload-nix/offload/pkg/drv"
-	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/replies from the real nix-daemon --stdio")
@@ -57,101 +57,6 @@ in {
 `
 
 var drvNames = []string{"ok", "logs", "fail", "sleep"}
-
-// instantiate writes the test derivations into the store and returns their
-// parsed contents by attribute name, with their .drv paths.
-func instantiate(t *testing.T, s *nixStore) (map[string]*drv.Derivation, map[string]string) {
-	t.Helper()
-	if err := os.WriteFile(filepath.Join(s.dir, "work", "drvs.nix"), []byte(drvsNix), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out := s.run(t, `for a in `+strings.Join(drvNames, " ")+`; do nix-instantiate --quiet "$W/drvs.nix" -A $a 2>/dev/null; done`)
-	paths := strings.Fields(out)
-	if len(paths) != len(drvNames) {
-		t.Fatalf("nix-instantiate printed %q, want %d paths", out, len(drvNames))
-	}
-	drvs := map[string]*drv.Derivation{}
-	drvPaths := map[string]string{}
-	for i, n := range drvNames {
-		d, err := drv.ReadFile(s.path(paths[i]))
-		if err != nil {
-			t.Fatal(err)
-		}
-		drvs[n], drvPaths[n] = d, paths[i]
-	}
-	return drvs, drvPaths
-}
-
-// closure is three store paths, a → b → c and a → c, with their NARs.
-type closure struct {
-	infos []serve.PathInfo // dependencies first: c, b, a
-	nars  [][]byte
-}
-
-func makeClosure() closure {
-	c, b, a := randomStorePath("up-c"), randomStorePath("up-b"), randomStorePath("up-a")
-	var cl closure
-	add := func(path string, contents string, exec bool, refs ...string) {
-		nar := narFile([]byte(contents), exec)
-		cl.infos = append(cl.infos, serve.PathInfo{
-			Path:       path,
-			References: refs,
-			NarSize:    uint64(len(nar)),
-			NarHash:    narHash(nar),
-		})
-		cl.nars = append(cl.nars, nar)
-	}
-	add(c, "leaf\n", false)
-	add(b, "uses "+c+"\n", true, c)
-	// A bigger one, many frames long.
-	add(a, strings.Repeat("uses "+b+" and "+c+"\n", 10000), false, b, c)
-	return cl
-}
-
-func (cl closure) open(i int) (io.Reader, error) { return bytes.NewReader(cl.nars[i]), nil }
-
-func (cl closure) paths() []string {
-	var ps []string
-	for _, p := range cl.infos {
-		ps = append(ps, p.Path)
-	}
-	return ps
-}
-
-func sorted(s []string) []string {
-	s = slices.Clone(s)
-	slices.Sort(s)
-	return s
-}
-
-// replies records the bytes of each reply the daemon sends, to seed the
-// fuzz targets (written to testdata/replies with -update).
-type replies struct {
-	sess *session
-	last int
-	got  map[string][]byte
-}
-
-func (r *replies) mark(name string) {
-	b := r.sess.rec.Bytes()
-	if name != "" {
-		r.got[name] = slices.Clone(b[r.last:])
-	}
-	r.last = len(b)
-}
-
-func (r *replies) save(t *testing.T) {
-	if !*update {
-		return
-	}
-	dir := filepath.Join("testdata", "replies")
-	os.MkdirAll(dir, 0o755)
-	for name, b := range r.got {
-		if err := os.WriteFile(filepath.Join(dir, name+".bin"), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 // logRecorder collects what the Client passes to Options.Log and
 // Options.Phase, with the time each arrived.
@@ -194,15 +99,15 @@ func (l *logRecorder) find(s string) (time.Time, bool) {
 }
 
 func TestRealDaemon(t *testing.T) {
-	s := newNixStore(t)
-	drvs, drvPaths := instantiate(t, s)
+	s := nixtest.NewStore(t, "nix-daemon")
+	drvs, drvPaths := s.Instantiate(t, drvsNix, drvNames...)
 	logs := &logRecorder{}
-	sess, err := s.stdio(t, Options{Log: logs.log, Phase: logs.phase}, true)
+	sess, err := stdioIn(t, s, Options{Log: logs.log, Phase: logs.phase}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &replies{sess: sess, got: map[string][]byte{}}
-	rec.mark("handshake")
+	rec := nixtest.NewReplies(sess.Rec)
+	rec.Mark("handshake")
 
 	// Handshake: Nix 2.8 announces 1.34 and its version, and no trust
 	// byte (that came with 1.35).
@@ -223,17 +128,17 @@ func TestRealDaemon(t *testing.T) {
 	if err := sess.SetOptions(Settings{Verbosity: LvlInfo}); err != nil {
 		t.Fatal(err)
 	}
-	rec.mark("setoptions")
+	rec.Mark("setoptions")
 
-	cl := makeClosure()
-	valid, err := sess.QueryValidPaths(cl.paths(), false)
+	cl := nixtest.MakeClosure()
+	valid, err := sess.QueryValidPaths(cl.Paths(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(valid) != 0 {
 		t.Errorf("QueryValidPaths(new paths) = %q, want none", valid)
 	}
-	rec.mark("")
+	rec.Mark("")
 
 	var progress uint64
 	sess.opts.Progress = func(path string, done, size uint64) {
@@ -242,78 +147,78 @@ func TestRealDaemon(t *testing.T) {
 		}
 		progress++
 	}
-	if err := sess.AddToStoreNars(cl.infos, cl.open); err != nil {
+	if err := sess.AddToStoreNars(cl.Infos, cl.Open); err != nil {
 		t.Fatal(err)
 	}
-	rec.mark("upload")
+	rec.Mark("upload")
 	sess.opts.Progress = nil
 	if progress < 3 {
 		t.Errorf("Progress called %d times, want at least once per path", progress)
 	}
-	for _, p := range cl.infos {
+	for _, p := range cl.Infos {
 		if err := sess.AddTempRoot(p.Path); err != nil {
 			t.Fatal(err)
 		}
 	}
-	rec.mark("")
+	rec.Mark("")
 
-	missing := randomStorePath("missing")
-	valid, err = sess.QueryValidPaths(append(cl.paths(), missing), true)
+	missing := nixtest.RandomStorePath("missing")
+	valid, err = sess.QueryValidPaths(append(cl.Paths(), missing), true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec.mark("validpaths")
-	if !slices.Equal(sorted(valid), sorted(cl.paths())) {
-		t.Errorf("QueryValidPaths after upload = %q, want %q", valid, cl.paths())
+	rec.Mark("validpaths")
+	if !slices.Equal(nixtest.Sorted(valid), nixtest.Sorted(cl.Paths())) {
+		t.Errorf("QueryValidPaths after upload = %q, want %q", valid, cl.Paths())
 	}
-	if ok, err := sess.IsValidPath(cl.infos[0].Path); err != nil || !ok {
-		t.Errorf("IsValidPath(%s) = %v, %v; want true", cl.infos[0].Path, ok, err)
+	if ok, err := sess.IsValidPath(cl.Infos[0].Path); err != nil || !ok {
+		t.Errorf("IsValidPath(%s) = %v, %v; want true", cl.Infos[0].Path, ok, err)
 	}
 	if ok, err := sess.IsValidPath(missing); err != nil || ok {
 		t.Errorf("IsValidPath(missing) = %v, %v; want false", ok, err)
 	}
-	rec.mark("")
+	rec.Mark("")
 
-	for i, want := range cl.infos {
+	for i, want := range cl.Infos {
 		got, ok, err := sess.QueryPathInfo(want.Path)
 		if err != nil || !ok {
 			t.Fatalf("QueryPathInfo(%s) = %v, %v", want.Path, ok, err)
 		}
 		if i == 2 {
-			rec.mark("pathinfo")
+			rec.Mark("pathinfo")
 		}
 		if got.Path != want.Path || got.NarHash != want.NarHash || got.NarSize != want.NarSize ||
-			!slices.Equal(sorted(got.References), sorted(want.References)) {
+			!slices.Equal(nixtest.Sorted(got.References), nixtest.Sorted(want.References)) {
 			t.Errorf("QueryPathInfo(%s) = %+v, want %+v", want.Path, got, want)
 		}
-		if digest, err := got.NarDigest(); err != nil || digest != sha256.Sum256(cl.nars[i]) {
+		if digest, err := got.NarDigest(); err != nil || digest != sha256.Sum256(cl.NARs[i]) {
 			t.Errorf("NarDigest(%s) = %x, %v; want sha256 of the NAR", want.Path, digest, err)
 		}
 	}
 	if _, ok, err := sess.QueryPathInfo(missing); err != nil || ok {
 		t.Errorf("QueryPathInfo(missing) = %v, %v; want not valid", ok, err)
 	}
-	rec.mark("pathinfo-invalid")
-	infos, err := sess.QueryPathInfos(append(cl.paths(), missing))
+	rec.Mark("pathinfo-invalid")
+	infos, err := sess.QueryPathInfos(append(cl.Paths(), missing))
 	if err != nil || len(infos) != 3 {
 		t.Errorf("QueryPathInfos = %+v, %v; want the 3 uploaded paths", infos, err)
 	}
 	// The uploaded files are really there, in the private store.
-	if b, err := os.ReadFile(s.path(cl.infos[0].Path)); err != nil || string(b) != "leaf\n" {
-		t.Errorf("uploaded %s reads %q, %v", cl.infos[0].Path, b, err)
+	if b, err := os.ReadFile(s.Path(cl.Infos[0].Path)); err != nil || string(b) != "leaf\n" {
+		t.Errorf("uploaded %s reads %q, %v", cl.Infos[0].Path, b, err)
 	}
-	if fi, err := os.Stat(s.path(cl.infos[1].Path)); err != nil || fi.Mode()&0o100 == 0 {
-		t.Errorf("uploaded %s: %v; want executable", cl.infos[1].Path, err)
+	if fi, err := os.Stat(s.Path(cl.Infos[1].Path)); err != nil || fi.Mode()&0o100 == 0 {
+		t.Errorf("uploaded %s: %v; want executable", cl.Infos[1].Path, err)
 	}
-	rec.mark("")
+	rec.Mark("")
 
 	// A successful build, then the output copied back.
 	res, err := sess.BuildDerivation(drvPaths["ok"], drvs["ok"], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec.mark("build-built")
-	if res.Status != serve.Built || !res.Success() || res.ErrorMsg != "" {
+	rec.Mark("build-built")
+	if res.Status != store.Built || !res.Success() || res.ErrorMsg != "" {
 		t.Fatalf("BuildDerivation(ok) = %+v, want Built", res)
 	}
 	if res.StartTime.IsZero() || res.StopTime.Before(res.StartTime) || res.TimesBuilt != 1 {
@@ -327,8 +232,8 @@ func TestRealDaemon(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("QueryPathInfo(%s) = %v, %v", out, ok, err)
 	}
-	wantNar := narFile([]byte("hi\n"), false)
-	if info.NarSize != uint64(len(wantNar)) || info.NarHash != narHash(wantNar) {
+	wantNar := nixtest.NarFile([]byte("hi\n"), false)
+	if info.NarSize != uint64(len(wantNar)) || info.NarHash != nixtest.NarHash(wantNar) {
 		t.Errorf("QueryPathInfo(%s) = %+v, want the NAR of a file saying hi", out, info)
 	}
 	var nar bytes.Buffer
@@ -342,26 +247,26 @@ func TestRealDaemon(t *testing.T) {
 		t.Errorf("NarFromPath(%s) = %q, want %q", out, nar.Bytes(), wantNar)
 	}
 	// The hash agrees with Nix's own tools.
-	dumpSum := strings.Fields(s.run(t, "nix-store --dump "+out+" | sha256sum"))[0]
+	dumpSum := strings.Fields(s.Run(t, "nix-store --dump "+out+" | sha256sum"))[0]
 	if digest, _ := info.NarDigest(); hex.EncodeToString(digest[:]) != dumpSum {
 		t.Errorf("NarDigest(%s) = %x, nix-store --dump | sha256sum = %s", out, digest, dumpSum)
 	}
 	// The uploaded big path comes back as it went.
 	nar.Reset()
-	if err := sess.NarFromPath(cl.infos[2].Path, &nar, cl.infos[2].NarSize); err != nil || !bytes.Equal(nar.Bytes(), cl.nars[2]) {
-		t.Errorf("NarFromPath(%s) = %d bytes, %v; want the uploaded NAR", cl.infos[2].Path, nar.Len(), err)
+	if err := sess.NarFromPath(cl.Infos[2].Path, &nar, cl.Infos[2].NarSize); err != nil || !bytes.Equal(nar.Bytes(), cl.NARs[2]) {
+		t.Errorf("NarFromPath(%s) = %d bytes, %v; want the uploaded NAR", cl.Infos[2].Path, nar.Len(), err)
 	}
-	rec.mark("")
+	rec.Mark("")
 
 	// The log arrives while the build runs: the first line a second
 	// before the build ends.
 	logs.reset()
 	res, err = sess.BuildDerivation(drvPaths["logs"], drvs["logs"], nil)
 	returned := time.Now()
-	if err != nil || res.Status != serve.Built {
+	if err != nil || res.Status != store.Built {
 		t.Fatalf("BuildDerivation(logs) = %+v, %v; want Built", res, err)
 	}
-	rec.mark("build-logs")
+	rec.Mark("build-logs")
 	first, ok1 := logs.find("first line")
 	_, ok2 := logs.find("second line")
 	if !ok1 || !ok2 {
@@ -384,8 +289,8 @@ func TestRealDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec.mark("build-failed")
-	if res.Status != serve.PermanentFailure || res.Success() || !strings.Contains(res.ErrorMsg, "failed with exit code 1") {
+	rec.Mark("build-failed")
+	if res.Status != store.PermanentFailure || res.Success() || !strings.Contains(res.ErrorMsg, "failed with exit code 1") {
 		t.Errorf("BuildDerivation(fail) = %+v, want PermanentFailure with the exit code", res)
 	}
 	if strings.Contains(res.ErrorMsg, "\x1b") {
@@ -397,7 +302,7 @@ func TestRealDaemon(t *testing.T) {
 
 	// max-silent-time, sent with SetOptions. The verbosity drops to
 	// LvlError, and build-log lines still arrive.
-	if err := sess.SetOptions(Settings{Build: serve.BuildOptions{MaxSilentTime: time.Second, Timeout: time.Minute}}); err != nil {
+	if err := sess.SetOptions(Settings{Build: store.BuildOptions{MaxSilentTime: time.Second, Timeout: time.Minute}}); err != nil {
 		t.Fatal(err)
 	}
 	logs.reset()
@@ -406,8 +311,8 @@ func TestRealDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec.mark("build-timedout")
-	if res.Status != serve.TimedOut {
+	rec.Mark("build-timedout")
+	if res.Status != store.TimedOut {
 		t.Errorf("BuildDerivation(sleep, max-silent-time 1) = %+v, want TimedOut", res)
 	}
 	if _, ok := logs.find("sleeping"); !ok {
@@ -431,61 +336,63 @@ func TestRealDaemon(t *testing.T) {
 	if _, err := sess.QueryValidPaths([]string{out}, false); !errors.Is(err, ErrBroken) {
 		t.Errorf("QueryValidPaths after the daemon exited = %v, want ErrBroken", err)
 	}
-	rec.save(t)
+	if *update {
+		rec.Save(t, filepath.Join("testdata", "replies"))
+	}
 }
 
 // TestRealDaemonBadUpload: the second of three paths has a wrong narHash,
 // then a NAR shorter than its narSize. The daemon refuses each, the error
 // names the cause, and the session goes on.
 func TestRealDaemonBadUpload(t *testing.T) {
-	s := newNixStore(t)
-	sess, err := s.stdio(t, Options{}, false)
+	s := nixtest.NewStore(t, "nix-daemon")
+	sess, err := stdioIn(t, s, Options{}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := makeClosure()
-	good := cl.infos[1].NarHash
-	cl.infos[1].NarHash = narHash([]byte("something else"))
-	err = sess.AddToStoreNars(cl.infos, cl.open)
+	cl := nixtest.MakeClosure()
+	good := cl.Infos[1].NarHash
+	cl.Infos[1].NarHash = nixtest.NarHash([]byte("something else"))
+	err = sess.AddToStoreNars(cl.Infos, cl.Open)
 	var re *RemoteError
-	if !errors.As(err, &re) || !strings.Contains(err.Error(), "hash mismatch") || !strings.Contains(err.Error(), cl.infos[1].Path) {
-		t.Errorf("AddToStoreNars with a wrong hash = %v; want the daemon's hash mismatch for %s", err, cl.infos[1].Path)
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), "hash mismatch") || !strings.Contains(err.Error(), cl.Infos[1].Path) {
+		t.Errorf("AddToStoreNars with a wrong hash = %v; want the daemon's hash mismatch for %s", err, cl.Infos[1].Path)
 	}
 	if errors.Is(err, ErrNotTrusted) {
 		t.Errorf("hash mismatch matches ErrNotTrusted")
 	}
-	valid, err := sess.QueryValidPaths(cl.paths(), false)
+	valid, err := sess.QueryValidPaths(cl.Paths(), false)
 	if err != nil {
 		t.Fatalf("session unusable after a refused upload: %v", err)
 	}
-	if !slices.Equal(valid, cl.paths()[:1]) {
-		t.Errorf("valid after failed upload = %q, want only %q", valid, cl.paths()[:1])
+	if !slices.Equal(valid, cl.Paths()[:1]) {
+		t.Errorf("valid after failed upload = %q, want only %q", valid, cl.Paths()[:1])
 	}
 
 	// A NAR cut short on this side.
-	cl.infos[1].NarHash = good
+	cl.Infos[1].NarHash = good
 	short := func(i int) (io.Reader, error) {
 		if i == 2 {
-			return bytes.NewReader(cl.nars[i][:1000]), nil
+			return bytes.NewReader(cl.NARs[i][:1000]), nil
 		}
-		return cl.open(i)
+		return cl.Open(i)
 	}
-	err = sess.AddToStoreNars(cl.infos, short)
+	err = sess.AddToStoreNars(cl.Infos, short)
 	if err == nil || !strings.Contains(err.Error(), "NAR has 1000 bytes") {
 		t.Errorf("AddToStoreNars with a short NAR = %v, want the short NAR named", err)
 	}
-	valid, err = sess.QueryValidPaths(cl.paths(), false)
+	valid, err = sess.QueryValidPaths(cl.Paths(), false)
 	if err != nil {
 		t.Fatalf("session unusable after a short NAR: %v", err)
 	}
-	if !slices.Equal(sorted(valid), sorted(cl.paths()[:2])) {
-		t.Errorf("valid after a short NAR = %q, want %q", valid, cl.paths()[:2])
+	if !slices.Equal(nixtest.Sorted(valid), nixtest.Sorted(cl.Paths()[:2])) {
+		t.Errorf("valid after a short NAR = %q, want %q", valid, cl.Paths()[:2])
 	}
 	// And a single path with AddToStoreNar.
-	if err := sess.AddToStoreNar(cl.infos[2], bytes.NewReader(cl.nars[2])); err != nil {
+	if err := sess.AddToStoreNar(cl.Infos[2], bytes.NewReader(cl.NARs[2])); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := sess.IsValidPath(cl.infos[2].Path); !ok || err != nil {
+	if ok, err := sess.IsValidPath(cl.Infos[2].Path); !ok || err != nil {
 		t.Errorf("IsValidPath after AddToStoreNar = %v, %v", ok, err)
 	}
 }
@@ -494,11 +401,11 @@ func TestRealDaemonBadUpload(t *testing.T) {
 // socket daemon, which does not trust it: unsigned uploads and
 // input-addressed builds are refused with ErrNotTrusted and a hint.
 func TestRealDaemonUntrusted(t *testing.T) {
-	s := newNixStore(t)
+	s := nixtest.NewStore(t, "nix-daemon")
 	if _, err := exec.LookPath("setpriv"); err != nil {
 		testenv.Skip(t, "skipping: setpriv not found")
 	}
-	drvs, drvPaths := instantiate(t, s)
+	drvs, drvPaths := s.Instantiate(t, drvsNix, drvNames...)
 	script := `
 nix-daemon </dev/null >/dev/null 2>"$W/daemon.log" &
 daemon=$!
@@ -506,15 +413,15 @@ trap 'kill $daemon' EXIT
 i=0; while [ ! -S /nix/var/nix/daemon-socket/socket ]; do i=$((i+1)); [ $i -lt 200 ] || exit 1; sleep 0.05; done
 HOME=/nonexistent setpriv --reuid=nobody --regid=nogroup --clear-groups nix-daemon --stdio
 `
-	sess, err := s.start(t, script, Options{}, true)
+	sess, err := startIn(t, s, script, Options{}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &replies{sess: sess, got: map[string][]byte{}}
-	rec.mark("")
-	cl := makeClosure()
-	err = sess.AddToStoreNars(cl.infos, cl.open)
-	rec.mark("untrusted-upload")
+	rec := nixtest.NewReplies(sess.Rec)
+	rec.Mark("")
+	cl := nixtest.MakeClosure()
+	err = sess.AddToStoreNars(cl.Infos, cl.Open)
+	rec.Mark("untrusted-upload")
 	if !errors.Is(err, ErrNotTrusted) {
 		t.Fatalf("unsigned upload as an untrusted user = %v, want ErrNotTrusted", err)
 	}
@@ -527,7 +434,7 @@ HOME=/nonexistent setpriv --reuid=nobody --regid=nogroup --clear-groups nix-daem
 	if strings.Contains(err.Error(), "\x1b") {
 		t.Errorf("error has terminal escapes: %q", err)
 	}
-	valid, err := sess.QueryValidPaths(cl.paths(), false)
+	valid, err := sess.QueryValidPaths(cl.Paths(), false)
 	if err != nil || len(valid) != 0 {
 		t.Errorf("QueryValidPaths after the refused upload = %q, %v; want none, and the session alive", valid, err)
 	}
@@ -535,14 +442,16 @@ HOME=/nonexistent setpriv --reuid=nobody --regid=nogroup --clear-groups nix-daem
 	if !errors.Is(err, ErrNotTrusted) || !strings.Contains(err.Error(), "trusted-users") {
 		t.Errorf("BuildDerivation as an untrusted user = %v, want ErrNotTrusted", err)
 	}
-	rec.save(t)
+	if *update {
+		rec.Save(t, filepath.Join("testdata", "replies"))
+	}
 }
 
 // TestRealDaemonChattyShell: a shell startup file that prints to stdout
 // before nix-daemon starts.
 func TestRealDaemonChattyShell(t *testing.T) {
-	s := newNixStore(t)
-	_, err := s.start(t, `echo "Welcome to builder1!"; exec nix-daemon --stdio`, Options{}, false)
+	s := nixtest.NewStore(t, "nix-daemon")
+	_, err := startIn(t, s, `echo "Welcome to builder1!"; exec nix-daemon --stdio`, Options{}, false)
 	if err == nil {
 		t.Fatal("handshake through a chatty shell succeeded")
 	}

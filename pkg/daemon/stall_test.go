@@ -5,23 +5,9 @@ package daemon
 import (
 	"io"
 	"testing"
-	"time"
+
+	"github.com/offload-nix/offload/internal/nixtest"
 )
-
-// signalWriter counts what it is given and says when it has want bytes.
-type signalWriter struct {
-	n, want int
-	got     chan struct{}
-}
-
-func (w *signalWriter) Write(p []byte) (int, error) {
-	w.n += len(p)
-	if w.n >= w.want && w.got != nil {
-		close(w.got)
-		w.got = nil
-	}
-	return len(p), nil
-}
 
 // A daemon that announces a larger narSize than it sends and then stays
 // silent: the bytes it did send must reach the writer at once, as
@@ -31,7 +17,7 @@ func (w *signalWriter) Write(p []byte) (int, error) {
 // stopped. Holding back a partial chunk hid both.
 func TestNarFromPathStalled(t *testing.T) {
 	const p = "/nix/store/00000000000000000000000000000000-p"
-	nar := narFile([]byte("a small file\n"), false)
+	nar := nixtest.NarFile([]byte("a small file\n"), false)
 	c := newFakeClient(t, 0x123, Options{}, func(f *fake) {
 		f.r.Uint64()
 		f.r.String()
@@ -40,15 +26,7 @@ func TestNarFromPathStalled(t *testing.T) {
 		f.w.Flush()
 		io.Copy(io.Discard, f.r.Underlying()) // until the client hangs up
 	})
-	w := &signalWriter{want: len(nar), got: make(chan struct{})}
-	got := w.got
-	done := make(chan error, 1)
-	go func() { done <- c.NarFromPath(p, w, uint64(len(nar))+4096) }()
-	select {
-	case <-got:
-	case err := <-done:
-		t.Fatalf("NarFromPath returned %v before passing on the %d bytes sent", err, len(nar))
-	case <-time.After(5 * time.Second):
-		t.Fatalf("the writer got %d of the %d bytes sent within 5 s", w.n, len(nar))
-	}
+	nixtest.PassedOn(t, "NarFromPath", len(nar), func(w io.Writer) error {
+		return c.NarFromPath(p, w, uint64(len(nar))+4096)
+	})
 }

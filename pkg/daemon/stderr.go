@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/offload-nix/offload/pkg/wire"
 )
 
 // Messages the daemon sends while an operation runs (worker-protocol.hh,
@@ -173,7 +175,7 @@ func (c *Client) message(msg uint64, src io.Reader) error {
 	d := newDecoder(c.r, &c.sbuf)
 	switch msg {
 	case stderrNext:
-		line, err := d.bytes("log message", maxLogLine)
+		line, err := d.Bytes("log message", maxLogLine)
 		if err != nil {
 			return err
 		}
@@ -184,32 +186,32 @@ func (c *Client) message(msg uint64, src io.Reader) error {
 	case stderrStartActivity:
 		// id, level, type, text, fields, parent
 		for range 3 {
-			if _, err := d.u64(); err != nil {
+			if _, err := d.Uint64(); err != nil {
 				return err
 			}
 		}
-		if _, err := d.bytes("activity text", maxLogLine); err != nil {
+		if _, err := d.Bytes("activity text", maxLogLine); err != nil {
 			return err
 		}
 		if err := c.fields(d, 0); err != nil {
 			return err
 		}
-		_, err := d.u64()
+		_, err := d.Uint64()
 		return err
 	case stderrStopActivity:
-		_, err := d.u64()
+		_, err := d.Uint64()
 		return err
 	case stderrResult:
-		if _, err := d.u64(); err != nil { // activity id
+		if _, err := d.Uint64(); err != nil { // activity id
 			return err
 		}
-		typ, err := d.u64()
+		typ, err := d.Uint64()
 		if err != nil {
 			return err
 		}
 		return c.fields(d, typ)
 	case stderrRead:
-		n, err := d.u64()
+		n, err := d.Uint64()
 		if err != nil {
 			return err
 		}
@@ -220,7 +222,7 @@ func (c *Client) message(msg uint64, src io.Reader) error {
 	case stderrWrite:
 		// Data for a sink of the obsolete export operations, which the
 		// client never asks for.
-		_, err := d.bytes("data", bufSize)
+		_, err := d.Bytes("data", bufSize)
 		return err
 	}
 	return fmt.Errorf("unknown message type %#x from the daemon", msg)
@@ -228,27 +230,26 @@ func (c *Client) message(msg uint64, src io.Reader) error {
 
 // fields reads the fields of an activity or a result of type typ, passing
 // the text of build-log lines and phases on.
-func (c *Client) fields(d *decoder, typ uint64) error {
-	n, err := d.count("fields", maxFields)
+func (c *Client) fields(d *wire.Decoder, typ uint64) error {
+	n, err := d.Count("fields", maxFields)
 	if err != nil {
 		return err
 	}
 	for i := range n {
-		kind, err := d.u64()
+		kind, err := d.Uint64()
 		if err != nil {
 			return noEOF(err)
 		}
 		switch kind {
 		case fieldInt:
-			if _, err := d.u64(); err != nil {
+			if _, err := d.Uint64(); err != nil {
 				return noEOF(err)
 			}
 		case fieldString:
 			if i == 0 && (typ == resBuildLogLine || typ == resSetPhase) {
 				// Read into the log buffer, so it survives later
 				// fields.
-				ld := decoder{r: d.r, scratch: &c.lbuf, budget: maxReply}
-				b, err := ld.bytes("log line", maxLogLine)
+				b, err := newDecoder(c.r, &c.lbuf).Bytes("log line", maxLogLine)
 				if err != nil {
 					return noEOF(err)
 				}
@@ -259,7 +260,7 @@ func (c *Client) fields(d *decoder, typ uint64) error {
 				}
 				continue
 			}
-			if _, err := d.bytes("field", maxLogLine); err != nil {
+			if _, err := d.Bytes("field", maxLogLine); err != nil {
 				return noEOF(err)
 			}
 		default:
@@ -292,33 +293,33 @@ func (c *Client) answerRead(src io.Reader, n uint64) error {
 // readError decodes the payload of STDERR_ERROR: at 1.26 and later the
 // Error struct (serialise.cc operator<<(Sink&, const Error&)), before that
 // a message and an exit status.
-func readError(d *decoder, version uint64) error {
+func readError(d *wire.Decoder, version uint64) error {
 	e := &RemoteError{}
 	if version < 1<<8|26 {
-		msg, err := d.str("error message", maxErrorMsg)
+		msg, err := d.String("error message", maxErrorMsg)
 		if err != nil {
 			return noEOF(err)
 		}
 		e.Msg = cleanMsg(msg)
-		if e.Status, err = d.u64(); err != nil {
+		if e.Status, err = d.Uint64(); err != nil {
 			return noEOF(err)
 		}
 		return e
 	}
-	typ, err := d.bytes("error type", maxShort)
+	typ, err := d.Bytes("error type", maxShort)
 	if err != nil {
 		return noEOF(err)
 	}
 	if string(typ) != "Error" {
 		return fmt.Errorf("error of type %q, want \"Error\"", typ)
 	}
-	if _, err := d.u64(); err != nil { // level
+	if _, err := d.Uint64(); err != nil { // level
 		return noEOF(err)
 	}
-	if _, err := d.bytes("error name", maxShort); err != nil { // unused
+	if _, err := d.Bytes("error name", maxShort); err != nil { // unused
 		return noEOF(err)
 	}
-	msg, err := d.str("error message", maxErrorMsg)
+	msg, err := d.String("error message", maxErrorMsg)
 	if err != nil {
 		return noEOF(err)
 	}
@@ -326,7 +327,7 @@ func readError(d *decoder, version uint64) error {
 	if err := expectNoPos(d); err != nil {
 		return err
 	}
-	n, err := d.count("error traces", maxTraces)
+	n, err := d.Count("error traces", maxTraces)
 	if err != nil {
 		return noEOF(err)
 	}
@@ -334,7 +335,7 @@ func readError(d *decoder, version uint64) error {
 		if err := expectNoPos(d); err != nil {
 			return err
 		}
-		t, err := d.str("error trace", maxTrace)
+		t, err := d.String("error trace", maxTrace)
 		if err != nil {
 			return noEOF(err)
 		}
@@ -345,8 +346,8 @@ func readError(d *decoder, version uint64) error {
 
 // expectNoPos reads the havePos word of an error or a trace, which Nix
 // always sends as 0.
-func expectNoPos(d *decoder) error {
-	p, err := d.u64()
+func expectNoPos(d *wire.Decoder) error {
+	p, err := d.Uint64()
 	if err != nil {
 		return noEOF(err)
 	}

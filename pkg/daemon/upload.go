@@ -10,7 +10,7 @@ import (
 	"io"
 	"sync/atomic"
 
-	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
@@ -27,8 +27,8 @@ import (
 // AddToStoreNar uploads one store path: info describes it, r gives its
 // NAR, exactly info.NarSize bytes. Like AddToStoreNars with one path, but
 // with the AddToStoreNar operation, which every daemon has.
-func (c *Client) AddToStoreNar(info serve.PathInfo, r io.Reader) error {
-	return c.AddToStoreNars([]serve.PathInfo{info}, func(int) (io.Reader, error) { return r, nil })
+func (c *Client) AddToStoreNar(info store.PathInfo, r io.Reader) error {
+	return c.AddToStoreNars([]store.PathInfo{info}, func(int) (io.Reader, error) { return r, nil })
 }
 
 // AddToStoreNars uploads store paths to the daemon's store. The infos must
@@ -53,14 +53,14 @@ func (c *Client) AddToStoreNar(info serve.PathInfo, r io.Reader) error {
 // size, as an error of its own; after both the Client stays usable, and
 // paths before the failing one may have become valid. A transport error
 // leaves the Client unusable.
-func (c *Client) AddToStoreNars(infos []serve.PathInfo, open func(i int) (io.Reader, error)) error {
+func (c *Client) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
 	if err := c.begin(); err != nil {
 		return err
 	}
 	return c.end(c.addToStoreNars(infos, open))
 }
 
-func (c *Client) addToStoreNars(infos []serve.PathInfo, open func(i int) (io.Reader, error)) error {
+func (c *Client) addToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
 	op := "AddMultipleToStore"
 	if c.version < 1<<8|32 || len(infos) == 1 {
 		op = "AddToStoreNar"
@@ -125,7 +125,7 @@ func (c *Client) addToStoreNars(infos []serve.PathInfo, open func(i int) (io.Rea
 	})
 }
 
-func (c *Client) addToStoreNar(p *serve.PathInfo, hash string, i int, open func(int) (io.Reader, error)) error {
+func (c *Client) addToStoreNar(p *store.PathInfo, hash string, i int, open func(int) (io.Reader, error)) error {
 	const op = "AddToStoreNar"
 	if c.version >= 1<<8|23 {
 		c.w.Uint64(opAddToStoreNar)
@@ -157,12 +157,12 @@ func (c *Client) addToStoreNar(p *serve.PathInfo, hash string, i int, open func(
 // missing returns the infos whose paths are not in valid, their hashes in
 // the first entries of hashes, and an open function that maps their
 // indices to the original ones.
-func missing(infos []serve.PathInfo, hashes, valid []string, open func(int) (io.Reader, error)) ([]serve.PathInfo, func(int) (io.Reader, error)) {
+func missing(infos []store.PathInfo, hashes, valid []string, open func(int) (io.Reader, error)) ([]store.PathInfo, func(int) (io.Reader, error)) {
 	isValid := make(map[string]bool, len(valid))
 	for _, p := range valid {
 		isValid[p] = true
 	}
-	var keep []serve.PathInfo
+	var keep []store.PathInfo
 	var index []int
 	for i := range infos {
 		if !isValid[infos[i].Path] {
@@ -176,7 +176,7 @@ func missing(infos []serve.PathInfo, hashes, valid []string, open func(int) (io.
 
 // writePathInfo encodes p as ValidPathInfo::write does, with the hash in
 // base16.
-func writePathInfo(w *wire.Writer, p *serve.PathInfo, hash string, withPath bool) {
+func writePathInfo(w *wire.Writer, p *store.PathInfo, hash string, withPath bool) {
 	if withPath {
 		w.String(p.Path)
 	}
@@ -292,7 +292,7 @@ var errStopped = errors.New("stopped")
 
 // sendNar writes the NAR of infos[i] to fw: exactly NarSize bytes, checking
 // that open's reader has no more.
-func (c *Client) sendNar(fw *wire.Writer, p *serve.PathInfo, i int, open func(int) (io.Reader, error), stop *atomic.Bool, op string) error {
+func (c *Client) sendNar(fw *wire.Writer, p *store.PathInfo, i int, open func(int) (io.Reader, error), stop *atomic.Bool, op string) error {
 	if stop.Load() {
 		return errStopped
 	}

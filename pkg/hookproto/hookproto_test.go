@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
@@ -154,7 +155,7 @@ func TestLoggerLines(t *testing.T) {
 	id := l.Start(LvlInfo, ActCopyPaths, "copying 2 paths", "a", 3, int64(-1))
 	l.Result(id, ResProgress, 1, 2, 0, 0)
 	l.Stop(id)
-	l.Answer(Postpone)
+	l.Answer(pick.Postpone)
 	l.Accept("ssh://b1\n# decline")
 	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
 	var answers []string
@@ -234,9 +235,9 @@ func TestLoggerAnswers(t *testing.T) {
 		write func(l *Logger) error
 		want  string
 	}{
-		{func(l *Logger) error { return l.Answer(Decline) }, "# decline\n"},
-		{func(l *Logger) error { return l.Answer(Postpone) }, "# postpone\n"},
-		{func(l *Logger) error { return l.Answer(DeclinePermanently) }, "# decline-permanently\n"},
+		{func(l *Logger) error { return l.Answer(pick.Decline) }, "# decline\n"},
+		{func(l *Logger) error { return l.Answer(pick.Postpone) }, "# postpone\n"},
+		{func(l *Logger) error { return l.Answer(pick.DeclinePermanently) }, "# decline-permanently\n"},
 		{func(l *Logger) error { return l.Accept("ssh://b1") }, "# accept\nssh://b1\n"},
 		{func(l *Logger) error { return l.Accept("ssh://b1\r\n# decline\r") }, "# accept\nssh://b1# decline\n"},
 		{func(l *Logger) error { return l.Accept("\rssh://b\r1") }, "# accept\nssh://b1\n"},
@@ -249,7 +250,10 @@ func TestLoggerAnswers(t *testing.T) {
 			t.Errorf("wrote %q, want %q", got, tt.want)
 		}
 	}
-	if err := NewLogger(io.Discard, LvlError).Answer(Accept); err == nil {
+	if err := NewLogger(io.Discard, LvlError).Answer(pick.Accept); err == nil {
 		t.Errorf("Answer(Accept) without a machine: no error")
+	}
+	if err := NewLogger(io.Discard, LvlError).Answer(pick.NoAnswer); err == nil {
+		t.Errorf("Answer(NoAnswer): no error")
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"io"
 	"strconv"
 	"sync"
-	"unicode/utf8"
+
+	"github.com/offload-nix/offload/internal/jsonstr"
+	"github.com/offload-nix/offload/pkg/pick"
 )
 
 // Verbosity levels, as Nix numbers them (src/libutil/error.hh).
@@ -31,28 +33,6 @@ const (
 
 	ResProgress = 105
 )
-
-// Answer is the hook's reply to a try request.
-type Answer int
-
-const (
-	Decline Answer = iota
-	Postpone
-	DeclinePermanently
-	Accept
-)
-
-func (a Answer) String() string {
-	switch a {
-	case Accept:
-		return "accept"
-	case Postpone:
-		return "postpone"
-	case DeclinePermanently:
-		return "decline-permanently"
-	}
-	return "decline"
-}
 
 // Logger writes the hook's standard error: answers, and @nix JSON lines.
 // It is safe for concurrent use; each line goes out in one write.
@@ -89,9 +69,13 @@ func (l *Logger) flush() {
 }
 
 // Answer writes a decline, postpone or decline-permanently answer.
-func (l *Logger) Answer(a Answer) error {
-	if a == Accept {
+func (l *Logger) Answer(a pick.Answer) error {
+	switch a {
+	case pick.Decline, pick.Postpone, pick.DeclinePermanently:
+	case pick.Accept:
 		return fmt.Errorf("hookproto: accept needs a machine: use Accept")
+	default:
+		return fmt.Errorf("hookproto: no answer %v", a)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -129,7 +113,7 @@ func (l *Logger) Msg(level int, format string, args ...any) {
 	l.buf = append(l.buf, `@nix {"action":"msg","level":`...)
 	l.buf = strconv.AppendInt(l.buf, int64(level), 10)
 	l.buf = append(l.buf, `,"msg":`...)
-	l.buf = appendJSONString(l.buf, "offload: "+fmt.Sprintf(format, args...))
+	l.buf = jsonstr.Append(l.buf, "offload: "+fmt.Sprintf(format, args...))
 	l.buf = append(l.buf, "}\n"...)
 	l.flush()
 }
@@ -156,7 +140,7 @@ func (l *Logger) Start(level, typ int, text string, fields ...any) uint64 {
 	l.buf = append(l.buf, `,"type":`...)
 	l.buf = strconv.AppendInt(l.buf, int64(typ), 10)
 	l.buf = append(l.buf, `,"text":`...)
-	l.buf = appendJSONString(l.buf, text)
+	l.buf = jsonstr.Append(l.buf, text)
 	l.buf = appendFields(l.buf, fields)
 	l.buf = append(l.buf, "}\n"...)
 	l.flush()
@@ -195,7 +179,7 @@ func appendFields(b []byte, fields []any) []byte {
 		}
 		switch v := f.(type) {
 		case string:
-			b = appendJSONString(b, v)
+			b = jsonstr.Append(b, v)
 		case int:
 			b = strconv.AppendUint(b, uint64(max(v, 0)), 10)
 		case int64:
@@ -203,45 +187,8 @@ func appendFields(b []byte, fields []any) []byte {
 		case uint64:
 			b = strconv.AppendUint(b, v, 10)
 		default:
-			b = appendJSONString(b, fmt.Sprint(v))
+			b = jsonstr.Append(b, fmt.Sprint(v))
 		}
 	}
 	return append(b, ']')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes
-// U+FFFD: Nix's JSON parser rejects it, and a rejected line is lost.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c == '\n':
-				b = append(b, '\\', 'n')
-			case c == '\r':
-				b = append(b, '\\', 'r')
-			case c == '\t':
-				b = append(b, '\\', 't')
-			case c < 0x20 || c == 0x7f:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
 }

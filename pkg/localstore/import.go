@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/offload-nix/offload/pkg/nar"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 // registerTimeout bounds `nix-store --register-validity`, which is one
@@ -55,7 +56,7 @@ const registerTimeout = 5 * time.Minute
 // outputs; Nix then checks and registers each path on its own, so a
 // failure can leave earlier paths of the batch valid (and complete). See
 // CheckImport for the stores Import cannot serve.
-func (s *Store) Import(ctx context.Context, infos []PathInfo, open func(i int) (io.ReadCloser, error)) error {
+func (s *Store) Import(ctx context.Context, infos []store.PathInfo, open func(i int) (io.ReadCloser, error)) error {
 	return s.ImportWith(ctx, infos, ImportOptions{}, open)
 }
 
@@ -78,7 +79,7 @@ type ImportOptions struct {
 // references that are neither in infos nor in opts.Valid are queried, so
 // importing new outputs whose references are known runs one nix-store,
 // the registration.
-func (s *Store) ImportWith(ctx context.Context, infos []PathInfo, opts ImportOptions, open func(i int) (io.ReadCloser, error)) error {
+func (s *Store) ImportWith(ctx context.Context, infos []store.PathInfo, opts ImportOptions, open func(i int) (io.ReadCloser, error)) error {
 	serve, err := s.useServe(ctx)
 	if err != nil {
 		return err
@@ -196,7 +197,7 @@ func (s *Store) ImportWith(ctx context.Context, infos []PathInfo, opts ImportOpt
 // importViaServe imports the paths that are not valid yet through a local
 // nix-store --serve and, on failure, removes the files of those that are
 // still invalid (Nix leaves a path that fails its hash check on disk).
-func (s *Store) importViaServe(ctx context.Context, infos []PathInfo, order []int, isValid map[string]bool, open func(int) (io.ReadCloser, error)) error {
+func (s *Store) importViaServe(ctx context.Context, infos []store.PathInfo, order []int, isValid map[string]bool, open func(int) (io.ReadCloser, error)) error {
 	var todo []int
 	var paths []string
 	for _, i := range order {
@@ -235,7 +236,7 @@ func (s *Store) importViaServe(ctx context.Context, infos []PathInfo, order []in
 }
 
 // restore unpacks and checks one path.
-func (s *Store) restore(ctx context.Context, in PathInfo, real string, i int, open func(int) (io.ReadCloser, error)) error {
+func (s *Store) restore(ctx context.Context, in store.PathInfo, real string, i int, open func(int) (io.ReadCloser, error)) error {
 	rc, err := open(i)
 	if err != nil {
 		return fmt.Errorf("localstore: opening %s: %w", in.Path, err)
@@ -245,11 +246,12 @@ func (s *Store) restore(ctx context.Context, in PathInfo, real string, i int, op
 	if err != nil {
 		return fmt.Errorf("localstore: unpacking %s: %w", in.Path, err)
 	}
+	want, _ := in.NarDigest() // checked by sortInfos
 	bad := ""
 	if res.Size != in.NarSize {
 		bad = fmt.Sprintf("size %d, expected %d", res.Size, in.NarSize)
-	} else if res.SHA256 != in.NarHash {
-		bad = fmt.Sprintf("hash sha256:%x, expected sha256:%x", res.SHA256, in.NarHash)
+	} else if res.SHA256 != want {
+		bad = fmt.Sprintf("hash sha256:%x, expected sha256:%x", res.SHA256, want)
 	}
 	if bad != "" {
 		if rerr := os.RemoveAll(real); rerr != nil {
@@ -267,12 +269,13 @@ func (s *Store) restore(ctx context.Context, in PathInfo, real string, i int, op
 
 // register runs one nix-store --register-validity for infos[todo...],
 // the Registrar's when it is usable.
-func (s *Store) register(ctx context.Context, infos []PathInfo, todo []int, reg *Registrar) error {
+func (s *Store) register(ctx context.Context, infos []store.PathInfo, todo []int, reg *Registrar) error {
 	var b strings.Builder
 	for _, i := range todo {
 		in := infos[i]
+		digest, _ := in.NarDigest() // checked by sortInfos
 		b.WriteString(in.Path + "\n")
-		b.WriteString("sha256:" + hex.EncodeToString(in.NarHash[:]) + "\n")
+		b.WriteString("sha256:" + hex.EncodeToString(digest[:]) + "\n")
 		b.WriteString(strconv.FormatUint(in.NarSize, 10) + "\n")
 		b.WriteString(in.Deriver + "\n")
 		b.WriteString(strconv.Itoa(len(in.References)) + "\n")
@@ -301,7 +304,7 @@ func (s *Store) register(ctx context.Context, infos []PathInfo, todo []int, reg 
 }
 
 // sortInfos checks infos and returns their indices with references first.
-func (s *Store) sortInfos(infos []PathInfo) ([]int, error) {
+func (s *Store) sortInfos(infos []store.PathInfo) ([]int, error) {
 	index := make(map[string]int, len(infos))
 	for i, in := range infos {
 		if err := s.checkPath(in.Path); err != nil {
@@ -323,6 +326,9 @@ func (s *Store) sortInfos(infos []PathInfo) ([]int, error) {
 		}
 		if in.NarSize == 0 {
 			return nil, fmt.Errorf("localstore: %s: no NAR size", in.Path)
+		}
+		if _, err := in.NarDigest(); err != nil {
+			return nil, fmt.Errorf("localstore: %s: narHash: %w", in.Path, err)
 		}
 	}
 	const (

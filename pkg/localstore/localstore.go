@@ -18,8 +18,6 @@
 package localstore
 
 import (
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -27,7 +25,7 @@ import (
 	"path"
 	"strings"
 
-	"github.com/nix-community/go-nix/pkg/nixbase32"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 // DefaultStoreDir is the logical store directory unless NIX_STORE_DIR or a
@@ -38,20 +36,6 @@ const DefaultStoreDir = "/nix/store"
 // configured store: a store that is not local, or a chroot store the
 // installed Nix cannot register paths in. The hook declines the build.
 var ErrUnsupported = errors.New("localstore: unsupported store")
-
-// PathInfo describes one store path to import.
-type PathInfo struct {
-	// Path is the store path, e.g. /nix/store/<hash>-hello.
-	Path string
-	// Deriver is the .drv that built it, or "".
-	Deriver string
-	// References are the store paths it refers to, maybe itself.
-	References []string
-	// NarHash is the SHA-256 of its NAR serialisation.
-	NarHash [32]byte
-	// NarSize is the size of its NAR serialisation.
-	NarSize uint64
-}
 
 // Store is a local Nix store that outputs can be imported into.
 type Store struct {
@@ -152,68 +136,10 @@ func (s *Store) realPath(p string) string {
 	return s.RealDir + "/" + path.Base(p)
 }
 
-// checkPath reports whether p is a well-formed store path under StoreDir:
-// 32 Nix base32 characters, a dash and a name of 1 to 211 characters from
-// [A-Za-z0-9+-._?=] (Nix src/libstore/path.cc).
+// checkPath reports whether p is a well-formed store path under StoreDir.
 func (s *Store) checkPath(p string) error {
-	base, ok := strings.CutPrefix(p, s.StoreDir+"/")
-	if !ok {
-		return fmt.Errorf("localstore: %q is not in %s", p, s.StoreDir)
-	}
-	if len(base) < 34 || base[32] != '-' {
-		return fmt.Errorf("localstore: %q is not a store path", p)
-	}
-	for i := 0; i < 32; i++ {
-		if !nixbase32.Is(base[i]) {
-			return fmt.Errorf("localstore: %q is not a store path", p)
-		}
-	}
-	name := base[33:]
-	if len(name) > 211 || name == "." || name == ".." {
-		return fmt.Errorf("localstore: %q has an invalid name", p)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("+-._?=", c) >= 0) {
-			return fmt.Errorf("localstore: %q has an invalid name", p)
-		}
+	if err := store.CheckPath(s.StoreDir, p); err != nil {
+		return fmt.Errorf("localstore: %w", err)
 	}
 	return nil
-}
-
-// ParseNarHash parses a SHA-256 hash in any form Nix's Hash::parseAny
-// accepts (src/libutil/hash.cc): "sha256:" followed by 64 hex digits, 52
-// Nix base32 characters or 44 base64 characters; the same without the
-// prefix; or SRI "sha256-<base64>".
-func ParseNarHash(s string) ([32]byte, error) {
-	var out [32]byte
-	rest, sri := strings.CutPrefix(s, "sha256-")
-	if !sri {
-		if algo, h, ok := strings.Cut(s, ":"); ok {
-			if algo != "sha256" {
-				return out, fmt.Errorf("localstore: hash %q: not sha256", s)
-			}
-			rest = h
-		}
-	}
-	var b []byte
-	var err error
-	switch {
-	case sri && len(rest) == 44, !sri && len(rest) == 44:
-		b, err = base64.StdEncoding.Strict().DecodeString(rest)
-	case !sri && len(rest) == 64:
-		b, err = hex.DecodeString(rest)
-	case !sri && len(rest) == 52:
-		b, err = nixbase32.DecodeString(rest)
-	default:
-		return out, fmt.Errorf("localstore: hash %q: wrong length for sha256", s)
-	}
-	if err == nil && len(b) != len(out) {
-		err = errors.New("wrong length")
-	}
-	if err != nil {
-		return out, fmt.Errorf("localstore: hash %q: %v", s, err)
-	}
-	copy(out[:], b)
-	return out, nil
 }

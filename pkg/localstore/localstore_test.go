@@ -12,70 +12,8 @@ import (
 	"testing"
 
 	"github.com/offload-nix/offload/internal/testenv"
+	"github.com/offload-nix/offload/pkg/store"
 )
-
-func TestParseNarHash(t *testing.T) {
-	// sha256 of the empty string in every form Nix prints or accepts.
-	const hexEmpty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-	tests := []struct {
-		in   string
-		want string // hex, or "" for an error
-	}{
-		{"sha256:" + hexEmpty, hexEmpty},
-		{hexEmpty, hexEmpty},
-		{"sha256:" + strings.ToUpper(hexEmpty), hexEmpty},
-		{"sha256:0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73", hexEmpty},
-		{"0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73", hexEmpty},
-		{"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", hexEmpty},
-		{"sha256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", hexEmpty},
-		{"47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", hexEmpty},
-		{"sha1:" + hexEmpty, ""},
-		{"sha512-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", ""},
-		{"sha256:" + hexEmpty[:63], ""},
-		{"sha256:" + hexEmpty[:63] + "g", ""},
-		{"sha256:0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c7e", ""}, // 'e' is not Nix base32
-		{"sha256:zmdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73", ""}, // bits beyond 256
-		{"sha256-" + hexEmpty, ""},
-		{"", ""},
-	}
-	for _, tt := range tests {
-		got, err := ParseNarHash(tt.in)
-		if tt.want == "" {
-			if err == nil {
-				t.Errorf("ParseNarHash(%q) = %x, want an error", tt.in, got)
-			}
-			continue
-		}
-		if err != nil || strings.ToLower(tt.want) != hexOf(got) {
-			t.Errorf("ParseNarHash(%q) = %x, %v, want %s", tt.in, got, err, tt.want)
-		}
-	}
-}
-
-func hexOf(b [32]byte) string {
-	const digits = "0123456789abcdef"
-	var s strings.Builder
-	for _, c := range b {
-		s.WriteByte(digits[c>>4])
-		s.WriteByte(digits[c&15])
-	}
-	return s.String()
-}
-
-func FuzzParseNarHash(f *testing.F) {
-	f.Add("sha256:0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73")
-	f.Add("sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")
-	f.Fuzz(func(t *testing.T, s string) {
-		h, err := ParseNarHash(s)
-		if err != nil {
-			return
-		}
-		// Whatever parses, its hex form parses to the same hash.
-		if h2, err := ParseNarHash("sha256:" + hexOf(h)); err != nil || h2 != h {
-			t.Fatalf("ParseNarHash(%q) = %x, but its hex form gives %x, %v", s, h, h2, err)
-		}
-	})
-}
 
 func TestNew(t *testing.T) {
 	t.Setenv("NIX_STORE_DIR", "")
@@ -121,43 +59,17 @@ func TestNew(t *testing.T) {
 	}
 }
 
-func TestCheckPath(t *testing.T) {
-	s := &Store{StoreDir: "/nix/store"}
-	h := "/nix/store/0mdqa9w1p6cmli6976v4wi0sw9r4p5pr"
-	tests := []struct {
-		p  string
-		ok bool
-	}{
-		{h + "-hello-2.12", true},
-		{h + "-a+b=c?d_e.f", true},
-		{h + "-" + strings.Repeat("n", 211), true},
-		{h + "-" + strings.Repeat("n", 212), false},
-		{h + "-", false},
-		{h + "-..", false},
-		{h + "-a/b", false},
-		{h + "-a b", false},
-		{"/nix/store/0mdqa9w1p6cmli6976v4wi0sw9r4p5pe-x", false},
-		{"/nix/store/short-x", false},
-		{"/gnu/store/0mdqa9w1p6cmli6976v4wi0sw9r4p5pr-x", false},
-		{"/nix/store/../0mdqa9w1p6cmli6976v4wi0sw9r4p5pr-x", false},
-	}
-	for _, tt := range tests {
-		if err := s.checkPath(tt.p); (err == nil) != tt.ok {
-			t.Errorf("checkPath(%q) = %v, want ok=%v", tt.p, err, tt.ok)
-		}
-	}
-}
-
 func TestSortInfos(t *testing.T) {
 	s := &Store{StoreDir: "/nix/store"}
 	p := func(c byte, name string) string {
 		return "/nix/store/" + strings.Repeat(string(c), 32) + "-" + name
 	}
 	a, b, c, ext := p('a', "a"), p('b', "b"), p('c', "c"), p('d', "ext")
-	infos := []PathInfo{
-		{Path: a, References: []string{a, b, ext}, NarSize: 1},
-		{Path: b, References: []string{c}, NarSize: 1},
-		{Path: c, NarSize: 1},
+	h := store.FormatSHA256([32]byte{})
+	infos := []store.PathInfo{
+		{Path: a, References: []string{a, b, ext}, NarSize: 1, NarHash: h},
+		{Path: b, References: []string{c}, NarSize: 1, NarHash: h},
+		{Path: c, NarSize: 1, NarHash: h},
 	}
 	order, err := s.sortInfos(infos)
 	if err != nil {
@@ -173,13 +85,17 @@ func TestSortInfos(t *testing.T) {
 	if _, err := s.sortInfos(infos); err == nil || !strings.Contains(err.Error(), "cycle") {
 		t.Errorf("sortInfos(cycle) = %v, want a cycle error", err)
 	}
-	dup := []PathInfo{{Path: a, NarSize: 1}, {Path: a, NarSize: 1}}
+	dup := []store.PathInfo{{Path: a, NarSize: 1, NarHash: h}, {Path: a, NarSize: 1, NarHash: h}}
 	if _, err := s.sortInfos(dup); err == nil {
 		t.Error("sortInfos(duplicate) succeeded")
 	}
-	outside := []PathInfo{{Path: "/etc/passwd", NarSize: 1}}
+	outside := []store.PathInfo{{Path: "/etc/passwd", NarSize: 1, NarHash: h}}
 	if _, err := s.sortInfos(outside); err == nil {
 		t.Error("sortInfos(/etc/passwd) succeeded")
+	}
+	badHash := []store.PathInfo{{Path: a, NarSize: 1, NarHash: "md5:00"}}
+	if _, err := s.sortInfos(badHash); err == nil || !strings.Contains(err.Error(), "narHash") {
+		t.Errorf("sortInfos(md5 hash) = %v, want a narHash error", err)
 	}
 }
 

@@ -12,7 +12,6 @@ package localstore
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -25,11 +24,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nix-community/go-nix/pkg/nixbase32"
 	"golang.org/x/sys/unix"
 
+	"github.com/offload-nix/offload/internal/nixtest"
 	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/nar"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 const (
@@ -118,15 +118,8 @@ func runInner(t *testing.T) {
 	}
 }
 
-// fakePath returns a new store path with a random hash.
-func fakePath(t *testing.T, name string) string {
-	var h [20]byte
-	rand.Read(h[:])
-	return "/nix/store/" + nixbase32.EncodeToString(h[:]) + "-" + name
-}
-
 type output struct {
-	info PathInfo
+	info store.PathInfo
 	nar  []byte
 }
 
@@ -142,7 +135,7 @@ func makeOutput(t *testing.T, path string, refs []string, build func(dir string)
 		t.Fatal(err)
 	}
 	return output{
-		info: PathInfo{Path: path, References: refs, NarHash: res.SHA256, NarSize: res.Size},
+		info: store.PathInfo{Path: path, References: refs, NarHash: store.FormatSHA256(res.SHA256), NarSize: res.Size},
 		nar:  buf.Bytes(),
 	}
 }
@@ -162,7 +155,7 @@ func write(t *testing.T, p, data string, mode os.FileMode) {
 
 // chain makes three outputs a -> b -> c, listed a, b, c.
 func chain(t *testing.T) []output {
-	c, b, a := fakePath(t, "c"), fakePath(t, "b"), fakePath(t, "a")
+	c, b, a := nixtest.RandomStorePath("c"), nixtest.RandomStorePath("b"), nixtest.RandomStorePath("a")
 	oc := makeOutput(t, c, nil, func(d string) { write(t, d, "leaf\n", 0o644) })
 	ob := makeOutput(t, b, []string{c}, func(d string) {
 		write(t, filepath.Join(d, "share/data"), "uses "+c+"\n", 0o644)
@@ -177,15 +170,15 @@ func chain(t *testing.T) []output {
 	oa := makeOutput(t, a, []string{a, b}, func(d string) {
 		write(t, filepath.Join(d, "bin/a"), "#!/bin/sh\nexec "+b+"/share/data "+a+"\n", 0o755)
 	})
-	drv := fakePath(t, "a.drv")
+	drv := nixtest.RandomStorePath("a.drv")
 	for _, o := range []*output{&oa, &ob, &oc} {
 		o.info.Deriver = drv
 	}
 	return []output{oa, ob, oc}
 }
 
-func infosOf(outs []output) []PathInfo {
-	var infos []PathInfo
+func infosOf(outs []output) []store.PathInfo {
+	var infos []store.PathInfo
 	for _, o := range outs {
 		infos = append(infos, o.info)
 	}
@@ -305,7 +298,7 @@ func testImportLocked(t *testing.T) {
 			t.Errorf("nix-store --dump %s differs from the imported NAR (%v)", o.info.Path, err)
 		}
 	}
-	if valid, err := s.Valid(ctx, []string{a, b, c, fakePath(t, "nope")}); err != nil || !slices.Equal(valid, []string{a, b, c}) {
+	if valid, err := s.Valid(ctx, []string{a, b, c, nixtest.RandomStorePath("nope")}); err != nil || !slices.Equal(valid, []string{a, b, c}) {
 		t.Errorf("Valid = %v, %v, want %v", valid, err, []string{a, b, c})
 	}
 
@@ -337,7 +330,7 @@ func checkAbsent(t *testing.T, s *Store, outs []output) {
 
 func testHashMismatch(t *testing.T) {
 	outs := chain(t)
-	outs[0].info.NarHash[0] ^= 1 // a, opened last
+	corruptHash(&outs[0].info) // a, opened last
 	s := newStore(t, "local")
 	var order []string
 	err := s.Import(context.Background(), infosOf(outs), opener(outs, &order))
@@ -428,7 +421,7 @@ func testChroot(t *testing.T) {
 
 	// A NAR that does not match its hash: nothing valid, nothing left.
 	bad := chain(t)
-	bad[0].info.NarHash[0] ^= 1
+	corruptHash(&bad[0].info)
 	err = s.Import(ctx, infosOf(bad[:1]), opener(bad[:1], &order))
 	if err == nil {
 		t.Fatal("Import of a NAR with the wrong hash succeeded")
@@ -588,4 +581,14 @@ func testRegistrar(t *testing.T) {
 	if valid, err := s.Valid(ctx, []string{more[0].info.Path}); err != nil || len(valid) != 1 {
 		t.Errorf("Valid after ImportWith with a dead registrar = %v, %v", valid, err)
 	}
+}
+
+// corruptHash flips a bit of info's NAR hash.
+func corruptHash(info *store.PathInfo) {
+	d, err := info.NarDigest()
+	if err != nil {
+		panic(err)
+	}
+	d[0] ^= 1
+	info.NarHash = store.FormatSHA256(d)
 }

@@ -11,32 +11,28 @@ package localstore
 // --register-validity before 2.36 fails.
 
 import (
-	"bufio"
 	"context"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	"time"
 
-	"github.com/offload-nix/offload/pkg/wire"
-)
-
-const (
-	serveMagic1      = 0x390c9deb
-	serveMagic2      = 0x5452eecb
-	serveVersion     = 0x207
-	cmdAddToStoreNar = 9
+	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 // importServe adds infos[todo...], in that order, through a local
 // nix-store --serve --write. Each path is registered as soon as Nix has
 // checked it; a failure leaves the earlier ones valid and complete.
-func (s *Store) importServe(ctx context.Context, infos []PathInfo, todo []int, open func(int) (io.ReadCloser, error)) (err error) {
+func (s *Store) importServe(ctx context.Context, infos []store.PathInfo, todo []int, open func(int) (io.ReadCloser, error)) (err error) {
 	held := make([]string, len(todo))
+	send := make([]store.PathInfo, len(todo))
 	for k, i := range todo {
 		held[k] = infos[i].Path // printed (logical) paths, as locksHeld holds them
+		// Registered like the --register-validity route does: without
+		// signatures or a content address.
+		send[k] = infos[i]
+		send[k].Sigs, send[k].CA = nil, ""
 	}
 	cmd := command(ctx, s.NixStore, "--store", s.URI, "--serve", "--write")
 	cmd.Env = append(os.Environ(), "NIX_HELD_LOCKS="+strings.Join(held, " "))
@@ -64,54 +60,28 @@ func (s *Store) importServe(ctx context.Context, infos []PathInfo, todo []int, o
 			err = cmdError(cmd, stderr, werr)
 		}
 	}()
-	w := wire.NewWriter(stdin)
-	r := wire.NewReader(bufio.NewReader(stdout))
-	w.Uint64(serveMagic1)
-	w.Uint64(serveVersion)
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("localstore: nix-store --serve handshake: %w", err)
-	}
-	if m, err := r.Uint64(); err != nil || m != serveMagic2 {
-		return fmt.Errorf("localstore: nix-store --serve handshake: magic %#x, %v", m, err)
-	}
-	v, err := r.Uint64()
+	c, err := serve.New(stdout, stdin, serve.Options{})
 	if err != nil {
-		return fmt.Errorf("localstore: nix-store --serve handshake: %w", err)
+		return fmt.Errorf("localstore: nix-store --serve: %w", err)
 	}
-	if v>>8 != 2 || v&0xff < 5 {
-		return fmt.Errorf("localstore: nix-store --serve speaks protocol %#x, need 2.5 or later", v)
+	err = c.AddToStoreNars(send, func(k int) (io.Reader, error) {
+		rc, err := open(todo[k])
+		if err != nil {
+			return nil, err
+		}
+		return ctxReadCloser{ctxReader{ctx, rc}, rc}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("localstore: nix-store --serve: %w", err)
 	}
-	for _, i := range todo {
-		in := infos[i]
-		w.Uint64(cmdAddToStoreNar)
-		w.String(in.Path)
-		w.String(in.Deriver)
-		w.String(hex.EncodeToString(in.NarHash[:]))
-		w.Strings(in.References)
-		w.Uint64(uint64(time.Now().Unix()))
-		w.Uint64(in.NarSize)
-		w.Bool(false) // ultimate
-		w.Strings(nil)
-		w.String("") // ca
-		rc, err := open(i)
-		if err != nil {
-			return fmt.Errorf("localstore: opening %s: %w", in.Path, err)
-		}
-		n, err := w.ReadFrom(io.LimitReader(ctxReader{ctx, rc}, int64(in.NarSize)))
-		rc.Close()
-		if err == nil && uint64(n) != in.NarSize {
-			err = fmt.Errorf("NAR ended after %d bytes, expected %d: %w", n, in.NarSize, io.ErrUnexpectedEOF)
-		}
-		if err == nil {
-			err = w.Flush()
-		}
-		if err != nil {
-			return fmt.Errorf("localstore: sending %s: %w", in.Path, err)
-		}
-		if ok, err := r.Uint64(); err != nil || ok != 1 {
-			return fmt.Errorf("localstore: nix-store --serve refused %s (reply %d, %v)", in.Path, ok, err)
-		}
+	for _, in := range send {
 		s.logf("imported %s (%d bytes) through nix-store --serve", in.Path, in.NarSize)
 	}
 	return nil
+}
+
+// ctxReadCloser reads through a ctxReader and closes the NAR it reads.
+type ctxReadCloser struct {
+	ctxReader
+	io.Closer
 }

@@ -18,10 +18,11 @@ func FuzzParse(f *testing.F) {
 	} {
 		f.Add(s)
 	}
+	// Includes are read relative to the file: a name in an empty
+	// directory keeps them inside it. Parse only reads, so one directory
+	// serves every input (a t.TempDir each was most of the run's time).
+	name := f.TempDir() + "/nix.conf"
 	f.Fuzz(func(t *testing.T, in string) {
-		// Includes are read relative to the file: a name in an empty
-		// directory keeps them inside it.
-		name := t.TempDir() + "/nix.conf"
 		es, err := Parse(strings.NewReader(in), name)
 		lines := strings.Count(in, "\n") + 1
 		if err != nil {

@@ -16,8 +16,8 @@ import (
 	"math"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
+	"github.com/offload-nix/offload/internal/jsonstr"
 	"github.com/offload-nix/offload/pkg/spec"
 )
 
@@ -449,11 +449,11 @@ func (d *Decision) WriteText(w io.Writer) error {
 // is the chosen URI or ""; elsewhere is [Reason.Elsewhere].
 func (d *Decision) WriteJSON(w io.Writer) error {
 	b := append([]byte(nil), `{"answer":`...)
-	b = appendJSONString(b, d.Answer.String())
+	b = jsonstr.Append(b, d.Answer.String())
 	b = append(b, `,"builder":`...)
-	b = appendJSONString(b, d.Chosen())
+	b = jsonstr.Append(b, d.Chosen())
 	b = append(b, `,"why":`...)
-	b = appendJSONString(b, string(d.appendWhy(nil)))
+	b = jsonstr.Append(b, string(d.appendWhy(nil)))
 	b = append(b, `,"reasons":[`...)
 	for i := range d.Reasons {
 		r := &d.Reasons[i]
@@ -461,13 +461,13 @@ func (d *Decision) WriteJSON(w io.Writer) error {
 			b = append(b, ',')
 		}
 		b = append(b, `{"uri":`...)
-		b = appendJSONString(b, r.URI)
+		b = jsonstr.Append(b, r.URI)
 		b = append(b, `,"name":`...)
-		b = appendJSONString(b, r.Name)
+		b = jsonstr.Append(b, r.Name)
 		b = append(b, `,"eligible":`...)
 		b = strconv.AppendBool(b, r.Eligible)
 		b = append(b, `,"why":`...)
-		b = appendJSONString(b, string(r.appendWhy(nil, i == d.Index)))
+		b = jsonstr.Append(b, string(r.appendWhy(nil, i == d.Index)))
 		b = append(b, `,"score":`...)
 		b = appendJSONNumber(b, r.Score)
 		b = append(b, `,"speed":`...)
@@ -479,7 +479,7 @@ func (d *Decision) WriteJSON(w io.Writer) error {
 		b = append(b, `,"elsewhere":`...)
 		b = strconv.AppendInt(b, int64(r.Elsewhere), 10)
 		b = append(b, `,"exec":`...)
-		b = appendJSONString(b, r.Exec.String())
+		b = jsonstr.Append(b, r.Exec.String())
 		b = append(b, `,"presumed":`...)
 		b = strconv.AppendBool(b, r.Presumed)
 		b = append(b, `,"inputs_there":`...)
@@ -568,44 +568,4 @@ func appendJSONNumber(b []byte, f float64) []byte {
 		f = -math.MaxFloat64
 	}
 	return strconv.AppendFloat(b, f, 'g', -1, 64)
-}
-
-// appendJSONString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c == '\n':
-				b = append(b, '\\', 'n')
-			case c == '\t':
-				b = append(b, '\\', 't')
-			case c < 0x20 || c == 0x7f:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-		case r < 0xa0 || r == 0x61c || r == 0x200e || r == 0x200f ||
-			(r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069):
-			// C1 and bidirectional controls: what a terminal acts on.
-			b = append(b, '\\', 'u', hex[r>>12], hex[r>>8&0xf], hex[r>>4&0xf], hex[r&0xf])
-		default:
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
 }

@@ -13,6 +13,7 @@ package pick
 import (
 	"errors"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -122,32 +123,6 @@ type Load struct {
 	// host sent to the machine lately: it likely has their outputs, so
 	// less is uploaded. It breaks ties of score.
 	InputsThere int
-}
-
-// ReadingUnknown is the value of a Reading field the machine did not tell.
-const ReadingUnknown = -1
-
-// Reading is what a machine said about its real state. It has the same
-// fields as remoteload.Reading and slots.Reading, so the caller converts
-// with a type conversion. A field is ReadingUnknown (-1) when the machine
-// did not tell it.
-type Reading struct {
-	// Time is when the reading was taken; zero means no reading.
-	Time time.Time
-	// CPUs is the number of online CPUs.
-	CPUs int
-	// Load1, Load5 and Load15 are the load averages in thousandths.
-	Load1, Load5, Load15 int
-	// CPUPressure, MemoryPressure and IOPressure are the pressure stall
-	// figures "some avg10" in hundredths of a percent.
-	CPUPressure, MemoryPressure, IOPressure int
-	// MemAvailable and MemTotal are in bytes.
-	MemAvailable, MemTotal int64
-	// StoreFree and StoreSize are the free space and size of the store's
-	// filesystem in bytes.
-	StoreFree, StoreSize int64
-	// Builds is the number of Nix builds running there, from everyone.
-	Builds int
 }
 
 // Thresholds say when a machine's real state (its [Load.Reading]) keeps
@@ -305,34 +280,35 @@ func ParseList(s string) []string {
 	return out
 }
 
-// Answer is the hook's reply to Nix (docs/internals.md).
+// Answer is the hook's reply to Nix (docs/internals.md). The hook writes
+// it to Nix (pkg/hookproto) and keeps it in the decision ring of the slot
+// file (pkg/slots), which stores the number: the values never change.
 type Answer uint8
 
 const (
+	// NoAnswer is the zero Answer: none given, as in an empty entry of
+	// the decision ring.
+	NoAnswer Answer = iota
 	// Accept: the chosen machine builds it.
-	Accept Answer = iota
+	Accept
+	// Decline: Nix builds it locally, or fails.
+	Decline
 	// Postpone: ask again later; a machine could build it but is full or
 	// briefly unhealthy, and the local machine cannot.
 	Postpone
-	// Decline: Nix builds it locally, or fails.
-	Decline
 	// DeclinePermanently: no machines at all; Nix stops asking.
 	DeclinePermanently
 )
 
-// String returns the protocol word, without the leading "# ".
+var answerNames = [...]string{"none", "accept", "decline", "postpone", "decline-permanently"}
+
+// String returns the protocol word, without the leading "# ": "accept",
+// "decline", "postpone" or "decline-permanently"; "none" for NoAnswer.
 func (a Answer) String() string {
-	switch a {
-	case Accept:
-		return "accept"
-	case Postpone:
-		return "postpone"
-	case Decline:
-		return "decline"
-	case DeclinePermanently:
-		return "decline-permanently"
+	if int(a) < len(answerNames) {
+		return answerNames[a]
 	}
-	return "invalid"
+	return "answer(" + strconv.FormatUint(uint64(a), 10) + ")"
 }
 
 // Reject says why a machine is not eligible. The constants are in the order

@@ -754,7 +754,7 @@ func TestChooseReusesDecision(t *testing.T) {
 func TestAnswerString(t *testing.T) {
 	for a, want := range map[Answer]string{
 		Accept: "accept", Postpone: "postpone", Decline: "decline",
-		DeclinePermanently: "decline-permanently", 9: "invalid",
+		DeclinePermanently: "decline-permanently", NoAnswer: "none", 9: "answer(9)",
 	} {
 		if got := a.String(); got != want {
 			t.Errorf("Answer(%d).String() = %q, want %q", a, got, want)

@@ -5,25 +5,13 @@ package remoteload
 // Rules for this file:
 //   - Like Parse, ParsePlatform trusts nothing: bounded lists, and anything
 //     that does not parse is left out, never an error.
-//   - Exec's values are those of pick.Exec and of the flags in pkg/slots, so
-//     callers convert with a type conversion.
+//   - Platform.Exec answers in pick.Exec, which pkg/slots stores and
+//     pkg/pick weighs.
 
 import (
 	"strings"
-)
 
-// Exec says how a builder runs a system. Its values are pick.Exec's.
-type Exec uint8
-
-const (
-	// ExecUnknown: the builder did not tell enough to say.
-	ExecUnknown Exec = iota
-	// ExecNative: the builder's own CPU runs it.
-	ExecNative
-	// ExecEmulated: an interpreter registered with binfmt_misc (usually
-	// qemu-user) runs it, or Nix's extra-platforms claims it without the
-	// kernel's architecture being that system.
-	ExecEmulated
+	"github.com/offload-nix/offload/pkg/pick"
 )
 
 // Limits of what the platform part of the output keeps.
@@ -138,12 +126,12 @@ func (st *platformState) finish(pl *Platform) {
 //   - emulated when a binfmt_misc interpreter is registered for the
 //     system's CPU, or when extra-platforms lists it;
 //   - unknown otherwise.
-func (p *Platform) Exec(system string) (Exec, string) {
+func (p *Platform) Exec(system string) (pick.Exec, string) {
 	if system == "" {
-		return ExecUnknown, ""
+		return pick.Unknown, ""
 	}
 	if p.System == system {
-		return ExecNative, ""
+		return pick.Native, ""
 	}
 	arch, kernel, _ := strings.Cut(system, "-")
 	emu, via := false, ""
@@ -156,24 +144,24 @@ func (p *Platform) Exec(system string) (Exec, string) {
 	if p.Machine != "" && kernel == "linux" {
 		switch m := p.Machine; {
 		case m == arch:
-			return ExecNative, ""
+			return pick.Native, ""
 		case m == "x86_64" && (arch == "i686" || arch == "i386"):
-			return ExecNative, ""
+			return pick.Native, ""
 		case m == "aarch64" && strings.HasPrefix(arch, "arm") && !emu:
-			return ExecNative, ""
+			return pick.Native, ""
 		case strings.HasPrefix(m, "armv") && strings.HasPrefix(arch, "armv") && m >= arch:
-			return ExecNative, ""
+			return pick.Native, ""
 		}
 	}
 	if emu {
-		return ExecEmulated, via
+		return pick.Emulated, via
 	}
 	for _, x := range p.ExtraPlatforms {
 		if x == system {
-			return ExecEmulated, ""
+			return pick.Emulated, ""
 		}
 	}
-	return ExecUnknown, ""
+	return pick.Unknown, ""
 }
 
 // binfmtRuns reports whether the binfmt entry b is an interpreter for the

@@ -3,7 +3,6 @@
 package remoteload
 
 import (
-	"github.com/offload-nix/offload/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,9 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/offload-nix/offload/internal/testenv"
+	"github.com/offload-nix/offload/pkg/pick"
 )
 
 func TestParsePlatform(t *testing.T) {
@@ -41,17 +43,17 @@ func TestParsePlatform(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		system string
-		exec   Exec
+		exec   pick.Exec
 		via    string
 	}{
-		{"x86_64-linux", ExecNative, ""},
-		{"i686-linux", ExecNative, ""},
-		{"aarch64-linux", ExecEmulated, "qemu-aarch64"},
-		{"riscv64-linux", ExecEmulated, "riscv64-linux"},
-		{"armv7l-linux", ExecEmulated, ""}, // extra-platforms only
-		{"powerpc64le-linux", ExecUnknown, ""},
-		{"aarch64-darwin", ExecUnknown, ""},
-		{"", ExecUnknown, ""},
+		{"x86_64-linux", pick.Native, ""},
+		{"i686-linux", pick.Native, ""},
+		{"aarch64-linux", pick.Emulated, "qemu-aarch64"},
+		{"riscv64-linux", pick.Emulated, "riscv64-linux"},
+		{"armv7l-linux", pick.Emulated, ""}, // extra-platforms only
+		{"powerpc64le-linux", pick.Unknown, ""},
+		{"aarch64-darwin", pick.Unknown, ""},
+		{"", pick.Unknown, ""},
 	} {
 		e, via := got.Exec(tt.system)
 		if e != tt.exec || via != tt.via {
@@ -78,16 +80,16 @@ func TestExecRules(t *testing.T) {
 		name   string
 		p      Platform
 		system string
-		exec   Exec
+		exec   pick.Exec
 	}{
-		{"system setting wins", Platform{Machine: "x86_64", System: "aarch64-linux", Binfmt: []Binfmt{{"qemu-aarch64", "/q"}}}, "aarch64-linux", ExecNative},
-		{"aarch64 kernel runs armv7l", Platform{Machine: "aarch64"}, "armv7l-linux", ExecNative},
-		{"aarch64 kernel with qemu-arm", Platform{Machine: "aarch64", Binfmt: []Binfmt{{"qemu-arm", "/usr/bin/qemu-arm-static"}}}, "armv7l-linux", ExecEmulated},
-		{"armv7l kernel runs armv6l", Platform{Machine: "armv7l"}, "armv6l-linux", ExecNative},
-		{"riscv64 kernel", Platform{Machine: "riscv64"}, "riscv64-linux", ExecNative},
-		{"interpreter file name", Platform{Machine: "x86_64", Binfmt: []Binfmt{{"whatever", "/usr/bin/qemu-riscv64-static"}}}, "riscv64-linux", ExecEmulated},
-		{"nothing known", Platform{}, "aarch64-linux", ExecUnknown},
-		{"extra-platforms without kernel", Platform{ExtraPlatforms: []string{"x86_64-darwin"}}, "x86_64-darwin", ExecEmulated},
+		{"system setting wins", Platform{Machine: "x86_64", System: "aarch64-linux", Binfmt: []Binfmt{{"qemu-aarch64", "/q"}}}, "aarch64-linux", pick.Native},
+		{"aarch64 kernel runs armv7l", Platform{Machine: "aarch64"}, "armv7l-linux", pick.Native},
+		{"aarch64 kernel with qemu-arm", Platform{Machine: "aarch64", Binfmt: []Binfmt{{"qemu-arm", "/usr/bin/qemu-arm-static"}}}, "armv7l-linux", pick.Emulated},
+		{"armv7l kernel runs armv6l", Platform{Machine: "armv7l"}, "armv6l-linux", pick.Native},
+		{"riscv64 kernel", Platform{Machine: "riscv64"}, "riscv64-linux", pick.Native},
+		{"interpreter file name", Platform{Machine: "x86_64", Binfmt: []Binfmt{{"whatever", "/usr/bin/qemu-riscv64-static"}}}, "riscv64-linux", pick.Emulated},
+		{"nothing known", Platform{}, "aarch64-linux", pick.Unknown},
+		{"extra-platforms without kernel", Platform{ExtraPlatforms: []string{"x86_64-darwin"}}, "x86_64-darwin", pick.Emulated},
 	} {
 		if e, _ := tt.p.Exec(tt.system); e != tt.exec {
 			t.Errorf("%s: Exec(%q) = %v, want %v", tt.name, tt.system, e, tt.exec)
@@ -124,7 +126,7 @@ func TestScriptPlatform(t *testing.T) {
 	if !reflect.DeepEqual(p.ExtraPlatforms, []string{"mips64el-linux"}) {
 		t.Errorf("ExtraPlatforms = %q, want NIX_CONFIG's to come last", p.ExtraPlatforms)
 	}
-	if e, _ := p.Exec("aarch64-linux"); e != ExecNative {
+	if e, _ := p.Exec("aarch64-linux"); e != pick.Native {
 		t.Errorf("Exec(aarch64-linux) = %v with system = aarch64-linux", e)
 	}
 }
@@ -143,7 +145,7 @@ func FuzzParsePlatform(f *testing.F) {
 		}
 		for _, s := range []string{"aarch64-linux", "armv7l-linux", "x86_64-linux", "riscv64-linux", p.System} {
 			e, via := p.Exec(s)
-			if e > ExecEmulated || e != ExecEmulated && via != "" {
+			if e > pick.Emulated || e != pick.Emulated && via != "" {
 				t.Fatalf("Exec(%q) of %+v = %v, %q", s, p, e, via)
 			}
 		}

@@ -4,12 +4,10 @@ package remoteload
 
 // Rules for this file:
 //   - Parse never trusts the builder: every number is range-checked, the
-//     input is bounded, and a field that does not parse is Unknown, not an
+//     input is bounded, and a field that does not parse is unknown, not an
 //     error.
-//   - Reading's fields are plain integers, in the same order and of the
-//     same types as slots.Reading and pick.Reading, so that the hook
-//     converts between them with a type conversion (reading_test.go checks
-//     that it compiles).
+//   - A reading is a pick.Reading, the one type that pkg/slots shares and
+//     pkg/pick weighs, so nothing converts between them.
 
 import (
 	"bytes"
@@ -19,16 +17,18 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/offload-nix/offload/pkg/pick"
 )
 
-// Unknown is the value of a Reading field the builder did not tell.
-const Unknown = -1
+// unknown is the value of a Reading field the builder did not tell.
+const unknown = pick.ReadingUnknown
 
 // MaxOutput is the most output of [Script] that [Parse] accepts. The script
 // prints well under 1 KiB.
 const MaxOutput = 16 << 10
 
-// Limits of plausible values; anything beyond is Unknown.
+// Limits of plausible values; anything beyond is unknown.
 const (
 	maxCPUs   = 1 << 16
 	maxLoad   = 1_000_000_000 // thousandths: a load of one million
@@ -39,59 +39,17 @@ const (
 // format at all: its header line is missing.
 var ErrFormat = errors.New("remoteload: output lacks the offload-load header")
 
-// Reading is one look at a builder's state. A field is [Unknown] (-1) when
-// the builder did not tell it. The zero Reading has a zero Time: no reading
-// at all, whatever its fields say.
-type Reading struct {
-	// Time is when the reading was taken; Parse leaves it zero for the
-	// caller to set.
-	Time time.Time
-	// CPUs is the number of online CPUs.
-	CPUs int
-	// Load1, Load5 and Load15 are the load averages in thousandths
-	// (7.91 is 7910).
-	Load1, Load5, Load15 int
-	// CPUPressure, MemoryPressure and IOPressure are the "some avg10"
-	// pressure stall figures in hundredths of a percent (41.5 % is
-	// 4150): the share of the last ten seconds in which at least one
-	// task waited for the resource.
-	CPUPressure, MemoryPressure, IOPressure int
-	// MemAvailable and MemTotal are in bytes (MemAvailable is the
-	// kernel's estimate of memory available without swapping).
-	MemAvailable, MemTotal int64
-	// StoreFree and StoreSize are the free space available to users and
-	// the size, in bytes, of the filesystem of /nix/store.
-	StoreFree, StoreSize int64
-	// Builds is the number of Nix builds running on the builder, from
-	// every client (see the package documentation for how it counts).
-	Builds int
-}
-
-// UnknownAt returns a Reading taken at t with every field unknown: what a
-// failed or garbled reading leaves.
-func UnknownAt(t time.Time) Reading {
-	return Reading{Time: t, CPUs: Unknown, Load1: Unknown, Load5: Unknown, Load15: Unknown,
-		CPUPressure: Unknown, MemoryPressure: Unknown, IOPressure: Unknown,
-		MemAvailable: Unknown, MemTotal: Unknown, StoreFree: Unknown, StoreSize: Unknown,
-		Builds: Unknown}
-}
-
-// Empty reports whether every field is unknown.
-func (r Reading) Empty() bool {
-	u := UnknownAt(r.Time)
-	return r == u
-}
-
 // Parse reads the output of [Script]. Fields it cannot find or parse are
-// [Unknown]. It returns an error only when out is longer than [MaxOutput] or
-// has no header line, and then the Reading is all unknown as well.
-func Parse(out []byte) (Reading, error) {
+// [pick.ReadingUnknown]. It returns an error only when out is longer than
+// [MaxOutput] or has no header line, and then the Reading is all unknown as
+// well.
+func Parse(out []byte) (pick.Reading, error) {
 	return parse(out, nil)
 }
 
 // ParseAll reads the output of [Script] into a Reading (as [Parse]) and a
 // Platform (as [ParsePlatform]).
-func ParseAll(out []byte) (Reading, Platform, error) {
+func ParseAll(out []byte) (pick.Reading, Platform, error) {
 	var pl Platform
 	r, err := parse(out, &pl)
 	if err != nil {
@@ -100,8 +58,8 @@ func ParseAll(out []byte) (Reading, Platform, error) {
 	return r, pl, err
 }
 
-func parse(out []byte, pl *Platform) (Reading, error) {
-	r := UnknownAt(time.Time{})
+func parse(out []byte, pl *Platform) (pick.Reading, error) {
+	r := pick.ReadingUnknownAt(time.Time{})
 	if len(out) > MaxOutput {
 		return r, fmt.Errorf("remoteload: output longer than %d bytes", MaxOutput)
 	}
@@ -211,7 +169,7 @@ func (p *parser) line(key, val string) {
 
 func (p *parser) once(key string) bool { return p.seen[key] == 1 }
 
-func (p *parser) fill(r *Reading) {
+func (p *parser) fill(r *pick.Reading) {
 	if p.once("cpus") {
 		r.CPUs = intOr(atoi(strings.TrimSpace(p.cpus), 1, maxCPUs))
 	}
@@ -246,14 +204,14 @@ func (p *parser) fill(r *Reading) {
 	if p.once("MemAvailable:") {
 		r.MemAvailable = kib(p.memAvail, true)
 	}
-	if r.MemTotal != Unknown && r.MemAvailable > r.MemTotal {
-		r.MemAvailable = Unknown
+	if r.MemTotal != unknown && r.MemAvailable > r.MemTotal {
+		r.MemAvailable = unknown
 	}
 	if p.once("df") {
 		f := strings.Fields(p.df)
 		i := dfLine(p.df)
 		size, free := kib(f[i-3], false), kib(f[i-1], false)
-		if size > 0 && free != Unknown && free <= size {
+		if size > 0 && free != unknown && free <= size {
 			r.StoreSize, r.StoreFree = size, free
 		}
 	}
@@ -305,15 +263,15 @@ func dfLine(val string) int {
 }
 
 // kib parses a number of KiB ("16314080 kB" with unit, or bare) into
-// bytes, or Unknown.
+// bytes, or unknown.
 func kib(s string, unit bool) int64 {
 	f := strings.Fields(s)
 	if len(f) != 1+btoi(unit) || unit && f[1] != "kB" {
-		return Unknown
+		return unknown
 	}
 	v, ok := atoi(f[0], 0, math.MaxInt64/1024)
 	if !ok {
-		return Unknown
+		return unknown
 	}
 	return v * 1024
 }
@@ -327,7 +285,7 @@ func btoi(b bool) int {
 
 func intOr(v int64, ok bool) int {
 	if !ok {
-		return Unknown
+		return unknown
 	}
 	return int(v)
 }
@@ -396,14 +354,14 @@ func fixed(s string, scale int, hi int64) (int64, bool) {
 // [MaxOutput]+1 bytes of stdout; a failed write (a forced command that does
 // not read its input) is not an error in itself. The caller bounds the
 // time by cancelling the session, and waits for it afterwards.
-func Run(stdin io.WriteCloser, stdout, stderr io.Reader) (Reading, error) {
+func Run(stdin io.WriteCloser, stdout, stderr io.Reader) (pick.Reading, error) {
 	r, _, err := RunAll(stdin, stdout, stderr)
 	return r, err
 }
 
 // RunAll is [Run] that also returns what the builder said about its
 // platform (see [ParsePlatform]).
-func RunAll(stdin io.WriteCloser, stdout, stderr io.Reader) (Reading, Platform, error) {
+func RunAll(stdin io.WriteCloser, stdout, stderr io.Reader) (pick.Reading, Platform, error) {
 	if stderr != nil {
 		go io.Copy(io.Discard, stderr)
 	}

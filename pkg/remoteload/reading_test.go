@@ -10,11 +10,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/offload-nix/offload/pkg/pick"
 )
 
 // all returns an all-unknown reading changed by f.
-func all(f func(r *Reading)) Reading {
-	r := UnknownAt(time.Time{})
+func all(f func(r *pick.Reading)) pick.Reading {
+	r := pick.ReadingUnknownAt(time.Time{})
 	if f != nil {
 		f(&r)
 	}
@@ -24,10 +26,10 @@ func all(f func(r *Reading)) Reading {
 var parseTests = []struct {
 	name string
 	in   string
-	want Reading
+	want pick.Reading
 	err  error
 }{
-	{"linux", readTestdata("linux.txt"), all(func(r *Reading) {
+	{"linux", readTestdata("linux.txt"), all(func(r *pick.Reading) {
 		r.CPUs = 2
 		r.Load1, r.Load5, r.Load15 = 10130, 9870, 9410
 		r.CPUPressure, r.MemoryPressure, r.IOPressure = 6536, 0, 317
@@ -35,33 +37,33 @@ var parseTests = []struct {
 		r.StoreSize, r.StoreFree = 264212084*1024, 77331084*1024
 		r.Builds = 12
 	}), nil},
-	{"darwin", readTestdata("darwin.txt"), all(func(r *Reading) {
+	{"darwin", readTestdata("darwin.txt"), all(func(r *pick.Reading) {
 		r.CPUs = 10
 		r.Load1, r.Load5, r.Load15 = 2410, 2300, 2190
 		r.StoreSize, r.StoreFree = 482797652*1024, 200000000*1024
 	}), nil},
 	// Shell noise before the header; hidepid hides other users' builds
 	// from a non-root login; a filesystem of size 0 says nothing.
-	{"noisy hidepid", readTestdata("noisy-hidepid.txt"), all(func(r *Reading) {
+	{"noisy hidepid", readTestdata("noisy-hidepid.txt"), all(func(r *pick.Reading) {
 		r.CPUs = 64
 		r.Load1, r.Load5, r.Load15 = 70000, 60000, 50000
 		r.MemTotal, r.MemAvailable = 263000000*1024, 1000000*1024
 	}), nil},
-	{"hidepid root", "offload-load 1\nprocfs rw,hidepid=2\nuid 0\nbuilds 3\n", all(func(r *Reading) { r.Builds = 3 }), nil},
+	{"hidepid root", "offload-load 1\nprocfs rw,hidepid=2\nuid 0\nbuilds 3\n", all(func(r *pick.Reading) { r.Builds = 3 }), nil},
 	{"hidepid no uid", "offload-load 1\nprocfs rw,hidepid=2\nbuilds 3\n", all(nil), nil},
-	{"hidepid off", "offload-load 1\nprocfs rw,hidepid=0\nuid 7\nbuilds 3\n", all(func(r *Reading) { r.Builds = 3 }), nil},
+	{"hidepid off", "offload-load 1\nprocfs rw,hidepid=0\nuid 7\nbuilds 3\n", all(func(r *pick.Reading) { r.Builds = 3 }), nil},
 	{"forced command", readTestdata("forced-command.txt"), all(nil), ErrFormat},
 	{"empty", "", all(nil), ErrFormat},
 	{"header cut short", "offload-load 1", all(nil), ErrFormat},
 	{"header version 0", "offload-load 0\ncpus 3\n", all(nil), ErrFormat},
-	{"later version", "offload-load 2\ncpus 3\nnewkey 5\n", all(func(r *Reading) { r.CPUs = 3 }), nil},
-	{"cut short", readTestdata("cut-short.txt"), all(func(r *Reading) {
+	{"later version", "offload-load 2\ncpus 3\nnewkey 5\n", all(func(r *pick.Reading) { r.CPUs = 3 }), nil},
+	{"cut short", readTestdata("cut-short.txt"), all(func(r *pick.Reading) {
 		r.CPUs = 4
 		r.Load1, r.Load5, r.Load15 = 1000, 1000, 1000
 	}), nil},
 	{"after end", "offload-load 1\nend\ncpus 3\n", all(nil), nil},
-	{"crlf", "offload-load 1\r\ncpus 3\r\n", all(func(r *Reading) { r.CPUs = 3 }), nil},
-	{"twice", "offload-load 1\ncpus 3\ncpus 3\nbuilds 1\n", all(func(r *Reading) { r.Builds = 1 }), nil},
+	{"crlf", "offload-load 1\r\ncpus 3\r\n", all(func(r *pick.Reading) { r.CPUs = 3 }), nil},
+	{"twice", "offload-load 1\ncpus 3\ncpus 3\nbuilds 1\n", all(func(r *pick.Reading) { r.Builds = 1 }), nil},
 	{"empty values", "offload-load 1\ncpus \nbuilds \nloadavg \nmeminfo MemTotal:  kB\n", all(nil), nil},
 	{"no awk", "offload-load 1\nbuilds\n", all(nil), nil},
 	{"bad numbers", "offload-load 1\ncpus 0\nbuilds -1\nloadavg 1e3 1 1 1/1 1\n" +
@@ -70,13 +72,13 @@ var parseTests = []struct {
 	{"huge", "offload-load 1\ncpus 65537\nbuilds 65537\nloadavg 1000001 0 0\n", all(nil), nil},
 	{"load rounds down", "offload-load 1\nloadavg 0.1239 .5 7 1/1 1\nloadavg-other 1\n", all(nil), nil},
 	{"load", "offload-load 1\nloadavg 0.1239 0.5 7.\n", all(nil), nil},
-	{"load plain", "offload-load 1\nloadavg 0.1239 0.5 7\n", all(func(r *Reading) { r.Load1, r.Load5, r.Load15 = 123, 500, 7000 }), nil},
+	{"load plain", "offload-load 1\nloadavg 0.1239 0.5 7\n", all(func(r *pick.Reading) { r.Load1, r.Load5, r.Load15 = 123, 500, 7000 }), nil},
 	{"pressure full only", "offload-load 1\npressure memory full avg10=50.00\n", all(nil), nil},
 	{"pressure no avg10", "offload-load 1\npressure memory some avg60=50.00\n", all(nil), nil},
-	{"pressure 100", "offload-load 1\npressure memory some avg10=100.00 avg60=1\n", all(func(r *Reading) { r.MemoryPressure = 10000 }), nil},
-	{"available above total", "offload-load 1\nmeminfo MemTotal: 10 kB\nmeminfo MemAvailable: 11 kB\n", all(func(r *Reading) { r.MemTotal = 10240 }), nil},
+	{"pressure 100", "offload-load 1\npressure memory some avg10=100.00 avg60=1\n", all(func(r *pick.Reading) { r.MemoryPressure = 10000 }), nil},
+	{"available above total", "offload-load 1\nmeminfo MemTotal: 10 kB\nmeminfo MemAvailable: 11 kB\n", all(func(r *pick.Reading) { r.MemTotal = 10240 }), nil},
 	{"df spaces", "offload-load 1\ndf Filesystem 1024-blocks Used Available Capacity Mounted on\ndf my fs 100 40 60 40% /nix store\n",
-		all(func(r *Reading) { r.StoreSize, r.StoreFree = 102400, 61440 }), nil},
+		all(func(r *pick.Reading) { r.StoreSize, r.StoreFree = 102400, 61440 }), nil},
 	{"df free above size", "offload-load 1\ndf fs 100 40 160 40% /\n", all(nil), nil},
 	{"df two lines", "offload-load 1\ndf a 100 40 60 40% /\ndf b 100 40 60 40% /\n", all(nil), nil},
 	{"df dash", "offload-load 1\ndf none 100 0 100 - /\n", all(nil), nil},
@@ -122,16 +124,16 @@ func TestString(t *testing.T) {
 	linux, _ := Parse([]byte(readTestdata("linux.txt")))
 	darwin, _ := Parse([]byte(readTestdata("darwin.txt")))
 	tests := []struct {
-		r    Reading
+		r    pick.Reading
 		want string
 	}{
 		{linux, "2 CPUs, load 10.13 9.87 9.41, pressure cpu 65.36 % memory 0 % io 3.17 %, memory 23 GiB available of 23.5 GiB, store 73.7 GiB free of 252 GiB, 12 builds"},
 		{darwin, "10 CPUs, load 2.41 2.3 2.19, store 191 GiB free of 460 GiB"},
 		{all(nil), "unknown"},
-		{all(func(r *Reading) { r.CPUs, r.Builds = 1, 1 }), "1 CPU, 1 build"},
-		{all(func(r *Reading) { r.MemoryPressure, r.MemTotal = 4100, 1<<30 }), "pressure memory 41 %, memory 1 GiB"},
-		{all(func(r *Reading) { r.StoreFree, r.StoreSize = 1288490188, 1<<40 }), "store 1.2 GiB free of 1 TiB"},
-		{all(func(r *Reading) { r.StoreFree, r.StoreSize = 812<<20, 999 }), "store 812 MiB free of 999 B"},
+		{all(func(r *pick.Reading) { r.CPUs, r.Builds = 1, 1 }), "1 CPU, 1 build"},
+		{all(func(r *pick.Reading) { r.MemoryPressure, r.MemTotal = 4100, 1<<30 }), "pressure memory 41 %, memory 1 GiB"},
+		{all(func(r *pick.Reading) { r.StoreFree, r.StoreSize = 1288490188, 1<<40 }), "store 1.2 GiB free of 1 TiB"},
+		{all(func(r *pick.Reading) { r.StoreFree, r.StoreSize = 812<<20, 999 }), "store 812 MiB free of 999 B"},
 	}
 	for _, tt := range tests {
 		if got := tt.r.String(); got != tt.want {
@@ -141,7 +143,7 @@ func TestString(t *testing.T) {
 }
 
 func TestFormat(t *testing.T) {
-	r := all(func(r *Reading) { r.CPUs, r.Builds = 8, 0 })
+	r := all(func(r *pick.Reading) { r.CPUs, r.Builds = 8, 0 })
 	tests := []struct {
 		time time.Time
 		want string
@@ -185,10 +187,10 @@ func TestMarshalJSON(t *testing.T) {
 }
 
 func TestEmpty(t *testing.T) {
-	if !all(nil).Empty() || !UnknownAt(at).Empty() {
+	if !all(nil).Empty() || !pick.ReadingUnknownAt(at).Empty() {
 		t.Error("an unknown reading is not Empty")
 	}
-	if all(func(r *Reading) { r.Builds = 0 }).Empty() {
+	if all(func(r *pick.Reading) { r.Builds = 0 }).Empty() {
 		t.Error("a reading with 0 builds is Empty")
 	}
 }
@@ -212,22 +214,22 @@ func FuzzParse(f *testing.F) {
 		}
 		ints := []int{r.CPUs, r.Load1, r.Load5, r.Load15, r.CPUPressure, r.MemoryPressure, r.IOPressure, r.Builds}
 		for _, v := range ints {
-			if v < Unknown {
-				t.Fatalf("Parse(%q) = %+v: field below Unknown", in, r)
+			if v < pick.ReadingUnknown {
+				t.Fatalf("Parse(%q) = %+v: field below pick.ReadingUnknown", in, r)
 			}
 		}
 		for _, v := range []int64{r.MemAvailable, r.MemTotal, r.StoreFree, r.StoreSize} {
-			if v < Unknown {
-				t.Fatalf("Parse(%q) = %+v: field below Unknown", in, r)
+			if v < pick.ReadingUnknown {
+				t.Fatalf("Parse(%q) = %+v: field below pick.ReadingUnknown", in, r)
 			}
 		}
 		if r.CPUs == 0 || r.CPUPressure > 10000 || r.MemoryPressure > 10000 || r.IOPressure > 10000 {
 			t.Fatalf("Parse(%q) = %+v: out of range", in, r)
 		}
-		if (r.Load1 == Unknown) != (r.Load15 == Unknown) || (r.StoreFree == Unknown) != (r.StoreSize == Unknown) {
+		if (r.Load1 == pick.ReadingUnknown) != (r.Load15 == pick.ReadingUnknown) || (r.StoreFree == pick.ReadingUnknown) != (r.StoreSize == pick.ReadingUnknown) {
 			t.Fatalf("Parse(%q) = %+v: half a field", in, r)
 		}
-		if r.StoreFree > r.StoreSize || r.MemTotal != Unknown && r.MemAvailable > r.MemTotal {
+		if r.StoreFree > r.StoreSize || r.MemTotal != pick.ReadingUnknown && r.MemAvailable > r.MemTotal {
 			t.Fatalf("Parse(%q) = %+v: free above size", in, r)
 		}
 		if r.String() == "" {

@@ -12,14 +12,14 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/offload-nix/offload/internal/testenv"
+	"github.com/offload-nix/offload/pkg/pick"
+	"golang.org/x/sys/unix"
 )
 
 // run runs the script through cmd (whose last argument is Command) and
 // parses its output with Run.
-func run(t *testing.T, cmd *exec.Cmd) Reading {
+func run(t *testing.T, cmd *exec.Cmd) pick.Reading {
 	t.Helper()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -55,7 +55,7 @@ func TestLocal(t *testing.T) {
 	if unix.SchedGetaffinity(0, &aff) == nil && r.CPUs != aff.Count() {
 		t.Errorf("CPUs = %d, want %d (the affinity mask, as nproc counts)", r.CPUs, aff.Count())
 	}
-	if r.Load1 == Unknown || r.Load15 == Unknown {
+	if r.Load1 == pick.ReadingUnknown || r.Load15 == pick.ReadingUnknown {
 		t.Errorf("load unknown: %+v", r)
 	}
 	var si unix.Sysinfo_t
@@ -65,15 +65,15 @@ func TestLocal(t *testing.T) {
 			t.Errorf("MemTotal = %d, sysinfo says %d", r.MemTotal, total)
 		}
 	}
-	if r.MemAvailable == Unknown {
+	if r.MemAvailable == pick.ReadingUnknown {
 		t.Errorf("MemAvailable unknown")
 	}
 	if _, err := os.Stat("/proc/pressure/cpu"); err == nil {
-		if _, err := os.ReadFile("/proc/pressure/cpu"); err == nil && r.CPUPressure == Unknown {
+		if _, err := os.ReadFile("/proc/pressure/cpu"); err == nil && r.CPUPressure == pick.ReadingUnknown {
 			t.Errorf("CPU pressure unknown though /proc/pressure/cpu is readable")
 		}
 	}
-	if r.Builds == Unknown {
+	if r.Builds == pick.ReadingUnknown {
 		t.Errorf("builds unknown")
 	}
 	if _, err := os.Stat("/nix/store"); err == nil {
@@ -82,7 +82,7 @@ func TestLocal(t *testing.T) {
 }
 
 // checkStore compares the reading's store size with statfs of dir.
-func checkStore(t *testing.T, r Reading, dir string) {
+func checkStore(t *testing.T, r pick.Reading, dir string) {
 	t.Helper()
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
@@ -169,7 +169,7 @@ func TestBuilder(t *testing.T) {
 	}
 
 	r := run(t, ssh())
-	if r.CPUs == Unknown || r.Load1 == Unknown || r.MemTotal == Unknown || r.Builds == Unknown {
+	if r.CPUs == pick.ReadingUnknown || r.Load1 == pick.ReadingUnknown || r.MemTotal == pick.ReadingUnknown || r.Builds == pick.ReadingUnknown {
 		t.Errorf("reading over SSH lacks fields: %+v", r)
 	}
 	// The builder's /nix is dir/nix, bind-mounted in its namespace: the

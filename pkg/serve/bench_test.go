@@ -6,23 +6,15 @@ import (
 	"bytes"
 	"io"
 	"testing"
+
+	"github.com/offload-nix/offload/internal/nixtest"
+	"github.com/offload-nix/offload/pkg/store"
 )
-
-const benchNarSize = 64 << 20
-
-// benchNar returns a 64 MiB NAR of one file.
-func benchNar() []byte {
-	contents := make([]byte, benchNarSize-128)
-	for i := range contents {
-		contents[i] = byte(i * 7)
-	}
-	return narFile(contents, false)
-}
 
 // BenchmarkDumpStorePath copies a 64 MiB NAR from a fake server over an
 // in-memory pipe.
 func BenchmarkDumpStorePath(b *testing.B) {
-	nar := benchNar()
+	nar := nixtest.BigNar(64 << 20)
 	const p = "/nix/store/00000000000000000000000000000000-big"
 	c := newFakeClient(b, func(f *fake) {
 		for {
@@ -50,11 +42,11 @@ func BenchmarkDumpStorePath(b *testing.B) {
 // BenchmarkAddToStoreNars uploads a 64 MiB NAR to a fake server over an
 // in-memory pipe.
 func BenchmarkAddToStoreNars(b *testing.B) {
-	nar := benchNar()
-	infos := []PathInfo{{
+	nar := nixtest.BigNar(64 << 20)
+	infos := []store.PathInfo{{
 		Path:    "/nix/store/00000000000000000000000000000000-big",
 		NarSize: uint64(len(nar)),
-		NarHash: narHash(nar),
+		NarHash: nixtest.NarHash(nar),
 	}}
 	c := newFakeClient(b, func(f *fake) {
 		buf := make([]byte, 64<<10)

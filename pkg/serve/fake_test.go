@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/nixtest"
 	"github.com/offload-nix/offload/pkg/drv"
+	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
@@ -290,7 +292,7 @@ func TestHostileReplies(t *testing.T) {
 
 func TestDumpStorePathShort(t *testing.T) {
 	const p = "/nix/store/00000000000000000000000000000000-p"
-	nar := narFile([]byte(strings.Repeat("x", 200000)), false)
+	nar := nixtest.NarFile([]byte(strings.Repeat("x", 200000)), false)
 	c := newFakeClient(t, func(f *fake) {
 		f.r.Uint64()
 		f.r.String()
@@ -308,8 +310,8 @@ func TestDumpStorePathShort(t *testing.T) {
 }
 
 // readAddToStoreNar reads one AddToStoreNar request and its NAR.
-func (f *fake) readAddToStoreNar() (PathInfo, []byte, error) {
-	var p PathInfo
+func (f *fake) readAddToStoreNar() (store.PathInfo, []byte, error) {
+	var p store.PathInfo
 	op, err := f.r.Uint64()
 	if err != nil {
 		return p, nil, err
@@ -341,31 +343,31 @@ func (f *fake) readAddToStoreNar() (PathInfo, []byte, error) {
 // TestAddToStoreNarsPipelined: the fake server reads every request before
 // it acknowledges any, which deadlocks a client that waits for each reply.
 func TestAddToStoreNarsPipelined(t *testing.T) {
-	cl := makeClosure()
-	cl.infos[2].Deriver = "/nix/store/22222222222222222222222222222222-a.drv"
-	cl.infos[2].Sigs = []string{"cache:sig"}
-	cl.infos[0].CA = "fixed:r:sha256:1111111111111111111111111111111111111111111111111111"
-	got := make(chan []PathInfo, 1)
+	cl := nixtest.MakeClosure()
+	cl.Infos[2].Deriver = "/nix/store/22222222222222222222222222222222-a.drv"
+	cl.Infos[2].Sigs = []string{"cache:sig"}
+	cl.Infos[0].CA = "fixed:r:sha256:1111111111111111111111111111111111111111111111111111"
+	got := make(chan []store.PathInfo, 1)
 	c := newFakeClient(t, func(f *fake) {
-		var infos []PathInfo
-		for i := range cl.infos {
+		var infos []store.PathInfo
+		for i := range cl.Infos {
 			p, nar, err := f.readAddToStoreNar()
 			if err != nil {
 				t.Errorf("fake: request %d: %v", i, err)
 				return
 			}
-			if !bytes.Equal(nar, cl.nars[i]) {
+			if !bytes.Equal(nar, cl.NARs[i]) {
 				t.Errorf("fake: NAR %d differs", i)
 			}
 			infos = append(infos, p)
 		}
 		got <- infos
-		for range cl.infos {
+		for range cl.Infos {
 			f.w.Uint64(1)
 		}
 	})
 	done := make(chan error, 1)
-	go func() { done <- c.AddToStoreNars(cl.infos, cl.open) }()
+	go func() { done <- c.AddToStoreNars(cl.Infos, cl.Open) }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -376,7 +378,7 @@ func TestAddToStoreNarsPipelined(t *testing.T) {
 	}
 	infos := <-got
 	for i, p := range infos {
-		want := cl.infos[i]
+		want := cl.Infos[i]
 		digest, _ := want.NarDigest()
 		want.NarHash = hex.EncodeToString(digest[:]) // sent as bare hex, as Nix clients do
 		if fmt.Sprint(p) != fmt.Sprint(want) {
@@ -387,18 +389,18 @@ func TestAddToStoreNarsPipelined(t *testing.T) {
 
 func TestAddToStoreNarsErrors(t *testing.T) {
 	const p0 = "/nix/store/00000000000000000000000000000000-p"
-	nar := narFile([]byte("x"), false)
-	good := PathInfo{Path: p0, NarSize: uint64(len(nar)), NarHash: narHash(nar)}
+	nar := nixtest.NarFile([]byte("x"), false)
+	good := store.PathInfo{Path: p0, NarSize: uint64(len(nar)), NarHash: nixtest.NarHash(nar)}
 	tests := []struct {
 		name   string
-		info   PathInfo
+		info   store.PathInfo
 		open   func(int) (io.Reader, error)
 		ack    uint64
 		err    string
 		usable bool // the client still works afterwards
 	}{
-		{name: "bad hash", info: PathInfo{Path: p0, NarSize: 1, NarHash: "md5:xyz"}, err: "not sha256", usable: true},
-		{name: "zero size", info: PathInfo{Path: p0, NarHash: narHash(nil)}, err: "narSize is 0", usable: true},
+		{name: "bad hash", info: store.PathInfo{Path: p0, NarSize: 1, NarHash: "md5:xyz"}, err: "not sha256", usable: true},
+		{name: "zero size", info: store.PathInfo{Path: p0, NarHash: nixtest.NarHash(nil)}, err: "narSize is 0", usable: true},
 		{name: "open fails", info: good, open: func(int) (io.Reader, error) { return nil, errors.New("no such file") }, err: "opening NAR: no such file"},
 		{name: "short", info: good, open: func(int) (io.Reader, error) { return bytes.NewReader(nar[:50]), nil }, err: fmt.Sprintf("NAR has 50 bytes, want %d", len(nar))},
 		{name: "long", info: good, open: func(int) (io.Reader, error) { return io.MultiReader(bytes.NewReader(nar), strings.NewReader("!")), nil }, err: "longer than its narSize"},
@@ -419,7 +421,7 @@ func TestAddToStoreNarsErrors(t *testing.T) {
 			if open == nil {
 				open = func(int) (io.Reader, error) { return bytes.NewReader(nar), nil }
 			}
-			err := c.AddToStoreNars([]PathInfo{tt.info}, open)
+			err := c.AddToStoreNars([]store.PathInfo{tt.info}, open)
 			if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.HasPrefix(err.Error(), "serve: ") {
 				t.Fatalf("AddToStoreNars error = %v, want %q", err, tt.err)
 			}
@@ -431,8 +433,8 @@ func TestAddToStoreNarsErrors(t *testing.T) {
 	}
 }
 
-// buildResultBytes encodes a BuildResult as a server at version v does.
-func buildResultBytes(v uint64, st Status, msg string, outputs map[string]string) []byte {
+// buildResultBytes encodes a store.BuildResult as a server at version v does.
+func buildResultBytes(v uint64, st store.Status, msg string, outputs map[string]string) []byte {
 	var b bytes.Buffer
 	w := wire.NewWriter(&b)
 	w.Uint64(uint64(st))
@@ -462,16 +464,16 @@ func TestReadBuildResult(t *testing.T) {
 		in      []byte
 		want    string // fmt %v of the result, or the error
 	}{
-		{"2.2", 0x202, buildResultBytes(0x202, PermanentFailure, "boom", nil), "{PermanentFailure boom 0 false 0001-01-01 00:00:00 +0000 UTC 0001-01-01 00:00:00 +0000 UTC []}"},
-		{"2.5", 0x205, buildResultBytes(0x205, Built, "", nil), "{Built  1 false 2023-11-14 22:13:20 +0000 UTC 2023-11-14 22:13:25 +0000 UTC []}"},
-		{"2.7", 0x207, buildResultBytes(0x207, Built, "", map[string]string{"sha256:abc!out": `{"id":"sha256:abc!out","outPath":"xyz-t","signatures":[]}`}),
+		{"2.2", 0x202, buildResultBytes(0x202, store.PermanentFailure, "boom", nil), "{PermanentFailure boom 0 false 0001-01-01 00:00:00 +0000 UTC 0001-01-01 00:00:00 +0000 UTC []}"},
+		{"2.5", 0x205, buildResultBytes(0x205, store.Built, "", nil), "{Built  1 false 2023-11-14 22:13:20 +0000 UTC 2023-11-14 22:13:25 +0000 UTC []}"},
+		{"2.7", 0x207, buildResultBytes(0x207, store.Built, "", map[string]string{"sha256:abc!out": `{"id":"sha256:abc!out","outPath":"xyz-t","signatures":[]}`}),
 			"{Built  1 false 2023-11-14 22:13:20 +0000 UTC 2023-11-14 22:13:25 +0000 UTC [{out sha256:abc!out xyz-t {\"id\":\"sha256:abc!out\",\"outPath\":\"xyz-t\",\"signatures\":[]}}]}"},
 		// Nix ≥ 2.35 talking to a 2.7 client: a dummy hash, no signatures.
-		{"2.35 server", 0x207, buildResultBytes(0x207, Built, "", map[string]string{dummy: `{"id":"` + dummy + `","outPath":"xyz-t"}`}),
+		{"2.35 server", 0x207, buildResultBytes(0x207, store.Built, "", map[string]string{dummy: `{"id":"` + dummy + `","outPath":"xyz-t"}`}),
 			"{Built  1 false 2023-11-14 22:13:20 +0000 UTC 2023-11-14 22:13:25 +0000 UTC [{out " + dummy + " xyz-t {\"id\":\"" + dummy + "\",\"outPath\":\"xyz-t\"}}]}"},
-		{"bad id", 0x207, buildResultBytes(0x207, Built, "", map[string]string{"noname": "{}"}), `invalid derivation output id "noname"`},
+		{"bad id", 0x207, buildResultBytes(0x207, store.Built, "", map[string]string{"noname": "{}"}), `invalid derivation output id "noname"`},
 		{"unknown status", 0x207, buildResultBytes(0x207, 99, "?", nil), "{Status(99) ? 1 false"},
-		{"truncated", 0x207, buildResultBytes(0x207, Built, "", nil)[:20], "unexpected EOF"},
+		{"truncated", 0x207, buildResultBytes(0x207, store.Built, "", nil)[:20], "unexpected EOF"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -497,14 +499,14 @@ func TestReadBuildResult(t *testing.T) {
 }
 
 func TestStatus(t *testing.T) {
-	for s := Status(0); s < 16; s++ {
-		want := s == Built || s == Substituted || s == AlreadyValid || s == ResolvesToAlreadyValid
+	for s := store.Status(0); s < 16; s++ {
+		want := s == store.Built || s == store.Substituted || s == store.AlreadyValid || s == store.ResolvesToAlreadyValid
 		if s.Success() != want {
 			t.Errorf("%v.Success() = %v, want %v", s, s.Success(), want)
 		}
 	}
-	if TimedOut.String() != "TimedOut" || NoSubstituters.String() != "NoSubstituters" || Status(15).String() != "Status(15)" {
-		t.Errorf("Status names: %v %v %v", TimedOut, NoSubstituters, Status(15))
+	if store.TimedOut.String() != "TimedOut" || store.NoSubstituters.String() != "NoSubstituters" || store.Status(15).String() != "Status(15)" {
+		t.Errorf("Status names: %v %v %v", store.TimedOut, store.NoSubstituters, store.Status(15))
 	}
 }
 
@@ -523,7 +525,7 @@ func TestBuildDerivationRequest(t *testing.T) {
 		Args:      []string{"-c", "true"},
 		Env:       []drv.EnvVar{{Key: "z", Value: "1"}, {Key: "a", Value: "2"}},
 	}
-	opts := BuildOptions{MaxSilentTime: 1500 * time.Millisecond, Timeout: time.Hour, MaxLogSize: 1 << 20, KeepFailed: true}
+	opts := store.BuildOptions{MaxSilentTime: 1500 * time.Millisecond, Timeout: time.Hour, MaxLogSize: 1 << 20, KeepFailed: true}
 	tests := []struct {
 		version uint64
 		options []uint64
@@ -532,7 +534,7 @@ func TestBuildDerivationRequest(t *testing.T) {
 		{0x207, []uint64{2, 3600, 1 << 20, 0, 0, 1}},
 	}
 	for _, tt := range tests {
-		t.Run(versionString(tt.version), func(t *testing.T) {
+		t.Run(store.VersionString(tt.version), func(t *testing.T) {
 			r, w := startFake(t, func(f *fake) {
 				if !f.handshake(t, tt.version) {
 					return
@@ -572,16 +574,16 @@ func TestBuildDerivationRequest(t *testing.T) {
 					want = append(want, fmt.Sprint(o))
 				}
 				if fmt.Sprint(got) != fmt.Sprint(want) {
-					t.Errorf("request at %s:\n got %q\nwant %q", versionString(tt.version), got, want)
+					t.Errorf("request at %s:\n got %q\nwant %q", store.VersionString(tt.version), got, want)
 				}
-				f.w.Raw(buildResultBytes(tt.version, Built, "", nil))
+				f.w.Raw(buildResultBytes(tt.version, store.Built, "", nil))
 			})
 			c, err := New(r, w, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			res, err := c.BuildDerivation("/nix/store/i-x.drv", d, []string{"/nix/store/s1", "/nix/store/s0", "/nix/store/s1"}, opts)
-			if err != nil || res.Status != Built {
+			if err != nil || res.Status != store.Built {
 				t.Errorf("BuildDerivation = %+v, %v", res, err)
 			}
 		})

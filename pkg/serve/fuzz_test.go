@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/offload-nix/offload/pkg/drv"
+	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
@@ -46,9 +47,9 @@ func FuzzReadBuildResult(f *testing.F) {
 	for _, b := range readReplies(f, "build-") {
 		f.Add(b, uint8(7))
 	}
-	f.Add(buildResultBytes(0x202, PermanentFailure, "boom", nil), uint8(2))
-	f.Add(buildResultBytes(0x205, Built, "", nil), uint8(5))
-	f.Add(buildResultBytes(0x207, Built, "", map[string]string{"sha256:abc!out": `{"outPath":"xyz-t"}`}), uint8(7))
+	f.Add(buildResultBytes(0x202, store.PermanentFailure, "boom", nil), uint8(2))
+	f.Add(buildResultBytes(0x205, store.Built, "", nil), uint8(5))
+	f.Add(buildResultBytes(0x207, store.Built, "", map[string]string{"sha256:abc!out": `{"outPath":"xyz-t"}`}), uint8(7))
 	f.Fuzz(func(t *testing.T, b []byte, minor uint8) {
 		var sbuf []byte
 		res, err := readBuildResult(newDecoder(wire.NewReader(bytes.NewReader(b)), &sbuf), 0x200|uint64(minor))
@@ -115,7 +116,7 @@ func FuzzClient(f *testing.F) {
 		paths := []string{"/nix/store/00000000000000000000000000000000-p"}
 		c.QueryValidPaths(paths, true, false)
 		c.QueryPathInfos(paths)
-		c.BuildDerivation("/nix/store/00000000000000000000000000000000-p.drv", testDrv, nil, BuildOptions{})
+		c.BuildDerivation("/nix/store/00000000000000000000000000000000-p.drv", testDrv, nil, store.BuildOptions{})
 		c.DumpStorePath(paths[0], discard{}, 1000)
 	})
 }

@@ -8,26 +8,10 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+
+	"github.com/offload-nix/offload/pkg/store"
+	"github.com/offload-nix/offload/pkg/wire"
 )
-
-// PathInfo describes a valid store path, as QueryPathInfos returns it and
-// AddToStoreNars sends it.
-type PathInfo struct {
-	Path       string
-	Deriver    string // "" if none
-	References []string
-	NarSize    uint64
-	// NarHash is the sha256 of the path's NAR as the server sent it,
-	// "sha256:<nix32>". AddToStoreNars accepts any form ParseSHA256 does.
-	NarHash string
-	CA      string // content address, "" if none
-	Sigs    []string
-}
-
-// NarDigest returns the raw 32-byte sha256 digest of NarHash.
-func (p *PathInfo) NarDigest() ([32]byte, error) {
-	return ParseSHA256(p.NarHash)
-}
 
 // QueryValidPaths returns the paths that are valid on the server.
 //
@@ -55,7 +39,7 @@ func (c *Client) queryValidPaths(paths []string, lock, substitute bool) ([]strin
 	}
 	d := newDecoder(c.r, &c.sbuf)
 	// The reply is a subset of the request.
-	valid, err := d.strs("valid paths", uint64(len(paths)), maxPath)
+	valid, err := d.Strings("valid paths", uint64(len(paths)), maxPath)
 	if err != nil {
 		return nil, c.ioErr(op, "", err)
 	}
@@ -64,7 +48,7 @@ func (c *Client) queryValidPaths(paths []string, lock, substitute bool) ([]strin
 
 // QueryPathInfos returns information about those of paths that are valid on
 // the server, in the server's order. Invalid paths are left out.
-func (c *Client) QueryPathInfos(paths []string) ([]PathInfo, error) {
+func (c *Client) QueryPathInfos(paths []string) ([]store.PathInfo, error) {
 	if err := c.begin(); err != nil {
 		return nil, err
 	}
@@ -72,7 +56,7 @@ func (c *Client) QueryPathInfos(paths []string) ([]PathInfo, error) {
 	return infos, c.end(err)
 }
 
-func (c *Client) queryPathInfos(paths []string) ([]PathInfo, error) {
+func (c *Client) queryPathInfos(paths []string) ([]store.PathInfo, error) {
 	const op = "QueryPathInfos"
 	c.w.Uint64(cmdQueryPathInfos)
 	c.w.Strings(paths)
@@ -89,16 +73,16 @@ func (c *Client) queryPathInfos(paths []string) ([]PathInfo, error) {
 // readPathInfos decodes a QueryPathInfos reply: one entry per valid path,
 // ended by an empty string (nix-store.cc opServe, cmdQueryPathInfos). Every
 // path must be one that was asked for, and none may come twice.
-func readPathInfos(d *decoder, version uint64, asked []string) ([]PathInfo, error) {
+func readPathInfos(d *wire.Decoder, version uint64, asked []string) ([]store.PathInfo, error) {
 	// asked == nil (only in tests) accepts any path.
 	want := make(map[string]bool, len(asked))
 	for _, p := range asked {
 		want[p] = true
 	}
 	seen := make(map[string]bool)
-	var infos []PathInfo
+	var infos []store.PathInfo
 	for {
-		path, err := d.str("path", maxPath)
+		path, err := d.String("path", maxPath)
 		if err != nil {
 			return nil, noEOF(err)
 		}
@@ -109,27 +93,27 @@ func readPathInfos(d *decoder, version uint64, asked []string) ([]PathInfo, erro
 			return nil, fmt.Errorf("server sent information about %q, which was not asked for (or twice)", path)
 		}
 		seen[path] = true
-		info := PathInfo{Path: path}
-		if info.Deriver, err = d.str("deriver", maxPath); err != nil {
+		info := store.PathInfo{Path: path}
+		if info.Deriver, err = d.String("deriver", maxPath); err != nil {
 			return nil, noEOF(err)
 		}
-		if info.References, err = d.strs("references", maxList, maxPath); err != nil {
+		if info.References, err = d.Strings("references", maxList, maxPath); err != nil {
 			return nil, noEOF(err)
 		}
-		if _, err = d.u64(); err != nil { // download size, the same as narSize
+		if _, err = d.Uint64(); err != nil { // download size, the same as narSize
 			return nil, noEOF(err)
 		}
-		if info.NarSize, err = d.u64(); err != nil {
+		if info.NarSize, err = d.Uint64(); err != nil {
 			return nil, noEOF(err)
 		}
 		if version >= 0x204 {
-			if info.NarHash, err = d.str("narHash", maxShort); err != nil {
+			if info.NarHash, err = d.String("narHash", maxShort); err != nil {
 				return nil, noEOF(err)
 			}
-			if info.CA, err = d.str("content address", maxShort); err != nil {
+			if info.CA, err = d.String("content address", maxShort); err != nil {
 				return nil, noEOF(err)
 			}
-			if info.Sigs, err = d.strs("signatures", maxList, maxShort); err != nil {
+			if info.Sigs, err = d.Strings("signatures", maxList, maxShort); err != nil {
 				return nil, noEOF(err)
 			}
 		}
@@ -156,7 +140,7 @@ func (c *Client) queryClosure(paths []string, includeOutputs bool) ([]string, er
 	if err := c.w.Flush(); err != nil {
 		return nil, c.ioErr(op, "", err)
 	}
-	closure, err := newDecoder(c.r, &c.sbuf).strs("closure", maxList, maxPath)
+	closure, err := newDecoder(c.r, &c.sbuf).Strings("closure", maxList, maxPath)
 	if err != nil {
 		return nil, c.ioErr(op, "", noEOF(err))
 	}
@@ -194,29 +178,17 @@ func (c *Client) dumpStorePath(path string, w io.Writer, narSize uint64) error {
 	if err := c.w.Flush(); err != nil {
 		return c.ioErr(op, path, err)
 	}
-	var done uint64
-	for done < narSize {
-		// Pass on whatever has arrived rather than waiting for a full
-		// chunk: a consumer that checks the NAR as it goes (nar.Restore)
-		// must see its end even when the server announced a larger
-		// narSize and then stops sending, or both would wait forever.
-		chunk := c.rbuf[:min(uint64(len(c.rbuf)), narSize-done)]
-		n, err := c.br.Read(chunk)
-		if n == 0 && err == nil {
-			continue
+	done, err := wire.CopyRaw(w, c.br, narSize, c.rbuf, func(done uint64) {
+		if c.opts.Progress != nil {
+			c.opts.Progress(path, done, narSize)
 		}
-		done += uint64(n)
-		if n > 0 {
-			if _, werr := w.Write(chunk[:n]); werr != nil {
-				return fmt.Errorf("serve: %s%s %s: writing NAR: %w", c.on(), op, path, werr)
-			}
-			if c.opts.Progress != nil {
-				c.opts.Progress(path, done, narSize)
-			}
-		}
-		if err != nil {
-			return c.ioErr(op, path, fmt.Errorf("NAR ended after %d of %d bytes: %w", done, narSize, noEOF(err)))
-		}
+	})
+	var we *wire.WriteError
+	if errors.As(err, &we) {
+		return fmt.Errorf("serve: %s%s %s: writing NAR: %w", c.on(), op, path, we.Err)
+	}
+	if err != nil {
+		return c.ioErr(op, path, fmt.Errorf("NAR ended after %d of %d bytes: %w", done, narSize, err))
 	}
 	return nil
 }
@@ -234,14 +206,14 @@ func (c *Client) dumpStorePath(path string, w io.Writer, narSize uint64) error {
 // The server checks each NAR against NarHash and NarSize. Nothing is sent
 // if one of the infos is malformed; any other error leaves the Client
 // unusable, and a path whose NAR was cut short never becomes valid.
-func (c *Client) AddToStoreNars(infos []PathInfo, open func(i int) (io.Reader, error)) error {
+func (c *Client) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
 	if err := c.begin(); err != nil {
 		return err
 	}
 	return c.end(c.addToStoreNars(infos, open))
 }
 
-func (c *Client) addToStoreNars(infos []PathInfo, open func(i int) (io.Reader, error)) error {
+func (c *Client) addToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
 	const op = "AddToStoreNar"
 	// Check everything before sending anything, so that a bad entry does
 	// not leave the server in the middle of a NAR.
@@ -298,7 +270,7 @@ func (e *writeError) Unwrap() error { return e.err }
 
 var errStopped = errors.New("stopped")
 
-func (c *Client) readAcks(infos []PathInfo, stop *atomic.Bool) error {
+func (c *Client) readAcks(infos []store.PathInfo, stop *atomic.Bool) error {
 	for i := range infos {
 		n, err := c.r.Uint64()
 		if err == nil && n != 1 {
@@ -312,7 +284,7 @@ func (c *Client) readAcks(infos []PathInfo, stop *atomic.Bool) error {
 	return nil
 }
 
-func (c *Client) writeNars(infos []PathInfo, hashes []string, open func(i int) (io.Reader, error), stop *atomic.Bool) error {
+func (c *Client) writeNars(infos []store.PathInfo, hashes []string, open func(i int) (io.Reader, error), stop *atomic.Bool) error {
 	const op = "AddToStoreNar"
 	for i := range infos {
 		p := &infos[i]
@@ -351,7 +323,7 @@ func (c *Client) writeNars(infos []PathInfo, hashes []string, open func(i int) (
 
 // copyNar sends exactly p.NarSize bytes from r and checks that r has no
 // more.
-func (c *Client) copyNar(p *PathInfo, r io.Reader, stop *atomic.Bool) error {
+func (c *Client) copyNar(p *store.PathInfo, r io.Reader, stop *atomic.Bool) error {
 	const op = "AddToStoreNar"
 	var done uint64
 	for done < p.NarSize {

@@ -23,7 +23,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/offload-nix/offload/pkg/drv"
+	"github.com/offload-nix/offload/internal/nixtest"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/replies from the real nix-store --serve")
@@ -49,98 +50,17 @@ in {
 }
 `
 
-// instantiate writes the test derivations into the store and returns their
-// parsed contents by attribute name, with their .drv paths.
-func instantiate(t *testing.T, s *nixStore) (map[string]*drv.Derivation, map[string]string) {
-	t.Helper()
-	if err := os.WriteFile(filepath.Join(s.dir, "work", "drvs.nix"), []byte(drvsNix), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out := s.run(t, `for a in ok fail sleep multi; do nix-instantiate --quiet "$W/drvs.nix" -A $a 2>/dev/null; done`)
-	paths := strings.Fields(out)
-	names := []string{"ok", "fail", "sleep", "multi"}
-	if len(paths) != len(names) {
-		t.Fatalf("nix-instantiate printed %q, want %d paths", out, len(names))
-	}
-	drvs := map[string]*drv.Derivation{}
-	drvPaths := map[string]string{}
-	for i, n := range names {
-		d, err := drv.ReadFile(s.path(paths[i]))
-		if err != nil {
-			t.Fatal(err)
-		}
-		drvs[n], drvPaths[n] = d, paths[i]
-	}
-	return drvs, drvPaths
-}
-
-// closure is three store paths, a → b → c and a → c, with their NARs.
-type closure struct {
-	infos []PathInfo // dependencies first: c, b, a
-	nars  [][]byte
-}
-
-func makeClosure() closure {
-	c, b, a := randomStorePath("up-c"), randomStorePath("up-b"), randomStorePath("up-a")
-	var cl closure
-	add := func(path string, contents string, exec bool, refs ...string) {
-		nar := narFile([]byte(contents), exec)
-		cl.infos = append(cl.infos, PathInfo{
-			Path:       path,
-			References: refs,
-			NarSize:    uint64(len(nar)),
-			NarHash:    narHash(nar),
-		})
-		cl.nars = append(cl.nars, nar)
-	}
-	add(c, "leaf\n", false)
-	add(b, "uses "+c+"\n", true, c)
-	// A bigger one, several buffers long.
-	add(a, strings.Repeat("uses "+b+" and "+c+"\n", 10000), false, b, c)
-	return cl
-}
-
-func (cl closure) open(i int) (io.Reader, error) { return bytes.NewReader(cl.nars[i]), nil }
-
-func (cl closure) paths() []string {
-	var ps []string
-	for _, p := range cl.infos {
-		ps = append(ps, p.Path)
-	}
-	return ps
-}
-
-func sorted(s []string) []string {
-	s = slices.Clone(s)
-	slices.Sort(s)
-	return s
-}
-
-// replies records the bytes of each reply the server sends, to seed the
-// fuzz targets (written to testdata/replies with -update).
-type replies struct {
-	sess *session
-	last int
-	got  map[string][]byte
-}
-
-func (r *replies) mark(name string) {
-	b := r.sess.rec.Bytes()
-	if name != "" {
-		r.got[name] = slices.Clone(b[r.last:])
-	}
-	r.last = len(b)
-}
+var drvNames = []string{"ok", "fail", "sleep", "multi"}
 
 func TestRealServe(t *testing.T) {
-	s := newNixStore(t)
-	drvs, drvPaths := instantiate(t, s)
-	sess, err := s.serve(t, "", true)
+	s := nixtest.NewStore(t, "nix-store")
+	drvs, drvPaths := s.Instantiate(t, drvsNix, drvNames...)
+	sess, err := serveIn(t, s, "", true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &replies{sess: sess, got: map[string][]byte{}}
-	rec.mark("")
+	rec := nixtest.NewReplies(sess.Rec)
+	rec.Mark("")
 
 	// Handshake: Nix 2.8 announces 2.7.
 	if v := sess.ServerVersion(); v != 0x207 {
@@ -150,8 +70,8 @@ func TestRealServe(t *testing.T) {
 		t.Errorf("Version() = %#x, want 0x207", v)
 	}
 
-	cl := makeClosure()
-	valid, err := sess.QueryValidPaths(cl.paths(), true, false)
+	cl := nixtest.MakeClosure()
+	valid, err := sess.QueryValidPaths(cl.Paths(), true, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,75 +86,75 @@ func TestRealServe(t *testing.T) {
 		}
 		progress++
 	}
-	if err := sess.AddToStoreNars(cl.infos, cl.open); err != nil {
+	if err := sess.AddToStoreNars(cl.Infos, cl.Open); err != nil {
 		t.Fatal(err)
 	}
 	sess.opts.Progress = nil
 	if progress < 3 {
 		t.Errorf("Progress called %d times, want at least once per path", progress)
 	}
-	rec.mark("")
+	rec.Mark("")
 
-	valid, err = sess.QueryValidPaths(append(cl.paths(), randomStorePath("missing")), true, false)
+	valid, err = sess.QueryValidPaths(append(cl.Paths(), nixtest.RandomStorePath("missing")), true, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec.mark("validpaths")
-	if !slices.Equal(sorted(valid), sorted(cl.paths())) {
-		t.Errorf("QueryValidPaths after upload = %q, want %q", valid, cl.paths())
+	rec.Mark("validpaths")
+	if !slices.Equal(nixtest.Sorted(valid), nixtest.Sorted(cl.Paths())) {
+		t.Errorf("QueryValidPaths after upload = %q, want %q", valid, cl.Paths())
 	}
 
-	infos, err := sess.QueryPathInfos(append(cl.paths(), randomStorePath("missing")))
+	infos, err := sess.QueryPathInfos(append(cl.Paths(), nixtest.RandomStorePath("missing")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec.mark("pathinfos")
-	if len(infos) != len(cl.infos) {
-		t.Fatalf("QueryPathInfos returned %d infos, want %d: %+v", len(infos), len(cl.infos), infos)
+	rec.Mark("pathinfos")
+	if len(infos) != len(cl.Infos) {
+		t.Fatalf("QueryPathInfos returned %d infos, want %d: %+v", len(infos), len(cl.Infos), infos)
 	}
-	for _, want := range cl.infos {
-		i := slices.IndexFunc(infos, func(p PathInfo) bool { return p.Path == want.Path })
+	for _, want := range cl.Infos {
+		i := slices.IndexFunc(infos, func(p store.PathInfo) bool { return p.Path == want.Path })
 		if i < 0 {
 			t.Errorf("QueryPathInfos lacks %s", want.Path)
 			continue
 		}
 		got := infos[i]
 		if got.NarHash != want.NarHash || got.NarSize != want.NarSize ||
-			!slices.Equal(sorted(got.References), sorted(want.References)) {
+			!slices.Equal(nixtest.Sorted(got.References), nixtest.Sorted(want.References)) {
 			t.Errorf("QueryPathInfos(%s) = %+v, want %+v", want.Path, got, want)
 		}
 		digest, err := got.NarDigest()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if nar := cl.nars[slices.IndexFunc(cl.infos, func(p PathInfo) bool { return p.Path == want.Path })]; digest != sha256.Sum256(nar) {
+		if nar := cl.NARs[slices.IndexFunc(cl.Infos, func(p store.PathInfo) bool { return p.Path == want.Path })]; digest != sha256.Sum256(nar) {
 			t.Errorf("NarDigest(%s) = %x, want sha256 of the NAR", want.Path, digest)
 		}
 	}
 	// The uploaded files are really there, in the private store.
-	if b, err := os.ReadFile(s.path(cl.infos[0].Path)); err != nil || string(b) != "leaf\n" {
-		t.Errorf("uploaded %s reads %q, %v", cl.infos[0].Path, b, err)
+	if b, err := os.ReadFile(s.Path(cl.Infos[0].Path)); err != nil || string(b) != "leaf\n" {
+		t.Errorf("uploaded %s reads %q, %v", cl.Infos[0].Path, b, err)
 	}
-	if fi, err := os.Stat(s.path(cl.infos[1].Path)); err != nil || fi.Mode()&0o100 == 0 {
-		t.Errorf("uploaded %s: %v, mode %v; want executable", cl.infos[1].Path, err, fi.Mode())
+	if fi, err := os.Stat(s.Path(cl.Infos[1].Path)); err != nil || fi.Mode()&0o100 == 0 {
+		t.Errorf("uploaded %s: %v, mode %v; want executable", cl.Infos[1].Path, err, fi.Mode())
 	}
 
-	closure, err := sess.QueryClosure([]string{cl.infos[2].Path}, false)
+	closure, err := sess.QueryClosure([]string{cl.Infos[2].Path}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(sorted(closure), sorted(cl.paths())) {
-		t.Errorf("QueryClosure(a) = %q, want %q", closure, cl.paths())
+	if !slices.Equal(nixtest.Sorted(closure), nixtest.Sorted(cl.Paths())) {
+		t.Errorf("QueryClosure(a) = %q, want %q", closure, cl.Paths())
 	}
-	rec.mark("")
+	rec.Mark("")
 
 	// A successful build, then the output copied back.
-	res, err := sess.BuildDerivation(drvPaths["ok"], drvs["ok"], nil, BuildOptions{MaxSilentTime: time.Minute, Timeout: time.Minute})
+	res, err := sess.BuildDerivation(drvPaths["ok"], drvs["ok"], nil, store.BuildOptions{MaxSilentTime: time.Minute, Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec.mark("build-built")
-	if res.Status != Built || !res.Success() || res.ErrorMsg != "" {
+	rec.Mark("build-built")
+	if res.Status != store.Built || !res.Success() || res.ErrorMsg != "" {
 		t.Fatalf("BuildDerivation(ok) = %+v, want Built", res)
 	}
 	if res.StartTime.IsZero() || res.StopTime.Before(res.StartTime) || res.TimesBuilt != 1 {
@@ -248,8 +168,8 @@ func TestRealServe(t *testing.T) {
 	if err != nil || len(outInfos) != 1 {
 		t.Fatalf("QueryPathInfos(%s) = %+v, %v", out, outInfos, err)
 	}
-	wantNar := narFile([]byte("hi\n"), false)
-	if outInfos[0].NarSize != uint64(len(wantNar)) || outInfos[0].NarHash != narHash(wantNar) {
+	wantNar := nixtest.NarFile([]byte("hi\n"), false)
+	if outInfos[0].NarSize != uint64(len(wantNar)) || outInfos[0].NarHash != nixtest.NarHash(wantNar) {
 		t.Errorf("QueryPathInfos(%s) = %+v, want the NAR of a file saying hi", out, outInfos[0])
 	}
 	var nar bytes.Buffer
@@ -260,51 +180,51 @@ func TestRealServe(t *testing.T) {
 		t.Errorf("sha256 of DumpStorePath(%s) does not match its narHash", out)
 	}
 	// The hash decoding agrees with Nix's own tools.
-	dumpSum := strings.Fields(s.run(t, "nix-store --dump "+out+" | sha256sum"))[0]
+	dumpSum := strings.Fields(s.Run(t, "nix-store --dump "+out+" | sha256sum"))[0]
 	if digest, _ := outInfos[0].NarDigest(); hex.EncodeToString(digest[:]) != dumpSum {
 		t.Errorf("NarDigest(%s) = %x, nix-store --dump | sha256sum = %s", out, digest, dumpSum)
 	}
-	if b32 := strings.TrimSpace(s.run(t, "nix-hash --type sha256 --to-base32 "+dumpSum)); "sha256:"+b32 != outInfos[0].NarHash {
+	if b32 := strings.TrimSpace(s.Run(t, "nix-hash --type sha256 --to-base32 "+dumpSum)); "sha256:"+b32 != outInfos[0].NarHash {
 		t.Errorf("nix-hash --to-base32 %s = %s, server sent %s", dumpSum, b32, outInfos[0].NarHash)
 	}
 	if !bytes.Equal(nar.Bytes(), wantNar) {
 		t.Errorf("DumpStorePath(%s) = %q, want %q", out, nar.Bytes(), wantNar)
 	}
-	rec.mark("")
+	rec.Mark("")
 
 	// Two outputs, sent sorted by name.
-	res, err = sess.BuildDerivation(drvPaths["multi"], drvs["multi"], nil, BuildOptions{})
-	if err != nil || res.Status != Built || len(res.BuiltOutputs) != 2 {
+	res, err = sess.BuildDerivation(drvPaths["multi"], drvs["multi"], nil, store.BuildOptions{})
+	if err != nil || res.Status != store.Built || len(res.BuiltOutputs) != 2 {
 		t.Fatalf("BuildDerivation(multi) = %+v, %v; want Built with 2 outputs", res, err)
 	}
-	rec.mark("build-multi")
+	rec.Mark("build-multi")
 
 	// A failing build: the session survives.
-	res, err = sess.BuildDerivation(drvPaths["fail"], drvs["fail"], nil, BuildOptions{})
+	res, err = sess.BuildDerivation(drvPaths["fail"], drvs["fail"], nil, store.BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec.mark("build-failed")
-	if res.Status != PermanentFailure || res.Success() || !strings.Contains(res.ErrorMsg, "failed with exit code 1") {
+	rec.Mark("build-failed")
+	if res.Status != store.PermanentFailure || res.Success() || !strings.Contains(res.ErrorMsg, "failed with exit code 1") {
 		t.Errorf("BuildDerivation(fail) = %+v, want PermanentFailure with the exit code", res)
 	}
 	// The log travels on the remote's stderr, a separate stream, so it
 	// may arrive a little after the result.
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(sess.stderr.String(), "going to fail") && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(sess.Stderr.String(), "going to fail") && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if !strings.Contains(sess.stderr.String(), "going to fail") {
-		t.Errorf("the build log did not reach the remote's stderr: %q", sess.stderr.String())
+	if !strings.Contains(sess.Stderr.String(), "going to fail") {
+		t.Errorf("the build log did not reach the remote's stderr: %q", sess.Stderr.String())
 	}
 
 	// max-silent-time on the builder.
 	start := time.Now()
-	res, err = sess.BuildDerivation(drvPaths["sleep"], drvs["sleep"], nil, BuildOptions{MaxSilentTime: time.Second})
+	res, err = sess.BuildDerivation(drvPaths["sleep"], drvs["sleep"], nil, store.BuildOptions{MaxSilentTime: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec.mark("build-timedout")
-	if res.Status != TimedOut {
+	rec.Mark("build-timedout")
+	if res.Status != store.TimedOut {
 		t.Errorf("BuildDerivation(sleep, max-silent-time 1) = %+v, want TimedOut", res)
 	}
 	t.Logf("timed-out build took %v", time.Since(start))
@@ -317,25 +237,19 @@ func TestRealServe(t *testing.T) {
 	}
 
 	if *update {
-		dir := filepath.Join("testdata", "replies")
-		os.MkdirAll(dir, 0o755)
-		for name, b := range rec.got {
-			if err := os.WriteFile(filepath.Join(dir, name+".bin"), b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
+		rec.Save(t, filepath.Join("testdata", "replies"))
 	}
 }
 
 // TestRealServeInvalidDump: asking for the NAR of an invalid path makes the
 // server exit; the error carries its message and the session is dead.
 func TestRealServeInvalidDump(t *testing.T) {
-	s := newNixStore(t)
-	sess, err := s.serve(t, "", false)
+	s := nixtest.NewStore(t, "nix-store")
+	sess, err := serveIn(t, s, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	missing := randomStorePath("missing")
+	missing := nixtest.RandomStorePath("missing")
 	err = sess.DumpStorePath(missing, io.Discard, 1000)
 	if err == nil {
 		t.Fatal("DumpStorePath(invalid path) succeeded")
@@ -354,38 +268,38 @@ func TestRealServeInvalidDump(t *testing.T) {
 // carries the server's message; the first path is valid and the others are
 // not.
 func TestRealServeBadHash(t *testing.T) {
-	s := newNixStore(t)
-	sess, err := s.serve(t, "", false)
+	s := nixtest.NewStore(t, "nix-store")
+	sess, err := serveIn(t, s, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := makeClosure()
-	cl.infos[1].NarHash = narHash([]byte("something else"))
-	err = sess.AddToStoreNars(cl.infos, cl.open)
+	cl := nixtest.MakeClosure()
+	cl.Infos[1].NarHash = nixtest.NarHash([]byte("something else"))
+	err = sess.AddToStoreNars(cl.Infos, cl.Open)
 	if err == nil {
 		t.Fatal("AddToStoreNars with a wrong hash succeeded")
 	}
-	if !strings.Contains(err.Error(), cl.infos[1].Path) || !strings.Contains(err.Error(), "hash mismatch") {
-		t.Errorf("AddToStoreNars error = %v; want the path %s and the server's hash mismatch", err, cl.infos[1].Path)
+	if !strings.Contains(err.Error(), cl.Infos[1].Path) || !strings.Contains(err.Error(), "hash mismatch") {
+		t.Errorf("AddToStoreNars error = %v; want the path %s and the server's hash mismatch", err, cl.Infos[1].Path)
 	}
-	sess2, err := s.serve(t, "", false)
+	sess2, err := serveIn(t, s, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	valid, err := sess2.QueryValidPaths(cl.paths(), false, false)
+	valid, err := sess2.QueryValidPaths(cl.Paths(), false, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(valid, cl.paths()[:1]) {
-		t.Errorf("valid after failed upload = %q, want only %q", valid, cl.paths()[:1])
+	if !slices.Equal(valid, cl.Paths()[:1]) {
+		t.Errorf("valid after failed upload = %q, want only %q", valid, cl.Paths()[:1])
 	}
 }
 
 // TestRealServeChattyShell: a shell startup file that prints to stdout
 // before nix-store starts.
 func TestRealServeChattyShell(t *testing.T) {
-	s := newNixStore(t)
-	_, err := s.serve(t, `echo "Welcome to builder1!"`, false)
+	s := nixtest.NewStore(t, "nix-store")
+	_, err := serveIn(t, s, `echo "Welcome to builder1!"`, false)
 	if err == nil {
 		t.Fatal("handshake through a chatty shell succeeded")
 	}
@@ -399,8 +313,8 @@ func TestRealServeChattyShell(t *testing.T) {
 // TestRealServeNotFound: the remote command does not exist. The error has
 // the remote shell's message.
 func TestRealServeNotFound(t *testing.T) {
-	s := newNixStore(t)
-	_, err := s.serve(t, `PATH=/nonexistent`, false)
+	s := nixtest.NewStore(t, "nix-store")
+	_, err := serveIn(t, s, `PATH=/nonexistent`, false)
 	if err == nil {
 		t.Fatal("handshake without nix-store succeeded")
 	}
@@ -412,21 +326,21 @@ func TestRealServeNotFound(t *testing.T) {
 // TestRealServeReadOnly: without --write, as the hook reads the local
 // store, queries and dumps work and uploads are refused.
 func TestRealServeReadOnly(t *testing.T) {
-	s := newNixStore(t)
-	cl := makeClosure()
-	rw, err := s.serve(t, "", false)
+	s := nixtest.NewStore(t, "nix-store")
+	cl := nixtest.MakeClosure()
+	rw, err := serveIn(t, s, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := rw.AddToStoreNars(cl.infos, cl.open); err != nil {
+	if err := rw.AddToStoreNars(cl.Infos, cl.Open); err != nil {
 		t.Fatal(err)
 	}
-	ro, err := s.start(t, "exec nix-store --serve", false)
+	ro, err := startIn(t, s, "exec nix-store --serve", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	infos, err := ro.QueryPathInfos(cl.paths())
-	if err != nil || len(infos) != len(cl.infos) {
+	infos, err := ro.QueryPathInfos(cl.Paths())
+	if err != nil || len(infos) != len(cl.Infos) {
 		t.Fatalf("QueryPathInfos = %+v, %v", infos, err)
 	}
 	for _, info := range infos {
@@ -438,7 +352,7 @@ func TestRealServeReadOnly(t *testing.T) {
 			t.Errorf("DumpStorePath(%s) does not hash to its narHash", info.Path)
 		}
 	}
-	err = ro.AddToStoreNars([]PathInfo{{Path: randomStorePath("x"), NarSize: 1, NarHash: narHash(nil)}},
+	err = ro.AddToStoreNars([]store.PathInfo{{Path: nixtest.RandomStorePath("x"), NarSize: 1, NarHash: nixtest.NarHash(nil)}},
 		func(int) (io.Reader, error) { return strings.NewReader("x"), nil })
 	if err == nil || !strings.Contains(err.Error(), "importing paths is not allowed") {
 		t.Errorf("AddToStoreNars without --write = %v, want the server's refusal", err)

@@ -37,13 +37,13 @@ package serve
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
-	"syscall"
 
+	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
@@ -140,7 +140,7 @@ func (c *Client) handshake() error {
 	if n == 0 && err != nil {
 		return c.ioErr("handshake", "", err)
 	}
-	if n < len(first) || leUint64(first[:]) != magic2 {
+	if n < len(first) || binary.LittleEndian.Uint64(first[:]) != magic2 {
 		return c.garbageErr(first[:n])
 	}
 	v, err := c.r.Uint64()
@@ -149,27 +149,16 @@ func (c *Client) handshake() error {
 	}
 	if v>>8 != 2 || v < MinServerVersion {
 		return fmt.Errorf("serve: %sunsupported 'nix-store --serve' protocol version %s (need 2.x, at least %s)",
-			c.on(), versionString(v), versionString(MinServerVersion))
+			c.on(), store.VersionString(v), store.VersionString(MinServerVersion))
 	}
 	c.server = v
 	c.version = min(v, ClientVersion)
 	return nil
 }
 
-// garbageErr explains the classic breakage: something on the remote (a
-// shell startup file, usually) printed to stdout before nix-store started,
-// so the protocol stream begins with text. Nix itself reports this as
-// "protocol mismatch" or "serialised integer … is too large".
+// garbageErr explains a stream that does not begin with the magic number.
 func (c *Client) garbageErr(first []byte) error {
-	got := append([]byte(nil), first...)
-	if more, _ := c.br.Peek(min(c.br.Buffered(), 256-len(got))); len(more) > 0 {
-		got = append(got, more...)
-	}
-	return fmt.Errorf("serve: %sthe remote shell printed %q on stdout before 'nix-store --serve' started; "+
-		"nothing may print to stdout in a non-interactive session: make the login user's shell startup files "+
-		"(~/.bashrc, ~/.profile, /etc/bash.bashrc, …) print only in interactive shells "+
-		"(e.g. begin ~/.bashrc with `[[ $- == *i* ]] || return`) or send such output to stderr",
-		c.on(), got)
+	return store.ShellNoiseError("serve: "+c.on(), "nix-store --serve", first, c.br)
 }
 
 func (c *Client) on() string {
@@ -185,16 +174,6 @@ func (c *Client) Version() uint64 { return c.version }
 
 // ServerVersion returns the version word the server announced.
 func (c *Client) ServerVersion() uint64 { return c.server }
-
-func versionString(v uint64) string {
-	return fmt.Sprintf("%d.%d", v>>8, v&0xff)
-}
-
-func leUint64(b []byte) uint64 {
-	_ = b[7]
-	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
-}
 
 // ErrBroken is wrapped by the error a Client returns for every command after
 // the stream has failed.
@@ -231,27 +210,12 @@ func isLocal(err error) bool {
 	return errors.As(err, &l)
 }
 
-// ioErr wraps a transport error of op (on path, if any) and attaches the
-// remote's stderr.
+// ioErr wraps a transport or protocol error of op (on path, if any) and
+// attaches the remote's stderr.
 func (c *Client) ioErr(op, path string, err error) error {
 	what := op
 	if path != "" {
 		what += " " + path
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, io.ErrClosedPipe) || errors.Is(err, syscall.EPIPE) {
-		return fmt.Errorf("serve: %s%s: remote closed the connection (%w)%s", c.on(), what, err, c.stderrSuffix())
-	}
-	return fmt.Errorf("serve: %s%s: %w%s", c.on(), what, err, c.stderrSuffix())
-}
-
-func (c *Client) stderrSuffix() string {
-	if c.opts.Stderr == nil {
-		return ""
-	}
-	s := strings.TrimSpace(c.opts.Stderr())
-	if s == "" {
-		return ""
-	}
-	return "; remote stderr: " + s
+	return store.TransportError("serve: "+c.on(), what, err, c.opts.Stderr)
 }

@@ -114,7 +114,7 @@
 //	off  size  field
 //	  0     8  sequence: number of the decision + 1; 0 while being written
 //	  8     8  time (Unix ns)
-//	 16     8  answer (Answer)
+//	 16     8  answer (pick.Answer)
 //	 24     8  hash of the builder URI (0: none)
 //	 32    96  derivation name (cut)
 //	128    64  builder (cut)

@@ -3,32 +3,26 @@
 package slots
 
 // Rules for this file:
-//   - Exec values are those of pick.Exec (1 native, 2 emulated); this
-//     package does not import pick.
+//   - The file stores pick.Exec values (1 native, 2 emulated) in two bits.
 //   - Nothing here is on the path of a slot: lookups scan a few words and
 //     allocate nothing.
 
 import (
 	"time"
+
+	"github.com/offload-nix/offload/pkg/pick"
 )
 
 // MaxSystems is the number of systems per builder whose way of running
 // (native or emulated) the file keeps.
 const MaxSystems = 8
 
-// Exec values, as pick.Exec.
-const (
-	ExecUnknown  = 0
-	ExecNative   = 1
-	ExecEmulated = 2
-)
-
 // SystemExec says how a builder runs one system, as its probe found.
 type SystemExec struct {
 	System string
-	// Exec is ExecNative or ExecEmulated (ExecUnknown entries are not
-	// stored).
-	Exec uint8
+	// Exec is pick.Native or pick.Emulated (pick.Unknown entries are
+	// not stored).
+	Exec pick.Exec
 	// Qemu is set when a qemu-user interpreter registered with
 	// binfmt_misc runs it.
 	Qemu bool
@@ -42,7 +36,7 @@ const (
 )
 
 // SetExec stores what a probe of uri at time at found: how it runs each of
-// the systems in list (at most MaxSystems; entries with ExecUnknown are
+// the systems in list (at most MaxSystems; entries with pick.Unknown are
 // left out). It replaces what was stored before.
 func (f *File) SetExec(uri string, at time.Time, list []SystemExec) {
 	m, off, ok := f.record(uri)
@@ -55,7 +49,7 @@ func (f *File) SetExec(uri string, at time.Time, list []SystemExec) {
 		if i == MaxSystems {
 			break
 		}
-		if e.Exec != ExecNative && e.Exec != ExecEmulated {
+		if e.Exec != pick.Native && e.Exec != pick.Emulated {
 			continue
 		}
 		w := secs | uint64(e.Exec)
@@ -79,17 +73,17 @@ func (f *File) SetExec(uri string, at time.Time, list []SystemExec) {
 	}
 }
 
-// ExecOf returns how the builder runs system, as last probed: ExecUnknown
+// ExecOf returns how the builder runs system, as last probed: pick.Unknown
 // when it was not, or the probe could not tell.
-func (b *Builder) ExecOf(system string) (exec uint8, qemu bool) {
+func (b *Builder) ExecOf(system string) (exec pick.Exec, qemu bool) {
 	h := hashURI(system)
 	for i := range b.execs {
 		w := b.execs[i][1]
 		if b.execs[i][0] == h && w&3 != 0 {
-			return uint8(w & 3), w&exQemu != 0
+			return pick.Exec(w & 3), w&exQemu != 0
 		}
 	}
-	return ExecUnknown, false
+	return pick.Unknown, false
 }
 
 // ExecProbed returns when the builder's platform was last probed; zero

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/spec"
 )
 
@@ -19,22 +20,22 @@ func TestSetExec(t *testing.T) {
 	}
 	at := time.Unix(1_700_000_000, 0)
 	f.SetExec("ssh://a", at, []SystemExec{
-		{System: "x86_64-linux", Exec: ExecNative},
-		{System: "riscv64-linux", Exec: ExecUnknown},
-		{System: "aarch64-linux", Exec: ExecEmulated, Qemu: true},
+		{System: "x86_64-linux", Exec: pick.Native},
+		{System: "riscv64-linux", Exec: pick.Unknown},
+		{System: "aarch64-linux", Exec: pick.Emulated, Qemu: true},
 	})
 	// Another process sees it.
 	g := open(t, path, []spec.Machine{mach("ssh://a", 4), mach("ssh://b", 2)})
 	b := snap(t, g, "ssh://a")
 	for _, tt := range []struct {
 		system string
-		exec   uint8
+		exec   pick.Exec
 		qemu   bool
 	}{
-		{"x86_64-linux", ExecNative, false},
-		{"aarch64-linux", ExecEmulated, true},
-		{"riscv64-linux", ExecUnknown, false},
-		{"armv7l-linux", ExecUnknown, false},
+		{"x86_64-linux", pick.Native, false},
+		{"aarch64-linux", pick.Emulated, true},
+		{"riscv64-linux", pick.Unknown, false},
+		{"armv7l-linux", pick.Unknown, false},
 	} {
 		if e, q := b.ExecOf(tt.system); e != tt.exec || q != tt.qemu {
 			t.Errorf("ExecOf(%q) = %d, %v; want %d, %v", tt.system, e, q, tt.exec, tt.qemu)
@@ -43,28 +44,28 @@ func TestSetExec(t *testing.T) {
 	if !b.ExecProbed().Equal(at) {
 		t.Errorf("ExecProbed = %v, want %v", b.ExecProbed(), at)
 	}
-	if bb := snap(t, g, "ssh://b"); func() bool { e, _ := bb.ExecOf("x86_64-linux"); return e != ExecUnknown }() {
+	if bb := snap(t, g, "ssh://b"); func() bool { e, _ := bb.ExecOf("x86_64-linux"); return e != pick.Unknown }() {
 		t.Errorf("b got a's entries")
 	}
 
 	// A later probe replaces the earlier one, also when it found nothing.
 	f.SetExec("ssh://a", at.Add(time.Hour), nil)
 	b = snap(t, g, "ssh://a")
-	if e, _ := b.ExecOf("x86_64-linux"); e != ExecUnknown || !b.ExecProbed().Equal(at.Add(time.Hour)) {
+	if e, _ := b.ExecOf("x86_64-linux"); e != pick.Unknown || !b.ExecProbed().Equal(at.Add(time.Hour)) {
 		t.Errorf("after an empty probe: ExecOf = %d, probed %v", e, b.ExecProbed())
 	}
 
 	// More systems than fit: the first MaxSystems are kept.
 	var many []SystemExec
 	for i := range MaxSystems + 3 {
-		many = append(many, SystemExec{System: fmt.Sprint("s", i), Exec: ExecEmulated})
+		many = append(many, SystemExec{System: fmt.Sprint("s", i), Exec: pick.Emulated})
 	}
 	f.SetExec("ssh://a", at, many)
 	b = snap(t, g, "ssh://a")
-	if e, _ := b.ExecOf(fmt.Sprint("s", MaxSystems-1)); e != ExecEmulated {
+	if e, _ := b.ExecOf(fmt.Sprint("s", MaxSystems-1)); e != pick.Emulated {
 		t.Errorf("the last entry that fits is lost")
 	}
-	if e, _ := b.ExecOf(fmt.Sprint("s", MaxSystems)); e != ExecUnknown {
+	if e, _ := b.ExecOf(fmt.Sprint("s", MaxSystems)); e != pick.Unknown {
 		t.Errorf("an entry beyond MaxSystems was kept")
 	}
 }

@@ -3,9 +3,8 @@
 package slots
 
 // Rules for this file:
-//   - Reading has the same fields, in the same order and of the same types,
-//     as remoteload.Reading and pick.Reading, so the hook converts with a
-//     type conversion; this package does not import either.
+//   - A reading is a pick.Reading, the type pkg/remoteload fills and
+//     pkg/pick weighs; nothing converts between them.
 //   - Readers never block and never see half a reading: the time word is
 //     the sequence word (see doc.go).
 
@@ -13,36 +12,13 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/offload-nix/offload/pkg/pick"
 )
 
-// ReadingUnknown is the value of a Reading field the builder did not tell.
-const ReadingUnknown = -1
-
-// Reading is a builder's last load reading, as the hook got it from the
-// builder (pkg/remoteload) and every process on the host shares it. A field
-// is ReadingUnknown (-1) when the builder did not tell it; a zero Time means
-// no reading. Values beyond what the file holds are stored clamped: loads
-// at 2097 (2097150 thousandths), CPUs and builds at 1048574.
-type Reading struct {
-	// Time is when the reading was taken.
-	Time time.Time
-	// CPUs is the number of online CPUs.
-	CPUs int
-	// Load1, Load5 and Load15 are the load averages in thousandths.
-	Load1, Load5, Load15 int
-	// CPUPressure, MemoryPressure and IOPressure are "some avg10" in
-	// hundredths of a percent.
-	CPUPressure, MemoryPressure, IOPressure int
-	// MemAvailable and MemTotal are in bytes.
-	MemAvailable, MemTotal int64
-	// StoreFree and StoreSize are the free space and size of the store's
-	// filesystem in bytes.
-	StoreFree, StoreSize int64
-	// Builds is the number of Nix builds running on the builder, from
-	// every client.
-	Builds int
-}
-
+// Readings are stored as they are given, except that values beyond what
+// the file holds are stored clamped: loads at 2097 (2097150 thousandths),
+// CPUs and builds at 1048574.
 const (
 	readingBusy = ^uint64(0) // time word while a reading is written
 	loadBits    = 21
@@ -71,7 +47,7 @@ func field(w uint64, shift, bits uint) uint64 { return w >> shift & (1<<bits - 1
 // reading older than the stored one is dropped. Call it while holding the
 // token from TryRefresh; `offload check`, which reads the builder anyway,
 // may call it without.
-func (f *File) SetReading(uri string, r Reading) {
+func (f *File) SetReading(uri string, r pick.Reading) {
 	m, off, ok := f.record(uri)
 	if !ok {
 		return
@@ -126,11 +102,11 @@ func (f *File) SetReading(uri string, r Reading) {
 
 // reading reads the reading of the record at off, retrying while it is
 // written; it returns no reading if it keeps changing.
-func reading(m *mapping, off int) (r Reading, ours int) {
+func reading(m *mapping, off int) (r pick.Reading, ours int) {
 	for range 8 {
 		t1 := m.load(off + rLoadAt)
 		if t1 == 0 {
-			return Reading{}, 0
+			return pick.Reading{}, 0
 		}
 		if t1 == readingBusy {
 			runtime.Gosched()
@@ -139,7 +115,7 @@ func reading(m *mapping, off int) (r Reading, ours int) {
 		load := m.load(off + rLoad)
 		counts := m.load(off + rReadCounts)
 		psi := m.load(off + rPressure)
-		r = Reading{
+		r = pick.Reading{
 			Time:           time.Unix(0, int64(t1)),
 			CPUs:           int(minus1(field(counts, 0, countBits))),
 			Load1:          int(minus1(field(load, 0, loadBits))),
@@ -159,7 +135,7 @@ func reading(m *mapping, off int) (r Reading, ours int) {
 			return r, ours
 		}
 	}
-	return Reading{}, 0
+	return pick.Reading{}, 0
 }
 
 func noop() {}

@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"github.com/offload-nix/offload/internal/testenv"
+	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/spec"
 )
 
-func unknownReading(t time.Time) Reading {
-	const u = ReadingUnknown
-	return Reading{Time: t, CPUs: u, Load1: u, Load5: u, Load15: u, CPUPressure: u, MemoryPressure: u,
+func unknownReading(t time.Time) pick.Reading {
+	const u = pick.ReadingUnknown
+	return pick.Reading{Time: t, CPUs: u, Load1: u, Load5: u, Load15: u, CPUPressure: u, MemoryPressure: u,
 		IOPressure: u, MemAvailable: u, MemTotal: u, StoreFree: u, StoreSize: u, Builds: u}
 }
 
@@ -33,27 +34,27 @@ func snap(t testing.TB, f *File, uri string) Builder {
 
 func TestSetReading(t *testing.T) {
 	f := open(t, filepath.Join(t.TempDir(), "slots"), []spec.Machine{mach("ssh://a", 4), mach("ssh://b", 2)})
-	if b := snap(t, f, "ssh://a"); !b.Reading.Time.IsZero() || b.Reading != (Reading{}) {
+	if b := snap(t, f, "ssh://a"); !b.Reading.Time.IsZero() || b.Reading != (pick.Reading{}) {
 		t.Fatalf("new file has a reading: %+v", b.Reading)
 	}
 	at := time.Unix(1_700_000_000, 123)
-	full := Reading{Time: at, CPUs: 8, Load1: 7910, Load5: 6020, Load15: 0, CPUPressure: 6536,
+	full := pick.Reading{Time: at, CPUs: 8, Load1: 7910, Load5: 6020, Load15: 0, CPUPressure: 6536,
 		MemoryPressure: 4100, IOPressure: 10000, MemAvailable: 9 << 30, MemTotal: 16 << 30,
 		StoreFree: 0, StoreSize: 1 << 40, Builds: 3}
 	tests := []struct {
 		name string
-		in   Reading
-		want Reading
+		in   pick.Reading
+		want pick.Reading
 	}{
 		{"full", full, full},
 		{"unknown", unknownReading(at), unknownReading(at)},
-		{"partial", func() Reading { r := unknownReading(at); r.Builds, r.CPUs = 0, 1; return r }(),
-			func() Reading { r := unknownReading(at); r.Builds, r.CPUs = 0, 1; return r }()},
-		{"clamped", func() Reading {
+		{"partial", func() pick.Reading { r := unknownReading(at); r.Builds, r.CPUs = 0, 1; return r }(),
+			func() pick.Reading { r := unknownReading(at); r.Builds, r.CPUs = 0, 1; return r }()},
+		{"clamped", func() pick.Reading {
 			r := full
 			r.Load1, r.CPUs, r.Builds, r.MemoryPressure = 5_000_000, 1<<30, 1<<21, 70000
 			return r
-		}(), func() Reading {
+		}(), func() pick.Reading {
 			r := full
 			r.Load1, r.CPUs, r.Builds, r.MemoryPressure = loadMax, countMax, countMax, psiMax
 			return r
@@ -248,7 +249,7 @@ func TestReadingConsistent(t *testing.T) {
 			default:
 			}
 			v := i % 1000
-			w.SetReading("ssh://a", Reading{Time: base.Add(time.Duration(i)), CPUs: v, Load1: v, Load5: v, Load15: v,
+			w.SetReading("ssh://a", pick.Reading{Time: base.Add(time.Duration(i)), CPUs: v, Load1: v, Load5: v, Load15: v,
 				CPUPressure: v, MemoryPressure: v, IOPressure: v, MemAvailable: int64(v), MemTotal: int64(v),
 				StoreFree: int64(v), StoreSize: int64(v), Builds: v})
 		}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/spec"
 )
 
@@ -880,7 +881,7 @@ func (f *File) Decisions(dst []Decision) []Decision {
 		}
 		d := Decision{
 			Time:    unixTime(m.load(e + dTime)),
-			Answer:  Answer(m.load(e + dAnswer)),
+			Answer:  pick.Answer(m.load(e + dAnswer)),
 			Drv:     m.text(e+dDrv, dDrvLen),
 			Builder: m.text(e+dBuilder, dBuilderLen),
 			Reason:  m.text(e+dReason, dReasonLen),

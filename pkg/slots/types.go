@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strconv"
 	"time"
+
+	"github.com/offload-nix/offload/pkg/pick"
 )
 
 // ErrNewerLayout is returned by Open for a file written by a newer offload
@@ -75,33 +77,12 @@ func (e ErrCode) String() string {
 	return "error(" + strconv.FormatUint(uint64(e), 10) + ")"
 }
 
-// Answer is the hook's answer to one derivation, as logged in the ring.
-type Answer uint64
-
-// Answers the hook gives Nix.
-const (
-	AnswerNone Answer = iota
-	AnswerAccept
-	AnswerDecline
-	AnswerPostpone
-	AnswerDeclinePermanently
-)
-
-var answerNames = [...]string{"none", "accept", "decline", "postpone", "decline-permanently"}
-
-func (a Answer) String() string {
-	if int(a) < len(answerNames) {
-		return answerNames[a]
-	}
-	return "answer(" + strconv.FormatUint(uint64(a), 10) + ")"
-}
-
 // Decision is one entry of the ring of recent decisions. Drv is cut to 96
 // bytes, Builder and Reason to 64.
 type Decision struct {
 	Time    time.Time
 	Drv     string
-	Answer  Answer
+	Answer  pick.Answer
 	Builder string
 	Reason  string
 }
@@ -138,7 +119,7 @@ type Builder struct {
 	Uploading             bool
 	Running               []SlotInfo
 	// Reading is the builder's last load reading (zero Time: none).
-	Reading Reading
+	Reading pick.Reading
 	// ReadingOurs is how many of this host's slots of the builder were
 	// in the building phase when the reading was stored: builds that
 	// Reading.Builds already counts. Builds from elsewhere are about

@@ -242,10 +242,43 @@ func (w *Writer) Raw(b []byte) error {
 	return err
 }
 
-// ReadFrom copies r into the stream as raw bytes.
-func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
-	return w.w.ReadFrom(r)
-}
-
 // Flush sends what is buffered.
 func (w *Writer) Flush() error { return w.w.Flush() }
+
+// WriteError is what CopyRaw returns when its destination fails.
+type WriteError struct{ Err error }
+
+func (e *WriteError) Error() string { return "writing: " + e.Err.Error() }
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// CopyRaw copies exactly n raw bytes, such as a NAR whose size is known
+// beforehand, from r to w through buf, and returns how many it copied. It
+// passes on whatever has arrived rather than waiting for a full buffer: a
+// consumer that checks the bytes as they come must see their end even when
+// the peer announced more and then stops sending, or both would wait
+// forever. progress, if not nil, gets the count after each write. A
+// failure of w is a *WriteError; a stream that ends early gives
+// io.ErrUnexpectedEOF.
+func CopyRaw(w io.Writer, r io.Reader, n uint64, buf []byte, progress func(done uint64)) (uint64, error) {
+	var done uint64
+	for done < n {
+		chunk := buf[:min(uint64(len(buf)), n-done)]
+		k, err := r.Read(chunk)
+		if k == 0 && err == nil {
+			continue
+		}
+		done += uint64(k)
+		if k > 0 {
+			if _, werr := w.Write(chunk[:k]); werr != nil {
+				return done, &WriteError{werr}
+			}
+			if progress != nil {
+				progress(done)
+			}
+		}
+		if err != nil {
+			return done, noEOF(err)
+		}
+	}
+	return done, nil
+}

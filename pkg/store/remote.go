@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: MIT
+
+package store
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"syscall"
+)
+
+// ShellNoiseError explains the classic breakage of a remote store: something
+// on the remote (a shell startup file, usually) printed to stdout before
+// the store program started, so the protocol stream begins with text
+// instead of the magic number. Nix itself reports this as "protocol
+// mismatch" or "serialised integer … is too large".
+//
+// prefix starts the message ("serve: builder: "), program names what
+// should have answered ("nix-store --serve"), first holds the bytes read in
+// place of the magic number, and up to 256 bytes in all are shown,
+// counting what br holds already.
+func ShellNoiseError(prefix, program string, first []byte, br *bufio.Reader) error {
+	got := append([]byte(nil), first...)
+	if more, _ := br.Peek(min(br.Buffered(), 256-len(got))); len(more) > 0 {
+		got = append(got, more...)
+	}
+	return fmt.Errorf("%sthe remote shell printed %q on stdout before '%s' started; "+
+		"nothing may print to stdout in a non-interactive session: make the login user's shell startup files "+
+		"(~/.bashrc, ~/.profile, /etc/bash.bashrc, …) print only in interactive shells "+
+		"(e.g. begin ~/.bashrc with `[[ $- == *i* ]] || return`) or send such output to stderr",
+		prefix, got, program)
+}
+
+// TransportError wraps err, a failure of the stream under what (an
+// operation and maybe a path), with prefix before it. An end of stream is
+// said to be the remote closing the connection. stderr, if set, returns the
+// last lines the remote printed on its stderr, which are attached.
+func TransportError(prefix, what string, err error, stderr func() string) error {
+	tail := ""
+	if stderr != nil {
+		if s := strings.TrimSpace(stderr()); s != "" {
+			tail = "; remote stderr: " + s
+		}
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, io.ErrClosedPipe) || errors.Is(err, syscall.EPIPE) {
+		return fmt.Errorf("%s%s: remote closed the connection (%w)%s", prefix, what, err, tail)
+	}
+	return fmt.Errorf("%s%s: %w%s", prefix, what, err, tail)
+}
+
+// VersionString formats a protocol version word, major<<8 | minor, as
+// "major.minor".
+func VersionString(v uint64) string {
+	return fmt.Sprintf("%d.%d", v>>8, v&0xff)
+}
