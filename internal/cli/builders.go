@@ -10,10 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/offload-nix/offload/internal/hook"
 	"github.com/offload-nix/offload/pkg/config"
 	"github.com/offload-nix/offload/pkg/nixconf"
-	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/spec"
 )
 
@@ -93,53 +91,4 @@ func (rc *runContext) settings() (*config.Config, error) {
 		return nil, usageErr(err, "see `offload config` for every setting and its default")
 	}
 	return c, nil
-}
-
-// hookConfigFrom turns offload's settings into what the hook uses.
-func hookConfigFrom(c *config.Config) (hook.Config, error) {
-	em, err := pick.ParseEmulation(c.Emulation())
-	if err != nil {
-		return hook.Config{}, err
-	}
-	penalty := c.Float("emulation-penalty")
-	var th pick.Thresholds
-	if c.LoadAware() {
-		th = pick.Thresholds{
-			MaxAge:         c.LoadMaxAge(),
-			Builds:         true,
-			LoadPerCPU:     c.LoadMaxPerCPU(),
-			CPUPressure:    c.CPUPressureMax(),
-			MemoryPressure: c.MemoryPressureMax(),
-			StoreFree:      c.StoreFreeMin(),
-		}
-	}
-	execs, err := config.ParseExecList(c.String("system-exec"))
-	if err != nil {
-		return hook.Config{}, err
-	}
-	var over []hook.ExecOverride
-	for _, e := range execs {
-		over = append(over, hook.ExecOverride{Builder: e.Builder, System: e.System, Native: e.Native})
-	}
-	persist := c.Duration("connect-persist")
-	if persist == 0 {
-		persist = -1 // the hook's "off"; its 0 means its default
-	}
-	return hook.Config{
-		ConnectPersist:         persist,
-		Thresholds:             th,
-		LoadRefresh:            c.LoadRefresh(),
-		ConnectTimeout:         c.ConnectTimeout(),
-		StateDir:               c.StateDir(),
-		Emulation:              em,
-		EmulationPenalty:       penalty,
-		LocalSpeedFactor:       c.LocalSpeedFactor(),
-		UnhealthyBackoff:       c.UnhealthyBackoff(),
-		UnhealthyBackoffMax:    c.UnhealthyBackoffMax(),
-		PostponeWait:           c.PostponeWait(),
-		EmulationRetry:         c.Bool("emulation-retry"),
-		EmulationFailureMemory: c.Duration("emulation-failure-memory"),
-		SystemExec:             over,
-		StallTimeout:           c.Duration("stall-timeout"),
-	}, nil
 }

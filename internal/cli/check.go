@@ -3,7 +3,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,11 +15,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/offload-nix/offload/internal/hook"
-	"github.com/offload-nix/offload/pkg/daemon"
+	"github.com/offload-nix/offload/internal/builder"
 	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/remoteload"
-	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
 	"github.com/offload-nix/offload/pkg/ssh"
@@ -268,35 +265,48 @@ func checkOne(ctx context.Context, m spec.Machine, opts ssh.Options) (r checkRes
 		timeout = ssh.DefaultConnectTimeout
 	}
 
-	t0 := time.Now()
-	client, err := ssh.Dial(ctx, m, opts)
-	r.ConnectMS = ms(time.Since(t0))
+	c, err := builder.Dial(ctx, &m, builder.Options{
+		ConnectTimeout: opts.ConnectTimeout,
+		Getenv:         opts.Env,
+		Logf:           opts.Logf,
+		AllowUntrusted: true, // reported below, as a problem
+	})
 	if err != nil {
+		var he *builder.HandshakeError
+		if errors.As(err, &he) {
+			err = protocolErr(m, he.Argv, err)
+		}
 		r.fail(err)
 		return r
 	}
-	defer client.Close()
+	defer c.Close()
+	r.ConnectMS, r.HandshakeMS = ms(c.ConnectTime), ms(c.HandshakeTime)
+	v := c.Version()
+	r.Protocol = fmt.Sprintf("%d.%d", v>>8&0xff, v&0xff)
+	if m.Scheme == "ssh-ng" {
+		r.Trusted = "unknown"
+		if known, trusted := c.Trusted(); known && trusted {
+			r.Trusted = "yes"
+		} else if known {
+			r.Trusted = "no"
+		}
+	}
 
-	// The serve handshake and the probes get a deadline of their own
+	// One round trip, and then the probes, get a deadline of their own
 	// each: a builder that connects but never answers is as dead as one
-	// that does not connect. Closing the connection unblocks every read.
+	// that does not connect. Aborting the connection unblocks every read.
 	parent := ctx
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
-	stop := context.AfterFunc(ctx, func() { client.Close() })
+	stop := context.AfterFunc(ctx, c.Abort)
 	defer stop()
-	timedOut := func(err error) error {
+	t2 := time.Now()
+	_, err = c.Store.QueryValidPaths(nil, false, false)
+	r.RTTMS = ms(time.Since(t2))
+	if err != nil {
 		if ctx.Err() != nil {
-			return &ssh.Error{Kind: ssh.Timeout, Host: m.Host, Err: fmt.Errorf("no answer within %v after connecting: %w", timeout, err)}
+			err = &ssh.Error{Kind: ssh.Timeout, Host: m.Host, Err: fmt.Errorf("no answer within %v after connecting: %w", timeout, err)}
 		}
-		return err
-	}
-
-	handshake := r.handshakeServe
-	if m.Scheme == "ssh-ng" {
-		handshake = r.handshakeNG
-	}
-	if err := handshake(ctx, client, m, timedOut); err != nil {
 		r.fail(err)
 		return r
 	}
@@ -311,7 +321,7 @@ func checkOne(ctx context.Context, m spec.Machine, opts ssh.Options) (r checkRes
 	cancel()
 	ctx, cancel = context.WithTimeout(parent, timeout)
 	defer cancel()
-	stop = context.AfterFunc(ctx, func() { client.Close() })
+	stop = context.AfterFunc(ctx, c.Abort)
 	defer stop()
 	var rd pick.Reading
 	var pl remoteload.Platform
@@ -319,9 +329,9 @@ func checkOne(ctx context.Context, m spec.Machine, opts ssh.Options) (r checkRes
 	read := make(chan struct{})
 	go func() {
 		defer close(read)
-		rd, pl, rdErr = readLoad(ctx, client)
+		rd, pl, rdErr = c.ReadLoad(ctx)
 	}()
-	version, conf, why := probeNix(ctx, client)
+	version, conf, why := c.ProbeNix(ctx)
 	<-read
 	r.Reading = &rd
 	if rdErr != nil {
@@ -360,73 +370,6 @@ func checkOne(ctx context.Context, m spec.Machine, opts ssh.Options) (r checkRes
 	return r
 }
 
-// handshakeServe starts `nix-store --serve --write` on client and records
-// the protocol version, the time to its handshake and one round trip.
-func (r *checkResult) handshakeServe(ctx context.Context, client *ssh.Client, m spec.Machine, timedOut func(error) error) error {
-	t1 := time.Now()
-	argv := ssh.RemoteCommand(m, false)
-	sess, err := client.Start(ctx, argv)
-	if err != nil {
-		return timedOut(err)
-	}
-	defer func() {
-		sess.Close()
-		sess.Wait()
-	}()
-	tail := newStderrTail(sess.Stderr)
-	sc, err := serve.New(sess.Stdout, sess.Stdin, serve.Options{Host: m.Name, Stderr: tail.String})
-	r.HandshakeMS = ms(time.Since(t1))
-	if err != nil {
-		return protocolErr(m, argv, timedOut(err))
-	}
-	v := sc.ServerVersion()
-	r.Protocol = fmt.Sprintf("%d.%d", v>>8&0xff, v&0xff)
-	t2 := time.Now()
-	_, err = sc.QueryValidPaths(nil, false, false)
-	r.RTTMS = ms(time.Since(t2))
-	if err != nil {
-		return timedOut(err)
-	}
-	return nil
-}
-
-// handshakeNG starts `nix-daemon --stdio` on client (ssh-ng://) and
-// records the daemon's protocol version, whether it trusts the SSH user,
-// the time to its handshake and one round trip.
-func (r *checkResult) handshakeNG(ctx context.Context, client *ssh.Client, m spec.Machine, timedOut func(error) error) error {
-	t1 := time.Now()
-	argv := ssh.RemoteCommand(m, true)
-	sess, err := client.Start(ctx, argv)
-	if err != nil {
-		return timedOut(err)
-	}
-	defer func() {
-		sess.Close()
-		sess.Wait()
-	}()
-	tail := newStderrTail(sess.Stderr)
-	dc, err := daemon.New(sess.Stdout, sess.Stdin, daemon.Options{Host: m.Name, Stderr: tail.String})
-	r.HandshakeMS = ms(time.Since(t1))
-	if err != nil {
-		return protocolErr(m, argv, timedOut(err))
-	}
-	v := dc.DaemonVersion()
-	r.Protocol = fmt.Sprintf("%d.%d", v>>8&0xff, v&0xff)
-	r.Trusted = "unknown"
-	if known, trusted := dc.Trusted(); known && trusted {
-		r.Trusted = "yes"
-	} else if known {
-		r.Trusted = "no"
-	}
-	t2 := time.Now()
-	_, err = dc.QueryValidPaths(nil, false)
-	r.RTTMS = ms(time.Since(t2))
-	if err != nil {
-		return timedOut(err)
-	}
-	return nil
-}
-
 // protocolErr classifies a failed handshake as a protocol error, unless it
 // already says what it is.
 func protocolErr(m spec.Machine, argv []string, err error) error {
@@ -459,7 +402,7 @@ func (r *checkResult) noteTrust() {
 func (r *checkResult) fail(err error) {
 	r.OK = false
 	r.Reason = err.Error()
-	r.code = hook.ErrCode(err)
+	r.code = builder.ErrCode(err)
 	r.Error = errClass(err)
 	var hk *ssh.HostKeyError
 	if errors.As(err, &hk) && hk.Key != nil {
@@ -534,149 +477,9 @@ func (rc *runContext) recordChecks(all []spec.Machine, results []checkResult, ba
 			f.SetReading(r.URI, *r.Reading)
 		}
 		if r.platform != nil {
-			f.SetExec(r.URI, time.Now(), hook.PlatformExecs(&r.machine, *r.platform))
+			f.SetExec(r.URI, time.Now(), builder.Execs(&r.machine, *r.platform))
 		}
 	}
-}
-
-// readLoad reads the builder's real state with remoteload's fixed script
-// on c, as the hooks do. A failed reading is all unknown, taken now, with
-// why: the hooks store the same, and decide as without a reading.
-func readLoad(ctx context.Context, c *ssh.Client) (pick.Reading, remoteload.Platform, error) {
-	now := time.Now()
-	s, err := c.Start(ctx, []string{remoteload.Command})
-	if err != nil {
-		return pick.ReadingUnknownAt(now), remoteload.Platform{}, err
-	}
-	defer s.Close()
-	r, pl, err := remoteload.RunAll(s.Stdin, s.Stdout, s.Stderr)
-	if err != nil {
-		s.Close()
-	}
-	if werr := s.Wait(); werr != nil && r.Empty() {
-		// A command that failed says more than its missing output.
-		err = fmt.Errorf("%s: %w", remoteload.Command, werr)
-	}
-	if err != nil && ctx.Err() != nil {
-		err = fmt.Errorf("no answer within the connect timeout: %w", err)
-	}
-	r.Time = now
-	return r, pl, err
-}
-
-// probeCommands ask a builder for its version and configuration: `nix
-// config show` on Nix 2.20 and later, `nix show-config` before (where `nix
-// config` does not exist). Both need the nix-command feature on most
-// versions. They are
-// fixed words: nothing from the configuration goes into a remote shell line.
-var (
-	probeVersion    = []string{"nix", "--version"}
-	probeConfigShow = []string{"nix", "--extra-experimental-features", "nix-command", "config", "show"}
-	probeShowConfig = []string{"nix", "--extra-experimental-features", "nix-command", "show-config"}
-)
-
-// probeNix runs the probes on c. It returns the Nix version ("unknown" if
-// the builder would not say) and the configuration, or nil and why not.
-//
-// The three commands run at once, and `nix config show` is preferred to
-// `nix show-config` when both answer: every session on a builder can cost a
-// login shell's start-up files (often the larger part of a check), so
-// trying one after the other would add that to every builder on Nix before
-// 2.20, where the first fails. On later Nix the second is a deprecated
-// alias that still answers.
-func probeNix(ctx context.Context, c *ssh.Client) (version string, conf map[string]string, why string) {
-	probes := [][]string{probeVersion, probeConfigShow, probeShowConfig}
-	outs := make([][]byte, len(probes))
-	errs := make([]error, len(probes))
-	var wg sync.WaitGroup
-	for i, argv := range probes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			outs[i], errs[i] = runProbe(ctx, c, argv)
-			if errs[i] != nil && ctx.Err() != nil {
-				errs[i] = fmt.Errorf("no answer within the connect timeout: %w", errs[i])
-			}
-		}()
-	}
-	wg.Wait()
-	version = "unknown"
-	if errs[0] == nil {
-		version = parseNixVersion(outs[0])
-	}
-	var whys []string
-	for i := 1; i < len(probes); i++ {
-		err := errs[i]
-		if err == nil {
-			conf = parseNixConfig(outs[i])
-			if _, ok := conf["system"]; ok {
-				return version, conf, ""
-			}
-			conf, err = nil, errors.New("no system setting in its output")
-		}
-		whys = append(whys, fmt.Sprintf("%s: %v", strings.Join(probes[i], " "), err))
-	}
-	return version, nil, "the builder would not say (" + strings.Join(whys, "; ") + ")"
-}
-
-// runProbe runs argv on c and returns its standard output (at most 1 MiB).
-func runProbe(ctx context.Context, c *ssh.Client, argv []string) ([]byte, error) {
-	s, err := c.Start(ctx, argv)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
-	s.Stdin.Close()
-	tail := newStderrTail(s.Stderr)
-	out, rerr := io.ReadAll(io.LimitReader(s.Stdout, 1<<20))
-	if rerr == nil && len(out) == 1<<20 {
-		rerr = errors.New("more than 1 MiB of output")
-	}
-	if rerr != nil {
-		s.Close()
-	}
-	err = s.Wait()
-	if err == nil {
-		err = rerr
-	}
-	if err != nil {
-		if msg := tail.String(); msg != "" {
-			err = fmt.Errorf("%w: %s", err, firstLine(msg))
-		}
-		return nil, err
-	}
-	return out, nil
-}
-
-// parseNixVersion takes "nix (Nix) 2.8.0" or "nix (Lix, like Nix) 2.90.0"
-// to "2.8.0" or "2.90.0 (Lix)".
-func parseNixVersion(out []byte) string {
-	line := firstLine(string(out))
-	f := strings.Fields(line)
-	if len(f) == 0 {
-		return "unknown"
-	}
-	v := f[len(f)-1]
-	if strings.Contains(line, "Lix") {
-		v += " (Lix)"
-	}
-	return v
-}
-
-// parseNixConfig reads the "key = value" lines that nix show-config and
-// nix config show print.
-func parseNixConfig(out []byte) map[string]string {
-	conf := map[string]string{}
-	for line := range strings.SplitSeq(string(out), "\n") {
-		k, v, ok := strings.Cut(line, " = ")
-		if !ok {
-			if k, ok = strings.CutSuffix(strings.TrimSpace(line), " ="); !ok {
-				continue
-			}
-		}
-		conf[strings.TrimSpace(k)] = strings.TrimSpace(v)
-	}
-	return conf
 }
 
 // compareCapabilities lists what the machines file claims for m that the
@@ -726,14 +529,6 @@ func nonNilFields(s string) []string {
 		f = []string{}
 	}
 	return f
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	return s
 }
 
 func ms(d time.Duration) float64 {
@@ -826,47 +621,6 @@ func fmtMS(v float64) string {
 		return strconv.FormatFloat(v, 'f', 1, 64) + "ms"
 	}
 	return strconv.FormatFloat(v, 'f', 0, 64) + "ms"
-}
-
-// stderrTail reads a session's stderr to its end (an SSH channel has one
-// flow-control window for stdout and stderr, so it must be read) and keeps
-// the last few KiB for messages.
-type stderrTail struct {
-	mu   sync.Mutex
-	buf  []byte
-	done chan struct{}
-}
-
-func newStderrTail(r io.Reader) *stderrTail {
-	t := &stderrTail{done: make(chan struct{})}
-	go func() {
-		defer close(t.done)
-		b := make([]byte, 4096)
-		for {
-			n, err := r.Read(b)
-			t.mu.Lock()
-			t.buf = append(t.buf, b[:n]...)
-			if len(t.buf) > 8192 {
-				t.buf = append(t.buf[:0], t.buf[len(t.buf)-4096:]...)
-			}
-			t.mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	return t
-}
-
-// String returns what was read, waiting up to 200 ms for the stream's end.
-func (t *stderrTail) String() string {
-	select {
-	case <-t.done:
-	case <-time.After(200 * time.Millisecond):
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(bytes.TrimSpace(t.buf))
 }
 
 // execLine is how a builder runs its systems, in one line: "runs

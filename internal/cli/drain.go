@@ -5,6 +5,7 @@ package cli
 import (
 	"fmt"
 
+	"github.com/offload-nix/offload/internal/decide"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
 )
@@ -68,31 +69,15 @@ func (rc *runContext) setDrained(name string, on bool) error {
 
 // openSlots opens the slot file the hooks of this user use.
 func (rc *runContext) openSlots(ms []spec.Machine, readOnly bool) (*slots.File, error) {
-	getenv, err := rc.stateEnv()
-	if err != nil {
-		return nil, err
-	}
-	f, err := slots.OpenFallback("", ms, slots.Options{Logf: rc.warnf, ReadOnly: readOnly, Getenv: getenv})
-	if err != nil {
-		return nil, usageErr(fmt.Errorf("opening the builder state: %w", err), "run as the user the hooks run as (root under nix-daemon)")
-	}
-	return f, nil
-}
-
-// stateEnv is the environment slots.OpenFallback reads, with the
-// state-dir setting as OFFLOAD_STATE_DIR.
-func (rc *runContext) stateEnv() (func(string) string, error) {
 	c, err := rc.settings()
 	if err != nil {
 		return nil, err
 	}
-	dir := c.StateDir()
-	return func(k string) string {
-		if k == "OFFLOAD_STATE_DIR" {
-			return dir
-		}
-		return rc.env.Getenv(k)
-	}, nil
+	f, err := decide.OpenSlots(c.StateDir(), ms, slots.Options{Logf: rc.warnf, ReadOnly: readOnly, Getenv: rc.env.Getenv})
+	if err != nil {
+		return nil, usageErr(fmt.Errorf("opening the builder state: %w", err), "run as the user the hooks run as (root under nix-daemon)")
+	}
+	return f, nil
 }
 
 // openForChange opens, for writing, the slot file the hooks read, for a
@@ -103,12 +88,12 @@ func (rc *runContext) stateEnv() (func(string) string, error) {
 // the hooks read cannot be written, the command fails (exit 2) and says
 // so.
 func (rc *runContext) openForChange(ms []spec.Machine, what, typed string) (*slots.File, error) {
-	getenv, err := rc.stateEnv()
+	c, err := rc.settings()
 	if err != nil {
 		return nil, err
 	}
-	path := slots.PrimaryPath("", getenv)
-	ro, err := slots.OpenFallback("", ms, slots.Options{ReadOnly: true, Getenv: getenv})
+	path := decide.SlotPath(c.StateDir())
+	ro, err := decide.OpenSlots(c.StateDir(), ms, slots.Options{ReadOnly: true, Getenv: rc.env.Getenv})
 	if err == nil {
 		path = ro.Path()
 		ro.Close()

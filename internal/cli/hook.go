@@ -25,12 +25,12 @@ import (
 func runHook(ctx context.Context, verbosity int, env Env) int {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt, syscall.SIGHUP)
 	defer stop()
-	cfg, err := hookConfig(env)
+	cfg, err := config.Load(env.Getenv)
 	if err != nil {
 		// A broken offload.conf must not stop every build: the hook
 		// runs with the defaults and says why.
 		fmt.Fprintf(env.Stderr, "@nix {\"action\":\"msg\",\"level\":1,\"msg\":%q}\n", "offload: warning: "+err.Error()+"; using the defaults")
-		cfg, _ = hookConfigFrom(config.Default())
+		cfg = config.Default()
 	}
 	henv := hook.Env{
 		Stdin:    env.Stdin,
@@ -46,14 +46,6 @@ func runHook(ctx context.Context, verbosity int, env Env) int {
 		henv.Stdin = pollableStdin()
 	}
 	return hook.Main(ctx, verbosity, cfg, henv)
-}
-
-func hookConfig(env Env) (hook.Config, error) {
-	c, err := config.Load(env.Getenv)
-	if err != nil {
-		return hook.Config{}, err
-	}
-	return hookConfigFrom(c)
 }
 
 // pollableStdin returns stdin, made non-blocking when it is a pipe (Nix

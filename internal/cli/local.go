@@ -5,23 +5,20 @@ package cli
 import (
 	"errors"
 	"io/fs"
-	"os"
-	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/offload-nix/offload/internal/hook"
+	"github.com/offload-nix/offload/internal/decide"
+	"github.com/offload-nix/offload/pkg/config"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/nixconf"
 	"github.com/offload-nix/offload/pkg/pick"
-	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
 )
 
 // loadavgPath is read for the local machine's load; tests replace it.
-var loadavgPath = "/proc/loadavg"
+var loadavgPath = decide.Loadavg
 
 // localMachine describes this machine as the hook would see it: Nix sends
 // the hook its system, extra-platforms and system-features settings; a
@@ -52,7 +49,7 @@ func (rc *runContext) localMachine(speed float64) (pick.Local, error) {
 		ExtraPlatforms: listSetting(conf, "extra-platforms", extra),
 		Features:       listSetting(conf, "system-features", features),
 		SpeedFactor:    speed,
-		LoadPerCPU:     loadPerCPU(),
+		LoadPerCPU:     decide.LoadPerCPU(loadavgPath),
 	}, nil
 }
 
@@ -71,80 +68,36 @@ func listSetting(conf *nixconf.Conf, key string, def []string) []string {
 	return words
 }
 
-// loadPerCPU is the one-minute load average over the CPU count (as the
-// hook computes it), 0 when unreadable.
-func loadPerCPU() float64 {
-	b, err := os.ReadFile(loadavgPath)
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	v, err := strconv.ParseFloat(f[0], 64)
-	if err != nil {
-		return 0
-	}
-	return v / float64(runtime.NumCPU())
-}
-
 // loads reads the shared builder state for ms, read-only, as the hook's
 // decision for req sees it: one Load per machine, with how each runs
 // req.System, how many inputs of d (if not nil) it built lately, and
 // whether req's derivation failed under emulation lately.
 // A missing slot file means every builder is idle and healthy; an
 // unreadable one is said once and counts as missing.
-func (rc *runContext) loads(ms []spec.Machine, req *pick.Request, cfg hook.Config, d *drv.Derivation) []pick.Load {
+func (rc *runContext) loads(ms []spec.Machine, req *pick.Request, over []config.ExecEntry, failureMemory time.Duration, d *drv.Derivation) []pick.Load {
 	loads := make([]pick.Load, len(ms))
+	execs := make([]pick.SystemExec, len(ms))
 	if len(ms) == 0 {
 		return loads
 	}
-	setExec := func(i int, b *slots.Builder) {
-		if e, via := hook.ExecOf(&ms[i], b, req.System, cfg.SystemExec); e != pick.Unknown {
-			loads[i].Exec = []pick.SystemExec{{System: req.System, Exec: e, Via: via}}
-		}
-	}
+	now := time.Now()
 	f, err := rc.openSlots(ms, true)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			rc.warnf("builder load unknown, taking every builder as idle: %v", errors.Unwrap(err))
 		}
-		for i := range ms {
-			setExec(i, nil)
-		}
+		decide.Loads(loads, execs, ms, nil, req.System, over, now)
 		return loads
 	}
 	defer f.Close()
-	snap := f.Snapshot(nil)
-	now := time.Now()
-	for i := range ms {
-		var b *slots.Builder
-		for k := range snap {
-			if ms[i].URI == snap[k].URI {
-				b = &snap[k]
-				loads[i] = hook.LoadOf(b, now)
-				break
-			}
-		}
-		setExec(i, b)
-	}
+	decide.Loads(loads, execs, ms, f.Snapshot(nil), req.System, over, now)
 	if d != nil {
-		if in := hook.InputsThere(f.Decisions(nil), ms, d); in != nil {
+		if in := decide.InputsThere(f.Decisions(nil), ms, d); in != nil {
 			for i := range loads {
 				loads[i].InputsThere = in[i]
 			}
 		}
 	}
-	if req.DrvName != "" && cfg.EmulationFailureMemory > 0 {
-		fl, _ := f.DrvFlags(req.DrvName, now.Add(-cfg.EmulationFailureMemory))
-		req.EmulationFailed = fl&slots.DrvEmulationFailed != 0
-	}
+	req.EmulationFailed = decide.EmulationFailed(f, req.DrvName, failureMemory, now)
 	return loads
-}
-
-// pickOptions are the hook's choosing options: offload's settings and the
-// OFFLOAD_ONLY and OFFLOAD_AVOID lists of the environment.
-func (rc *runContext) pickOptions(cfg hook.Config) pick.Options {
-	return hook.PickOptions(cfg, rc.env.Getenv)
 }

@@ -9,7 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/offload-nix/offload/internal/hook"
+	"github.com/offload-nix/offload/internal/decide"
+	"github.com/offload-nix/offload/pkg/config"
 	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
@@ -110,11 +111,9 @@ func (c machinesCmd) Run(rc *runContext) error {
 // system-exec setting, the shared state (read-only; missing: nothing
 // probed) and pick's presumption.
 func (rc *runContext) systemExecs(ms []spec.Machine) [][]systemExec {
-	var over []hook.ExecOverride
+	var over []config.ExecEntry
 	if settings, err := rc.settings(); err == nil {
-		if cfg, err := hookConfigFrom(settings); err == nil {
-			over = cfg.SystemExec
-		}
+		over, _ = decide.SystemExec(settings)
 	}
 	var snap []slots.Builder
 	if f, err := rc.openSlots(ms, true); err == nil {
@@ -134,12 +133,12 @@ func (rc *runContext) systemExecs(ms []spec.Machine) [][]systemExec {
 		}
 		for _, sys := range m.Systems {
 			e := systemExec{System: sys}
-			e.Exec, e.Via = hook.ExecOf(m, nil, sys, over)
+			e.Exec, e.Via = decide.ExecOf(m, nil, sys, over)
 			switch {
 			case e.Exec != pick.Unknown:
 				e.Source = "system-exec"
 			case b != nil && !b.ExecProbed().IsZero():
-				e.Exec, e.Via = hook.ExecOf(m, b, sys, nil)
+				e.Exec, e.Via = decide.ExecOf(m, b, sys, nil)
 				e.Source, e.Probed = "probe", b.ExecProbed()
 				if e.Exec == pick.Unknown {
 					if e.Exec = pick.Presumed(m, sys); e.Exec != pick.Unknown {

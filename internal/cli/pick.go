@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/offload-nix/offload/internal/hook"
+	"github.com/offload-nix/offload/internal/decide"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/pick"
 )
@@ -52,7 +52,7 @@ func (c pickCmd) Run(rc *runContext) error {
 			req.System = dv.Platform
 		}
 		if req.DrvName == "" {
-			req.DrvName = hook.DrvName(c.Drv)
+			req.DrvName = decide.DrvName(c.Drv)
 		}
 		if len(c.Features) == 0 {
 			req.Features = strings.Fields(dv.Getenv("requiredSystemFeatures"))
@@ -78,17 +78,21 @@ func (c pickCmd) Run(rc *runContext) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := hookConfigFrom(settings)
+	opts, err := decide.Options(settings, rc.env.Getenv)
 	if err != nil {
 		return usageErr(err, "see `offload config` for every setting and its default")
 	}
-	local, err := rc.localMachine(cfg.LocalSpeedFactor)
+	over, err := decide.SystemExec(settings)
+	if err != nil {
+		return usageErr(err, "see `offload config` for every setting and its default")
+	}
+	local, err := rc.localMachine(settings.LocalSpeedFactor())
 	if err != nil {
 		return err
 	}
-	loads := rc.loads(ms, &req, cfg, dv)
+	loads := rc.loads(ms, &req, over, settings.Duration("emulation-failure-memory"), dv)
 	var d pick.Decision
-	pick.Choose(&d, ms, loads, req, local, rc.pickOptions(cfg), time.Now())
+	pick.Choose(&d, ms, loads, req, local, opts, time.Now())
 	if c.JSON {
 		err = d.WriteJSON(rc.env.Stdout)
 	} else {

@@ -5,13 +5,10 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/user"
@@ -22,15 +19,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nix-community/go-nix/pkg/nixbase32"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/offload-nix/offload/internal/builder"
 	"github.com/offload-nix/offload/pkg/nixconf"
-	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/spec"
 	"github.com/offload-nix/offload/pkg/ssh"
-	"github.com/offload-nix/offload/pkg/store"
-	"github.com/offload-nix/offload/pkg/wire"
 )
 
 // Rules: setup changes nothing but nix.conf, and that only with --write
@@ -387,87 +381,31 @@ func probeTrustAll(ctx context.Context, ms []spec.Machine, opts ssh.Options) []b
 	return out
 }
 
-// trustProbePath is the store path the trust probe adds: always the same,
-// so a trusted builder holds at most one, unreferenced, which its garbage
-// collector removes.
-var trustProbePath = func() string {
-	sum := sha256.Sum256([]byte("offload trust probe, version 1"))
-	return "/nix/store/" + nixbase32.EncodeToString(sum[:20]) + "-offload-trust-probe"
-}()
-
-// trustProbeNAR is the NAR of a regular file holding a short text.
-var trustProbeNAR = func() []byte {
-	var b bytes.Buffer
-	w := wire.NewWriter(&b)
-	for _, s := range []string{"nix-archive-1", "(", "type", "regular", "contents", "offload checks that this builder trusts its SSH user\n", ")"} {
-		w.String(s)
-	}
-	w.Flush()
-	return b.Bytes()
-}()
-
 // testOnlyProbeTrust is probeTrust, replaced in tests.
 var testOnlyProbeTrust = probeTrust
 
-// probeTrust connects to m and adds trustProbePath, unsigned, with the
-// serve protocol's AddToStoreNar, as the hook adds a build's inputs. The
-// builder's Nix accepts it only from a trusted user (or with require-sigs
-// off); otherwise its daemon refuses because the path "lacks a valid
-// signature" (the words of Nix 2.8 and 2.34; some versions between say
-// "lacks a signature by a trusted key"). hostKey is the machines file's
-// host key field for the key that verified, once connected.
+// probeTrust connects to m and asks its Nix whether it trusts the SSH
+// user (builder.Conn.ProbeTrust). hostKey is the machines file's host key
+// field for the key that verified, once connected.
 func probeTrust(ctx context.Context, m spec.Machine, opts ssh.Options) (trusted, detail, hostKey string) {
-	client, err := ssh.Dial(ctx, m, opts)
-	if err != nil {
-		return "unknown", err.Error(), ""
-	}
-	defer client.Close()
-	if k := client.HostKey(); k != nil {
-		hostKey = base64.StdEncoding.EncodeToString(gossh.MarshalAuthorizedKey(k))
-	}
-	trusted, detail = serveTrust(ctx, client, m, opts)
-	return trusted, detail, hostKey
-}
-
-// serveTrust is probeTrust's part over the connection.
-func serveTrust(ctx context.Context, client *ssh.Client, m spec.Machine, opts ssh.Options) (trusted, detail string) {
 	ctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout+30*time.Second)
 	defer cancel()
-	stop := context.AfterFunc(ctx, func() { client.Close() })
+	c, err := builder.Dial(ctx, &m, builder.Options{ConnectTimeout: opts.ConnectTimeout, Getenv: opts.Env, Logf: opts.Logf})
+	var he *builder.HandshakeError
+	if errors.As(err, &he) && he.HostKey != nil {
+		hostKey = base64.StdEncoding.EncodeToString(gossh.MarshalAuthorizedKey(he.HostKey))
+	}
+	if err != nil {
+		return "unknown", err.Error(), hostKey
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, c.Abort)
 	defer stop()
-	sess, err := client.Start(ctx, ssh.RemoteCommand(m, false))
-	if err != nil {
-		return "unknown", err.Error()
+	if k := c.HostKey(); k != nil {
+		hostKey = base64.StdEncoding.EncodeToString(gossh.MarshalAuthorizedKey(k))
 	}
-	defer func() {
-		sess.Close()
-		sess.Wait()
-	}()
-	tail := newStderrTail(sess.Stderr)
-	sc, err := serve.New(sess.Stdout, sess.Stdin, serve.Options{Host: m.Name, Stderr: tail.String})
-	if err != nil {
-		return "unknown", err.Error()
-	}
-	sum := sha256.Sum256(trustProbeNAR)
-	info := store.PathInfo{Path: trustProbePath, NarSize: uint64(len(trustProbeNAR)), NarHash: "sha256:" + hex.EncodeToString(sum[:]), References: []string{}}
-	err = sc.AddToStoreNars([]store.PathInfo{info}, func(int) (io.Reader, error) { return bytes.NewReader(trustProbeNAR), nil })
-	if err == nil {
-		return "yes", ""
-	}
-	msg := err.Error()
-	if strings.Contains(msg, "lacks a") && strings.Contains(msg, "signature") {
-		return "no", "it refused an unsigned path: " + lastNixError(msg)
-	}
-	return "unknown", msg
-}
-
-// lastNixError returns the "error: …" part of a message that carries a
-// remote's stderr, or msg.
-func lastNixError(msg string) string {
-	if i := strings.LastIndex(msg, "error: "); i >= 0 {
-		return firstLine(msg[i:])
-	}
-	return msg
+	trusted, detail = c.ProbeTrust()
+	return trusted, detail, hostKey
 }
 
 // writeHookLine sets build-hook in the nix.conf at path: it replaces an

@@ -3,7 +3,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/alecthomas/kong"
-	"github.com/offload-nix/offload/pkg/nar"
 	"github.com/offload-nix/offload/pkg/spec"
 	"github.com/offload-nix/offload/pkg/ssh"
 )
@@ -193,21 +191,6 @@ func TestSetupHostKeyFromKnownHosts(t *testing.T) {
 				t.Errorf("--json: a step hinting at the pin: %v, want %v\n%s", hinted, tt.hostKey != "", stdout)
 			}
 		})
-	}
-}
-
-func TestTrustProbeNAR(t *testing.T) {
-	name := strings.TrimPrefix(trustProbePath, "/nix/store/")
-	hash, rest, _ := strings.Cut(name, "-")
-	if len(hash) != 32 || rest != "offload-trust-probe" {
-		t.Errorf("trustProbePath = %q: want a 32-character hash and the name offload-trust-probe", trustProbePath)
-	}
-	dst := filepath.Join(t.TempDir(), "out")
-	if _, err := nar.Restore(bytes.NewReader(trustProbeNAR), dst, nar.Options{}); err != nil {
-		t.Fatalf("the probe's NAR does not unpack: %v", err)
-	}
-	if b, err := os.ReadFile(dst); err != nil || !strings.HasPrefix(string(b), "offload checks") {
-		t.Errorf("the probe's file holds %q, %v", b, err)
 	}
 }
 

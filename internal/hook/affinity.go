@@ -10,12 +10,8 @@ package hook
 //   - It only breaks ties: pick ranks it after the score.
 
 import (
-	"strings"
-
+	"github.com/offload-nix/offload/internal/decide"
 	"github.com/offload-nix/offload/pkg/drv"
-	"github.com/offload-nix/offload/pkg/pick"
-	"github.com/offload-nix/offload/pkg/slots"
-	"github.com/offload-nix/offload/pkg/spec"
 )
 
 // inputsThere counts, per machine, the input derivations of the request
@@ -36,53 +32,8 @@ func (h *hook) inputsThere(drvPath string) []int {
 		return nil
 	}
 	h.ring = h.state.Decisions(h.ring[:0])
-	h.inputs = InputsThere(h.ring, h.machines, d)
+	h.inputs = decide.InputsThere(h.ring, h.machines, d)
 	return h.inputs
-}
-
-// InputsThere counts, per machine of ms, the input derivations of d that
-// were accepted for that machine in ring (slots.File.Decisions); nil when
-// none was. The hook and `offload pick --drv` both use it.
-func InputsThere(ring []slots.Decision, ms []spec.Machine, d *drv.Derivation) []int {
-	accepts := 0
-	for i := range ring {
-		if ring[i].Answer == pick.Accept && ring[i].Builder != "" {
-			accepts++
-		}
-	}
-	if accepts == 0 || len(d.InputDrvs) == 0 {
-		return nil
-	}
-	counts := make([]int, len(ms))
-	any := false
-	for _, in := range d.InputDrvs {
-		name := drvName(in.Path)
-		for i := range ms {
-			if builtOn(ring, name, ms[i].URI) {
-				counts[i]++
-				any = true
-			}
-		}
-	}
-	if !any {
-		return nil
-	}
-	return counts
-}
-
-// builtOn reports whether ring has an accepted decision for derivation
-// name on the builder uri (cut as the ring cuts it).
-func builtOn(ring []slots.Decision, name, uri string) bool {
-	for i := range ring {
-		d := &ring[i]
-		if d.Answer != pick.Accept || d.Drv != name {
-			continue
-		}
-		if d.Builder == uri || len(d.Builder) >= 56 && strings.HasPrefix(uri, d.Builder) {
-			return true
-		}
-	}
-	return false
 }
 
 // readDrv reads the derivation at drvPath, once per request (prepare uses

@@ -12,148 +12,55 @@ import (
 	"strings"
 	"time"
 
+	"github.com/offload-nix/offload/internal/builder"
+	"github.com/offload-nix/offload/internal/decide"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/localstore"
-	"github.com/offload-nix/offload/pkg/mux"
 	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
-	"github.com/offload-nix/offload/pkg/ssh"
 	"github.com/offload-nix/offload/pkg/store"
 )
 
 // errCopyStopped ends a NAR stream that its reader gave up on.
 var errCopyStopped = errors.New("copy stopped")
 
-// remote is a builder's store as a build needs it: the serve protocol
-// (ssh://, *serve.Client) or the daemon protocol (ssh-ng://, see ng.go).
-type remote interface {
-	QueryValidPaths(paths []string, lock, substitute bool) ([]string, error)
-	QueryPathInfos(paths []string) ([]store.PathInfo, error)
-	AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error
-	BuildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string, o store.BuildOptions) (store.BuildResult, error)
-	DumpStorePath(path string, w io.Writer, narSize uint64) error
-}
-
-// conn is a connection to a builder with its store protocol running:
-// client and sess for a connection of the hook's own, rs (with relaySock
-// and target, to start more commands) for one through the relay.
-type conn struct {
-	m      *spec.Machine
-	client *ssh.Client
-	sess   *ssh.Session
-	store  remote
-	tail   *logTail
-	// prog follows the bytes on the store protocol's streams and the
-	// builder's stderr, for the guard's stall watch (nil: none).
-	prog *progress
-
-	rs        *mux.Session
-	relaySock string
-	target    string
-}
-
-func (c *conn) Close() {
-	if c.rs != nil {
-		c.rs.Close()
-		c.rs.Wait()
-		c.tail.Wait()
-		c.rs.Release()
-		return
-	}
-	c.sess.Close()
-	c.sess.Wait()
-	c.tail.Wait()
-	c.client.Close()
-}
-
-// handshake starts the serve protocol on c, within timeout: a remote
-// command that never answers is a dead builder.
-func (c *conn) handshake(m *spec.Machine, timeout time.Duration) error {
-	stdin, stdout := io.WriteCloser(nil), io.Reader(nil)
-	closeSess := func() {}
-	if c.rs != nil {
-		stdin, stdout, closeSess = c.rs.Stdin, c.rs.Stdout, func() { c.rs.Close() }
-	} else {
-		stdin, stdout, closeSess = c.sess.Stdin, c.sess.Stdout, func() { c.sess.Close() }
-	}
-	c.prog = &progress{}
-	c.tail.follow(c.prog) // the build log counts as progress
-	timer := time.AfterFunc(timeout, closeSess)
-	var err error
-	c.store, err = serve.New(c.prog.reader(stdout), c.prog.writer(stdin), serve.Options{Host: m.Name, Stderr: c.tail.Last})
-	if !timer.Stop() && err != nil {
-		err = &ssh.Error{Kind: ssh.Timeout, Host: m.Host, Err: fmt.Errorf("no answer from %s within %v: %w", strings.Join(ssh.RemoteCommand(*m, false), " "), timeout, err)}
-	}
-	return err
-}
-
-// connect dials the builder and starts `nix-store --serve --write` there,
-// all within the connect timeout: a dead builder must not hold up Nix,
-// which waits for the answer with its whole scheduler.
-func (h *hook) connect(ctx context.Context, m *spec.Machine) (*conn, error) {
-	switch m.Scheme {
-	case "ssh":
-	case "ssh-ng":
-		return h.connectNG(ctx, m)
-	default:
-		return nil, fmt.Errorf("%s:// builders are not supported", m.Scheme)
+// connect dials the builder and starts its store protocol there, all
+// within the connect timeout (internal/builder).
+func (h *hook) connect(ctx context.Context, m *spec.Machine) (*builder.Conn, error) {
+	if err := builder.Supported(m); err != nil {
+		return nil, err
 	}
 	id := h.log.Start(hookproto.LvlTalkative, hookproto.ActUnknown, fmt.Sprintf("connecting to '%s'", m.URI))
 	defer h.log.Stop(id)
+	return builder.Dial(ctx, m, h.dialOptions())
+}
 
-	if dir := h.relayDir(); dir != "" {
-		c, err := h.connectRelay(ctx, m, dir)
-		if !errors.Is(err, mux.ErrNoServer) {
-			return c, err
-		}
-		h.log.Debugf("connecting to '%s' without the relay: %v", m.URI, err)
+// dialOptions are how this hook reaches builders.
+func (h *hook) dialOptions() builder.Options {
+	o := builder.Options{
+		ConnectTimeout: h.cfg.ConnectTimeout(),
+		Getenv:         h.env.Getenv,
+		Logf:           h.log.Warnf,
+		Debugf:         h.log.Debugf,
+		Substitute:     h.settings["builders-use-substitutes"] == "true",
 	}
-	client, err := ssh.Dial(ctx, *m, ssh.Options{ConnectTimeout: h.cfg.ConnectTimeout, Env: h.env.Getenv, Logf: h.log.Warnf})
-	if err != nil {
-		return nil, err
+	if p := h.cfg.Duration("connect-persist"); p > 0 {
+		o.Relay, o.Persist = builder.RelayDir(h.env.Getenv, h.cfg.StateDir()), p
 	}
-	sess, err := client.Start(ctx, ssh.RemoteCommand(*m, false))
-	if err != nil {
-		client.Close()
-		return nil, err
-	}
-	c := &conn{m: m, client: client, sess: sess, tail: newLogTail(sess.Stderr)}
-	// The handshake is bounded too: a remote command that never answers
-	// is a dead builder.
-	timeout := h.cfg.ConnectTimeout
-	if timeout <= 0 {
-		timeout = ssh.DefaultConnectTimeout
-	}
-	if err := c.handshake(m, timeout); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
+	return o
 }
 
 // build runs an accepted build to its end and returns the exit code. A
 // build that fails on a builder emulating its system is built again on a
-// native one (emulation.go).
-func (h *hook) build(ctx context.Context, c *conn, m *spec.Machine, slot *slots.Slot, req *hookproto.Request, j *job) int {
-	if h.env.CloseFD5 != nil {
-		h.env.CloseFD5()
-	}
-	if err := h.log.Accept(m.URI); err != nil {
-		c.Close()
-		if slot != nil {
-			slot.Release()
-		}
-		return exitFailed
-	}
+// native one (emulation.go). slot is the caller's reservation's, which it
+// releases.
+func (h *hook) build(ctx context.Context, c *builder.Conn, m *spec.Machine, slot *slots.Slot, req *hookproto.Request, j *job) int {
 	inputs, wanted, err := hookproto.ReadAccepted(h.in)
 	if err != nil {
 		h.log.Errorf("%v", err)
 		c.Close()
-		if slot != nil {
-			slot.Release()
-		}
 		return exitFailed
 	}
 	defer func() { j.reg.Abort() }()
@@ -168,7 +75,7 @@ func (h *hook) build(ctx context.Context, c *conn, m *spec.Machine, slot *slots.
 // buildOn copies the inputs to c's builder, builds there and brings the
 // outputs home, then closes c and releases slot. It returns the exit code,
 // and the build's result when the build itself failed.
-func (h *hook) buildOn(ctx context.Context, c *conn, m *spec.Machine, slot *slots.Slot, req *hookproto.Request, j *job, inputs, wanted []string) (int, *store.BuildResult) {
+func (h *hook) buildOn(ctx context.Context, c *builder.Conn, m *spec.Machine, slot *slots.Slot, req *hookproto.Request, j *job, inputs, wanted []string) (int, *store.BuildResult) {
 	// On SIGTERM (Nix ≥ 2.35 sends it 500 ms before SIGKILL) the session
 	// closes at once, since it was started with ctx (pkg/ssh): whatever
 	// waits on the builder returns, and the builder's nix-store --serve
@@ -191,7 +98,7 @@ func (h *hook) buildOn(ctx context.Context, c *conn, m *spec.Machine, slot *slot
 	}
 	// From here on the builder's stderr is the build log.
 	if h.env.BuildLog != nil {
-		c.tail.SetSink(h.env.BuildLog)
+		c.Tail.SetSink(h.env.BuildLog)
 	}
 
 	// Outputs the builder has already (another board built them there,
@@ -203,7 +110,7 @@ func (h *hook) buildOn(ctx context.Context, c *conn, m *spec.Machine, slot *slot
 		return exitFailed, nil
 	}
 	if built {
-		h.log.Msg(hookproto.LvlInfo, "'%s' has the outputs of %s already: copying them back without building", m.URI, drvName(req.DrvPath))
+		h.log.Msg(hookproto.LvlInfo, "'%s' has the outputs of %s already: copying them back without building", m.URI, decide.DrvName(req.DrvPath))
 	} else {
 		phase(slots.PhaseUploading)
 		n, err := h.upload(ctx, c, j, missing, slot)
@@ -245,7 +152,7 @@ func (h *hook) buildOn(ctx context.Context, c *conn, m *spec.Machine, slot *slot
 // nothing is uploaded or built. It asks with lock set, so the builder keeps
 // what it has (a temporary GC root) until the build's end; with
 // builders-use-substitutes it may substitute what it lacks.
-func (h *hook) present(c *conn, j *job, inputs, wanted []string) (missing []string, built bool, err error) {
+func (h *hook) present(c *builder.Conn, j *job, inputs, wanted []string) (missing []string, built bool, err error) {
 	outs := wantedOutputs(j.drv, wanted)
 	if outs == nil {
 		for _, o := range j.drv.Outputs {
@@ -280,13 +187,13 @@ func (h *hook) present(c *conn, j *job, inputs, wanted []string) (missing []stri
 // buildThere builds j's derivation on c's builder. It returns the result
 // when the build failed as a build, and broken when the connection or the
 // protocol failed (said in the log).
-func (h *hook) buildThere(ctx context.Context, c *conn, m *spec.Machine, req *hookproto.Request, j *job, inputs []string) (failed *store.BuildResult, broken bool) {
+func (h *hook) buildThere(ctx context.Context, c *builder.Conn, m *spec.Machine, req *hookproto.Request, j *job, inputs []string) (failed *store.BuildResult, broken bool) {
 	endProbe := h.probeBeside(ctx, c)
 	inputSrcs := j.drv.InputSrcs
 	if len(j.drv.InputDrvs) > 0 {
 		inputSrcs = inputs
 	}
-	res, err := c.store.BuildDerivation(req.DrvPath, j.drv, inputSrcs, h.buildOptions())
+	res, err := c.Store.BuildDerivation(req.DrvPath, j.drv, inputSrcs, h.buildOptions())
 	endProbe()
 	if err != nil {
 		if ctx.Err() == nil {
@@ -337,7 +244,7 @@ func (h *hook) buildOptions() store.BuildOptions {
 
 // upload copies the inputs the builder lacks (missing), from a local
 // `nix-store --serve` (read-only), in one pipelined stream.
-func (h *hook) upload(ctx context.Context, c *conn, j *job, missing []string, slot *slots.Slot) (int64, error) {
+func (h *hook) upload(ctx context.Context, c *builder.Conn, j *job, missing []string, slot *slots.Slot) (int64, error) {
 	if len(missing) == 0 {
 		return 0, nil
 	}
@@ -346,7 +253,7 @@ func (h *hook) upload(ctx context.Context, c *conn, j *job, missing []string, sl
 	// One hook at a time uploads to a builder, so that two builds that
 	// need the same closure do not send it twice at once; the second
 	// asks again afterwards and sends only what is still missing.
-	release, waited := h.uploadToken(ctx, c.m)
+	release, waited := h.uploadToken(ctx, c.Machine)
 	defer release()
 	if waited {
 		missing, err = h.missingOn(c, missing, subst)
@@ -371,13 +278,13 @@ func (h *hook) upload(ctx context.Context, c *conn, j *job, missing []string, sl
 	for i := range infos {
 		total += infos[i].NarSize
 	}
-	id := h.log.Start(hookproto.LvlInfo, hookproto.ActCopyPaths, fmt.Sprintf("copying %d paths to '%s'", len(infos), c.m.URI))
+	id := h.log.Start(hookproto.LvlInfo, hookproto.ActCopyPaths, fmt.Sprintf("copying %d paths to '%s'", len(infos), c.Machine.URI))
 	defer h.log.Stop(id)
 
 	var prev chan struct{}
 	var cur *copyProgress
 	var curR *io.PipeReader
-	err = c.store.AddToStoreNars(infos, func(i int) (io.Reader, error) {
+	err = c.Store.AddToStoreNars(infos, func(i int) (io.Reader, error) {
 		if prev != nil {
 			<-prev
 		}
@@ -393,7 +300,7 @@ func (h *hook) upload(ctx context.Context, c *conn, j *job, missing []string, sl
 			pw.CloseWithError(local.serve.DumpStorePath(infos[i].Path, pw, infos[i].NarSize))
 		}()
 		h.log.Result(id, hookproto.ResProgress, i, len(infos), 1, 0)
-		cur = h.startCopy(pr, infos[i].Path, "local", c.m.URI, infos[i].NarSize, slot)
+		cur = h.startCopy(pr, infos[i].Path, "local", c.Machine.URI, infos[i].NarSize, slot)
 		return cur, nil
 	})
 	// When the upload stopped early (the builder went away), nobody reads
@@ -417,8 +324,8 @@ func (h *hook) upload(ctx context.Context, c *conn, j *job, missing []string, sl
 
 // missingOn returns the paths the builder does not have (or cannot
 // substitute, with subst).
-func (h *hook) missingOn(c *conn, paths []string, subst bool) ([]string, error) {
-	valid, err := c.store.QueryValidPaths(paths, true, subst)
+func (h *hook) missingOn(c *builder.Conn, paths []string, subst bool) ([]string, error) {
+	valid, err := c.Store.QueryValidPaths(paths, true, subst)
 	if err != nil {
 		return nil, err
 	}
@@ -564,7 +471,7 @@ func sortByReferences(infos []store.PathInfo) {
 // references lie in the input closure, which is valid, or among the
 // outputs; only when wanted names no output of the derivation does the
 // hook ask the local store.
-func (h *hook) download(ctx context.Context, c *conn, j *job, drvPath string, inputs, wanted []string, slot *slots.Slot) (int64, error) {
+func (h *hook) download(ctx context.Context, c *builder.Conn, j *job, drvPath string, inputs, wanted []string, slot *slots.Slot) (int64, error) {
 	missing := wantedOutputs(j.drv, wanted)
 	if missing == nil {
 		var outs []string
@@ -593,7 +500,7 @@ func (h *hook) download(ctx context.Context, c *conn, j *job, drvPath string, in
 	for _, o := range j.drv.Outputs {
 		known = append(known, o.Path)
 	}
-	infos, err := c.store.QueryPathInfos(missing)
+	infos, err := c.Store.QueryPathInfos(missing)
 	if err != nil {
 		return 0, err
 	}
@@ -619,7 +526,7 @@ func (h *hook) download(ctx context.Context, c *conn, j *job, drvPath string, in
 		}
 		total += infos[i].NarSize
 	}
-	id := h.log.Start(hookproto.LvlInfo, hookproto.ActCopyPaths, fmt.Sprintf("copying %d paths from '%s'", len(infos), c.m.URI))
+	id := h.log.Start(hookproto.LvlInfo, hookproto.ActCopyPaths, fmt.Sprintf("copying %d paths from '%s'", len(infos), c.Machine.URI))
 	defer h.log.Stop(id)
 	var prev chan struct{}
 	var cur *copyProgress
@@ -637,10 +544,10 @@ func (h *hook) download(ctx context.Context, c *conn, j *job, drvPath string, in
 		curR = pr
 		go func() {
 			defer close(done)
-			pw.CloseWithError(c.store.DumpStorePath(local[i].Path, pw, local[i].NarSize))
+			pw.CloseWithError(c.Store.DumpStorePath(local[i].Path, pw, local[i].NarSize))
 		}()
 		h.log.Result(id, hookproto.ResProgress, i, len(infos), 1, 0)
-		cur = h.startCopy(pr, local[i].Path, c.m.URI, "local", local[i].NarSize, slot)
+		cur = h.startCopy(pr, local[i].Path, c.Machine.URI, "local", local[i].NarSize, slot)
 		return struct {
 			io.Reader
 			io.Closer

@@ -23,10 +23,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/offload-nix/offload/internal/builder"
+	"github.com/offload-nix/offload/internal/decide"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/remoteload"
@@ -35,83 +36,12 @@ import (
 	"github.com/offload-nix/offload/pkg/store"
 )
 
-// ExecOverride is one entry of the system-exec setting: Builder (a name or
-// URI) runs System natively or under emulation, whatever a probe says.
-type ExecOverride struct {
-	Builder, System string
-	Native          bool
-}
-
 // probeMaxAge is how old a builder's platform probe may be before a build
 // there probes it again.
 var probeMaxAge = 24 * time.Hour
 
 // platformProbeGrace is how long a finished build waits for the probe beside it.
 var platformProbeGrace = time.Second
-
-// ExecOf says how machine m runs system: as the system-exec setting says,
-// else as its last probe (b, nil when unknown) found, else unknown. The
-// second result names the emulator ("qemu-aarch64") when known.
-func ExecOf(m *spec.Machine, b *slots.Builder, system string, over []ExecOverride) (pick.Exec, string) {
-	for i := range over {
-		o := &over[i]
-		if o.System == system && (o.Builder == m.Name || o.Builder == m.URI) {
-			if o.Native {
-				return pick.Native, ""
-			}
-			return pick.Emulated, ""
-		}
-	}
-	if b == nil {
-		return pick.Unknown, ""
-	}
-	e, qemu := b.ExecOf(system)
-	if e == pick.Emulated && qemu {
-		return e, QemuName(system)
-	}
-	return e, ""
-}
-
-// QemuName is the name of qemu-user's program for a Nix system:
-// "qemu-aarch64" for aarch64-linux, "qemu-arm" for armv7l-linux.
-func QemuName(system string) string {
-	arch, _, _ := strings.Cut(system, "-")
-	switch {
-	case strings.HasPrefix(arch, "arm"):
-		arch = "arm"
-	case arch == "i686":
-		arch = "i386"
-	case arch == "powerpc64le":
-		arch = "ppc64le"
-	case arch == "powerpc64":
-		arch = "ppc64"
-	}
-	return "qemu-" + arch
-}
-
-// setExecs fills each machine's Exec entry for the request's system, and
-// whether the derivation failed under emulation lately.
-func (h *hook) setExecs(req *pick.Request, now time.Time) {
-	for i := range h.machines {
-		var b *slots.Builder
-		for k := range h.snap {
-			if h.snap[k].URI == h.machines[i].URI {
-				b = &h.snap[k]
-				break
-			}
-		}
-		e, via := ExecOf(&h.machines[i], b, req.System, h.cfg.SystemExec)
-		if e == pick.Unknown {
-			continue
-		}
-		h.execs[i] = pick.SystemExec{System: req.System, Exec: e, Via: via}
-		h.loads[i].Exec = h.execs[i : i+1]
-	}
-	if h.state != nil && h.cfg.EmulationFailureMemory > 0 && req.DrvName != "" {
-		fl, _ := h.state.DrvFlags(req.DrvName, now.Add(-h.cfg.EmulationFailureMemory))
-		req.EmulationFailed = fl&slots.DrvEmulationFailed != 0
-	}
-}
 
 // probeDue reports whether builder uri's platform was never probed, or
 // longer ago than probeMaxAge.
@@ -130,10 +60,10 @@ func (h *hook) probeDue(uri string) bool {
 
 // probe runs the load script on c and returns the builder's platform; ok
 // is false when it could not be read.
-func (h *hook) probe(ctx context.Context, c *conn) (remoteload.Platform, bool) {
+func (h *hook) probe(ctx context.Context, c *builder.Conn) (remoteload.Platform, bool) {
 	_, pl, err := h.runLoadScript(ctx, c)
 	if err != nil {
-		h.log.Debugf("probing '%s': %v", c.m.URI, err)
+		h.log.Debugf("probing '%s': %v", c.Machine.URI, err)
 		return remoteload.Platform{}, false
 	}
 	return pl, true
@@ -145,25 +75,13 @@ func (h *hook) storePlatform(m *spec.Machine, pl remoteload.Platform) {
 	if h.state == nil {
 		return
 	}
-	h.state.SetExec(m.URI, h.env.Now(), PlatformExecs(m, pl))
-}
-
-// PlatformExecs is how m runs each of its systems, as its platform pl
-// says, for slots.File.SetExec.
-func PlatformExecs(m *spec.Machine, pl remoteload.Platform) []slots.SystemExec {
-	list := make([]slots.SystemExec, 0, len(m.Systems))
-	for _, sys := range m.Systems {
-		e, via := pl.Exec(sys)
-		list = append(list, slots.SystemExec{System: sys, Exec: e,
-			Qemu: e == pick.Emulated && strings.HasPrefix(via, "qemu-")})
-	}
-	return list
+	h.state.SetExec(m.URI, h.env.Now(), builder.Execs(m, pl))
 }
 
 // probeBeside probes c's builder beside the build when its shared probe is
 // due; the returned wait ends the probe (call it before closing c).
-func (h *hook) probeBeside(ctx context.Context, c *conn) (wait func()) {
-	if !h.probeDue(c.m.URI) {
+func (h *hook) probeBeside(ctx context.Context, c *builder.Conn) (wait func()) {
+	if !h.probeDue(c.Machine.URI) {
 		return func() {}
 	}
 	parent := ctx
@@ -173,7 +91,7 @@ func (h *hook) probeBeside(ctx context.Context, c *conn) (wait func()) {
 	go func() {
 		defer wg.Done()
 		if pl, ok := h.probe(ctx, c); ok {
-			h.storePlatform(c.m, pl)
+			h.storePlatform(c.Machine, pl)
 		}
 	}()
 	done := make(chan struct{})
@@ -219,9 +137,9 @@ var (
 // when no native builder could take it. The derivation's name is
 // remembered only when the second build succeeds (rememberEmulated).
 func (h *hook) retryNative(ctx context.Context, failed int, req *hookproto.Request, j *job, inputs, wanted []string, code int) int {
-	name := drvName(req.DrvPath)
+	name := decide.DrvName(req.DrvPath)
 	fm := &h.machines[failed]
-	if !h.cfg.EmulationRetry {
+	if !h.cfg.Bool("emulation-retry") {
 		return code
 	}
 	preq := pick.Request{System: req.System, Features: req.Features, DrvPath: req.DrvPath, DrvName: name}
@@ -247,60 +165,63 @@ func (h *hook) retryNative(ctx context.Context, failed int, req *hookproto.Reque
 		}
 		i := d.Index
 		m := &h.machines[i]
-		var slot *slots.Slot
-		if h.state != nil {
-			s, ok := h.state.Acquire(m.URI)
-			if !ok {
-				continue
-			}
-			slot = &s
-			slot.SetDrv(name)
-			slot.SetPhase(slots.PhaseConnecting)
-		}
-		tried++
-		start := h.env.Now()
-		c, err := h.connect(ctx, m)
-		if err != nil {
-			if slot != nil {
-				slot.Release()
-			}
-			h.connectFailed(i, err)
+		r, ok := h.reserve(m)
+		if !ok {
 			continue
 		}
-		if h.state != nil {
-			h.state.RecordSuccess(m.URI, h.env.Now().Sub(start))
+		tried++
+		if code2, built := h.retryOn(ctx, r, i, req, j, inputs, wanted, fm, failedVia); built {
+			return code2
 		}
-		if d.Reasons[i].Exec == pick.Unknown {
-			// Make sure before building there: a builder nobody
-			// probed may emulate the system too.
-			if pl, ok := h.probe(ctx, c); ok {
-				h.storePlatform(m, pl)
-				if e, _ := pl.Exec(req.System); e == pick.Emulated {
-					h.log.Msg(hookproto.LvlInfo, "'%s' emulates %s too; not building %s there again", m.URI, req.System, name)
-					c.Close()
-					if slot != nil {
-						slot.Release()
-					}
-					continue
-				}
-			}
-		}
-		line := fmt.Sprintf("the build of %s failed on '%s', which runs %s under emulation%s; building it again on '%s', which runs it natively",
-			name, fm.URI, req.System, via(failedVia), m.URI)
-		// Into the build log, between the two attempts' logs, where
-		// Nix shows it and `nix log` keeps it; else as a message.
-		if h.env.BuildLog != nil {
-			io.WriteString(h.env.BuildLog, "\n──── offload: "+line+" ────\n\n")
-		} else {
-			h.log.Msg(hookproto.LvlError, "%s", line)
-		}
-		h.recordDecision(name, pick.Accept, m.URI, "retry after a failure under emulation on "+fm.Name)
-		c.store = h.guard(ctx, c)
-		code2, _ := h.buildOn(ctx, c, m, slot, req, j, inputs, wanted)
-		h.rememberEmulated(name, code2)
-		return code2
 	}
 	return code
+}
+
+// retryOn builds the derivation again on machine i, which runs its system
+// natively as far as known, holding r until the build's end (one deferred
+// release). built is false when it could not connect there, or found that
+// machine emulating the system too.
+func (h *hook) retryOn(ctx context.Context, r reservation, i int, req *hookproto.Request, j *job, inputs, wanted []string, fm *spec.Machine, failedVia string) (code int, built bool) {
+	defer r.release()
+	name := decide.DrvName(req.DrvPath)
+	m := &h.machines[i]
+	d := &h.decision
+	r.connecting(name)
+	start := h.env.Now()
+	c, err := h.connect(ctx, m)
+	if err != nil {
+		h.connectFailed(i, err)
+		return 0, false
+	}
+	if h.state != nil {
+		h.state.RecordSuccess(m.URI, h.env.Now().Sub(start))
+	}
+	if d.Reasons[i].Exec == pick.Unknown {
+		// Make sure before building there: a builder nobody
+		// probed may emulate the system too.
+		if pl, ok := h.probe(ctx, c); ok {
+			h.storePlatform(m, pl)
+			if e, _ := pl.Exec(req.System); e == pick.Emulated {
+				h.log.Msg(hookproto.LvlInfo, "'%s' emulates %s too; not building %s there again", m.URI, req.System, name)
+				c.Close()
+				return 0, false
+			}
+		}
+	}
+	line := fmt.Sprintf("the build of %s failed on '%s', which runs %s under emulation%s; building it again on '%s', which runs it natively",
+		name, fm.URI, req.System, via(failedVia), m.URI)
+	// Into the build log, between the two attempts' logs, where
+	// Nix shows it and `nix log` keeps it; else as a message.
+	if h.env.BuildLog != nil {
+		io.WriteString(h.env.BuildLog, "\n──── offload: "+line+" ────\n\n")
+	} else {
+		h.log.Msg(hookproto.LvlError, "%s", line)
+	}
+	h.recordDecision(name, pick.Accept, m.URI, "retry after a failure under emulation on "+fm.Name)
+	c.Store = h.guard(ctx, c)
+	code, _ = h.buildOn(ctx, c, m, r.slot, req, j, inputs, wanted)
+	h.rememberEmulated(name, code)
+	return code, true
 }
 
 // rememberEmulated notes the derivation name for every hook on the host
@@ -311,7 +232,7 @@ func (h *hook) retryNative(ctx context.Context, failed int, req *hookproto.Reque
 // firefox-130.0 off emulating builders for emulation-failure-memory
 // (TestEmulationMemoryNeedsProof, TestEmulationFailsEverywhereNotRemembered).
 func (h *hook) rememberEmulated(name string, code int) {
-	if code != exitOK || h.state == nil || h.cfg.EmulationFailureMemory <= 0 {
+	if code != exitOK || h.state == nil || h.cfg.Duration("emulation-failure-memory") <= 0 {
 		return
 	}
 	h.state.RememberDrv(name, slots.DrvEmulationFailed, h.env.Now())

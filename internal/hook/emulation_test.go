@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -52,41 +53,6 @@ func TestRetryable(t *testing.T) {
 	}
 }
 
-func TestExecOf(t *testing.T) {
-	m := spec.Machine{URI: "ssh://big", Name: "big", Systems: []string{"x86_64-linux", "aarch64-linux", "riscv64-linux"}}
-	var b slots.Builder
-	over := []ExecOverride{{Builder: "big", System: "riscv64-linux", Native: true}}
-	if e, via := ExecOf(&m, nil, "aarch64-linux", over); e != pick.Unknown || via != "" {
-		t.Errorf("nothing known: %v %q", e, via)
-	}
-	if e, _ := ExecOf(&m, &b, "riscv64-linux", over); e != pick.Native {
-		t.Errorf("system-exec native: %v", e)
-	}
-	if e, _ := ExecOf(&m, &b, "riscv64-linux", []ExecOverride{{Builder: "ssh://big", System: "riscv64-linux"}}); e != pick.Emulated {
-		t.Errorf("system-exec emulated, by URI: %v", e)
-	}
-	// A probe, through the slot file.
-	f, err := slots.Open(t.TempDir()+"/slots", []spec.Machine{m}, slots.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	f.SetExec(m.URI, time.Now(), []slots.SystemExec{{System: "aarch64-linux", Exec: pick.Emulated, Qemu: true}, {System: "x86_64-linux", Exec: pick.Native}})
-	snap := f.Snapshot(nil)
-	if e, via := ExecOf(&m, &snap[0], "aarch64-linux", nil); e != pick.Emulated || via != "qemu-aarch64" {
-		t.Errorf("probed emulated: %v %q", e, via)
-	}
-	if e, _ := ExecOf(&m, &snap[0], "aarch64-linux", []ExecOverride{{Builder: "big", System: "aarch64-linux", Native: true}}); e != pick.Native {
-		t.Errorf("system-exec does not beat the probe: %v", e)
-	}
-	for sys, want := range map[string]string{"aarch64-linux": "qemu-aarch64", "armv7l-linux": "qemu-arm", "armv6l-linux": "qemu-arm",
-		"riscv64-linux": "qemu-riscv64", "i686-linux": "qemu-i386", "powerpc64le-linux": "qemu-ppc64le"} {
-		if got := QemuName(sys); got != want {
-			t.Errorf("QemuName(%q) = %q, want %q", sys, got, want)
-		}
-	}
-}
-
 // The memory of failures under emulation is keyed by a name any user
 // chooses, so a failure under emulation alone must not make it: a
 // derivation that fails everywhere would steer everyone's builds of that
@@ -108,7 +74,7 @@ func TestEmulationMemoryNeedsProof(t *testing.T) {
 			state := openState(t, filepath.Join(t.TempDir(), "slots"), ms)
 			h := &hook{
 				env:      Env{Now: time.Now},
-				cfg:      Config{EmulationRetry: tt.retry, EmulationFailureMemory: time.Hour},
+				cfg:      testConfig(t, "emulation-retry", strconv.FormatBool(tt.retry), "emulation-failure-memory", "1h"),
 				log:      hookproto.NewLogger(io.Discard, 0),
 				state:    state,
 				machines: ms,
@@ -126,7 +92,7 @@ func TestEmulationMemoryNeedsProof(t *testing.T) {
 	}
 
 	state := openState(t, filepath.Join(t.TempDir(), "slots"), []spec.Machine{emu})
-	h := &hook{env: Env{Now: time.Now}, cfg: Config{EmulationRetry: true, EmulationFailureMemory: time.Hour}, state: state}
+	h := &hook{env: Env{Now: time.Now}, cfg: testConfig(t, "emulation-retry", "true", "emulation-failure-memory", "1h"), state: state}
 	for _, code := range []int{exitBuildFailed, exitTimedOut, exitFailed} {
 		h.rememberEmulated(name, code)
 		if fl, _ := state.DrvFlags(name, time.Time{}); fl != 0 {
@@ -137,7 +103,7 @@ func TestEmulationMemoryNeedsProof(t *testing.T) {
 	if fl, _ := state.DrvFlags(name, time.Time{}); fl != slots.DrvEmulationFailed {
 		t.Errorf("DrvFlags after a native success = %d, want %d", fl, slots.DrvEmulationFailed)
 	}
-	h.cfg.EmulationFailureMemory = 0
+	h.cfg = testConfig(t, "emulation-retry", "true", "emulation-failure-memory", "0")
 	h.rememberEmulated("other-1.0", exitOK)
 	if fl, _ := state.DrvFlags("other-1.0", time.Time{}); fl != 0 {
 		t.Errorf("remembered with emulation-failure-memory 0")

@@ -2,7 +2,7 @@
 
 package hook
 
-// Rules for the guard around an accepted build's remote store:
+// Rules for the guard around an accepted build's builder.Remote store:
 //   - A connection that breaks after accept (the builder's sshd or its
 //     nix-store died, keepalives went unanswered) marks the builder
 //     unhealthy for every hook on the host, with the backoff that grows
@@ -33,29 +33,30 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/offload-nix/offload/internal/builder"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/ssh"
 	"github.com/offload-nix/offload/pkg/store"
 )
 
-// guarded is c's remote store with the rules above.
+// guarded is c's builder.Remote store with the rules above.
 type guarded struct {
 	h    *hook
 	ctx  context.Context
-	c    *conn
-	next remote
+	c    *builder.Conn
+	next builder.Remote
 	once sync.Once
 	end  func() // ends the session: c.end
 }
 
-// guard wraps c.store for an accepted build; the call site is
-// `c.store = h.guard(ctx, c)` before h.build.
-func (h *hook) guard(ctx context.Context, c *conn) remote {
-	if _, ok := c.store.(*guarded); ok {
-		return c.store
+// guard wraps c.Store for an accepted build; the call site is
+// `c.Store = h.guard(ctx, c)` before h.build.
+func (h *hook) guard(ctx context.Context, c *builder.Conn) builder.Remote {
+	if _, ok := c.Store.(*guarded); ok {
+		return c.Store
 	}
-	return &guarded{h: h, ctx: ctx, c: c, next: c.store, end: c.end}
+	return &guarded{h: h, ctx: ctx, c: c, next: c.Store, end: c.End}
 }
 
 // check marks the builder unhealthy when err says the connection broke.
@@ -68,15 +69,15 @@ func (g *guarded) check(err error) error {
 		return err
 	}
 	var se *stallError
-	if g.c.client != nil && !errors.As(err, &se) {
+	if !errors.As(err, &se) {
 		// The stream only saw its end; the keepalives know why.
-		if d := g.c.client.Dead(); d != nil {
-			code = ErrCode(d)
+		if d := g.c.Dead(); d != nil {
+			code = builder.ErrCode(d)
 		}
 	}
 	g.once.Do(func() {
-		cfg := &g.h.cfg
-		g.h.state.RecordFailure(g.c.m.URI, code, cfg.UnhealthyBackoff, cfg.UnhealthyBackoffMax)
+		cfg := g.h.cfg
+		g.h.state.RecordFailure(g.c.Machine.URI, code, cfg.UnhealthyBackoff(), cfg.UnhealthyBackoffMax())
 	})
 	return err
 }
@@ -90,7 +91,7 @@ func connectionLost(err error) (slots.ErrCode, bool) {
 	}
 	var se *ssh.Error
 	if errors.As(err, &se) {
-		return ErrCode(err), true
+		return builder.ErrCode(err), true
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
@@ -140,7 +141,7 @@ var (
 	probeGrace = 2 * time.Second
 )
 
-// DumpStorePath copies the NAR as the remote store does; when w is the
+// DumpStorePath copies the NAR as the builder.Remote store does; when w is the
 // write end of a pipe whose reader has been closed while the builder still
 // owes bytes, it ends the session so that the call returns.
 func (g *guarded) DumpStorePath(path string, w io.Writer, narSize uint64) error {
@@ -174,35 +175,20 @@ func (g *guarded) probe(pw *io.PipeWriter, done <-chan struct{}) {
 		select {
 		case <-done:
 		case <-time.After(probeGrace):
-			g.h.log.Warnf("'%s' is still sending a NAR that the local store refused; closing the connection", g.c.m.URI)
+			g.h.log.Warnf("'%s' is still sending a NAR that the local store refused; closing the connection", g.c.Machine.URI)
 			g.end()
 		}
 		return
 	}
 }
 
-// end closes the session under the remote store, direct or through the
+// end closes the session under the builder.Remote store, direct or through the
 // relay, so that whatever waits on it returns; conn.Close still reaps it.
-func (c *conn) end() {
-	switch {
-	case c.rs != nil:
-		c.rs.Close()
-	case c.sess != nil:
-		c.sess.Close()
-	}
-}
-
-// DefaultStallTimeout is how long a builder may move no byte while the hook
-// waits on it, when the stall-timeout setting does not say: longer than a
-// healthy builder stays silent (a garbage collection there holds its
-// store's lock for minutes), far shorter than forever.
-const DefaultStallTimeout = 10 * time.Minute
-
+// stallTimeout is how long a builder may move no byte while the hook waits
+// on it: longer than a healthy builder stays silent (a garbage collection
+// there holds its store's lock for minutes), far shorter than forever.
 func (h *hook) stallTimeout() time.Duration {
-	if h.cfg.StallTimeout > 0 {
-		return h.cfg.StallTimeout
-	}
-	return DefaultStallTimeout
+	return h.cfg.Duration("stall-timeout")
 }
 
 // stallError is a wait on a builder that the watchdog ended.
@@ -227,11 +213,11 @@ func (e *stallError) Unwrap() error { return e.err }
 // bound). The returned done ends the watch and turns the call's error into
 // a *stallError when the watch ended it.
 func (g *guarded) watch(silent, total time.Duration) (done func(error) error) {
-	p := g.c.prog
+	p := g.c.Prog
 	if p == nil || (silent <= 0 && total <= 0) {
 		return func(err error) error { return err }
 	}
-	p.touch()
+	p.Touch()
 	stop := make(chan struct{})
 	var fired atomic.Pointer[stallError]
 	tick := time.Second
@@ -250,10 +236,10 @@ func (g *guarded) watch(silent, total time.Duration) (done func(error) error) {
 			}
 			var e *stallError
 			switch {
-			case silent > 0 && p.stalled(silent):
-				e = &stallError{uri: g.c.m.URI, after: silent}
+			case silent > 0 && p.Stalled(silent):
+				e = &stallError{uri: g.c.Machine.URI, after: silent}
 			case total > 0 && time.Since(start) > total:
-				e = &stallError{uri: g.c.m.URI, after: total, total: true}
+				e = &stallError{uri: g.c.Machine.URI, after: total, total: true}
 			default:
 				continue
 			}
@@ -274,67 +260,4 @@ func (g *guarded) watch(silent, total time.Duration) (done func(error) error) {
 		e.err = err
 		return e
 	}
-}
-
-// progress follows the bytes between the hook and a builder: when the
-// last one moved, either way, and how many reads of the builder's output
-// and writes to its input are under way.
-type progress struct {
-	last    atomic.Int64 // nanoseconds since progressEpoch
-	waiting atomic.Int32
-}
-
-var progressEpoch = time.Now()
-
-func (p *progress) touch() { p.last.Store(int64(time.Since(progressEpoch))) }
-
-// begin marks a read or write on the builder's stream as under way; the
-// first one starts the clock, so time the hook spent on its own side
-// between them is not counted.
-func (p *progress) begin() {
-	if p.waiting.Add(1) == 1 {
-		p.touch()
-	}
-}
-
-// end marks it done, having moved n bytes.
-func (p *progress) end(n int) {
-	if n > 0 {
-		p.touch()
-	}
-	p.waiting.Add(-1)
-}
-
-// stalled reports whether a read or write on the builder is under way and
-// no byte moved for d.
-func (p *progress) stalled(d time.Duration) bool {
-	return p.waiting.Load() > 0 && time.Since(progressEpoch)-time.Duration(p.last.Load()) > d
-}
-
-// reader and writer count what passes over a builder's output and input.
-func (p *progress) reader(r io.Reader) io.Reader { return &progressReader{r: r, p: p} }
-func (p *progress) writer(w io.Writer) io.Writer { return &progressWriter{w: w, p: p} }
-
-type progressReader struct {
-	r io.Reader
-	p *progress
-}
-
-func (r *progressReader) Read(b []byte) (int, error) {
-	r.p.begin()
-	n, err := r.r.Read(b)
-	r.p.end(n)
-	return n, err
-}
-
-type progressWriter struct {
-	w io.Writer
-	p *progress
-}
-
-func (w *progressWriter) Write(b []byte) (int, error) {
-	w.p.begin()
-	n, err := w.w.Write(b)
-	w.p.end(n)
-	return n, err
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/builder"
 	"github.com/offload-nix/offload/pkg/daemon"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/hookproto"
@@ -45,8 +46,8 @@ func testNar() []byte {
 type stallBuilder struct {
 	r     *wire.Reader
 	w     *wire.Writer
-	store remote
-	prog  *progress
+	store builder.Remote
+	prog  *builder.Progress
 	hang  func() // hangs up the client's side, as ending the session does
 }
 
@@ -54,7 +55,7 @@ func newStallBuilder(t *testing.T, proto string, serveFn func(b *stallBuilder)) 
 	t.Helper()
 	cr, sw := io.Pipe() // builder → hook
 	sr, cw := io.Pipe() // hook → builder
-	b := &stallBuilder{r: wire.NewReader(sr), w: wire.NewWriter(sw), prog: &progress{}}
+	b := &stallBuilder{r: wire.NewReader(sr), w: wire.NewWriter(sw), prog: &builder.Progress{}}
 	b.hang = func() {
 		cr.CloseWithError(io.ErrClosedPipe)
 		cw.CloseWithError(io.ErrClosedPipe)
@@ -88,10 +89,10 @@ func newStallBuilder(t *testing.T, proto string, serveFn func(b *stallBuilder)) 
 	var err error
 	if proto == "ssh-ng" {
 		var dc *daemon.Client
-		dc, err = daemon.New(b.prog.reader(cr), b.prog.writer(cw), daemon.Options{})
-		b.store = &ngStore{c: dc, uri: "ssh-ng://b1"}
+		dc, err = daemon.New(b.prog.Reader(cr), b.prog.Writer(cw), daemon.Options{})
+		b.store = builder.DaemonStore(dc, "ssh-ng://b1")
 	} else {
-		b.store, err = serve.New(b.prog.reader(cr), b.prog.writer(cw), serve.Options{})
+		b.store, err = serve.New(b.prog.Reader(cr), b.prog.Writer(cw), serve.Options{})
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -106,11 +107,11 @@ func stallHook(t *testing.T, uri string, b *stallBuilder, timeout time.Duration)
 	m := spec.Machine{URI: uri, Name: "b1", Host: "b1", Scheme: "ssh", MaxJobs: 1}
 	h := &hook{
 		env:   Env{Now: time.Now},
-		cfg:   Config{StallTimeout: timeout, UnhealthyBackoff: time.Minute, UnhealthyBackoffMax: time.Hour},
+		cfg:   testConfig(t, "stall-timeout", timeout.String(), "unhealthy-backoff", "1m", "unhealthy-backoff-max", "1h"),
 		log:   hookproto.NewLogger(io.Discard, 0),
 		state: openState(t, filepath.Join(t.TempDir(), "slots"), []spec.Machine{m}),
 	}
-	c := &conn{m: &m, store: b.store, prog: b.prog}
+	c := builder.NewConn(&m, b.store, b.prog)
 	g := h.guard(context.Background(), c).(*guarded)
 	g.end = b.hang
 	return h, g

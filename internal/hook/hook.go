@@ -3,7 +3,9 @@
 // Package hook is offload running as Nix's build hook: it reads Nix's
 // settings and requests, chooses a builder for each derivation, and for an
 // accepted one copies the inputs there, builds, and brings the outputs home
-// into the local store before it exits.
+// into the local store before it exits. It reaches builders through
+// internal/builder and assembles its decisions with internal/decide, as
+// the commands do.
 //
 // The order matters (docs/internals.md): offload connects to the builder
 // before it answers "# accept", because after the answer nothing can fall
@@ -24,11 +26,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/offload-nix/offload/internal/builder"
+	"github.com/offload-nix/offload/internal/decide"
+	"github.com/offload-nix/offload/pkg/config"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/localstore"
@@ -48,40 +51,6 @@ const (
 	exitBuildFailed = 100
 	exitTimedOut    = 101
 )
-
-// Config is offload's own settings that the hook uses (pkg/config fills it).
-type Config struct {
-	ConnectTimeout      time.Duration
-	StateDir            string
-	Emulation           pick.Emulation
-	EmulationPenalty    float64
-	LocalSpeedFactor    float64
-	UnhealthyBackoff    time.Duration
-	UnhealthyBackoffMax time.Duration
-	PostponeWait        time.Duration
-	// Thresholds keep builders that are busy elsewhere away (zero: off);
-	// LoadRefresh is how old a builder's shared load reading may get
-	// before a hook that connects there reads it again (0: never).
-	Thresholds  pick.Thresholds
-	LoadRefresh time.Duration
-	// ConnectPersist is how long a builder connection outlives the hook
-	// that opened it, held by a relay process that later hooks use
-	// (relay.go): 0 means DefaultConnectPersist, a negative value turns
-	// the relay off. OFFLOAD_CONNECT_PERSIST overrides it (e.g. "30s";
-	// "0": off).
-	ConnectPersist time.Duration
-	// EmulationRetry builds a derivation that failed on a builder
-	// emulating its system again, once, on a native one (emulation.go);
-	// EmulationFailureMemory is how long its name is remembered to go to
-	// native builders first (0: not remembered); SystemExec states how
-	// builders run systems, over what their probes found.
-	EmulationRetry         bool
-	EmulationFailureMemory time.Duration
-	SystemExec             []ExecOverride
-	// StallTimeout is how long a builder may move no byte while the hook
-	// waits on it (guard.go); 0 means DefaultStallTimeout.
-	StallTimeout time.Duration
-}
 
 // Env is the hook's view of its process.
 type Env struct {
@@ -104,14 +73,15 @@ type Env struct {
 // declines or postpones.
 type hook struct {
 	env      Env
-	cfg      Config
+	cfg      *config.Config
 	log      *hookproto.Logger
 	in       *wire.Reader
 	settings map[string]string
 	machines []spec.Machine
 	local    pick.Local
 	opts     pick.Options
-	state    *slots.File // nil: no shared state (one warning said why)
+	over     []config.ExecEntry // system-exec
+	state    *slots.File        // nil: no shared state (one warning said why)
 	loads    []pick.Load
 	snap     []slots.Builder
 	gen      uint32
@@ -123,7 +93,7 @@ type hook struct {
 	lastReq     hookproto.Request
 	// spare is a connection kept across one re-decision (after reading a
 	// builder's load), used again if the same builder is chosen.
-	spare *conn
+	spare *builder.Conn
 	// warm is a connection opened while waiting for a full builder
 	// (warm.go).
 	warm     *warmConn
@@ -142,16 +112,21 @@ type hook struct {
 
 // Main runs the hook protocol until Nix closes its input or a build ends,
 // and returns the exit code.
-func Main(ctx context.Context, verbosity int, cfg Config, env Env) int {
+//
+// cfg is offload's settings (pkg/config); the hook reads each where it
+// uses it.
+func Main(ctx context.Context, verbosity int, cfg *config.Config, env Env) int {
 	if env.Now == nil {
 		env.Now = time.Now
 	}
 	if env.Getenv == nil {
 		env.Getenv = os.Getenv
 	}
-	if dir := env.Getenv(envRelay); dir != "" {
-		h := &hook{env: env, cfg: cfg}
-		return serveRelay(ctx, dir, h.persist())
+	if dir := env.Getenv(builder.EnvRelay); dir != "" {
+		if err := builder.ServeRelay(ctx, dir, cfg.Duration("connect-persist")); err != nil {
+			return exitFailed
+		}
+		return exitOK
 	}
 	h := &hook{
 		env: env,
@@ -233,10 +208,15 @@ func (h *hook) setup() error {
 		System:         s["system"],
 		ExtraPlatforms: strings.Fields(s["extra-platforms"]),
 		Features:       strings.Fields(s["system-features"]),
-		SpeedFactor:    h.cfg.LocalSpeedFactor,
-		LoadPerCPU:     loadPerCPU(),
+		SpeedFactor:    h.cfg.LocalSpeedFactor(),
+		LoadPerCPU:     decide.LoadPerCPU(decide.Loadavg),
 	}
-	h.opts = PickOptions(h.cfg, h.env.Getenv)
+	if h.opts, err = decide.Options(h.cfg, h.env.Getenv); err != nil {
+		return err
+	}
+	if h.over, err = decide.SystemExec(h.cfg); err != nil {
+		return err
+	}
 	if len(ms) > 0 {
 		h.openState()
 	}
@@ -244,45 +224,15 @@ func (h *hook) setup() error {
 }
 
 func (h *hook) openState() {
-	getenv := h.env.Getenv
-	if dir := h.cfg.StateDir; dir != "" {
-		// The state-dir setting names offload's own directory, as
-		// OFFLOAD_STATE_DIR does.
-		getenv = func(k string) string {
-			if k == "OFFLOAD_STATE_DIR" {
-				return dir
-			}
-			return h.env.Getenv(k)
-		}
-	}
-	f, err := slots.OpenFallback("", h.machines, slots.Options{
+	f, err := decide.OpenSlots(h.cfg.StateDir(), h.machines, slots.Options{
 		Logf:   h.log.Warnf,
-		Getenv: getenv,
+		Getenv: h.env.Getenv,
 	})
 	if err != nil {
 		h.log.Warnf("builder load is not shared with other builds on this machine: %v", err)
 		return
 	}
 	h.state = f
-}
-
-// loadPerCPU is the one-minute load average per CPU: how busy the local
-// machine is, standing in for its busy build slots, which Nix does not tell
-// the hook.
-func loadPerCPU() float64 {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	v, err := strconv.ParseFloat(f[0], 64)
-	if err != nil {
-		return 0
-	}
-	return v / float64(runtime.NumCPU())
 }
 
 // decide fills h.loads from the shared state and chooses.
@@ -297,18 +247,11 @@ func (h *hook) decide(req *pick.Request) {
 		h.gen = h.state.Generation()
 		h.snap = h.state.Snapshot(h.snap[:0])
 	}
-	for i := range h.loads {
-		h.loads[i] = pick.Load{}
-	}
 	if len(h.execs) != len(h.machines) {
 		h.execs = make([]pick.SystemExec, len(h.machines))
 	}
-	for k := range h.snap {
-		if i := h.index(h.snap[k].URI); i >= 0 {
-			h.loads[i] = LoadOf(&h.snap[k], now)
-		}
-	}
-	h.setExecs(req, now)
+	decide.Loads(h.loads, h.execs, h.machines, h.snap, req.System, h.over, now)
+	req.EmulationFailed = decide.EmulationFailed(h.state, req.DrvName, h.cfg.Duration("emulation-failure-memory"), now)
 	if in := h.inputsThere(req.DrvPath); in != nil {
 		for i := range h.loads {
 			h.loads[i].InputsThere = in[i]
@@ -321,15 +264,6 @@ func (h *hook) decide(req *pick.Request) {
 		}
 	}
 	pick.Choose(&h.decision, h.machines, h.loads, *req, h.local, h.opts, now)
-}
-
-func (h *hook) index(uri string) int {
-	for i := range h.machines {
-		if h.machines[i].URI == uri {
-			return i
-		}
-	}
-	return -1
 }
 
 // recordDecision keeps the decision in the shared ring, for `offload

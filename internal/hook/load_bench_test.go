@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/decide"
 	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
@@ -46,14 +47,15 @@ func BenchmarkDecideLoad(b *testing.B) {
 			}
 			h := &hook{
 				env:         Env{Now: time.Now, Getenv: func(string) string { return "" }},
-				cfg:         Config{Thresholds: bc.th, LoadRefresh: time.Hour},
+				cfg:         testConfig(b, "load-refresh", "1h", "load-max-age", "1h"),
 				machines:    ms,
 				state:       f,
 				loads:       make([]pick.Load, len(ms)),
 				unreachable: make([]string, len(ms)),
 				local:       pick.Local{System: "aarch64-linux"},
 			}
-			h.opts = PickOptions(h.cfg, h.env.Getenv)
+			h.opts, _ = decide.Options(h.cfg, h.env.Getenv)
+			h.opts.Thresholds = bc.th
 			req := pick.Request{System: "x86_64-linux", DrvPath: "/nix/store/00000000000000000000000000000000-x.drv", DrvName: "x"}
 			h.decide(&req)
 			if h.decision.Answer != pick.Accept {

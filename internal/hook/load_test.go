@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/decide"
+	"github.com/offload-nix/offload/pkg/config"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/slots"
@@ -29,7 +31,7 @@ const loadBuilders = "ssh://b1 x86_64-linux - 2"
 
 // loadHook is a hook with load awareness on (the default thresholds, load
 // and pressure off as in the end-to-end test) over a slot file of its own.
-func loadHook(t *testing.T, cfg Config) (*hook, *bytes.Buffer) {
+func loadHook(t *testing.T, kv ...string) (*hook, *bytes.Buffer) {
 	t.Helper()
 	ms, _, err := spec.ParseBuilders(loadBuilders, spec.Options{})
 	if err != nil {
@@ -40,18 +42,10 @@ func loadHook(t *testing.T, cfg Config) (*hook, *bytes.Buffer) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	if cfg.Thresholds == (pick.Thresholds{}) {
-		cfg.Thresholds = pick.DefaultThresholds
-		cfg.Thresholds.LoadPerCPU = 0
-		cfg.Thresholds.MemoryPressure = 0
-	}
-	if cfg.LoadRefresh == 0 {
-		cfg.LoadRefresh = 5 * time.Second
-	}
 	var stderr bytes.Buffer
 	h := &hook{
 		env:         Env{Now: time.Now, Getenv: func(string) string { return "" }},
-		cfg:         cfg,
+		cfg:         loadConfig(t, kv...),
 		log:         hookproto.NewLogger(&stderr, 0),
 		machines:    ms,
 		state:       f,
@@ -60,8 +54,14 @@ func loadHook(t *testing.T, cfg Config) (*hook, *bytes.Buffer) {
 		local:       pick.Local{System: "aarch64-linux"},
 		storeErr:    errors.New("no local store in this test"),
 	}
-	h.opts = PickOptions(h.cfg, h.env.Getenv)
+	h.opts, _ = decide.Options(h.cfg, h.env.Getenv)
 	return h, &stderr
+}
+
+// loadConfig is the settings of loadHook: the defaults, with load and
+// memory pressure off and no wait before a postpone, and kv.
+func loadConfig(t *testing.T, kv ...string) *config.Config {
+	return testConfig(t, append([]string{"load-max-per-cpu", "0", "memory-pressure-max", "0", "postpone-wait", "0"}, kv...)...)
 }
 
 // fakeBuilder makes testOnlyReadLoad answer with the reading readBuilds
@@ -122,7 +122,7 @@ func busyElsewhere(h *hook) bool {
 // A fresh reading that accounts for this host's builds is decided on
 // without a round trip.
 func TestLoadFreshNoRoundTrip(t *testing.T) {
-	h, stderr := loadHook(t, Config{})
+	h, stderr := loadHook(t)
 	reads := fakeBuilder(t, nil)
 	s, ok := h.state.Acquire("ssh://b1")
 	if !ok {
@@ -144,7 +144,7 @@ func TestLoadFreshNoRoundTrip(t *testing.T) {
 // again before the answer, and taken when it is free now. Before, it was
 // postponed until the reading passed load-max-age.
 func TestLoadRefreshRejected(t *testing.T) {
-	h, stderr := loadHook(t, Config{LoadRefresh: time.Second})
+	h, stderr := loadHook(t, "load-refresh", "1s")
 	reads := fakeBuilder(t, nil)
 	setReading(h, time.Now().Add(-3*time.Second), 2)
 	got := request(t, h, stderr)
@@ -170,7 +170,7 @@ func TestLoadRefreshRejected(t *testing.T) {
 // that hook's reading and decides on it: here b1 is busy elsewhere, so the
 // answer is postpone. Before, it took b1 without a reading.
 func TestLoadWaitsForRefresher(t *testing.T) {
-	h, stderr := loadHook(t, Config{ConnectTimeout: 5 * time.Second})
+	h, stderr := loadHook(t, "connect-timeout", "5s")
 	reads := fakeBuilder(t, nil)
 	other, err := slots.Open(h.state.Path(), h.machines, slots.Options{})
 	if err != nil {
@@ -204,7 +204,7 @@ func TestLoadWaitsForRefresher(t *testing.T) {
 // The wait for another hook's reading is bounded by the connect timeout:
 // then the answer is postpone, never an accept without a reading.
 func TestLoadWaitsForRefresherBounded(t *testing.T) {
-	h, stderr := loadHook(t, Config{ConnectTimeout: 300 * time.Millisecond})
+	h, stderr := loadHook(t, "connect-timeout", "300ms")
 	fakeBuilder(t, nil)
 	release, ok := h.state.TryRefresh("ssh://b1", time.Second)
 	if !ok {
@@ -226,7 +226,7 @@ func TestLoadWaitsForRefresherBounded(t *testing.T) {
 // from elsewhere, which fill max jobs 2. Before, the hook took b1 on the
 // old reading: 1 busy slot + 0 from elsewhere < 2.
 func TestLoadAccountsForOurBuilds(t *testing.T) {
-	h, stderr := loadHook(t, Config{})
+	h, stderr := loadHook(t)
 	reads := fakeBuilder(t, func() int { return 2 })
 	setReading(h, time.Now().Add(-500*time.Millisecond), 0)
 	s, ok := h.state.Acquire("ssh://b1")
@@ -249,7 +249,7 @@ func TestLoadAccountsForOurBuilds(t *testing.T) {
 // never starts, and the answer is postpone. Before, the hook took b1 at
 // once on the reading that showed it idle.
 func TestLoadWaitsForOurBuildToStart(t *testing.T) {
-	h, stderr := loadHook(t, Config{PostponeWait: 300 * time.Millisecond})
+	h, stderr := loadHook(t, "postpone-wait", "300ms")
 	reads := fakeBuilder(t, func() int { return 1 })
 	setReading(h, time.Now(), 0)
 	s, ok := h.state.Acquire("ssh://b1")
@@ -271,7 +271,7 @@ func TestLoadWaitsForOurBuildToStart(t *testing.T) {
 
 	// Once it runs there, a new reading (showing it, and nothing from
 	// elsewhere) lets the second build go.
-	h.cfg.PostponeWait = 5 * time.Second
+	h.cfg = loadConfig(t, "postpone-wait", "5s")
 	go func() {
 		time.Sleep(100 * time.Millisecond)
 		s.SetPhase(slots.PhaseBuilding)
@@ -287,7 +287,7 @@ func TestLoadWaitsForOurBuildToStart(t *testing.T) {
 // Two hooks of one host that decided on the same reading at once: the one
 // that took its slot first goes on, the other gives its slot back.
 func TestOthersOnTheirWay(t *testing.T) {
-	h, _ := loadHook(t, Config{})
+	h, _ := loadHook(t)
 	setReading(h, time.Now(), 0)
 	a, ok1 := h.state.Acquire("ssh://b1")
 	time.Sleep(time.Millisecond)

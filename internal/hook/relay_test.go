@@ -110,7 +110,7 @@ func TestRelayOfAnotherUser(t *testing.T) {
 	env := map[string]string{"XDG_RUNTIME_DIR": xdg, "HOME": "/root", "SSH_AUTH_SOCK": "/root/agent.sock"}
 	h := &hook{
 		env: Env{Getenv: func(k string) string { return env[k] }},
-		cfg: Config{ConnectPersist: time.Minute, ConnectTimeout: 3 * time.Second},
+		cfg: testConfig(t, "connect-persist", "1m", "connect-timeout", "3s"),
 		log: hookproto.NewLogger(io.Discard, 0),
 	}
 	m := &spec.Machine{Scheme: "ssh", URI: fmt.Sprintf("ssh://root@127.0.0.1:%d", port), Host: "127.0.0.1", Port: port, User: "root",

@@ -25,11 +25,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/offload-nix/offload/internal/builder"
 	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/remoteload"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
-	"github.com/offload-nix/offload/pkg/ssh"
 )
 
 // gate is what loadGate and refresh tell try to do next.
@@ -75,7 +75,7 @@ type loadTry struct {
 
 // loadAware reports whether builders' readings take part in the choice.
 func (h *hook) loadAware() bool {
-	return h.state != nil && h.cfg.LoadRefresh > 0 && h.cfg.Thresholds != (pick.Thresholds{})
+	return h.state != nil && h.cfg.LoadRefresh() > 0 && h.opts.Thresholds != (pick.Thresholds{})
 }
 
 // builder returns machine i's record in the last snapshot, or nil.
@@ -131,9 +131,9 @@ func (h *hook) loadGate(ctx context.Context, i int, lt *loadTry) gate {
 	}
 	r := &b.Reading
 	age := h.env.Now().Sub(r.Time)
-	maxAge := h.cfg.LoadRefresh
-	if !r.Time.IsZero() && age < h.cfg.LoadRefresh {
-		if !h.cfg.Thresholds.Builds || r.Builds < 0 || accounts(b) {
+	maxAge := h.cfg.LoadRefresh()
+	if !r.Time.IsZero() && age < h.cfg.LoadRefresh() {
+		if !h.opts.Thresholds.Builds || r.Builds < 0 || accounts(b) {
 			return gateGo
 		}
 		m := &h.machines[i]
@@ -174,11 +174,11 @@ func (h *hook) refreshRejected(ctx context.Context, d *pick.Decision, lt *loadTr
 			continue
 		}
 		b := h.builder(i)
-		if b == nil || now.Sub(b.Reading.Time) < h.cfg.LoadRefresh {
+		if b == nil || now.Sub(b.Reading.Time) < h.cfg.LoadRefresh() {
 			continue
 		}
 		lt.refreshes++
-		if g := h.refresh(ctx, i, h.cfg.LoadRefresh, lt); g != gateGo {
+		if g := h.refresh(ctx, i, h.cfg.LoadRefresh(), lt); g != gateGo {
 			return g
 		}
 	}
@@ -200,7 +200,7 @@ func (h *hook) staleAt(d *pick.Decision, lt *loadTry) time.Time {
 			continue
 		}
 		if b := h.builder(i); b != nil && !b.Reading.Time.IsZero() {
-			t := b.Reading.Time.Add(h.cfg.LoadRefresh)
+			t := b.Reading.Time.Add(h.cfg.LoadRefresh())
 			if t.After(now) && (at.IsZero() || t.Before(at)) {
 				at = t
 			}
@@ -216,7 +216,7 @@ func (h *hook) staleAt(d *pick.Decision, lt *loadTry) time.Time {
 func (h *hook) waitSlots(ctx context.Context, lt *loadTry, until time.Time, why string) gate {
 	now := time.Now() // real time: WaitChange sleeps in it
 	if lt.waitUntil.IsZero() {
-		lt.waitUntil = now.Add(h.cfg.PostponeWait)
+		lt.waitUntil = now.Add(h.cfg.PostponeWait())
 	}
 	left := lt.waitUntil.Sub(now)
 	if left <= 0 || ctx.Err() != nil {
@@ -283,7 +283,7 @@ func (h *hook) refresh(ctx context.Context, i int, maxAge time.Duration, lt *loa
 // it to give up (gateGo), polling the slot file.
 func (h *hook) awaitReading(ctx context.Context, i int, seen time.Time, lt *loadTry) gate {
 	m := &h.machines[i]
-	timeout := h.connectTimeout()
+	timeout := h.cfg.ConnectTimeout()
 	deadline := time.Now().Add(timeout)
 	for {
 		gen := h.state.Generation()
@@ -310,18 +310,11 @@ func (h *hook) awaitReading(ctx context.Context, i int, seen time.Time, lt *load
 	}
 }
 
-func (h *hook) connectTimeout() time.Duration {
-	if h.cfg.ConnectTimeout > 0 {
-		return h.cfg.ConnectTimeout
-	}
-	return ssh.DefaultConnectTimeout
-}
-
 // readLoad runs the load command over c, within the connect timeout. A
 // failed reading is all unknown: stored all the same, so that other hooks
 // do not retry at once. The builder's platform comes with it, and is
 // stored when it tells something.
-func (h *hook) readLoad(ctx context.Context, c *conn, m *spec.Machine) pick.Reading {
+func (h *hook) readLoad(ctx context.Context, c *builder.Conn, m *spec.Machine) pick.Reading {
 	got, pl, err := h.runLoadScript(ctx, c)
 	if err != nil {
 		h.log.Debugf("reading the load of '%s': %v", m.URI, err)
@@ -335,25 +328,10 @@ func (h *hook) readLoad(ctx context.Context, c *conn, m *spec.Machine) pick.Read
 
 // runLoadScript runs remoteload's script over c, within the connect
 // timeout.
-func (h *hook) runLoadScript(ctx context.Context, c *conn) (pick.Reading, remoteload.Platform, error) {
-	ctx, cancel := context.WithTimeout(ctx, h.connectTimeout())
+func (h *hook) runLoadScript(ctx context.Context, c *builder.Conn) (pick.Reading, remoteload.Platform, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.ConnectTimeout())
 	defer cancel()
-	sess, err := c.start(ctx, []string{remoteload.Command})
-	if err != nil {
-		return pick.Reading{}, remoteload.Platform{}, err
-	}
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			sess.end()
-		case <-done:
-		}
-	}()
-	r, pl, err := remoteload.RunAll(sess.Stdin, sess.Stdout, sess.Stderr)
-	close(done)
-	sess.end()
-	return r, pl, err
+	return c.ReadLoad(ctx)
 }
 
 // othersOnTheirWay reports whether, besides slot (just taken on uri),
@@ -361,7 +339,7 @@ func (h *hook) runLoadScript(ctx context.Context, c *conn) (pick.Reading, remote
 // slot first: two hooks that decided on the same reading at once must not
 // both send a build that no reading shows yet (see the rules above).
 func (h *hook) othersOnTheirWay(uri string, slot *slots.Slot) bool {
-	if !h.loadAware() || !h.cfg.Thresholds.Builds {
+	if !h.loadAware() || !h.opts.Thresholds.Builds {
 		return false
 	}
 	h.snap = h.state.Snapshot(h.snap[:0])
@@ -395,13 +373,13 @@ func (h *hook) othersOnTheirWay(uri string, slot *slots.Slot) bool {
 
 // takeSpare returns the connection kept from a load refresh when it goes to
 // m, and closes it otherwise.
-func (h *hook) takeSpare(m *spec.Machine) (*conn, error) {
+func (h *hook) takeSpare(m *spec.Machine) (*builder.Conn, error) {
 	c := h.spare
 	h.spare = nil
 	if c == nil {
 		return nil, nil
 	}
-	if c.m.URI == m.URI {
+	if c.Machine.URI == m.URI {
 		return c, nil
 	}
 	c.Close()

@@ -9,26 +9,29 @@ import (
 	"strings"
 	"time"
 
+	"github.com/offload-nix/offload/internal/builder"
+	"github.com/offload-nix/offload/internal/decide"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/localstore"
 	"github.com/offload-nix/offload/pkg/pick"
-	"github.com/offload-nix/offload/pkg/slots"
-	"github.com/offload-nix/offload/pkg/ssh"
 )
 
 // maxAttempts bounds how many builders one request tries to connect to.
 const maxAttempts = 8
 
-// try answers one request. done is true when the hook process has finished
-// its work (it accepted and built, or declined permanently) and must exit
-// with code.
+// try answers one request, in steps: decide (pick.Choose on the inputs
+// internal/decide assembles), gate (the chosen builder's load,
+// remoteload.go), prepare (the derivation, the local store), then acceptOn:
+// reserve, connect, accept and build (buildOn: upload, build, download and
+// register). done is true when the hook process has finished its work (it
+// accepted and built, or declined permanently) and must exit with code.
 func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done bool, err error) {
-	name := drvName(req.DrvPath)
+	name := decide.DrvName(req.DrvPath)
 	h.lastReq = *req
 	// A builder this process could not reach is skipped for the rest of
 	// this request only; for later ones the shared health (backoff, and
-	// DownAfter failures) decides, so one slow handshake does not turn
+	// decide.DownAfter failures) decides, so one slow handshake does not turn
 	// every later derivation away.
 	for i := range h.unreachable {
 		h.unreachable[i] = ""
@@ -67,10 +70,10 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 				attempt--
 				continue
 			}
-			if d.Answer == pick.Postpone && h.cfg.PostponeWait > 0 && h.state != nil {
+			if d.Answer == pick.Postpone && h.cfg.PostponeWait() > 0 && h.state != nil {
 				now := time.Now() // real time: WaitChange sleeps in it
 				if lt.waitUntil.IsZero() {
-					lt.waitUntil = now.Add(h.cfg.PostponeWait)
+					lt.waitUntil = now.Add(h.cfg.PostponeWait())
 				}
 				left := lt.waitUntil.Sub(now)
 				if at := h.staleAt(d, &lt); !at.IsZero() {
@@ -101,7 +104,6 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 		}
 
 		i := d.Index
-		m := &h.machines[i]
 		switch h.loadGate(ctx, i, &lt) {
 		case gateAgain:
 			// A new reading, or a wait for one: decide again on it.
@@ -120,50 +122,71 @@ func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done 
 			h.closeSpare()
 			return exitOK, false, h.answerWhy(name, pick.Decline, "", why)
 		}
-		var slot *slots.Slot
-		if h.state != nil {
-			s, ok := h.state.Acquire(m.URI)
-			if !ok { // another hook took the last slot since the snapshot
-				continue
-			}
-			if h.othersOnTheirWay(m.URI, &s) {
-				// Another hook of this host decided on the same
-				// reading at once and goes first.
-				s.Release()
-				attempt--
-				continue
-			}
-			slot = &s
-			slot.SetDrv(name)
-			slot.SetPhase(slots.PhaseConnecting)
-		}
-		start := h.env.Now()
-		c, err := h.takeSpare(m)
-		if c == nil {
-			var warm bool
-			c, warm, err = h.takeWarm(m)
-			if !warm {
-				c, err = h.connect(ctx, m)
-			}
-		}
-		if err != nil {
-			if slot != nil {
-				slot.Release()
-			}
-			h.connectFailed(i, err)
+		switch code, out := h.acceptOn(ctx, i, req, job, name, d.Why()); out {
+		case accepted:
+			return code, true, nil
+		case othersFirst:
+			attempt--
+		case unreachable:
 			if ctx.Err() != nil {
 				return exitFailed, true, ctx.Err()
 			}
-			continue
 		}
-		if h.state != nil {
-			h.state.RecordSuccess(m.URI, h.env.Now().Sub(start))
-		}
-		h.recordDecision(name, pick.Accept, m.URI, d.Why())
-		c.store = h.guard(ctx, c)
-		code := h.build(ctx, c, m, slot, req, job)
-		return code, true, nil
 	}
+}
+
+// What came of acceptOn.
+type outcome int
+
+const (
+	accepted    outcome = iota // answered "# accept"; the code is the build's
+	full                       // another hook took the last slot since the snapshot
+	othersFirst                // another hook of this host decided on the same reading and goes first
+	unreachable                // the connection failed (recorded)
+)
+
+// acceptOn is the way from a decision for machine i to a build: reserve a
+// slot, connect, accept, build. The reservation is released on every path
+// by one defer; "# accept" is written right where the decision to accept
+// is recorded, once the builder is connected: afterwards nothing can fall
+// back to a local build.
+func (h *hook) acceptOn(ctx context.Context, i int, req *hookproto.Request, j *job, name, why string) (int, outcome) {
+	m := &h.machines[i]
+	r, ok := h.reserve(m)
+	if !ok {
+		return 0, full
+	}
+	defer r.release()
+	if r.slot != nil && h.othersOnTheirWay(m.URI, r.slot) {
+		return 0, othersFirst
+	}
+	r.connecting(name)
+	start := h.env.Now()
+	c, err := h.takeSpare(m)
+	if c == nil {
+		var warm bool
+		c, warm, err = h.takeWarm(m)
+		if !warm {
+			c, err = h.connect(ctx, m)
+		}
+	}
+	if err != nil {
+		h.connectFailed(i, err)
+		return 0, unreachable
+	}
+	if h.state != nil {
+		h.state.RecordSuccess(m.URI, h.env.Now().Sub(start))
+	}
+	h.recordDecision(name, pick.Accept, m.URI, why)
+	if h.env.CloseFD5 != nil {
+		h.env.CloseFD5()
+	}
+	if err := h.log.Accept(m.URI); err != nil {
+		c.Close()
+		return exitFailed, accepted
+	}
+	c.Store = h.guard(ctx, c)
+	return h.build(ctx, c, m, r.slot, req, j), accepted
 }
 
 // slotMayFree reports whether some machine was turned down only because
@@ -287,57 +310,10 @@ func (h *hook) localStore(ctx context.Context) (*localstore.Store, error) {
 // grows with each failure in a row.
 func (h *hook) connectFailed(i int, err error) {
 	m := &h.machines[i]
-	h.unreachable[i] = ErrCode(err).String()
+	h.unreachable[i] = builder.ErrCode(err).String()
 	h.log.Errorf("cannot build on '%s': %v", m.URI, err)
 	if h.state == nil {
 		return
 	}
-	h.state.RecordFailure(m.URI, ErrCode(err), h.cfg.UnhealthyBackoff, h.cfg.UnhealthyBackoffMax)
-}
-
-// ErrCode is the shared state's class of a connection failure; the hook
-// records it and `offload check` records the same.
-func ErrCode(err error) slots.ErrCode {
-	var hk *ssh.HostKeyError
-	if errors.As(err, &hk) {
-		return slots.ErrHostKey
-	}
-	var se *ssh.Error
-	if errors.As(err, &se) {
-		switch se.Kind {
-		case ssh.Refused, ssh.DNS:
-			return slots.ErrConnect
-		case ssh.Timeout:
-			return slots.ErrTimeout
-		case ssh.Auth:
-			return slots.ErrAuth
-		case ssh.HostKey:
-			return slots.ErrHostKey
-		case ssh.Protocol:
-			return slots.ErrProtocol
-		}
-	}
-	var ne *ssh.NoiseError
-	if errors.As(err, &ne) {
-		return slots.ErrProtocol
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return slots.ErrTimeout
-	}
-	return slots.ErrOther
-}
-
-// DrvName is the name of the derivation at store path p, without hash and
-// ".drv": "hello-2.12".
-func DrvName(p string) string { return drvName(p) }
-
-// drvName is the derivation's name without hash and ".drv".
-func drvName(p string) string {
-	if i := strings.LastIndexByte(p, '/'); i >= 0 {
-		p = p[i+1:]
-	}
-	if i := strings.IndexByte(p, '-'); i >= 0 {
-		p = p[i+1:]
-	}
-	return strings.TrimSuffix(p, ".drv")
+	h.state.RecordFailure(m.URI, builder.ErrCode(err), h.cfg.UnhealthyBackoff(), h.cfg.UnhealthyBackoffMax())
 }

@@ -13,6 +13,7 @@ package hook
 import (
 	"context"
 
+	"github.com/offload-nix/offload/internal/builder"
 	"github.com/offload-nix/offload/pkg/pick"
 	"github.com/offload-nix/offload/pkg/spec"
 )
@@ -22,7 +23,7 @@ import (
 type warmConn struct {
 	m    *spec.Machine
 	done chan struct{} // closed when the connect returned
-	c    *conn
+	c    *builder.Conn
 	err  error
 }
 
@@ -40,7 +41,7 @@ func (h *hook) warmUp(ctx context.Context, d *pick.Decision) {
 		return
 	}
 	m := &h.machines[i]
-	if h.spare != nil && h.spare.m.URI == m.URI {
+	if h.spare != nil && h.spare.Machine.URI == m.URI {
 		return
 	}
 	if w := h.warm; w != nil {
@@ -65,7 +66,7 @@ func (h *hook) warmUp(ctx context.Context, d *pick.Decision) {
 // takes as its own failed connect rather than trying again on the way to
 // the answer). ok is false when there is none for m; a warm connection to
 // another builder is closed then.
-func (h *hook) takeWarm(m *spec.Machine) (c *conn, ok bool, err error) {
+func (h *hook) takeWarm(m *spec.Machine) (c *builder.Conn, ok bool, err error) {
 	w := h.warm
 	if w == nil {
 		return nil, false, nil

@@ -19,30 +19,17 @@ import (
 	"github.com/offload-nix/offload/pkg/spec"
 )
 
-// DefaultStateDir is Nix's state directory when none is configured.
-const DefaultStateDir = "/nix/var/nix"
-
-// DefaultPath returns where the slot file lives for Nix state directory
-// stateDir ("" means DefaultStateDir): <stateDir>/offload/slots.
-func DefaultPath(stateDir string) string {
-	if stateDir == "" {
-		stateDir = DefaultStateDir
-	}
-	return filepath.Join(stateDir, "offload", "slots")
-}
-
-// OpenFallback opens the slot file every hook of this user shares:
-// $OFFLOAD_STATE_DIR/slots when that is set, else DefaultPath(stateDir).
-// When that cannot be written (a single-user Nix whose state directory
-// belongs to someone else), it uses $XDG_STATE_HOME/offload/slots
-// (~/.local/state/offload/slots) and says so through Logf when it creates
-// that file. With ReadOnly it reads the first of the two that exists.
-func OpenFallback(stateDir string, ms []spec.Machine, o Options) (*File, error) {
+// OpenFallback opens the slot file every hook of this user shares, at
+// primary. When that cannot be written (a single-user Nix whose state
+// directory belongs to someone else), it uses
+// $XDG_STATE_HOME/offload/slots (~/.local/state/offload/slots) and says so
+// through Logf when it creates that file. With ReadOnly it reads the first
+// of the two that exists.
+func OpenFallback(primary string, ms []spec.Machine, o Options) (*File, error) {
 	getenv := o.Getenv
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	primary := PrimaryPath(stateDir, getenv)
 	f, err := Open(primary, ms, o)
 	if err == nil {
 		return f, nil
@@ -64,16 +51,6 @@ func OpenFallback(stateDir string, ms []spec.Machine, o Options) (*File, error) 
 		f.o.Logf("slots: cannot write %s (%v); keeping builder load in %s", primary, err, fb)
 	}
 	return f, nil
-}
-
-// PrimaryPath is the slot file OpenFallback tries first, the one every
-// user's commands read: $OFFLOAD_STATE_DIR/slots when getenv has it, else
-// DefaultPath(stateDir).
-func PrimaryPath(stateDir string, getenv func(string) string) string {
-	if d := getenv("OFFLOAD_STATE_DIR"); d != "" {
-		return filepath.Join(d, "slots")
-	}
-	return DefaultPath(stateDir)
 }
 
 func fallbackPath(getenv func(string) string) string {

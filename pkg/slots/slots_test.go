@@ -593,7 +593,7 @@ func TestOpenFallback(t *testing.T) {
 	env := map[string]string{"HOME": home}
 	logs := &logbuf{}
 	o := Options{Logf: logs.logf, Getenv: func(k string) string { return env[k] }}
-	f, err := OpenFallback(state, []spec.Machine{mach("ssh://a", 1)}, o)
+	f, err := OpenFallback(filepath.Join(state, "offload", "slots"), []spec.Machine{mach("ssh://a", 1)}, o)
 	if err == nil {
 		defer f.Close()
 		t.Fatalf("OpenFallback with a file as state dir = %s, want an error (not permission)", f.Path())
@@ -603,8 +603,9 @@ func TestOpenFallback(t *testing.T) {
 	// meets it. Root writes there anyway, but not into sysfs (EPERM).
 	state = filepath.Join(tmp, "ro")
 	os.Mkdir(state, 0o555)
+	state = filepath.Join(state, "offload", "slots")
 	if os.Getuid() == 0 {
-		env["OFFLOAD_STATE_DIR"] = "/sys/offload-test"
+		state = "/sys/offload-test/slots"
 	}
 	f, err = OpenFallback(state, []spec.Machine{mach("ssh://a", 1)}, o)
 	if err != nil {
@@ -639,15 +640,6 @@ func TestOpenFallback(t *testing.T) {
 		t.Fatalf("read-only OpenFallback = %v, want %s", err, want)
 	}
 	r.Close()
-}
-
-func TestDefaultPath(t *testing.T) {
-	if got := DefaultPath(""); got != "/nix/var/nix/offload/slots" {
-		t.Errorf(`DefaultPath("") = %s`, got)
-	}
-	if got := DefaultPath("/s"); got != "/s/offload/slots" {
-		t.Errorf(`DefaultPath("/s") = %s`, got)
-	}
 }
 
 func TestWaitChange(t *testing.T) {

@@ -28,8 +28,8 @@ type Options struct {
 	// ReadOnly maps the file read-only, for commands that only show it.
 	// It never creates or rebuilds the file; writes are ignored.
 	ReadOnly bool
-	// Getenv looks up OFFLOAD_STATE_DIR, XDG_STATE_HOME and HOME for
-	// OpenFallback; nil means os.Getenv.
+	// Getenv looks up XDG_STATE_HOME and HOME for OpenFallback; nil
+	// means os.Getenv.
 	Getenv func(string) string
 }
 

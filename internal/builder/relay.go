@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package hook
+package builder
 
 // The relay (pkg/mux) keeps SSH connections warm across hooks, like
 // OpenSSH's ControlPersist: the first hook that needs one starts it, as
@@ -39,14 +39,10 @@ import (
 )
 
 const (
-	// envRelay names the relay's directory in a relay process.
-	envRelay = "OFFLOAD_RELAY_DIR"
-	// envPersist overrides connect-persist (a Go duration; 0: off).
+	// EnvRelay names the relay's directory in a relay process.
+	EnvRelay = "OFFLOAD_RELAY_DIR"
+	// envPersist is connect-persist as a relay process is given it.
 	envPersist = "OFFLOAD_CONNECT_PERSIST"
-	// DefaultConnectPersist is connect-persist when unset: off for now,
-	// until the end-to-end tests that count hook processes and compare
-	// error messages know the relay.
-	DefaultConnectPersist = 0
 )
 
 // sshEnv are the variables pkg/ssh reads: a relay dials with the
@@ -65,43 +61,17 @@ type relayTarget struct {
 	Timeout time.Duration
 }
 
-// persist returns how long connections outlive their hook; 0 is off.
-func (h *hook) persist() time.Duration {
-	d := h.cfg.ConnectPersist
-	if d == 0 {
-		d = DefaultConnectPersist
-	}
-	if v := h.env.Getenv(envPersist); v != "" {
-		if p, err := time.ParseDuration(v); err == nil {
-			d = p
-		} else if n, err := strconv.Atoi(v); err == nil {
-			d = time.Duration(n) * time.Second
-		}
-	}
-	return max(d, 0)
-}
-
-// relayDir is the relay's directory for this user: rootRelayDir for
-// root, else under $XDG_RUNTIME_DIR, or the state directory. "" when the
-// relay is off or the socket path would be too long.
-func (h *hook) relayDir() string {
-	if h.persist() <= 0 {
-		return ""
-	}
+// RelayDir is the relay's directory for this user: rootRelayDir for
+// root, else under $XDG_RUNTIME_DIR, or under stateDir (offload's state
+// directory). "" when the socket path would be too long.
+func RelayDir(getenv func(string) string, stateDir string) string {
 	var dir string
 	if os.Geteuid() == 0 {
 		dir = rootRelayDir
-	} else if x := h.env.Getenv("XDG_RUNTIME_DIR"); x != "" {
+	} else if x := getenv("XDG_RUNTIME_DIR"); x != "" {
 		dir = filepath.Join(x, "offload-relay")
 	} else {
-		base := h.env.Getenv("OFFLOAD_STATE_DIR")
-		if base == "" {
-			base = h.cfg.StateDir
-		}
-		if base == "" {
-			base = "/nix/var/nix/offload"
-		}
-		dir = filepath.Join(base, "relay-"+strconv.Itoa(os.Getuid()))
+		dir = filepath.Join(stateDir, "relay-"+strconv.Itoa(os.Getuid()))
 	}
 	if len(mux.SocketPath(dir)) > 100 { // sun_path holds 108 bytes
 		return ""
@@ -109,10 +79,14 @@ func (h *hook) relayDir() string {
 	return dir
 }
 
-func (h *hook) relayTargetOf(m *spec.Machine) string {
-	t := relayTarget{Machine: *m, Env: map[string]string{}, Timeout: h.cfg.ConnectTimeout}
+func relayTargetOf(m *spec.Machine, o *Options) string {
+	getenv := o.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	t := relayTarget{Machine: *m, Env: map[string]string{}, Timeout: o.ConnectTimeout}
 	for _, k := range sshEnv {
-		if v := h.env.Getenv(k); v != "" {
+		if v := getenv(k); v != "" {
 			t.Env[k] = v
 		}
 	}
@@ -120,27 +94,27 @@ func (h *hook) relayTargetOf(m *spec.Machine) string {
 	return string(b)
 }
 
-// connectRelay starts the builder's store command through the relay,
-// starting the relay when none runs. An error wrapping mux.ErrNoServer
-// means the relay could not be used (the caller dials by itself).
-func (h *hook) connectRelay(ctx context.Context, m *spec.Machine, dir string) (*conn, error) {
-	timeout := h.cfg.ConnectTimeout
-	if timeout <= 0 {
-		timeout = ssh.DefaultConnectTimeout
-	}
+// dialRelay starts the builder's store command through the relay in
+// o.Relay, starting the relay when none runs. An error wrapping
+// mux.ErrNoServer means the relay could not be used (the caller dials by
+// itself).
+func dialRelay(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
+	timeout := o.timeout()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	dir := o.Relay
 	sock := mux.SocketPath(dir)
-	target := h.relayTargetOf(m)
+	target := relayTargetOf(m, &o)
 	argv := ssh.RemoteCommand(*m, false)
+	started := time.Now()
 	rs, err := mux.Start(ctx, sock, target, argv)
 	if errors.Is(err, mux.ErrUntrusted) {
-		h.log.Warnf("not using the connection relay at %s: %v", sock, err)
+		o.logf("not using the connection relay at %s: %v", sock, err)
 		return nil, err
 	}
 	if errors.Is(err, mux.ErrNoServer) {
-		if serr := h.startRelay(dir); serr != nil {
-			h.log.Debugf("starting the connection relay: %v", serr)
+		if serr := startRelay(dir, o.Persist); serr != nil {
+			o.debugf("starting the connection relay: %v", serr)
 			return nil, err
 		}
 		// The relay listens within milliseconds of starting.
@@ -152,11 +126,12 @@ func (h *hook) connectRelay(ctx context.Context, m *spec.Machine, dir string) (*
 	if err != nil {
 		return nil, relayErr(m, err)
 	}
-	c := &conn{m: m, rs: rs, relaySock: sock, target: target, tail: newLogTail(rs.Stderr)}
+	c := &Conn{Machine: m, rs: rs, relaySock: sock, target: target, Tail: newTail(rs.Stderr), started: started}
 	if err := c.handshake(m, timeout); err != nil {
 		c.Close()
-		return nil, err
+		return nil, &HandshakeError{Argv: argv, Err: err}
 	}
+	c.HandshakeTime = time.Since(c.started)
 	return c, nil
 }
 
@@ -180,7 +155,7 @@ func (e *relayError) Error() string { return e.msg }
 
 // startRelay starts a relay process for dir, detached from the hook's
 // process group and session.
-func (h *hook) startRelay(dir string) error {
+func startRelay(dir string, persist time.Duration) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -192,7 +167,7 @@ func (h *hook) startRelay(dir string) error {
 	}
 	cmd := exec.Command(exe)
 	cmd.Args = os.Args // argv[0] too: a multi-call binary dispatches on it
-	cmd.Env = append(os.Environ(), envRelay+"="+dir, envPersist+"="+h.persist().String())
+	cmd.Env = append(os.Environ(), EnvRelay+"="+dir, envPersist+"="+persist.String())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = "/"
 	if err := cmd.Start(); err != nil {
@@ -202,12 +177,13 @@ func (h *hook) startRelay(dir string) error {
 	return cmd.Process.Release()
 }
 
-// serveRelay is the relay process: it serves hooks on dir's socket until
-// it has been idle for connect-persist.
-func serveRelay(ctx context.Context, dir string, idle time.Duration) int {
+// ServeRelay is the relay process: it serves hooks on dir's socket until
+// it has been idle for idle. It returns nil at once when it cannot listen
+// there (another relay runs, or none can: hooks dial by themselves).
+func ServeRelay(ctx context.Context, dir string, idle time.Duration) error {
 	ln, lock, err := mux.Listen(dir)
 	if err != nil {
-		return exitOK // another relay runs, or none can: hooks dial by themselves
+		return nil
 	}
 	defer lock.Close()
 	s := &mux.Server{
@@ -215,10 +191,7 @@ func serveRelay(ctx context.Context, dir string, idle time.Duration) int {
 		Idle: idle,
 		UID:  -1,
 	}
-	if err := s.Serve(ctx, ln); err != nil {
-		return exitFailed
-	}
-	return exitOK
+	return s.Serve(ctx, ln)
 }
 
 func relayDial(ctx context.Context, target string) (mux.Remote, error) {
@@ -281,28 +254,4 @@ func (r sshRemote) Run(ctx context.Context, argv []string, stdin io.Reader, stdo
 		return mux.Exit{Code: ee.Code, Signal: ee.Signal}, nil
 	}
 	return mux.Exit{}, err
-}
-
-// stream is a command's standard streams on a builder, direct or relayed.
-type stream struct {
-	Stdin  io.WriteCloser
-	Stdout io.Reader
-	Stderr io.Reader
-	end    func() // closes the session and waits for it
-}
-
-// start runs another command on c's builder over the same connection.
-func (c *conn) start(ctx context.Context, argv []string) (*stream, error) {
-	if c.rs != nil {
-		rs, err := mux.Start(ctx, c.relaySock, c.target, argv)
-		if err != nil {
-			return nil, err
-		}
-		return &stream{rs.Stdin, rs.Stdout, rs.Stderr, func() { rs.Close(); rs.Wait(); rs.Release() }}, nil
-	}
-	sess, err := c.client.Start(ctx, argv)
-	if err != nil {
-		return nil, err
-	}
-	return &stream{sess.Stdin, sess.Stdout, sess.Stderr, func() { sess.Close(); sess.Wait() }}, nil
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package hook
+package builder
 
 import (
 	"context"
@@ -14,49 +14,37 @@ import (
 
 	"github.com/offload-nix/offload/pkg/daemon"
 	"github.com/offload-nix/offload/pkg/drv"
-	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/spec"
 	"github.com/offload-nix/offload/pkg/ssh"
 	"github.com/offload-nix/offload/pkg/store"
 )
 
-// connectNG connects to an ssh-ng:// builder: `nix-daemon --stdio` over
-// SSH, spoken with pkg/daemon, all within the connect timeout as connect
+// dialNG connects to an ssh-ng:// builder: `nix-daemon --stdio` over
+// SSH, spoken with pkg/daemon, all within the connect timeout as Dial
 // does for ssh://.
 //
 // The session's stderr is not the build log here: the build's lines come
-// inside the protocol. They are pushed into c.tail, so the switch to the
-// build log at accept (c.tail.SetSink) is the same for both kinds of
+// inside the protocol. They are pushed into c.Tail, so the switch to the
+// build log at accept (c.Tail.SetSink) is the same for both kinds of
 // builder and nothing reaches file descriptor 4 before it. The remote
 // stderr is read to its end and its last lines go into error messages.
-func (h *hook) connectNG(ctx context.Context, m *spec.Machine) (*conn, error) {
-	id := h.log.Start(hookproto.LvlTalkative, hookproto.ActUnknown, fmt.Sprintf("connecting to '%s'", m.URI))
-	defer h.log.Stop(id)
-
-	client, err := ssh.Dial(ctx, *m, ssh.Options{ConnectTimeout: h.cfg.ConnectTimeout, Env: h.env.Getenv, Logf: h.log.Warnf})
+func dialNG(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
+	c, argv, err := dialCommand(ctx, m, &o, true)
 	if err != nil {
 		return nil, err
 	}
-	argv := ssh.RemoteCommand(*m, true)
-	sess, err := client.Start(ctx, argv)
-	if err != nil {
-		client.Close()
-		return nil, err
-	}
-	c := &conn{m: m, client: client, sess: sess, tail: newPushTail()}
-	// The log ends with the session's stderr, so that conn.Close does
-	// not wait for it.
+	client, sess := c.client, c.sess
+	c.Tail = newPushTail()
+	// The log ends with the session's stderr, so that Close does not
+	// wait for it.
 	var once sync.Once
-	stderr := newLogTail(&endNotify{r: sess.Stderr, end: func() { once.Do(func() { close(c.tail.done) }) }}) // never given a sink
-	lw := &ngLog{t: c.tail}
+	stderr := newTail(&endNotify{r: sess.Stderr, end: func() { once.Do(func() { close(c.Tail.done) }) }}) // never given a sink
+	lw := &ngLog{t: c.Tail}
 
-	timeout := h.cfg.ConnectTimeout
-	if timeout <= 0 {
-		timeout = ssh.DefaultConnectTimeout
-	}
-	c.prog = &progress{} // the build log comes inside the protocol
+	timeout := o.timeout()
+	c.Prog = &Progress{} // the build log comes inside the protocol
 	timer := time.AfterFunc(timeout, func() { sess.Close() })
-	dc, err := daemon.New(c.prog.reader(sess.Stdout), c.prog.writer(sess.Stdin), daemon.Options{
+	dc, err := daemon.New(c.Prog.Reader(sess.Stdout), c.Prog.Writer(sess.Stdin), daemon.Options{
 		Host:   m.Name,
 		Log:    lw.line,
 		Phase:  lw.phase,
@@ -65,32 +53,40 @@ func (h *hook) connectNG(ctx context.Context, m *spec.Machine) (*conn, error) {
 	if !timer.Stop() && err != nil {
 		err = &ssh.Error{Kind: ssh.Timeout, Host: m.Host, Err: fmt.Errorf("no answer from %s within %v: %w", strings.Join(argv, " "), timeout, err)}
 	}
-	if err == nil {
-		if known, trusted := dc.Trusted(); known && !trusted {
-			// nix-daemon builds input-addressed derivations only for
-			// trusted users: every build would fail after accept,
-			// when Nix can no longer build it elsewhere.
-			err = &notTrustedError{uri: m.URI, user: client.Settings().User}
-		}
-	}
 	if err != nil {
 		c.Close()
-		return nil, err
+		return nil, &HandshakeError{Argv: argv, HostKey: client.HostKey(), Err: err}
 	}
-	c.store = &ngStore{c: dc, uri: m.URI, user: client.Settings().User, subst: h.settings["builders-use-substitutes"] == "true"}
+	c.HandshakeTime = time.Since(c.started)
+	c.version = dc.DaemonVersion()
+	c.trustKnown, c.trust = dc.Trusted()
+	if c.trustKnown && !c.trust && !o.AllowUntrusted {
+		// nix-daemon builds input-addressed derivations only for
+		// trusted users: every build would fail after accept, when Nix
+		// can no longer build it elsewhere.
+		c.Close()
+		return nil, &notTrustedError{uri: m.URI, user: client.Settings().User}
+	}
+	c.Store = &ngStore{c: dc, uri: m.URI, user: client.Settings().User, subst: o.Substitute}
 	return c, nil
 }
 
-// newPushTail returns a logTail that is given its lines with push instead
+// DaemonStore is a builder's store over a running daemon protocol client,
+// for tests of what uses a Remote.
+func DaemonStore(dc *daemon.Client, uri string) Remote {
+	return &ngStore{c: dc, uri: uri}
+}
+
+// newPushTail returns a Tail that is given its lines with push instead
 // of reading a stream; its Wait returns once done is closed.
-func newPushTail() *logTail {
-	return &logTail{done: make(chan struct{})}
+func newPushTail() *Tail {
+	return &Tail{done: make(chan struct{})}
 }
 
 // push does with p what run does with what it reads: it goes to the sink,
 // if one is set, and into the tail. Under the same lock as SetSink, so a
 // line pushed before accept never reaches the build log.
-func (t *logTail) push(p []byte) {
+func (t *Tail) push(p []byte) {
 	t.mu.Lock()
 	if t.sink != nil {
 		t.sink.Write(p)
@@ -103,11 +99,11 @@ func (t *logTail) push(p []byte) {
 }
 
 // ngLog turns the daemon's log messages into build-log lines in the
-// connection's logTail: each line with its newline, and each build phase
+// connection's Tail: each line with its newline, and each build phase
 // as the @nix line Nix reads from a build log.
 type ngLog struct {
 	mu  sync.Mutex
-	t   *logTail
+	t   *Tail
 	buf []byte
 }
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package hook
+package builder
 
 import (
 	"bytes"

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package hook
+package builder
 
 import (
 	"bytes"
@@ -13,34 +13,34 @@ import (
 // tailSize is how much of the builder's stderr is kept for error messages.
 const tailSize = 4096
 
-// logTail reads a builder session's stderr until it ends. It keeps the last
+// Tail reads a builder session's stderr until it ends. It keeps the last
 // few KiB for error messages and, once a sink is set (after accept), copies
 // everything to it: the build log on file descriptor 4.
-type logTail struct {
+type Tail struct {
 	mu   sync.Mutex
 	sink io.Writer
 	tail []byte
 	done chan struct{}
-	prog atomic.Pointer[progress] // told of every read (follow)
+	prog atomic.Pointer[Progress] // told of every read (follow)
 }
 
 // follow tells p of every byte read from now on.
-func (t *logTail) follow(p *progress) { t.prog.Store(p) }
+func (t *Tail) follow(p *Progress) { t.prog.Store(p) }
 
-func newLogTail(r io.Reader) *logTail {
-	t := &logTail{done: make(chan struct{})}
+func newTail(r io.Reader) *Tail {
+	t := &Tail{done: make(chan struct{})}
 	go t.run(r)
 	return t
 }
 
-func (t *logTail) run(r io.Reader) {
+func (t *Tail) run(r io.Reader) {
 	defer close(t.done)
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
 			if p := t.prog.Load(); p != nil {
-				p.touch()
+				p.Touch()
 			}
 			t.mu.Lock()
 			if t.sink != nil {
@@ -59,7 +59,7 @@ func (t *logTail) run(r io.Reader) {
 }
 
 // SetSink starts copying what arrives to w.
-func (t *logTail) SetSink(w io.Writer) {
+func (t *Tail) SetSink(w io.Writer) {
 	t.mu.Lock()
 	t.sink = w
 	t.mu.Unlock()
@@ -68,7 +68,7 @@ func (t *logTail) SetSink(w io.Writer) {
 // Last returns the last lines the builder printed, waiting briefly for the
 // stream to end: when the remote command fails, its message comes on
 // stderr while stdout has already ended.
-func (t *logTail) Last() string {
+func (t *Tail) Last() string {
 	select {
 	case <-t.done:
 	case <-time.After(500 * time.Millisecond):
@@ -86,7 +86,7 @@ func (t *logTail) Last() string {
 }
 
 // Wait waits for the stream to end.
-func (t *logTail) Wait() {
+func (t *Tail) Wait() {
 	select {
 	case <-t.done:
 	case <-time.After(2 * time.Second):
