@@ -24,7 +24,7 @@ import (
 )
 
 // Rules: check runs only fixed remote commands (the serve command Nix
-// itself runs, the probes in probeCommands, and remoteload's fixed
+// itself runs, the probes in internal/builder (probeCommands), and remoteload's fixed
 // script): nothing from the
 // configuration is put into a remote shell line by this file. Every step
 // (connecting, the serve handshake and round trip, asking Nix) has a
