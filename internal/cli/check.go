@@ -24,12 +24,12 @@ import (
 )
 
 // Rules: check runs only fixed remote commands (the serve command Nix
-// itself runs, the probes in internal/builder (probeCommands), and remoteload's fixed
-// script): nothing from the
-// configuration is put into a remote shell line by this file. Every step
-// (connecting, the serve handshake and round trip, asking Nix) has a
-// deadline of the connect timeout, so a dead builder costs at most that
-// once, and a builder that stalls after connecting at most three times.
+// itself runs, internal/builder's probeCommands, and remoteload's fixed
+// script): nothing from the configuration is put into a remote shell line
+// by this file. Every step (connecting, the serve handshake and round
+// trip, asking Nix) has a deadline of the connect timeout, so a dead
+// builder costs at most that once, and a builder that stalls after
+// connecting at most three times.
 
 type checkCmd struct {
 	Only    []string `arg:"" optional:"" name:"builder" help:"Check only these builders (names or URIs); default: all."`
