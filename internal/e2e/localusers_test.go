@@ -21,52 +21,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/wire"
 )
-
-// asNobody is the argv prefix that runs a command as nobody.
-func asNobody(t *testing.T, tools ...string) []string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("second-user test: skipped with -short")
-	}
-	missing := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf(format, args...)
-		}
-		t.Skipf(format, args...)
-	}
-	if os.Geteuid() != 0 {
-		missing("second-user test: needs root to run commands as nobody")
-	}
-	for _, p := range append([]string{"setpriv"}, tools...) {
-		if _, err := exec.LookPath(p); err != nil {
-			missing("second-user test: %s not found (util-linux)", p)
-		}
-	}
-	return []string{"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"}
-}
-
-// openDir is a new directory every user can enter, as /nix/var/nix is.
-func openDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
 
 // nobodyFlocks makes nobody hold a shared flock(2) on dir and on every
 // entry in it that nobody can open, until the test ends, and returns what
 // it holds.
 func nobodyFlocks(t *testing.T, dir string) (held []string) {
 	t.Helper()
-	as := asNobody(t, "flock")
+	as := testenv.Nobody(t, "flock")
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -121,8 +86,8 @@ func hookInput(t *testing.T, builders, system string) []byte {
 // it nobody can open, a root hook still answers Nix at once and ends
 // promptly on SIGTERM.
 func TestLocalUserFlocksHook(t *testing.T) {
-	asNobody(t, "flock")
-	state := filepath.Join(openDir(t), "offload")
+	testenv.Nobody(t, "flock")
+	state := filepath.Join(testenv.OpenDir(t), "offload")
 	// The builder takes no derivation of this system: the hook opens the
 	// shared state (and takes its lock to record the builder) and declines.
 	builders := "ssh://b1 riscv64-linux"
@@ -201,12 +166,12 @@ func TestLocalUserFlocksHook(t *testing.T) {
 // with one line and a hint, and changes nothing: not the hooks' file, and
 // no file of the user's own that no hook reads.
 func TestLocalUserCannotChange(t *testing.T) {
-	as := asNobody(t)
+	as := testenv.Nobody(t)
 	// The test binary's directory is private to root.
 	if err := os.Chmod(filepath.Dir(offloadBin), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	root := openDir(t)
+	root := testenv.OpenDir(t)
 	home := filepath.Join(root, "home")
 	if err := os.Mkdir(home, 0o755); err != nil {
 		t.Fatal(err)
@@ -294,7 +259,7 @@ func TestLocalUserCannotChange(t *testing.T) {
 // offloads a build.
 func TestLocalUserFlocksNixBuild(t *testing.T) {
 	requireEnv(t)
-	asNobody(t, "flock")
+	testenv.Nobody(t, "flock")
 	b1 := startBuilder(t, "b1", builderOpts{})
 	c := newClient(t, b1)
 	// nobody must reach the client's /nix, as it can reach /nix/var/nix.

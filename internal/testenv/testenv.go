@@ -14,6 +14,8 @@ package testenv
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -56,4 +58,37 @@ func pkgOf(skip int) string {
 		return name[:slash+1+dot]
 	}
 	return name
+}
+
+// Nobody returns the argv prefix that runs a command as the user nobody,
+// for tests about what another local user can do. It needs root, setpriv
+// and the named tools; without them it skips, or fails under CI. With
+// -short it skips.
+func Nobody(t testing.TB, tools ...string) []string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("second-user test: skipped with -short")
+	}
+	if os.Geteuid() != 0 {
+		Skip(t, "second-user test: needs root to run commands as nobody")
+	}
+	for _, p := range append([]string{"setpriv"}, tools...) {
+		if _, err := exec.LookPath(p); err != nil {
+			Skip(t, "second-user test: %s not found", p)
+		}
+	}
+	return []string{"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"}
+}
+
+// OpenDir returns a new directory that every user can enter and read, and
+// only its owner write, as /nix/var/nix is.
+func OpenDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }

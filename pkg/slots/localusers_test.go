@@ -18,46 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/spec"
 )
-
-// otherUser is the argv prefix that runs a command as nobody. Tests that
-// need it run as root (CI does); they are skipped with -short, and without
-// root or setpriv unless CI=true, where that is a failure.
-func otherUser(t *testing.T, tools ...string) []string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("second-user test: skipped with -short")
-	}
-	missing := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf(format, args...)
-		}
-		t.Skipf(format, args...)
-	}
-	if os.Geteuid() != 0 {
-		missing("second-user test: needs root to run commands as nobody")
-	}
-	for _, p := range append([]string{"setpriv"}, tools...) {
-		if _, err := exec.LookPath(p); err != nil {
-			missing("second-user test: %s not found (util-linux)", p)
-		}
-	}
-	return []string{"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"}
-}
-
-// sharedDir is a new directory that nobody can enter, as /nix/var/nix is.
-func sharedDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
 
 // holdFlocks makes nobody hold flock(2) (mode "-s" or "-x") on dir and on
 // every entry in it, until stop is called or the test ends. It returns the
@@ -73,7 +36,7 @@ func holdFlocks(t *testing.T, dir, mode string) (refused []string, stop func()) 
 		cmds = nil
 	}
 	t.Cleanup(stop)
-	as := otherUser(t, "flock")
+	as := testenv.Nobody(t, "flock")
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -134,8 +97,8 @@ func within(t *testing.T, what string, fn func() error) {
 func TestFlockByOtherUser(t *testing.T) {
 	for _, mode := range []string{"-s", "-x"} {
 		t.Run(mode, func(t *testing.T) {
-			otherUser(t, "flock")
-			dir := filepath.Join(sharedDir(t), "offload")
+			testenv.Nobody(t, "flock")
+			dir := filepath.Join(testenv.OpenDir(t), "offload")
 			path := filepath.Join(dir, "slots")
 			few := []spec.Machine{mach("ssh://a", 2)}
 			f, err := Open(path, few, Options{Logf: t.Logf})

@@ -19,24 +19,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/spec"
 )
 
 // asNobody runs a shell script as the user nobody, for files another
-// local user owns. It skips unless the test runs as root.
+// local user owns (testenv.Nobody says when it cannot).
 func asNobody(t *testing.T, script string, args ...string) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("-short: needs a second user")
-	}
-	if os.Getuid() != 0 {
-		t.Skip("needs root to run as nobody")
-	}
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skipf("setpriv: %v", err)
-	}
-	argv := append([]string{"--reuid=nobody", "--regid=nogroup", "--clear-groups", "/bin/sh", "-ec", script, "sh"}, args...)
-	if out, err := exec.Command("setpriv", argv...).CombinedOutput(); err != nil {
+	argv := append(testenv.Nobody(t), append([]string{"/bin/sh", "-ec", script, "sh"}, args...)...)
+	if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("setpriv %q: %v\n%s", argv, err, out)
 	}
 }
