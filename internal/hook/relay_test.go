@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/mux"
 	"github.com/offload-nix/offload/pkg/spec"
@@ -43,35 +44,10 @@ func TestRelayOfAnotherUser(t *testing.T) {
 		s.Serve(context.Background(), ln)
 		os.Exit(0)
 	}
-	if testing.Short() {
-		t.Skip("-short: needs a second user")
-	}
-	if os.Getuid() != 0 {
-		t.Skip("needs root to run as nobody")
-	}
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skipf("setpriv: %v", err)
-	}
+	as := testenv.Nobody(t)
 
 	// nobody's runtime directory, with its relay listening.
-	base := t.TempDir()
-	for _, p := range []string{filepath.Dir(base), base} {
-		if err := os.Chmod(p, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(base, "hook.test")
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin, base := testenv.NobodyCopy(t)
 	xdg := filepath.Join(base, "run-user-nobody")
 	if err := os.Mkdir(xdg, 0o700); err != nil {
 		t.Fatal(err)
@@ -80,7 +56,7 @@ func TestRelayOfAnotherUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(xdg, "offload-relay")
-	cmd := exec.Command("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", bin, "-test.run=^TestRelayOfAnotherUser$")
+	cmd := exec.Command(as[0], append(as[1:], bin, "-test.run=^TestRelayOfAnotherUser$")...)
 	cmd.Env = append(os.Environ(), envOtherRelay+"="+dir)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

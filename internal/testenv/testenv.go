@@ -92,3 +92,25 @@ func OpenDir(t testing.TB) string {
 	}
 	return dir
 }
+
+// NobodyCopy returns a copy of the running test binary, in a directory
+// that OpenDir made, which the user nobody can run (t.TempDir's parents
+// are closed to other users). Use it with Nobody to run a part of a test
+// as that user.
+func NobodyCopy(t testing.TB) (bin, dir string) {
+	t.Helper()
+	dir = OpenDir(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin = filepath.Join(dir, filepath.Base(exe))
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin, dir
+}

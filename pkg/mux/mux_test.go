@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/offload-nix/offload/internal/testenv"
 )
 
 // localRemote runs commands on this machine with /bin/sh, as a remote
@@ -306,34 +308,8 @@ func serveAsOther(dir string) {
 // returns that directory once its socket listens.
 func startAsNobody(t *testing.T, testName string) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("-short: needs a second user")
-	}
-	if os.Getuid() != 0 {
-		t.Skip("needs root to run as nobody")
-	}
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skipf("setpriv: %v", err)
-	}
-	base := t.TempDir()
-	for _, p := range []string{filepath.Dir(base), base} {
-		if err := os.Chmod(p, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The test binary, where nobody may run it.
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(base, "mux.test")
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	as := testenv.Nobody(t)
+	bin, base := testenv.NobodyCopy(t)
 	home := filepath.Join(base, "nobody")
 	if err := os.Mkdir(home, 0o755); err != nil {
 		t.Fatal(err)
@@ -342,7 +318,7 @@ func startAsNobody(t *testing.T, testName string) string {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(home, "mux")
-	cmd := exec.Command("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", bin, "-test.run=^"+testName+"$")
+	cmd := exec.Command(as[0], append(as[1:], bin, "-test.run=^"+testName+"$")...)
 	cmd.Env = append(os.Environ(), envNobodyServer+"="+dir)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
