@@ -63,10 +63,11 @@ var rules = map[string]rule{
 	},
 	"internal/jsonstr": {std: []string{"unicode/utf8"}},
 	// Formats and the vocabulary of the store protocols.
-	"pkg/wire":  {notStd: processes},
-	"pkg/drv":   {imports: []string{"pkg/wire"}, notStd: processes},
-	"pkg/nar":   {notStd: processes},
-	"pkg/store": {notStd: append([]string{"os"}, processes...)},
+	"pkg/wire":   {notStd: processes},
+	"pkg/drv":    {imports: []string{"pkg/wire"}, notStd: processes},
+	"pkg/nar":    {notStd: processes},
+	"pkg/squash": {notStd: append([]string{"os"}, processes...)},
+	"pkg/store":  {notStd: append([]string{"os"}, processes...)},
 	// The protocols speak over streams they are given.
 	"pkg/serve":     {imports: []string{"pkg/drv", "pkg/store", "pkg/wire"}, notStd: append([]string{"os"}, processes...)},
 	"pkg/daemon":    {imports: []string{"pkg/drv", "pkg/store", "pkg/wire"}, notStd: append([]string{"os"}, processes...)},
@@ -84,7 +85,7 @@ var rules = map[string]rule{
 	// does.
 	"internal/builder": {imports: []string{
 		"pkg/daemon", "pkg/drv", "pkg/mux", "pkg/pick", "pkg/remoteload", "pkg/serve",
-		"pkg/slots", "pkg/spec", "pkg/ssh", "pkg/store", "pkg/wire",
+		"pkg/slots", "pkg/spec", "pkg/squash", "pkg/ssh", "pkg/store", "pkg/wire",
 	}, notStd: []string{"net", "net/http"}},
 	"internal/decide": {imports: []string{"pkg/config", "pkg/drv", "pkg/pick", "pkg/slots", "pkg/spec"}, notStd: processes},
 	// The hook wires the parts together; the commands wire the hook. The
