@@ -2,7 +2,7 @@
 
 package builder
 
-// Rules for compressed copies from a builder:
+// Rules for compressed copies from and to a builder:
 //   - The NAR reaches the caller exactly as the store protocol's
 //     DumpStorePath would write it: the caller (the local import) hashes
 //     it and checks it against the path info the store protocol gave, so
@@ -14,9 +14,24 @@ package builder
 //     failure: the bytes already given cannot be taken back.
 //   - The compressing command is fixed words: store paths and the store's
 //     URI (quoted as the store command's is) are the only other words.
+//   - Uploads go as an export stream into the builder's `nix-store
+//     --import`, which registers each path with the references and
+//     deriver the stream carries, the ones the store protocol would have
+//     sent. The stream carries no content address or signatures, so a
+//     batch with a content-addressed path goes through the store
+//     protocol; signatures are not copied. Each NAR is hashed here as it
+//     goes and checked against its path info before its registration is
+//     sent: a local NAR that changed cannot become valid there. The
+//     builder's command says which decompressor it runs before anything
+//     is sent, so a builder that cannot gets the store protocol's copy
+//     with nothing lost.
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +42,7 @@ import (
 
 	"github.com/offload-nix/offload/pkg/squash"
 	"github.com/offload-nix/offload/pkg/ssh"
+	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
@@ -38,9 +54,11 @@ const exportMagic = 0x4558494e
 type SquashStats struct {
 	// Method is how the last copy came (squash.None: uncompressed).
 	Method squash.Method
-	// Raw and Packed are the NAR bytes of the compressed copies and
-	// what crossed the link for them.
-	Raw, Packed int64
+	// Raw and Packed are the NAR bytes of the compressed copies from
+	// the builder and what crossed the link for them; SentRaw and
+	// SentPacked the same for uploads.
+	Raw, Packed         int64
+	SentRaw, SentPacked int64
 }
 
 // SquashOptions are how Squashed compresses.
@@ -118,54 +136,33 @@ func (s *squashed) DumpStorePath(p string, w io.Writer, narSize uint64) error {
 // dump copies p's NAR compressed into w. ok is false when the builder
 // could not start the compressed stream; then nothing was written.
 func (s *squashed) dump(p string, w io.Writer, narSize uint64) (err error, ok bool) {
-	argv := squashCommand(s.c.Machine.Scheme == "ssh-ng", s.c.Machine.Params, p, s.o.Level)
-	if argv == nil {
-		s.logf("not compressing copies from '%s': its remote-program names no nix-store", s.c.Machine.URI)
+	sc, ok := s.start(squashCommand(s.c.Machine.Scheme == "ssh-ng", s.c.Machine.Params, p, s.o.Level), "from")
+	if !ok {
 		return nil, false
 	}
-	st, err := s.c.Start(s.ctx, argv)
-	if err != nil {
-		s.logf("not compressing copies from '%s': %v", s.c.Machine.URI, err)
-		return nil, false
-	}
-	s.c.side.add(st)
-	defer s.c.side.remove(st)
-	st.Stdin.Close()
-	tail := newTail(st.Stderr)
-	var out io.Reader = st.Stdout
-	if s.c.Prog != nil {
-		out = s.c.Prog.Reader(out)
-	}
-	packed := &squash.Counter{R: out}
+	sc.st.Stdin.Close()
+	packed := &squash.Counter{R: sc.out}
 	zr, m, err := squash.NewReader(packed)
+	var head [8]byte
+	if err == nil {
+		// Nothing is written to w before the stream's first word: a
+		// nix-store that failed at once still leaves its compressor an
+		// empty stream to compress.
+		if _, err = io.ReadFull(zr, head[:]); err == nil && binary.LittleEndian.Uint64(head[:]) != 1 {
+			err = errors.New("not an export stream")
+		}
+		if err != nil {
+			zr.Close()
+			err = fmt.Errorf("%v: %w", m, err)
+		}
+	}
 	if err != nil {
-		st.Close()
-		werr := st.Wait()
-		tail.Wait()
-		why := strings.Join(argv, " ") + ": " + err.Error()
-		if werr != nil {
-			why = werr.Error() // it names the command
-		}
-		if msg := tail.Last(); msg != "" {
-			why += ": " + firstLine(msg)
-		}
-		s.logf("not compressing copies from '%s': %s", s.c.Machine.URI, why)
+		s.refuse(sc, "from", err.Error())
 		return nil, false
 	}
 	defer zr.Close()
-	err = readExport(zr, p, w, narSize)
-	if err != nil {
-		st.Close()
-	}
-	werr := st.Wait()
-	tail.Wait()
-	if err == nil && werr != nil {
-		err = fmt.Errorf("%s: %w", strings.Join(argv, " "), werr)
-	}
-	if err != nil {
-		if msg := tail.Last(); msg != "" {
-			err = fmt.Errorf("%w (%s)", err, firstLine(msg))
-		}
+	err = readExport(io.MultiReader(bytes.NewReader(head[:]), zr), p, w, narSize)
+	if err = s.end(sc, err); err != nil {
 		return fmt.Errorf("compressed copy of %s: %w", p, err), true
 	}
 	s.mu.Lock()
@@ -180,6 +177,78 @@ func (s *squashed) dump(p string, w io.Writer, narSize uint64) (err error, ok bo
 		s.off.Store(true)
 	}
 	return nil, true
+}
+
+// sideCmd is a command started beside the store protocol for a compressed
+// copy, with its output and input followed for the stall watch.
+type sideCmd struct {
+	argv []string
+	st   *Stream
+	tail *Tail
+	out  io.Reader
+	in   io.Writer
+}
+
+// start starts argv for a copy dir ("from" or "to") the builder. It
+// returns false, said through Logf, when argv is nil (remote-program is
+// no nix-store) or the session would not start.
+func (s *squashed) start(argv []string, dir string) (*sideCmd, bool) {
+	if argv == nil {
+		s.logf("not compressing copies %s '%s': its remote-program is not a nix-store or nix-daemon", dir, s.c.Machine.URI)
+		return nil, false
+	}
+	st, err := s.c.Start(s.ctx, argv)
+	if err != nil {
+		s.logf("not compressing copies %s '%s': %v", dir, s.c.Machine.URI, err)
+		return nil, false
+	}
+	s.c.side.add(st)
+	sc := &sideCmd{argv: argv, st: st, tail: newTail(st.Stderr), out: st.Stdout, in: st.Stdin}
+	if s.c.Prog != nil {
+		sc.out, sc.in = s.c.Prog.Reader(sc.out), s.c.Prog.Writer(sc.in)
+	}
+	return sc, true
+}
+
+// refuse ends sc, which did not start a compressed stream, and says why:
+// the command's failure when it failed.
+func (s *squashed) refuse(sc *sideCmd, dir, why string) {
+	sc.st.Stdin.Close()
+	sc.st.Close()
+	if werr := s.wait(sc); werr != nil {
+		why = werr.Error() // it names the command
+	} else {
+		why = strings.Join(sc.argv, " ") + ": " + why
+	}
+	if msg := sc.tail.Last(); msg != "" {
+		why += ": " + firstLine(msg)
+	}
+	s.logf("not compressing copies %s '%s': %s", dir, s.c.Machine.URI, why)
+}
+
+// end waits for sc after a copy whose error is err, and returns the
+// copy's failure, or the command's.
+func (s *squashed) end(sc *sideCmd, err error) error {
+	if err != nil {
+		sc.st.Close()
+	}
+	werr := s.wait(sc)
+	if err == nil && werr != nil {
+		err = fmt.Errorf("%s: %w", strings.Join(sc.argv, " "), werr)
+	}
+	if err != nil {
+		if msg := sc.tail.Last(); msg != "" {
+			err = fmt.Errorf("%w (%s)", err, firstLine(msg))
+		}
+	}
+	return err
+}
+
+func (s *squashed) wait(sc *sideCmd) error {
+	err := sc.st.Wait()
+	sc.tail.Wait()
+	s.c.side.remove(sc.st)
+	return err
 }
 
 // readExport copies the NAR of a one-path export stream (Nix
@@ -233,25 +302,177 @@ func exportError(what string, err error) error {
 	return fmt.Errorf("export stream: %s", what)
 }
 
-// squashCommand is the shell line that writes p's export stream
-// compressed: `nix-store [--store S] --export p | { zstd … || gzip …; }`.
-// zstd not found leaves the input to gzip, unread. nix-store is
-// remote-program's for ssh:// and its sibling for ssh-ng://'s
-// nix-daemon; nil when remote-program names something else.
-func squashCommand(ng bool, params map[string]string, p string, level int) []string {
+// AddToStoreNars uploads infos compressed into the builder's `nix-store
+// --import`, or as c.Store does when the builder cannot or a path is
+// content-addressed.
+func (s *squashed) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
+	if !s.off.Load() && !slicesContainCA(infos) {
+		if err, ok := s.upload(infos, open); ok {
+			return err
+		}
+		s.off.Store(true)
+	}
+	return s.Remote.AddToStoreNars(infos, open)
+}
+
+func slicesContainCA(infos []store.PathInfo) bool {
+	for i := range infos {
+		if infos[i].CA != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// upload sends infos as one compressed export stream. ok is false when
+// the builder could not start decompressing; then nothing was opened.
+func (s *squashed) upload(infos []store.PathInfo, open func(i int) (io.Reader, error)) (err error, ok bool) {
+	if len(infos) == 0 {
+		return nil, true
+	}
+	digests := make([][32]byte, len(infos))
+	for i := range infos {
+		if digests[i], err = infos[i].NarDigest(); err != nil {
+			return fmt.Errorf("%s: %w", infos[i].Path, err), true
+		}
+	}
+	sc, ok := s.start(importCommand(s.c.Machine.Scheme == "ssh-ng", s.c.Machine.Params), "to")
+	if !ok {
+		return nil, false
+	}
+	// The first line names the decompressor; nothing is sent before.
+	br := bufio.NewReaderSize(sc.out, 64)
+	line, lerr := br.ReadSlice('\n')
+	m, merr := squash.ParseMethod(string(bytes.TrimSuffix(line, []byte("\n"))))
+	if lerr != nil || merr != nil || m == squash.None {
+		s.refuse(sc, "to", fmt.Sprintf("its first line was %q", line))
+		return nil, false
+	}
+	packed := &squash.Counter{W: sc.in}
+	err = writeExport(packed, m, s.o.Level, infos, digests, open)
+	if err == nil {
+		sc.st.Stdin.Close()
+		_, err = io.Copy(io.Discard, br) // the paths it imported
+	}
+	if err = s.end(sc, err); err != nil {
+		return fmt.Errorf("compressed copy: %w", err), true
+	}
+	var raw int64
+	for i := range infos {
+		raw += int64(infos[i].NarSize)
+	}
+	s.mu.Lock()
+	s.stats.SentRaw += raw
+	s.stats.SentPacked += packed.N
+	s.mu.Unlock()
+	s.logf("copied %d paths to '%s' with %v: %d bytes for their %d (%.0f%%)", len(infos), s.c.Machine.URI, m, packed.N, raw, 100*float64(packed.N)/float64(max(raw, 1)))
+	return nil, true
+}
+
+// writeExport writes infos as an export stream (Nix
+// src/libstore/export-import.cc, exportPaths), compressed with m at
+// level, into w. Each NAR must hash to its digest before its
+// registration is written.
+func writeExport(w io.Writer, m squash.Method, level int, infos []store.PathInfo, digests [][32]byte, open func(i int) (io.Reader, error)) error {
+	zw, err := squash.NewWriter(w, m, level)
+	if err != nil {
+		return err
+	}
+	ww := wire.NewWriter(zw)
+	for i := range infos {
+		p := &infos[i]
+		r, err := open(i)
+		if err != nil {
+			return err
+		}
+		if err := ww.Uint64(1); err != nil {
+			return err
+		}
+		h := sha256.New()
+		if _, err := io.CopyN(rawWriter{ww}, io.TeeReader(r, h), int64(p.NarSize)); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = fmt.Errorf("%s: its NAR is shorter than its %d bytes", p.Path, p.NarSize)
+			}
+			return err
+		}
+		if [32]byte(h.Sum(nil)) != digests[i] {
+			return fmt.Errorf("%s: its NAR does not match its hash in the local store", p.Path)
+		}
+		for _, err := range []error{ww.Uint64(exportMagic), ww.String(p.Path), ww.Strings(p.References), ww.String(p.Deriver), ww.Uint64(0)} {
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if err := ww.Uint64(0); err != nil {
+		return err
+	}
+	if err := ww.Flush(); err != nil {
+		return err
+	}
+	return zw.Close()
+}
+
+type rawWriter struct{ w *wire.Writer }
+
+func (r rawWriter) Write(p []byte) (int, error) {
+	if err := r.w.Raw(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// importCommand is the shell line that says which of zstd and gzip the
+// builder has, on a line of its own, once nix-store is there and the
+// decompressor decompresses, and then imports an export stream compressed
+// with it: `z=zstd; command -v zstd >/dev/null || z=gzip; command -v $z
+// >/dev/null && command -v nix-store >/dev/null && $z -c </dev/null | $z
+// -dc && echo $z && $z -dc | nix-store [--store S] --import`. nix-store is
+// storeCommand's.
+func importCommand(ng bool, params map[string]string) []string {
+	nixStore := storeCommand(ng, params)
+	if nixStore == nil {
+		return nil
+	}
+	argv := []string{"z=zstd;", "command", "-v", "zstd", ">/dev/null", "||", "z=gzip;",
+		"command", "-v", "$z", ">/dev/null", "&&", "command", "-v", nixStore[0], ">/dev/null", "&&", "$z", "-c", "</dev/null", "|", "$z", "-dc", "&&",
+		"echo", "$z", "&&", "$z", "-dc", "|"}
+	return append(append(argv, nixStore...), "--import")
+}
+
+// storeCommand is the builder's nix-store with the store's URI: "nix-store",
+// or remote-program when it is a nix-store (ssh://), or the nix-store
+// beside remote-program's nix-daemon (ssh-ng://). A remote-program that is
+// anything else (a wrapper, more words) may take only what the store
+// protocol needs: nil.
+func storeCommand(ng bool, params map[string]string) []string {
 	argv := []string{"nix-store"}
 	if prog := params["remote-program"]; prog != "" {
-		argv = strings.Fields(prog)
+		f := strings.Fields(prog)
+		dir, base := path.Split(f[0])
+		want := "nix-store"
 		if ng {
-			dir, base := path.Split(argv[0])
-			if base != "nix-daemon" || len(argv) > 1 {
-				return nil
-			}
-			argv = []string{dir + "nix-store"}
+			want = "nix-daemon"
 		}
+		if len(f) > 1 || base != want {
+			return nil
+		}
+		argv = []string{dir + "nix-store"}
 	}
 	if st := params["remote-store"]; st != "" {
 		argv = append(argv, "--store", ssh.Quote(st))
+	}
+	return argv
+}
+
+// squashCommand is the shell line that writes p's export stream
+// compressed: `nix-store [--store S] --export p | { zstd … || gzip …; }`.
+// zstd not found leaves the input to gzip, unread. nix-store is
+// storeCommand's.
+func squashCommand(ng bool, params map[string]string, p string, level int) []string {
+	argv := storeCommand(ng, params)
+	if argv == nil {
+		return nil
 	}
 	argv = append(argv, "--export", p, "|", "{")
 	argv = append(argv, squash.Command(squash.Zstd, level)...)

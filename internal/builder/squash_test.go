@@ -4,9 +4,14 @@ package builder
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"io"
 	"strings"
 	"testing"
+
+	"github.com/offload-nix/offload/pkg/squash"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 const exportPath = "/nix/store/00000000000000000000000000000000-out"
@@ -81,6 +86,8 @@ func TestSquashCommand(t *testing.T) {
 		{false, map[string]string{"remote-program": "/opt/nix/bin/nix-store"}, "/opt/nix/bin/nix-store " + tail},
 		{true, map[string]string{"remote-program": "/opt/nix/bin/nix-daemon"}, "/opt/nix/bin/nix-store " + tail},
 		{true, map[string]string{"remote-program": "sudo nix-daemon"}, ""},
+		{false, map[string]string{"remote-program": "/tmp/fake-nix-store"}, ""},
+		{true, map[string]string{"remote-program": "/opt/nix/bin/nix-store"}, ""},
 		{false, map[string]string{"remote-store": "local?root=/x y"}, "nix-store --store 'local?root=/x y' " + tail},
 	}
 	for _, tt := range tests {
@@ -88,5 +95,48 @@ func TestSquashCommand(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("squashCommand(%v, %v) = %q, want %q", tt.ng, tt.params, got, tt.want)
 		}
+	}
+	const head = "z=zstd; command -v zstd >/dev/null || z=gzip; command -v $z >/dev/null && command -v nix-store >/dev/null && $z -c </dev/null | $z -dc && echo $z && $z -dc | "
+	for params, want := range map[string]string{
+		"":                head + "nix-store --import",
+		"local?root=/x y": head + "nix-store --store 'local?root=/x y' --import",
+	} {
+		got := strings.Join(importCommand(true, map[string]string{"remote-store": params}), " ")
+		if got != want {
+			t.Errorf("importCommand(remote-store %q) = %q, want %q", params, got, want)
+		}
+	}
+}
+
+// writeExport's stream, decompressed, is what readExport reads (and
+// `nix-store --import` imports); a NAR that does not match its hash is
+// refused before its registration is written.
+func TestWriteExport(t *testing.T) {
+	nar := bytes.Repeat([]byte("nar bytes"), 1000)
+	info := store.PathInfo{Path: exportPath, NarSize: uint64(len(nar)),
+		References: []string{"/nix/store/11111111111111111111111111111111-dep"},
+		Deriver:    "/nix/store/22222222222222222222222222222222-out.drv"}
+	digest := sha256.Sum256(nar)
+	open := func(int) (io.Reader, error) { return bytes.NewReader(nar), nil }
+	for _, m := range []squash.Method{squash.Zstd, squash.Gzip} {
+		var z bytes.Buffer
+		if err := writeExport(&z, m, 3, []store.PathInfo{info}, [][32]byte{digest}, open); err != nil {
+			t.Fatalf("%v: writeExport = %v", m, err)
+		}
+		r, got, err := squash.NewReader(&z)
+		if err != nil || got != m {
+			t.Fatalf("%v: NewReader = %v, %v", m, got, err)
+		}
+		plain, _ := io.ReadAll(r)
+		if want := export(nar, exportPath, 0); !bytes.Equal(plain, want) {
+			t.Errorf("%v: the stream is\n%q\nwant\n%q", m, plain, want)
+		}
+	}
+	var z bytes.Buffer
+	bad := digest
+	bad[0] ^= 1
+	err := writeExport(&z, squash.Zstd, 3, []store.PathInfo{info}, [][32]byte{bad}, open)
+	if err == nil || !strings.Contains(err.Error(), "does not match its hash") {
+		t.Errorf("writeExport of a changed NAR = %v", err)
 	}
 }

@@ -215,15 +215,22 @@ func Command(m Method, level int) []string {
 	return []string{"cat"}
 }
 
-// Counter counts the bytes that pass through a reader or a writer: the
+// Counter counts the bytes read from R or written to W through it: the
 // compressed side of a stream, for the ratio.
 type Counter struct {
 	R io.Reader
+	W io.Writer
 	N int64
 }
 
 func (c *Counter) Read(p []byte) (int, error) {
 	n, err := c.R.Read(p)
+	c.N += int64(n)
+	return n, err
+}
+
+func (c *Counter) Write(p []byte) (int, error) {
+	n, err := c.W.Write(p)
 	c.N += int64(n)
 	return n, err
 }
