@@ -9,6 +9,7 @@ package e2e
 // copies from …".
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,6 +31,22 @@ func fakeTools(t *testing.T, scripts map[string]string) string {
 		}
 	}
 	return "PATH=" + dir + ":/usr/local/bin:/usr/bin:/bin"
+}
+
+// toolsWithout returns a PATH line for a builder's sessions that finds
+// Nix's commands and the usual tools there but none of missing.
+func toolsWithout(t *testing.T, missing ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range []string{"nix", "nix-store", "nix-daemon", "zstd", "gzip", "cat", "head", "mktemp", "dd", "wc", "rm"} {
+		if slices.Contains(missing, name) {
+			continue
+		}
+		if err := os.Symlink(filepath.Join("/usr/bin", name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return "PATH=" + dir
 }
 
 // checkOut fails unless r is a successful build of compressibleOut,
@@ -103,22 +120,25 @@ func TestCompressedCopyBackIncompressible(t *testing.T) {
 	c.mustVerify()
 }
 
-// A builder without zstd: gzip. The unstable root (Nix 2.34) has gzip and
-// no zstd; the Nix 2.8 builder's zstd is a command not found.
+// A builder without zstd: gzip, both ways. The unstable root (Nix 2.34)
+// has gzip and no zstd; the Nix 2.8 builder's zstd is a command not
+// found.
 func TestCompressedCopyBackGzip(t *testing.T) {
 	requireSid(t)
 	t.Parallel()
 	bs := []*builder{
-		startBuilder(t, "b28", builderOpts{Env: fakeTools(t, map[string]string{"zstd": "exit 127"})}),
+		startBuilder(t, "b28", builderOpts{Env: toolsWithout(t, "zstd")}),
 		startBuilder(t, "b234", builderOpts{Sid: true}),
 	}
+	dep := startBuilder(t, "dep", builderOpts{})
 	for _, b := range bs {
 		matrix(t, tagged(cells([]string{"2.34"}, protos, directOnly), func(cell) string { return b.Name }), func(t *testing.T, m cell) {
-			c := m.client(t, b)
+			c := m.client(t, b, dep)
 			c.Env = []string{"OFFLOAD_COMPRESS=on"}
 			r := m.build(t, c, drv("gzipped", "x86_64-linux", compressibleOut, salt()), m.machines(b, "x86_64-linux"), "-v")
 			checkOut(t, c, r)
 			wantAll(t, "nix-build's stderr", r.Stderr, "with gzip: ")
+			uploadScenario(t, m, c, dep, b, "gzip")
 		})
 	}
 }
@@ -129,7 +149,7 @@ func TestCompressedCopyBackGzip(t *testing.T) {
 func TestCompressedCopyBackUnavailable(t *testing.T) {
 	requireEnv(t)
 	t.Parallel()
-	none := startBuilder(t, "none", builderOpts{Env: fakeTools(t, map[string]string{"zstd": "exit 127", "gzip": "exit 127"})})
+	none := startBuilder(t, "none", builderOpts{Env: toolsWithout(t, "zstd", "gzip")})
 	forced := startBuilder(t, "forced", builderOpts{})
 	session := filepath.Join(forced.Dir, "session")
 	b, err := os.ReadFile(session)
@@ -160,13 +180,19 @@ func TestCompressedCopyBackUnavailable(t *testing.T) {
 
 // A compressed stream cut short, or with a byte changed on the way, fails
 // the build cleanly: nothing of the output in the client's store, and the
-// slot free.
+// slot free. One cut before its first word (the NAR's first block) has
+// given the local store nothing yet: the output comes uncompressed.
 func TestCompressedCopyBackBroken(t *testing.T) {
 	requireEnv(t)
 	t.Parallel()
-	for _, tt := range []struct{ name, zstd, want string }{
-		{"cut", `/usr/bin/zstd "$@" | head -c 2000`, "unexpected EOF"},
-		{"corrupt", `f=$(mktemp); /usr/bin/zstd "$@" >"$f"; printf '\125\252' | dd of="$f" bs=1 seek=$(($(wc -c <"$f") / 2)) conv=notrunc 2>/dev/null; cat "$f"; rm -f "$f"`, "compressed copy of"},
+	const half = `f=$(mktemp); /usr/bin/zstd "$@" >"$f"; n=$(($(wc -c <"$f") / 2)); `
+	for _, tt := range []struct {
+		name, zstd, want string
+		ok               bool
+	}{
+		{"cut", half + `head -c $n "$f"; rm -f "$f"`, "unexpected EOF", false},
+		{"corrupt", half + `printf '\125\252' | dd of="$f" bs=1 seek=$n conv=notrunc 2>/dev/null; cat "$f"; rm -f "$f"`, "compressed copy of", false},
+		{"cut-early", `/usr/bin/zstd "$@" | head -c 200`, "not compressing copies from", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -178,7 +204,12 @@ func TestCompressedCopyBackBroken(t *testing.T) {
 				expr := drv("broken-"+tt.name, "x86_64-linux", compressibleOut, salt())
 				out := c.outPath(t, expr)
 				before := c.storeNames(t)
-				r := c.build(expr, builders)
+				r := c.build(expr, builders, "-v")
+				if tt.ok {
+					checkOut(t, c, r)
+					wantAll(t, "nix-build's stderr", r.Stderr, tt.want)
+					continue
+				}
 				if r.Code == 0 {
 					t.Fatalf("%s: nix-build succeeded with a %s stream\n%s", proto, tt.name, r.Stderr)
 				}
@@ -202,4 +233,41 @@ func TestCompressedCopyBackBroken(t *testing.T) {
 			}
 		})
 	}
+}
+
+// uploadScenario builds a derivation on dep, then one that needs its
+// output on b, which lacks it: the hook uploads it compressed (-v says
+// with what, want), and b registers it with the references and deriver
+// the client's store has.
+func uploadScenario(t *testing.T, m cell, c *client, dep, b *builder, want string) {
+	t.Helper()
+	u := unique()
+	depExpr := fmt.Sprintf(`derivation { name = "updep"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" %q ]; u = %q; }`, compressibleOut, u)
+	r := m.build(t, c, depExpr, m.machines(dep, "x86_64-linux"))
+	checkOut(t, c, r)
+	depOut := r.Out
+	top := fmt.Sprintf(`derivation { name = "uptop"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "/bin/cat ${%s} > $out" ]; u = %q; }`, depExpr, u)
+	r = m.build(t, c, top, m.machines(b, "x86_64-linux"), "-v")
+	checkOut(t, c, r)
+	wantAll(t, "nix-build's stderr", r.Stderr, "copied 1 paths to '"+m.uri(b)+"' with "+want)
+	for _, q := range []string{"--references", "--deriver"} {
+		local := c.nixStore("-q", q, depOut)
+		there, err := b.exec(t, "nix-store", "-q", q, depOut)
+		if err != nil || local.Code != 0 || strings.TrimSpace(there) != local.Out {
+			t.Errorf("nix-store -q %s %s: %q on %s (%v), %q on the client", q, depOut, there, b.Name, err, local.Out)
+		}
+	}
+}
+
+// Uploads go compressed too, with the builder's zstd, on both protocols
+// and both client Nixes.
+func TestCompressedUpload(t *testing.T) {
+	requireEnv(t)
+	t.Parallel()
+	dep := startBuilder(t, "dep", builderOpts{})
+	b1 := startBuilder(t, "b1", builderOpts{})
+	matrix(t, cells(nixes, protos, directOnly), func(t *testing.T, m cell) {
+		c := m.client(t, dep, b1)
+		uploadScenario(t, m, c, dep, b1, "zstd")
+	})
 }
