@@ -65,7 +65,8 @@ func checkOut(t *testing.T, c *client, r result) {
 
 // The builder's zstd (it logs its words): the output arrives whole, on
 // both protocols and both client Nixes, at compress-level under
-// compress=on and zstd's fastest level under the default, auto.
+// compress=on or with -C in NIX_SSHOPTS, and at zstd's fastest level
+// under the default, auto.
 func TestCompressedCopyBack(t *testing.T) {
 	requireEnv(t)
 	t.Parallel()
@@ -90,13 +91,18 @@ func TestCompressedCopyBack(t *testing.T) {
 			r = m.build(t, c, drv("squashed-auto", "x86_64-linux", compressibleOut, salt()), m.machines(b1, "x86_64-linux"), "-v")
 			checkOut(t, c, r)
 			wantAll(t, "nix-build's stderr", r.Stderr, "with zstd: ")
+			// -C in NIX_SSHOPTS asks for compress-level under auto.
+			c.Env = []string{"NIX_SSHOPTS=-C -F " + filepath.Join(c.Dir, "ssh_config"), "OFFLOAD_COMPRESS_LEVEL=4"}
+			r = m.build(t, c, drv("squashed-C", "x86_64-linux", compressibleOut, salt()), m.machines(b1, "x86_64-linux"), "-v")
+			checkOut(t, c, r)
+			wantAll(t, "nix-build's stderr", r.Stderr, "with zstd: ")
 		})
 	})
 	b, err := os.ReadFile(log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantAll(t, "the builder's zstd's words", string(b), "-q -c -5", "-q -c -1")
+	wantAll(t, "the builder's zstd's words", string(b), "-q -c -5", "-q -c -1", "-q -c -4")
 }
 
 // Under auto, an output that does not compress ends compression for the
