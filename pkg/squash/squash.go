@@ -58,10 +58,11 @@ func ParseMethod(s string) (Method, error) {
 	return None, fmt.Errorf("squash: unknown method %q (want none, gzip or zstd)", s)
 }
 
-// MaxWindow bounds the zstd window a stream may ask for: 32 MiB, four
-// times what `zstd -19` uses; only --long or --ultra streams need more,
-// and offload never asks for those.
-const MaxWindow = 32 << 20
+// MaxWindow bounds the zstd window a stream may ask for, and so the
+// decoder's history: 8 MiB, what `zstd -19` uses (its window log is 23,
+// lib/compress/clevels.h); only --long or --ultra streams need more, and
+// offload never asks for those.
+const MaxWindow = 8 << 20
 
 var (
 	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
