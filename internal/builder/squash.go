@@ -18,8 +18,8 @@ package builder
 //     --import`, which registers each path with the references and
 //     deriver the stream carries, the ones the store protocol would have
 //     sent. The stream carries no content address or signatures, so a
-//     batch with a content-addressed path goes through the store
-//     protocol; signatures are not copied. Each NAR is hashed here as it
+//     batch with a content-addressed or signed path goes through the
+//     store protocol. Each NAR is hashed here as it
 //     goes and checked against its path info before its registration is
 //     sent: a local NAR that changed cannot become valid there. The
 //     builder's command says which decompressor it runs before anything
@@ -303,10 +303,10 @@ func exportError(what string, err error) error {
 }
 
 // AddToStoreNars uploads infos compressed into the builder's `nix-store
-// --import`, or as c.Store does when the builder cannot or a path is
-// content-addressed.
+// --import`, or as c.Store does when the builder cannot or a path has what
+// an export stream cannot carry.
 func (s *squashed) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
-	if !s.off.Load() && !slicesContainCA(infos) {
+	if !s.off.Load() && exportable(infos) {
 		if err, ok := s.upload(infos, open); ok {
 			return err
 		}
@@ -315,13 +315,16 @@ func (s *squashed) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.R
 	return s.Remote.AddToStoreNars(infos, open)
 }
 
-func slicesContainCA(infos []store.PathInfo) bool {
+// exportable reports whether an export stream carries all of infos: none
+// is content-addressed or signed. A signature is what lets a builder's
+// daemon take a path from a user it does not trust.
+func exportable(infos []store.PathInfo) bool {
 	for i := range infos {
-		if infos[i].CA != "" {
-			return true
+		if infos[i].CA != "" || len(infos[i].Sigs) > 0 {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // upload sends infos as one compressed export stream. ok is false when

@@ -140,3 +140,22 @@ func TestWriteExport(t *testing.T) {
 		t.Errorf("writeExport of a changed NAR = %v", err)
 	}
 }
+
+func TestExportable(t *testing.T) {
+	plain := store.PathInfo{Path: exportPath, References: []string{exportPath}, Deriver: "/nix/store/x.drv"}
+	signed, ca := plain, plain
+	signed.Sigs = []string{"cache.nixos.org-1:sig"}
+	ca.CA = "fixed:r:sha256:0000000000000000000000000000000000000000000000000000"
+	for _, tt := range []struct {
+		infos []store.PathInfo
+		want  bool
+	}{
+		{[]store.PathInfo{plain, plain}, true},
+		{[]store.PathInfo{plain, signed}, false},
+		{[]store.PathInfo{ca}, false},
+	} {
+		if got := exportable(tt.infos); got != tt.want {
+			t.Errorf("exportable(%+v) = %v, want %v", tt.infos, got, tt.want)
+		}
+	}
+}
