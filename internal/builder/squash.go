@@ -65,10 +65,10 @@ type SquashStats struct {
 type SquashOptions struct {
 	// Level is the level (squash.Levels; 0: squash.DefaultLevel).
 	Level int
-	// Auto stops compressing once a copy of at least poorAfter bytes
-	// came out at more than poorRatio of its size: the outputs turned
-	// out incompressible, and compressing them costs the builder and the
-	// hook time for nothing.
+	// Auto stops compressing once a copy (either way) of at least
+	// poorAfter bytes came out at more than poorRatio of its size: the
+	// data turned out incompressible, and compressing it costs the
+	// builder and the hook time for nothing.
 	Auto bool
 	// Logf takes what the compression did (at -v): each copy's sizes,
 	// and once why the builder's copies are not compressed. Nil: dropped.
@@ -172,11 +172,18 @@ func (s *squashed) dump(p string, w io.Writer, narSize uint64) (err error, ok bo
 	s.mu.Unlock()
 	ratio := float64(packed.N) / float64(max(narSize, 1))
 	s.logf("copied %s from '%s' with %v: %d bytes for its %d (%.0f%%)", p, s.c.Machine.URI, m, packed.N, narSize, 100*ratio)
-	if s.o.Auto && narSize >= poorAfter && ratio > poorRatio {
-		s.logf("not compressing more copies from '%s': %s compressed only to %.0f%%", s.c.Machine.URI, p, 100*ratio)
+	s.poor("from", int64(narSize), ratio)
+	return nil, true
+}
+
+// poor ends compression for the connection, under Auto, after a copy dir
+// ("from" or "to") the builder of raw bytes that compressed to ratio of
+// their size, when they were enough to tell and compressed poorly.
+func (s *squashed) poor(dir string, raw int64, ratio float64) {
+	if s.o.Auto && raw >= poorAfter && ratio > poorRatio {
+		s.logf("not compressing more copies to or from '%s': a copy %s it compressed only to %.0f%%", s.c.Machine.URI, dir, 100*ratio)
 		s.off.Store(true)
 	}
-	return nil, true
 }
 
 // sideCmd is a command started beside the store protocol for a compressed
@@ -368,7 +375,9 @@ func (s *squashed) upload(infos []store.PathInfo, open func(i int) (io.Reader, e
 	s.stats.SentRaw += raw
 	s.stats.SentPacked += packed.N
 	s.mu.Unlock()
-	s.logf("copied %d paths to '%s' with %v: %d bytes for their %d (%.0f%%)", len(infos), s.c.Machine.URI, m, packed.N, raw, 100*float64(packed.N)/float64(max(raw, 1)))
+	ratio := float64(packed.N) / float64(max(raw, 1))
+	s.logf("copied %d paths to '%s' with %v: %d bytes for their %d (%.0f%%)", len(infos), s.c.Machine.URI, m, packed.N, raw, 100*ratio)
+	s.poor("to", raw, ratio)
 	return nil, true
 }
 

@@ -132,7 +132,7 @@ func TestCompressedCopyBackIncompressible(t *testing.T) {
 			t.Errorf("NIX_SSHOPTS %q: %d outputs were copied compressed, want %d:\n%s", tt.sshopts, n, tt.compressed, r.Stderr)
 		}
 		if tt.compressed == 1 {
-			wantAll(t, "nix-build's stderr", r.Stderr, "not compressing more copies from 'ssh://b1'")
+			wantAll(t, "nix-build's stderr", r.Stderr, "not compressing more copies to or from 'ssh://b1'")
 		}
 	}
 	c.mustVerify()

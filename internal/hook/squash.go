@@ -14,7 +14,7 @@ import (
 // squashed is c.Store with copies to and from the builder compressed at
 // compress-level as the compress setting and the machine say
 // (internal/builder's Squashed): off, never; on, always; auto, until the
-// outputs turn out incompressible, unless the machine's SSH settings ask
+// data turns out incompressible, unless the machine's SSH settings ask
 // for compression (?compress=true in its URI, -C in NIX_SSHOPTS,
 // Compression yes in ssh_config), which is on.
 func (h *hook) squashed(ctx context.Context, c *builder.Conn) builder.Remote {

@@ -83,7 +83,7 @@ var registry = []Setting{
 	{Name: "emulation-retry", Default: "true", Doc: "a build that fails on a builder emulating its system is built again, once, on one that runs it natively, in the same run", parse: boolean},
 	{Name: "emulation-failure-memory", Default: "168h", Doc: "how long a derivation name whose build failed under emulation, and then succeeded natively, goes to native builders first (0: not remembered)", parse: duration(0)},
 	{Name: "system-exec", Default: "", Doc: "how builders run systems where probing cannot tell: BUILDER/SYSTEM=native or =emulated, space-separated (BUILDER: name or URI)", parse: execList},
-	{Name: "compress", Default: CompressAuto, Doc: "compress copies to and from builders with zstd (or gzip): on, off, or auto (on until the outputs turn out incompressible); ?compress=true in the machine's URI, -C in NIX_SSHOPTS and Compression yes in ssh_config mean on", parse: oneOf(CompressAuto, CompressOn, CompressOff)},
+	{Name: "compress", Default: CompressAuto, Doc: "compress copies to and from builders with zstd (or gzip): on, off, or auto (on until the data turns out incompressible); ?compress=true in the machine's URI, -C in NIX_SSHOPTS and Compression yes in ssh_config mean on", parse: oneOf(CompressAuto, CompressOn, CompressOff)},
 	{Name: "compress-level", Default: "3", Doc: "the level of compressed copies: 1 (fastest) to 19 (smallest); zstd's levels, gzip's up to 9", parse: wholeNumber(1, 19)},
 	{Name: "stall-timeout", Default: "10m", Doc: "how long a builder may send and take no byte while offload waits on it (a copy, a query; a build: after max-silent-time) before the connection is closed and the builder marked unhealthy", parse: duration(1)},
 
