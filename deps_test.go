@@ -63,11 +63,10 @@ var rules = map[string]rule{
 	},
 	"internal/jsonstr": {std: []string{"unicode/utf8"}},
 	// Formats and the vocabulary of the store protocols.
-	"pkg/wire":   {notStd: processes},
-	"pkg/drv":    {imports: []string{"pkg/wire"}, notStd: processes},
-	"pkg/nar":    {notStd: processes},
-	"pkg/squash": {notStd: append([]string{"os"}, processes...)},
-	"pkg/store":  {notStd: append([]string{"os"}, processes...)},
+	"pkg/wire":  {notStd: processes},
+	"pkg/drv":   {imports: []string{"pkg/wire"}, notStd: processes},
+	"pkg/nar":   {notStd: processes},
+	"pkg/store": {notStd: append([]string{"os"}, processes...)},
 	// The protocols speak over streams they are given.
 	"pkg/serve":     {imports: []string{"pkg/drv", "pkg/store", "pkg/wire"}, notStd: append([]string{"os"}, processes...)},
 	"pkg/daemon":    {imports: []string{"pkg/drv", "pkg/store", "pkg/wire"}, notStd: append([]string{"os"}, processes...)},
@@ -79,6 +78,8 @@ var rules = map[string]rule{
 	"pkg/remoteload": {imports: []string{"pkg/pick"}, notStd: append([]string{"os"}, processes...)},
 	"pkg/ssh":        {imports: []string{"pkg/spec"}},
 	"pkg/mux":        {notStd: []string{"os/exec", "net/http"}},
+	// Compressed streams, given and returned.
+	"pkg/squash": {notStd: append([]string{"os"}, processes...)},
 	// One way to reach a builder (dial, handshake of either protocol, log
 	// tail, probes), and one assembly of pick's inputs: the hook and the
 	// commands share both, so what check and pick show is what the hook
