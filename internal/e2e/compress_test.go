@@ -65,7 +65,7 @@ func checkOut(t *testing.T, c *client, r result) {
 
 // The builder's zstd (it logs its words): the output arrives whole, on
 // both protocols and both client Nixes, at compress-level, under
-// compress=on and the default, auto, and through the connection relay.
+// compress=on and the default, auto.
 func TestCompressedCopyBack(t *testing.T) {
 	requireEnv(t)
 	t.Parallel()
@@ -89,14 +89,6 @@ func TestCompressedCopyBack(t *testing.T) {
 			r = m.build(t, c, drv("squashed-auto", "x86_64-linux", compressibleOut, salt()), m.machines(b1, "x86_64-linux"), "-v")
 			checkOut(t, c, r)
 			wantAll(t, "nix-build's stderr", r.Stderr, "with zstd: ")
-			if m.Proto == "ssh" {
-				// Through the connection relay, whose sessions are
-				// started by the relay process.
-				c.Env = []string{"OFFLOAD_CONNECT_PERSIST=2s"}
-				r = m.build(t, c, drv("squashed-relay", "x86_64-linux", compressibleOut, salt()), m.machines(b1, "x86_64-linux"), "-v")
-				checkOut(t, c, r)
-				wantAll(t, "nix-build's stderr", r.Stderr, "with zstd: ")
-			}
 		})
 	})
 	b, err := os.ReadFile(log)
