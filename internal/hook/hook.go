@@ -108,6 +108,9 @@ type hook struct {
 	ring      []slots.Decision
 	drvPath   string
 	drv       *drv.Derivation
+	// dial reaches a builder in place of builder.Dial (nil); tests give
+	// it a builder of their own.
+	dial func(ctx context.Context, m *spec.Machine) (*builder.Conn, error)
 }
 
 // Main runs the hook protocol until Nix closes its input or a build ends,
