@@ -40,7 +40,7 @@ func (h *hook) buildThere(ctx context.Context, rn *run) (code int, failed *store
 		return exitFailed, nil
 	}
 	if !res.Success() {
-		msg := strings.TrimSpace(stripANSI(res.ErrorMsg))
+		msg := strings.TrimSpace(store.StripANSI(res.ErrorMsg))
 		if msg == "" {
 			msg = res.Status.String()
 		}
@@ -78,32 +78,4 @@ func (h *hook) buildOptions() store.BuildOptions {
 		MaxLogSize:    logSize,
 		KeepFailed:    h.settings["keep-failed"] == "true",
 	}
-}
-
-// stripANSI removes terminal escape sequences (Nix colours its error
-// messages) from s, so the @nix message is plain text.
-func stripANSI(s string) string {
-	if strings.IndexByte(s, 0x1b) < 0 {
-		return s
-	}
-	var b strings.Builder
-	b.Grow(len(s))
-	for i := 0; i < len(s); i++ {
-		if s[i] != 0x1b {
-			b.WriteByte(s[i])
-			continue
-		}
-		// CSI: ESC [ parameters… final byte in 0x40–0x7e.
-		if i+1 < len(s) && s[i+1] == '[' {
-			j := i + 2
-			for j < len(s) && (s[j] < 0x40 || s[j] > 0x7e) {
-				j++
-			}
-			i = j
-			continue
-		}
-		// Any other escape: drop ESC and the byte after it.
-		i++
-	}
-	return b.String()
 }
