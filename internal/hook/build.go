@@ -28,8 +28,9 @@ type run struct {
 
 // build runs an accepted build to its end and returns the exit code. A
 // build that fails on a builder emulating its system is built again on a
-// native one (emulation.go). rn's reservation is the caller's, which it
-// releases; rn.inputs and rn.wanted are read here.
+// native one (emulation.go). rn.inputs and rn.wanted are read here; rn's
+// reservation stays the caller's to release, though buildOn gives the
+// slot back at the build's end.
 func (h *hook) build(ctx context.Context, rn *run) int {
 	var err error
 	rn.inputs, rn.wanted, err = hookproto.ReadAccepted(h.in)

@@ -24,8 +24,9 @@ const maxAttempts = 8
 // internal/decide assembles), gate (the chosen builder's load,
 // remoteload.go), prepare (the derivation, the local store), then acceptOn:
 // reserve, connect, accept and build (buildOn: sendInputs, buildThere and
-// bringOutputs, which downloads and registers). done is true when the hook process has finished its work (it
-// accepted and built, or declined permanently) and must exit with code.
+// bringOutputs, which downloads and registers). done is true when the hook
+// process has finished its work (it accepted and built, or declined
+// permanently) and must exit with code.
 func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done bool, err error) {
 	name := decide.DrvName(req.DrvPath)
 	h.lastReq = *req

@@ -42,13 +42,14 @@ type memBuilder struct {
 	mu    sync.Mutex
 	have  map[string]bool
 	nars  map[string][]byte
+	added map[string][]byte // the NARs uploaded
 	build func(drvPath string) (store.BuildResult, error)
 	dump  func(nar []byte, w io.Writer) error
 	ops   []string
 }
 
 func newMemBuilder(nars map[string][]byte) *memBuilder {
-	return &memBuilder{have: map[string]bool{}, nars: nars}
+	return &memBuilder{have: map[string]bool{}, nars: nars, added: map[string][]byte{}}
 }
 
 func (f *memBuilder) op(s string) {
@@ -97,11 +98,13 @@ func (f *memBuilder) AddToStoreNars(infos []store.PathInfo, open func(i int) (io
 		if err != nil {
 			return err
 		}
-		if _, err := io.Copy(io.Discard, r); err != nil {
+		nar, err := io.ReadAll(r)
+		if err != nil {
 			return err
 		}
 		f.mu.Lock()
 		f.have[infos[i].Path] = true
+		f.added[infos[i].Path] = nar
 		f.mu.Unlock()
 	}
 	return nil
@@ -147,6 +150,8 @@ type tryEnv struct {
 	drvPath, out   string
 	nar            []byte
 	state          *slots.File
+	// inputs is the input closure Nix sends after accept.
+	inputs []string
 }
 
 func newTryEnv(t *testing.T, builders string) *tryEnv {
@@ -201,7 +206,7 @@ func (e *tryEnv) nars() map[string][]byte {
 // run runs a hook on one request that Nix cannot build locally, with
 // builders reached through dial, and returns its exit code, what it wrote
 // on standard error and the hook. accept says whether Nix's answer to
-// "# accept" (the inputs, none, and the wanted output) follows the
+// "# accept" (the inputs, e.inputs, and the wanted output) follows the
 // request.
 func (e *tryEnv) run(t *testing.T, ctx context.Context, accept bool, dial func(context.Context, *spec.Machine) (*builder.Conn, error)) (int, string, *hook) {
 	t.Helper()
@@ -215,7 +220,7 @@ func (e *tryEnv) run(t *testing.T, ctx context.Context, accept bool, dial func(c
 	hookproto.WriteSettings(w, settings, []string{"builders", "system", "store"})
 	hookproto.WriteRequest(w, &hookproto.Request{System: "x86_64-linux", DrvPath: e.drvPath})
 	if accept {
-		w.Strings(nil)
+		w.Strings(e.inputs)
 		w.Strings([]string{"out"})
 	}
 	w.Flush()
@@ -491,6 +496,63 @@ func TestTryCancelled(t *testing.T) {
 	}
 	if b := e.builder(t, "ssh://b1"); !b.UnhealthyUntil.IsZero() {
 		t.Errorf("ssh://b1 is marked unhealthy after the hook was stopped: %+v", b)
+	}
+	e.checkFree(t)
+}
+
+// Inputs the builder lacks are uploaded from the local store (its
+// nix-store --serve) before the build, and counted as sent.
+func TestTryUploads(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "input")
+	if err := os.WriteFile(src, []byte("an input\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newTryEnv(t, "ssh://b1 x86_64-linux - 1")
+	out, err := exec.Command("nix-store", "--store", "local?root="+e.root, "--add", src).Output()
+	if err != nil {
+		t.Fatalf("nix-store --add: %v", err)
+	}
+	in := strings.TrimSpace(string(out))
+	e.inputs = []string{in}
+	b1 := newMemBuilder(e.nars())
+	code, stderr, h := e.run(t, context.Background(), true, dialMem(map[string]*memBuilder{"ssh://b1": b1}))
+	if code != exitOK {
+		t.Fatalf("exit code %d, want %d; stderr:\n%s", code, exitOK, stderr)
+	}
+	if got, want := b1.Ops(), "query-valid add build query-infos dump"; got != want {
+		t.Errorf("builder operations %q, want %q", got, want)
+	}
+	nar := nixtest.NarFile([]byte("an input\n"), false)
+	if got := b1.added[in]; !bytes.Equal(got, nar) {
+		t.Errorf("the builder got %q for %s, want its NAR %q", got, in, nar)
+	}
+	if !e.imported(t, h) {
+		t.Errorf("%s is not valid after the build", e.out)
+	}
+	if b := e.builder(t, "ssh://b1"); b.BytesSent != uint64(len(nar)) || b.BytesRecvd != uint64(len(e.nar)) {
+		t.Errorf("ssh://b1 counts %d bytes sent, %d received; want %d, %d", b.BytesSent, b.BytesRecvd, len(nar), len(e.nar))
+	}
+	e.checkFree(t)
+}
+
+// An output the builder has already (another board built it there) is
+// copied back without uploading or building anything.
+func TestTryBuiltAlready(t *testing.T) {
+	e := newTryEnv(t, "ssh://b1 x86_64-linux - 1")
+	b1 := newMemBuilder(e.nars())
+	b1.have[e.out] = true
+	code, stderr, h := e.run(t, context.Background(), true, dialMem(map[string]*memBuilder{"ssh://b1": b1}))
+	if code != exitOK {
+		t.Fatalf("exit code %d, want %d; stderr:\n%s", code, exitOK, stderr)
+	}
+	if got, want := b1.Ops(), "query-valid query-infos dump"; got != want {
+		t.Errorf("builder operations %q, want %q", got, want)
+	}
+	if !e.imported(t, h) {
+		t.Errorf("%s is not valid after the copy back", e.out)
+	}
+	if b := e.builder(t, "ssh://b1"); b.Succeeded != 1 {
+		t.Errorf("ssh://b1 counts %d builds succeeded, want 1", b.Succeeded)
 	}
 	e.checkFree(t)
 }
