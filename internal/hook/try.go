@@ -158,7 +158,7 @@ func (h *hook) acceptOn(ctx context.Context, i int, req *hookproto.Request, j *j
 		return 0, full
 	}
 	defer r.release()
-	if r.slot != nil && h.othersOnTheirWay(m.URI, r.slot) {
+	if h.othersOnTheirWay(&r) {
 		return 0, othersFirst
 	}
 	r.connecting(name)
