@@ -71,7 +71,7 @@ func readBuildResult(d *wire.Decoder, version uint64) (store.BuildResult, error)
 	if res.ErrorMsg, err = d.String("error message", maxErrorMsg); err != nil {
 		return res, noEOF(err)
 	}
-	res.ErrorMsg = stripANSI(res.ErrorMsg)
+	res.ErrorMsg = store.StripANSI(res.ErrorMsg)
 	if version >= 1<<8|29 {
 		var start, stop uint64
 		if res.TimesBuilt, err = d.Uint64(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
@@ -114,29 +115,6 @@ func (e *RemoteError) notTrusted() string {
 		return "build"
 	}
 	return ""
-}
-
-// stripANSI removes terminal escape sequences (CSI: ESC [ … final byte),
-// which Nix puts around the names in its messages.
-func stripANSI(s string) string {
-	if !strings.Contains(s, "\x1b") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != 0x1b {
-			b.WriteByte(s[i])
-			continue
-		}
-		if i+1 < len(s) && s[i+1] == '[' {
-			j := i + 2
-			for j < len(s) && (s[j] < 0x40 || s[j] > 0x7e) {
-				j++
-			}
-			i = j
-		}
-	}
-	return b.String()
 }
 
 // processStderr reads the daemon's messages until STDERR_LAST, passing log
@@ -358,5 +336,5 @@ func expectNoPos(d *wire.Decoder) error {
 }
 
 func cleanMsg(s string) string {
-	return strings.TrimRight(stripANSI(s), "\n")
+	return strings.TrimRight(store.StripANSI(s), "\n")
 }

@@ -56,3 +56,32 @@ func TransportError(prefix, what string, err error, stderr func() string) error 
 func VersionString(v uint64) string {
 	return fmt.Sprintf("%d.%d", v>>8, v&0xff)
 }
+
+// StripANSI removes terminal escape sequences from s: Nix colours the
+// names in its messages (ANSI_MAGENTA … ANSI_NORMAL, src/libutil/fmt.hh),
+// and the messages a remote store sends are shown as plain text.
+func StripANSI(s string) string {
+	if strings.IndexByte(s, 0x1b) < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != 0x1b {
+			b.WriteByte(s[i])
+			continue
+		}
+		// CSI: ESC [ parameters… final byte in 0x40–0x7e.
+		if i+1 < len(s) && s[i+1] == '[' {
+			j := i + 2
+			for j < len(s) && (s[j] < 0x40 || s[j] > 0x7e) {
+				j++
+			}
+			i = j
+			continue
+		}
+		// Any other escape: drop ESC and the byte after it.
+		i++
+	}
+	return b.String()
+}
