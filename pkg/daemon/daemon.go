@@ -176,7 +176,7 @@ func (c *Client) handshake() error {
 	}
 	v, err := c.r.Uint64()
 	if err != nil {
-		return c.ioErr(op, "", noEOF(err))
+		return c.ioErr(op, "", wire.NoEOF(err))
 	}
 	if v>>8 != 1 || v < MinDaemonVersion {
 		return fmt.Errorf("daemon: %sunsupported Nix daemon protocol version %s (need 1.x, at least %s, Nix 2.0)",
@@ -194,12 +194,12 @@ func (c *Client) handshake() error {
 	if c.version >= 1<<8|33 {
 		d := newDecoder(c.r, &c.sbuf)
 		if c.nixVersion, err = d.String("Nix version", maxShort); err != nil {
-			return c.ioErr(op, "", noEOF(err))
+			return c.ioErr(op, "", wire.NoEOF(err))
 		}
 	}
 	if c.version >= 1<<8|35 {
 		if c.trust, err = c.r.Uint64(); err != nil {
-			return c.ioErr(op, "", noEOF(err))
+			return c.ioErr(op, "", wire.NoEOF(err))
 		}
 		if c.trust > 2 {
 			return c.ioErr(op, "", fmt.Errorf("invalid trust value %d", c.trust))

@@ -84,7 +84,7 @@ func readPathInfos(d *wire.Decoder, version uint64, asked []string) ([]store.Pat
 	for {
 		path, err := d.String("path", maxPath)
 		if err != nil {
-			return nil, noEOF(err)
+			return nil, wire.NoEOF(err)
 		}
 		if path == "" {
 			return infos, nil
@@ -95,26 +95,26 @@ func readPathInfos(d *wire.Decoder, version uint64, asked []string) ([]store.Pat
 		seen[path] = true
 		info := store.PathInfo{Path: path}
 		if info.Deriver, err = d.String("deriver", maxPath); err != nil {
-			return nil, noEOF(err)
+			return nil, wire.NoEOF(err)
 		}
 		if info.References, err = d.Strings("references", maxList, maxPath); err != nil {
-			return nil, noEOF(err)
+			return nil, wire.NoEOF(err)
 		}
 		if _, err = d.Uint64(); err != nil { // download size, the same as narSize
-			return nil, noEOF(err)
+			return nil, wire.NoEOF(err)
 		}
 		if info.NarSize, err = d.Uint64(); err != nil {
-			return nil, noEOF(err)
+			return nil, wire.NoEOF(err)
 		}
 		if version >= 0x204 {
 			if info.NarHash, err = d.String("narHash", maxShort); err != nil {
-				return nil, noEOF(err)
+				return nil, wire.NoEOF(err)
 			}
 			if info.CA, err = d.String("content address", maxShort); err != nil {
-				return nil, noEOF(err)
+				return nil, wire.NoEOF(err)
 			}
 			if info.Sigs, err = d.Strings("signatures", maxList, maxShort); err != nil {
-				return nil, noEOF(err)
+				return nil, wire.NoEOF(err)
 			}
 		}
 		infos = append(infos, info)
@@ -142,7 +142,7 @@ func (c *Client) queryClosure(paths []string, includeOutputs bool) ([]string, er
 	}
 	closure, err := newDecoder(c.r, &c.sbuf).Strings("closure", maxList, maxPath)
 	if err != nil {
-		return nil, c.ioErr(op, "", noEOF(err))
+		return nil, c.ioErr(op, "", wire.NoEOF(err))
 	}
 	return closure, nil
 }
@@ -278,7 +278,7 @@ func (c *Client) readAcks(infos []store.PathInfo, stop *atomic.Bool) error {
 		}
 		if err != nil {
 			stop.Store(true)
-			return c.ioErr("AddToStoreNar", infos[i].Path, noEOF(err))
+			return c.ioErr("AddToStoreNar", infos[i].Path, wire.NoEOF(err))
 		}
 	}
 	return nil
