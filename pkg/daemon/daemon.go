@@ -51,7 +51,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
@@ -124,8 +123,7 @@ type Client struct {
 	nixVersion string
 	trust      uint64 // 0 unknown, 1 trusted, 2 not trusted
 
-	mu   sync.Mutex
-	err  error // set once the stream is unusable
+	g    store.Guard
 	rbuf []byte
 	sbuf []byte // scratch for decoding strings
 	lbuf []byte // scratch for log lines
@@ -151,7 +149,7 @@ func New(r io.Reader, w io.Writer, opts Options) (*Client, error) {
 	}
 	c.r = wire.NewReader(c.br)
 	if err := c.handshake(); err != nil {
-		c.err = err
+		c.g.Break(err)
 		return nil, err
 	}
 	return c, nil
@@ -252,37 +250,12 @@ func (c *Client) Trusted() (known, trusted bool) {
 var ErrBroken = errors.New("daemon: connection unusable after an earlier error")
 
 // begin locks the client for one operation.
-func (c *Client) begin() error {
-	c.mu.Lock()
-	if c.err != nil {
-		err := c.err
-		c.mu.Unlock()
-		return fmt.Errorf("%w: %v", ErrBroken, err)
-	}
-	return nil
-}
+func (c *Client) begin() error { return c.g.Begin(ErrBroken) }
 
 // end unlocks the client, recording err as fatal if it is one. Errors the
 // daemon reported, and errors found before anything was sent, leave the
 // stream in step.
-func (c *Client) end(err error) error {
-	if err != nil && !isLocal(err) && !isRemote(err) {
-		c.err = err
-	}
-	c.mu.Unlock()
-	return err
-}
-
-// localError marks an error found before anything was sent, which leaves
-// the stream usable.
-type localError struct{ error }
-
-func (e localError) Unwrap() error { return e.error }
-
-func isLocal(err error) bool {
-	var l localError
-	return errors.As(err, &l)
-}
+func (c *Client) end(err error) error { return c.g.End(err, isRemote) }
 
 func isRemote(err error) bool {
 	var r *RemoteError
@@ -292,9 +265,5 @@ func isRemote(err error) bool {
 // ioErr wraps a transport or protocol error of op (on path, if any) and
 // attaches the remote's stderr.
 func (c *Client) ioErr(op, path string, err error) error {
-	what := op
-	if path != "" {
-		what += " " + path
-	}
-	return store.TransportError("daemon: "+c.on(), what, err, c.opts.Stderr)
+	return store.TransportError("daemon: "+c.on(), op, path, err, c.opts.Stderr)
 }

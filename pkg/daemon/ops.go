@@ -270,7 +270,7 @@ func (c *Client) narFromPath(path string, w io.Writer, narSize uint64) error {
 	if narSize == 0 {
 		// No NAR is empty; sending the request would leave its bytes
 		// unread.
-		return localError{fmt.Errorf("daemon: %s%s %s: narSize is 0", c.on(), op, path)}
+		return store.Local(fmt.Errorf("daemon: %s%s %s: narSize is 0", c.on(), op, path))
 	}
 	c.w.Uint64(opNarFromPath)
 	c.w.String(path)

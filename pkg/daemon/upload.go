@@ -72,10 +72,10 @@ func (c *Client) addToStoreNars(infos []store.PathInfo, open func(i int) (io.Rea
 		p := &infos[i]
 		digest, err := p.NarDigest()
 		if err != nil {
-			return localError{fmt.Errorf("daemon: %s %s: narHash: %w", op, p.Path, err)}
+			return store.Local(fmt.Errorf("daemon: %s %s: narHash: %w", op, p.Path, err))
 		}
 		if p.NarSize == 0 {
-			return localError{fmt.Errorf("daemon: %s %s: narSize is 0", op, p.Path)}
+			return store.Local(fmt.Errorf("daemon: %s %s: narSize is 0", op, p.Path))
 		}
 		// Nix clients send 64 hex digits without a prefix.
 		hashes[i] = hex.EncodeToString(digest[:])
@@ -139,7 +139,7 @@ func (c *Client) addToStoreNar(p *store.PathInfo, hash string, i int, open func(
 	// 1.21 and 1.22: the daemon pulls the NAR with STDERR_READ.
 	r, err := open(i)
 	if err != nil {
-		return localError{fmt.Errorf("daemon: %s %s: opening NAR: %w", op, p.Path, err)}
+		return store.Local(fmt.Errorf("daemon: %s %s: opening NAR: %w", op, p.Path, err))
 	}
 	if cl, ok := r.(io.Closer); ok {
 		defer cl.Close()
@@ -271,7 +271,7 @@ func (c *Client) framed(op, path string, body func(fw *wire.Writer, stop *atomic
 	case rerr == nil || isRemote(rerr):
 		// The daemon failed on the stream cut short, or (if the cut
 		// fell between paths) did not notice; either way it is in step.
-		return localError{werr}
+		return store.Local(werr)
 	default:
 		return rerr
 	}

@@ -626,7 +626,7 @@ func TestDumpStorePathZeroSize(t *testing.T) {
 	if err := c.DumpStorePath("/nix/store/x", io.Discard, 0); err == nil || !strings.Contains(err.Error(), "narSize is 0") {
 		t.Errorf("DumpStorePath(narSize 0) = %v, want an error", err)
 	}
-	if c.err != nil {
-		t.Errorf("client broken after a local error: %v", c.err)
+	if err := c.g.Err(); err != nil {
+		t.Errorf("client broken after a local error: %v", err)
 	}
 }

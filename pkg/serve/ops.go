@@ -171,7 +171,7 @@ func (c *Client) dumpStorePath(path string, w io.Writer, narSize uint64) error {
 	if narSize == 0 {
 		// No NAR is empty; sending the command would leave its bytes
 		// unread.
-		return localError{fmt.Errorf("serve: %s%s %s: narSize is 0", c.on(), op, path)}
+		return store.Local(fmt.Errorf("serve: %s%s %s: narSize is 0", c.on(), op, path))
 	}
 	c.w.Uint64(cmdDumpStorePath)
 	c.w.String(path)
@@ -222,11 +222,11 @@ func (c *Client) addToStoreNars(infos []store.PathInfo, open func(i int) (io.Rea
 		p := &infos[i]
 		digest, err := p.NarDigest()
 		if err != nil {
-			return localError{fmt.Errorf("serve: %s %s: narHash: %w", op, p.Path, err)}
+			return store.Local(fmt.Errorf("serve: %s %s: narHash: %w", op, p.Path, err))
 		}
 		if p.NarSize == 0 {
 			// The server refuses narSize 0 ("narInfo is too old").
-			return localError{fmt.Errorf("serve: %s %s: narSize is 0", op, p.Path)}
+			return store.Local(fmt.Errorf("serve: %s %s: narSize is 0", op, p.Path))
 		}
 		// Nix clients send 64 hex digits without a prefix.
 		hashes[i] = hex.EncodeToString(digest[:])

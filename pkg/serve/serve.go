@@ -41,7 +41,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
@@ -99,8 +98,7 @@ type Client struct {
 	server  uint64 // the server's version word
 	version uint64 // negotiated: min(ClientVersion, server)
 
-	mu   sync.Mutex
-	err  error // set once the stream is unusable
+	g    store.Guard
 	rbuf []byte
 	wbuf []byte
 	sbuf []byte // scratch for decoding strings
@@ -122,7 +120,7 @@ func New(r io.Reader, w io.Writer, opts Options) (*Client, error) {
 	}
 	c.r = wire.NewReader(c.br)
 	if err := c.handshake(); err != nil {
-		c.err = err
+		c.g.Break(err)
 		return nil, err
 	}
 	return c, nil
@@ -180,42 +178,13 @@ func (c *Client) ServerVersion() uint64 { return c.server }
 var ErrBroken = errors.New("serve: connection unusable after an earlier error")
 
 // begin locks the client for one command.
-func (c *Client) begin() error {
-	c.mu.Lock()
-	if c.err != nil {
-		err := c.err
-		c.mu.Unlock()
-		return fmt.Errorf("%w: %v", ErrBroken, err)
-	}
-	return nil
-}
+func (c *Client) begin() error { return c.g.Begin(ErrBroken) }
 
 // end unlocks the client, recording err as fatal if it is one.
-func (c *Client) end(err error) error {
-	if err != nil && !isLocal(err) {
-		c.err = err
-	}
-	c.mu.Unlock()
-	return err
-}
-
-// localError marks an error found before anything was sent, which leaves
-// the stream usable.
-type localError struct{ error }
-
-func (e localError) Unwrap() error { return e.error }
-
-func isLocal(err error) bool {
-	var l localError
-	return errors.As(err, &l)
-}
+func (c *Client) end(err error) error { return c.g.End(err, nil) }
 
 // ioErr wraps a transport or protocol error of op (on path, if any) and
 // attaches the remote's stderr.
 func (c *Client) ioErr(op, path string, err error) error {
-	what := op
-	if path != "" {
-		what += " " + path
-	}
-	return store.TransportError("serve: "+c.on(), what, err, c.opts.Stderr)
+	return store.TransportError("serve: "+c.on(), op, path, err, c.opts.Stderr)
 }

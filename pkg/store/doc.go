@@ -3,7 +3,8 @@
 // Package store holds the vocabulary that Nix's store protocols share: the
 // information about a store path ([PathInfo]), the request and the result
 // of a remote build ([BuildOptions], [BuildResult]), store path and hash
-// parsing, and the diagnosis of a remote shell that printed to stdout.
+// parsing, the diagnosis of a remote shell that printed to stdout, and the
+// [Guard] that keeps a client's stream in step.
 //
 // The serve protocol (package serve), the worker protocol (package daemon)
 // and the local store (package localstore) all speak in these types, so the

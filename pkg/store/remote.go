@@ -33,11 +33,15 @@ func ShellNoiseError(prefix, program string, first []byte, br *bufio.Reader) err
 		prefix, got, program)
 }
 
-// TransportError wraps err, a failure of the stream under what (an
-// operation and maybe a path), with prefix before it. An end of stream is
+// TransportError wraps err, a failure of the stream during operation op
+// (on path, if not empty), with prefix before it. An end of stream is
 // said to be the remote closing the connection. stderr, if set, returns the
 // last lines the remote printed on its stderr, which are attached.
-func TransportError(prefix, what string, err error, stderr func() string) error {
+func TransportError(prefix, op, path string, err error, stderr func() string) error {
+	what := op
+	if path != "" {
+		what += " " + path
+	}
 	tail := ""
 	if stderr != nil {
 		if s := strings.TrimSpace(stderr()); s != "" {
