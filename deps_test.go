@@ -66,7 +66,7 @@ var rules = map[string]rule{
 	"pkg/wire":  {notStd: processes},
 	"pkg/drv":   {imports: []string{"pkg/wire"}, notStd: processes},
 	"pkg/nar":   {notStd: processes},
-	"pkg/store": {notStd: append([]string{"os"}, processes...)},
+	"pkg/store": {imports: []string{"pkg/wire"}, notStd: append([]string{"os"}, processes...)},
 	// The protocols speak over streams they are given.
 	"pkg/serve":     {imports: []string{"pkg/drv", "pkg/store", "pkg/wire"}, notStd: append([]string{"os"}, processes...)},
 	"pkg/daemon":    {imports: []string{"pkg/drv", "pkg/store", "pkg/wire"}, notStd: append([]string{"os"}, processes...)},

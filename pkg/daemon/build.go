@@ -89,24 +89,8 @@ func readBuildResult(d *wire.Decoder, version uint64) (store.BuildResult, error)
 		res.StartTime, res.StopTime = store.UnixTime(start), store.UnixTime(stop)
 	}
 	if version >= 1<<8|28 {
-		n, err := d.Count("built outputs", maxList)
-		if err != nil {
-			return res, wire.NoEOF(err)
-		}
-		for range n {
-			id, err := d.String("output id", maxShort)
-			if err != nil {
-				return res, wire.NoEOF(err)
-			}
-			rj, err := d.String("realisation", maxJSON)
-			if err != nil {
-				return res, wire.NoEOF(err)
-			}
-			out, err := store.ParseBuiltOutput(id, rj)
-			if err != nil {
-				return res, err
-			}
-			res.BuiltOutputs = append(res.BuiltOutputs, out)
+		if res.BuiltOutputs, err = store.ReadBuiltOutputs(d, maxList, maxShort, maxJSON); err != nil {
+			return res, err
 		}
 	}
 	return res, nil
