@@ -193,12 +193,24 @@ func (s *Store) Path(p string) string {
 	return filepath.Join(s.Dir, p)
 }
 
-// Instantiate writes expr, a Nix file of derivations, into the store and
-// instantiates the attributes names. It returns their parsed contents by
-// name, with their .drv paths.
+// mkNix defines mk for the expressions Instantiate reads: mk name script is
+// a derivation that runs script with /bin/sh.
+const mkNix = `let mk = name: script: derivation {
+  inherit name;
+  system = builtins.currentSystem;
+  builder = "/bin/sh";
+  args = [ "-c" script ];
+};
+in `
+
+// Instantiate writes expr, a Nix expression of an attribute set of
+// derivations, into the store and instantiates the attributes names.
+// expr may use mk name script, a derivation that runs script with
+// /bin/sh. It returns their parsed contents by name, with their .drv
+// paths.
 func (s *Store) Instantiate(t testing.TB, expr string, names ...string) (map[string]*drv.Derivation, map[string]string) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(s.Dir, "work", "drvs.nix"), []byte(expr), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(s.Dir, "work", "drvs.nix"), []byte(mkNix+expr), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out := s.Run(t, `for a in `+strings.Join(names, " ")+`; do nix-instantiate --quiet "$W/drvs.nix" -A $a 2>/dev/null; done`)
@@ -396,5 +408,54 @@ func PassedOn(t testing.TB, name string, n int, call func(w io.Writer) error) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		t.Fatalf("the writer got %d of the %d bytes sent within 5 s", w.n, n)
+	}
+}
+
+// Upload sends the closure cl with add, the client's AddToStoreNars, with
+// a progress callback set through setProgress for the upload. It fails t if
+// the callback reports more done than a path's size, or is called less
+// than once per path.
+func (cl Closure) Upload(t testing.TB, setProgress func(func(path string, done, size uint64)), add func([]store.PathInfo, func(int) (io.Reader, error)) error) {
+	t.Helper()
+	var calls int
+	setProgress(func(path string, done, size uint64) {
+		if done > size {
+			t.Errorf("Progress(%s, %d, %d): done > size", path, done, size)
+		}
+		calls++
+	})
+	defer setProgress(nil)
+	if err := add(cl.Infos, cl.Open); err != nil {
+		t.Fatal(err)
+	}
+	if calls < len(cl.Infos) {
+		t.Errorf("Progress called %d times, want at least once per path", calls)
+	}
+}
+
+// CheckUploaded fails t unless the closure's first two files are in the
+// store with their contents and modes.
+func (s *Store) CheckUploaded(t testing.TB, cl Closure) {
+	t.Helper()
+	if b, err := os.ReadFile(s.Path(cl.Infos[0].Path)); err != nil || string(b) != "leaf\n" {
+		t.Errorf("uploaded %s reads %q, %v", cl.Infos[0].Path, b, err)
+	}
+	if fi, err := os.Stat(s.Path(cl.Infos[1].Path)); err != nil || fi.Mode()&0o100 == 0 {
+		t.Errorf("uploaded %s: %v; want executable", cl.Infos[1].Path, err)
+	}
+}
+
+// CheckBuilt fails t unless res is the result of a first, successful
+// build whose one output "out" is out.
+func CheckBuilt(t testing.TB, res store.BuildResult, out string) {
+	t.Helper()
+	if res.Status != store.Built || !res.Success() || res.ErrorMsg != "" {
+		t.Fatalf("BuildDerivation(ok) = %+v, want Built", res)
+	}
+	if res.StartTime.IsZero() || res.StopTime.Before(res.StartTime) || res.TimesBuilt != 1 {
+		t.Errorf("BuildDerivation(ok) times = %v, %v, built %d", res.StartTime, res.StopTime, res.TimesBuilt)
+	}
+	if len(res.BuiltOutputs) != 1 || res.BuiltOutputs[0].Name != "out" || res.BuiltOutputs[0].OutPath != filepath.Base(out) {
+		t.Errorf("BuiltOutputs = %+v, want out → %s", res.BuiltOutputs, filepath.Base(out))
 	}
 }

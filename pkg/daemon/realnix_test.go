@@ -19,7 +19,6 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -35,14 +34,9 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/replies from the real nix-daemon --stdio")
 
-const drvsNix = `
-let mk = name: script: derivation {
-  inherit name;
-  system = builtins.currentSystem;
-  builder = "/bin/sh";
-  args = [ "-c" script ];
-};
-in {
+// drvsNix are the derivations the tests build; nixtest.Instantiate
+// defines mk.
+const drvsNix = `{
   ok = mk "ok" "echo hi > $out";
   logs = mk "logs" ''
     echo first line
@@ -140,21 +134,8 @@ func TestRealDaemon(t *testing.T) {
 	}
 	rec.Mark("")
 
-	var progress uint64
-	sess.opts.Progress = func(path string, done, size uint64) {
-		if done > size {
-			t.Errorf("Progress(%s, %d, %d): done > size", path, done, size)
-		}
-		progress++
-	}
-	if err := sess.AddToStoreNars(cl.Infos, cl.Open); err != nil {
-		t.Fatal(err)
-	}
+	cl.Upload(t, func(p func(string, uint64, uint64)) { sess.opts.Progress = p }, sess.AddToStoreNars)
 	rec.Mark("upload")
-	sess.opts.Progress = nil
-	if progress < 3 {
-		t.Errorf("Progress called %d times, want at least once per path", progress)
-	}
 	for _, p := range cl.Infos {
 		if err := sess.AddTempRoot(p.Path); err != nil {
 			t.Fatal(err)
@@ -204,12 +185,7 @@ func TestRealDaemon(t *testing.T) {
 		t.Errorf("QueryPathInfos = %+v, %v; want the 3 uploaded paths", infos, err)
 	}
 	// The uploaded files are really there, in the private store.
-	if b, err := os.ReadFile(s.Path(cl.Infos[0].Path)); err != nil || string(b) != "leaf\n" {
-		t.Errorf("uploaded %s reads %q, %v", cl.Infos[0].Path, b, err)
-	}
-	if fi, err := os.Stat(s.Path(cl.Infos[1].Path)); err != nil || fi.Mode()&0o100 == 0 {
-		t.Errorf("uploaded %s: %v; want executable", cl.Infos[1].Path, err)
-	}
+	s.CheckUploaded(t, cl)
 	rec.Mark("")
 
 	// A successful build, then the output copied back.
@@ -218,16 +194,8 @@ func TestRealDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.Mark("build-built")
-	if res.Status != store.Built || !res.Success() || res.ErrorMsg != "" {
-		t.Fatalf("BuildDerivation(ok) = %+v, want Built", res)
-	}
-	if res.StartTime.IsZero() || res.StopTime.Before(res.StartTime) || res.TimesBuilt != 1 {
-		t.Errorf("BuildDerivation(ok) times = %v, %v, built %d", res.StartTime, res.StopTime, res.TimesBuilt)
-	}
 	out := drvs["ok"].Outputs[0].Path
-	if len(res.BuiltOutputs) != 1 || res.BuiltOutputs[0].Name != "out" || res.BuiltOutputs[0].OutPath != filepath.Base(out) {
-		t.Errorf("BuiltOutputs = %+v, want out → %s", res.BuiltOutputs, filepath.Base(out))
-	}
+	nixtest.CheckBuilt(t, res, out)
 	info, ok, err := sess.QueryPathInfo(out)
 	if err != nil || !ok {
 		t.Fatalf("QueryPathInfo(%s) = %v, %v", out, ok, err)

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -29,14 +28,9 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/replies from the real nix-store --serve")
 
-const drvsNix = `
-let mk = name: script: derivation {
-  inherit name;
-  system = builtins.currentSystem;
-  builder = "/bin/sh";
-  args = [ "-c" script ];
-};
-in {
+// drvsNix are the derivations the tests build; nixtest.Instantiate
+// defines mk.
+const drvsNix = `{
   ok = mk "ok" "echo hi > $out";
   fail = mk "fail" "echo going to fail >&2; exit 1";
   sleep = mk "sleep" "/bin/sleep 30";
@@ -79,20 +73,7 @@ func TestRealServe(t *testing.T) {
 		t.Errorf("QueryValidPaths(new paths) = %q, want none", valid)
 	}
 
-	var progress uint64
-	sess.opts.Progress = func(path string, done, size uint64) {
-		if done > size {
-			t.Errorf("Progress(%s, %d, %d): done > size", path, done, size)
-		}
-		progress++
-	}
-	if err := sess.AddToStoreNars(cl.Infos, cl.Open); err != nil {
-		t.Fatal(err)
-	}
-	sess.opts.Progress = nil
-	if progress < 3 {
-		t.Errorf("Progress called %d times, want at least once per path", progress)
-	}
+	cl.Upload(t, func(p func(string, uint64, uint64)) { sess.opts.Progress = p }, sess.AddToStoreNars)
 	rec.Mark("")
 
 	valid, err = sess.QueryValidPaths(append(cl.Paths(), nixtest.RandomStorePath("missing")), true, false)
@@ -132,12 +113,7 @@ func TestRealServe(t *testing.T) {
 		}
 	}
 	// The uploaded files are really there, in the private store.
-	if b, err := os.ReadFile(s.Path(cl.Infos[0].Path)); err != nil || string(b) != "leaf\n" {
-		t.Errorf("uploaded %s reads %q, %v", cl.Infos[0].Path, b, err)
-	}
-	if fi, err := os.Stat(s.Path(cl.Infos[1].Path)); err != nil || fi.Mode()&0o100 == 0 {
-		t.Errorf("uploaded %s: %v, mode %v; want executable", cl.Infos[1].Path, err, fi.Mode())
-	}
+	s.CheckUploaded(t, cl)
 
 	closure, err := sess.QueryClosure([]string{cl.Infos[2].Path}, false)
 	if err != nil {
@@ -154,16 +130,8 @@ func TestRealServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.Mark("build-built")
-	if res.Status != store.Built || !res.Success() || res.ErrorMsg != "" {
-		t.Fatalf("BuildDerivation(ok) = %+v, want Built", res)
-	}
-	if res.StartTime.IsZero() || res.StopTime.Before(res.StartTime) || res.TimesBuilt != 1 {
-		t.Errorf("BuildDerivation(ok) times = %v, %v, built %d", res.StartTime, res.StopTime, res.TimesBuilt)
-	}
 	out := drvs["ok"].Outputs[0].Path
-	if len(res.BuiltOutputs) != 1 || res.BuiltOutputs[0].Name != "out" || res.BuiltOutputs[0].OutPath != filepath.Base(out) {
-		t.Errorf("BuiltOutputs = %+v, want out → %s", res.BuiltOutputs, filepath.Base(out))
-	}
+	nixtest.CheckBuilt(t, res, out)
 	outInfos, err := sess.QueryPathInfos([]string{out})
 	if err != nil || len(outInfos) != 1 {
 		t.Fatalf("QueryPathInfos(%s) = %+v, %v", out, outInfos, err)
