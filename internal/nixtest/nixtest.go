@@ -372,6 +372,57 @@ func (r *Replies) Save(t testing.TB, dir string) {
 	}
 }
 
+// ReadReplies returns the replies Save wrote to dir whose names begin with
+// prefix, to seed a fuzz target. It fails t if there are none.
+func ReadReplies(t testing.TB, dir, prefix string) [][]byte {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, prefix+"*.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatalf("no %s*.bin", filepath.Join(dir, prefix))
+	}
+	var out [][]byte
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// Drv is a derivation with one output and nothing else a builder needs,
+// for clients fed made-up replies.
+var Drv = &drv.Derivation{
+	Outputs:  []drv.Output{{Name: "out", Path: "/nix/store/00000000000000000000000000000000-p"}},
+	Platform: "x86_64-linux",
+	Builder:  "/bin/sh",
+}
+
+// Discard is a writer that drops what it is given. Unlike io.Discard it
+// is only an io.Writer, so copies into it take the plain path.
+type Discard struct{}
+
+func (Discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// CheckDecodedBuildResult fails t if res, decoded from fuzzed bytes, has
+// an error message longer than maxErrorMsg or an output whose name is not
+// the end of its id.
+func CheckDecodedBuildResult(t testing.TB, res store.BuildResult, maxErrorMsg int) {
+	t.Helper()
+	if len(res.ErrorMsg) > maxErrorMsg {
+		t.Fatalf("error message of %d bytes passed the cap", len(res.ErrorMsg))
+	}
+	for _, o := range res.BuiltOutputs {
+		if !strings.HasSuffix(o.ID, "!"+o.Name) {
+			t.Fatalf("output %+v: name not taken from the id", o)
+		}
+	}
+}
+
 // signalWriter counts what it is given and says when it has want bytes.
 type signalWriter struct {
 	mu      sync.Mutex
