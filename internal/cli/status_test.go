@@ -490,16 +490,23 @@ func TestStatusGone(t *testing.T) {
 	}
 }
 
-// BenchmarkStatus runs the whole command in-process, as a prompt would:
-// configuration, the slot file mapped read-only, the line.
-func BenchmarkStatus(b *testing.B) {
-	dir := b.TempDir()
+// benchState makes the directory the status benchmarks run in, with a slot
+// file of three builders, and returns it with the builders' spec.
+func benchState(b *testing.B) (dir, builders string) {
+	dir = b.TempDir()
 	sp, sc := manyBuilders(3, func(i int) string { return "b" + strconv.Itoa(i+1) }, "BDI")
 	f, err := writeSlotState(sc, filepath.Join(dir, "state", "slots"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer f.Close()
+	b.Cleanup(func() { f.Close() })
+	return dir, sp
+}
+
+// BenchmarkStatus runs the whole command in-process, as a prompt would:
+// configuration, the slot file mapped read-only, the line.
+func BenchmarkStatus(b *testing.B) {
+	dir, sp := benchState(b)
 	for _, args := range [][]string{{"status"}, {"status", "--json"}, {"status", "-v"}} {
 		b.Run(strings.Join(args, " "), func(b *testing.B) {
 			args := append(args, "--builders", sp)
@@ -517,13 +524,7 @@ func BenchmarkStatus(b *testing.B) {
 // configuration, the slot file mapped read-only and the line, without
 // parsing the command line.
 func BenchmarkStatusRead(b *testing.B) {
-	dir := b.TempDir()
-	sp, sc := manyBuilders(3, func(i int) string { return "b" + strconv.Itoa(i+1) }, "BDI")
-	f, err := writeSlotState(sc, filepath.Join(dir, "state", "slots"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
+	dir, sp := benchState(b)
 	env := statusEnv(dir)
 	os.WriteFile(env["OFFLOAD_CONF"], nil, 0o644)
 	rc := &runContext{ctx: context.Background(), global: &Globals{Builders: sp},
