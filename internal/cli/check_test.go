@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
 	gossh "golang.org/x/crypto/ssh"
@@ -73,18 +74,6 @@ type checkJSON struct {
 	Extra        []string `json:"extra_platforms"`
 	Features     []string `json:"system_features"`
 	Problems     []string `json:"problems"`
-}
-
-// closedPort returns a local TCP port nothing listens on.
-func closedPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	return port
 }
 
 // listen serves every connection on a local port with serve until the
@@ -157,7 +146,7 @@ func TestCheckFailures(t *testing.T) {
 		time.Sleep(5 * time.Second)
 		c.Close()
 	})
-	refused := closedPort(t)
+	refused := testenv.ClosedPort(t)
 
 	h := newTestHome(t, pickNixConf)
 	h.write(t, "etc/offload.conf", "connect-timeout = 700ms\n")

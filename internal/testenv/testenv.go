@@ -13,6 +13,7 @@ package testenv
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,4 +114,16 @@ func NobodyCopy(t testing.TB) (bin, dir string) {
 		t.Fatal(err)
 	}
 	return bin, dir
+}
+
+// ClosedPort returns a TCP port on 127.0.0.1 where nothing listens, for
+// a connection that must be refused.
+func ClosedPort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
