@@ -47,7 +47,6 @@ package daemon
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -157,24 +156,12 @@ func New(r io.Reader, w io.Writer, opts Options) (*Client, error) {
 
 func (c *Client) handshake() error {
 	const op = "handshake"
-	// Magic and version go out in one write, as current Nix clients send
-	// them; the daemon reads the version after answering the magic.
-	c.w.Uint64(magic1)
-	c.w.Uint64(ClientVersion)
-	if err := c.w.Flush(); err != nil {
-		return c.ioErr(op, "", err)
-	}
-	var first [8]byte
-	n, err := io.ReadFull(c.br, first[:])
-	if n == 0 && err != nil {
-		return c.ioErr(op, "", err)
-	}
-	if n < len(first) || binary.LittleEndian.Uint64(first[:]) != magic2 {
-		return c.garbageErr(first[:n])
-	}
-	v, err := c.r.Uint64()
+	// The daemon reads the version after answering the magic.
+	hello := store.Hello{Magic1: magic1, Magic2: magic2, Version: ClientVersion,
+		Prefix: "daemon: " + c.on(), Program: "nix-daemon --stdio"}
+	v, err := hello.Exchange(c.br, c.w, func(err error) error { return c.ioErr(op, "", err) })
 	if err != nil {
-		return c.ioErr(op, "", wire.NoEOF(err))
+		return err
 	}
 	if v>>8 != 1 || v < MinDaemonVersion {
 		return fmt.Errorf("daemon: %sunsupported Nix daemon protocol version %s (need 1.x, at least %s, Nix 2.0)",
@@ -210,11 +197,6 @@ func (c *Client) handshake() error {
 		return err
 	}
 	return nil
-}
-
-// garbageErr explains a stream that does not begin with the magic number.
-func (c *Client) garbageErr(first []byte) error {
-	return store.ShellNoiseError("daemon: "+c.on(), "nix-daemon --stdio", first, c.br)
 }
 
 func (c *Client) on() string {

@@ -37,7 +37,6 @@ package serve
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -127,23 +126,11 @@ func New(r io.Reader, w io.Writer, opts Options) (*Client, error) {
 }
 
 func (c *Client) handshake() error {
-	// Magic and version go out in one write, as Nix clients send them.
-	c.w.Uint64(magic1)
-	c.w.Uint64(ClientVersion)
-	if err := c.w.Flush(); err != nil {
-		return c.ioErr("handshake", "", err)
-	}
-	var first [8]byte
-	n, err := io.ReadFull(c.br, first[:])
-	if n == 0 && err != nil {
-		return c.ioErr("handshake", "", err)
-	}
-	if n < len(first) || binary.LittleEndian.Uint64(first[:]) != magic2 {
-		return c.garbageErr(first[:n])
-	}
-	v, err := c.r.Uint64()
+	hello := store.Hello{Magic1: magic1, Magic2: magic2, Version: ClientVersion,
+		Prefix: "serve: " + c.on(), Program: "nix-store --serve"}
+	v, err := hello.Exchange(c.br, c.w, func(err error) error { return c.ioErr("handshake", "", err) })
 	if err != nil {
-		return c.ioErr("handshake", "", err)
+		return err
 	}
 	if v>>8 != 2 || v < MinServerVersion {
 		return fmt.Errorf("serve: %sunsupported 'nix-store --serve' protocol version %s (need 2.x, at least %s)",
@@ -152,11 +139,6 @@ func (c *Client) handshake() error {
 	c.server = v
 	c.version = min(v, ClientVersion)
 	return nil
-}
-
-// garbageErr explains a stream that does not begin with the magic number.
-func (c *Client) garbageErr(first []byte) error {
-	return store.ShellNoiseError("serve: "+c.on(), "nix-store --serve", first, c.br)
 }
 
 func (c *Client) on() string {
