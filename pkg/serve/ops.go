@@ -3,7 +3,6 @@
 package serve
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -215,21 +214,10 @@ func (c *Client) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Rea
 
 func (c *Client) addToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
 	const op = "AddToStoreNar"
-	// Check everything before sending anything, so that a bad entry does
-	// not leave the server in the middle of a NAR.
-	hashes := make([]string, len(infos))
-	for i := range infos {
-		p := &infos[i]
-		digest, err := p.NarDigest()
-		if err != nil {
-			return store.Local(fmt.Errorf("serve: %s %s: narHash: %w", op, p.Path, err))
-		}
-		if p.NarSize == 0 {
-			// The server refuses narSize 0 ("narInfo is too old").
-			return store.Local(fmt.Errorf("serve: %s %s: narSize is 0", op, p.Path))
-		}
-		// Nix clients send 64 hex digits without a prefix.
-		hashes[i] = hex.EncodeToString(digest[:])
+	// The server would refuse narSize 0 too ("narInfo is too old").
+	hashes, err := store.UploadHashes(infos)
+	if err != nil {
+		return store.Local(fmt.Errorf("serve: %s %w", op, err))
 	}
 	if len(infos) == 0 {
 		return nil
@@ -348,17 +336,8 @@ func (c *Client) copyNar(p *store.PathInfo, r io.Reader, stop *atomic.Bool) erro
 			return fmt.Errorf("serve: %s %s: reading NAR: %w", op, p.Path, err)
 		}
 	}
-	var one [1]byte
-	for {
-		n, err := r.Read(one[:])
-		if n > 0 {
-			return fmt.Errorf("serve: %s %s: NAR is longer than its narSize %d", op, p.Path, p.NarSize)
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("serve: %s %s: reading NAR: %w", op, p.Path, err)
-		}
+	if err := store.NAREnd(r, p.NarSize); err != nil {
+		return fmt.Errorf("serve: %s %s: %w", op, p.Path, err)
 	}
+	return nil
 }
