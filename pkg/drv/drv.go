@@ -379,34 +379,16 @@ func (p *parser) escaped(start int) (string, error) {
 // (derivations.cc unparse), so that Format(Parse(b)) == b for every .drv
 // Nix produces.
 func (d *Derivation) Format() []byte {
-	var b []byte
-	b = append(b, "Derive(["...)
-	for i, o := range d.Outputs {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '(')
-		b = appendStr(b, o.Name)
-		b = append(b, ',')
-		b = appendStr(b, o.Path)
-		b = append(b, ',')
-		b = appendStr(b, o.HashAlgo)
-		b = append(b, ',')
-		b = appendStr(b, o.Hash)
-		b = append(b, ')')
-	}
-	b = append(b, "],["...)
-	for i, in := range d.InputDrvs {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '(')
-		b = appendStr(b, in.Path)
-		b = append(b, ',')
-		b = appendStrs(b, in.Outputs)
-		b = append(b, ')')
-	}
-	b = append(b, "],"...)
+	b := []byte("Derive(")
+	b = appendList(b, d.Outputs, func(b []byte, o Output) []byte {
+		return appendTuple(b, o.Name, o.Path, o.HashAlgo, o.Hash)
+	})
+	b = append(b, ',')
+	b = appendList(b, d.InputDrvs, func(b []byte, in InputDrv) []byte {
+		b = appendStr(append(b, '('), in.Path)
+		return append(appendStrs(append(b, ','), in.Outputs), ')')
+	})
+	b = append(b, ',')
 	b = appendStrs(b, d.InputSrcs)
 	b = append(b, ',')
 	b = appendStr(b, d.Platform)
@@ -414,30 +396,37 @@ func (d *Derivation) Format() []byte {
 	b = appendStr(b, d.Builder)
 	b = append(b, ',')
 	b = appendStrs(b, d.Args)
-	b = append(b, ",["...)
-	for i, e := range d.Env {
+	b = append(b, ',')
+	b = appendList(b, d.Env, func(b []byte, e EnvVar) []byte {
+		return appendTuple(b, e.Key, e.Value)
+	})
+	return append(b, ')')
+}
+
+// appendList appends "[" elem ("," elem)* "]", elem appending each of xs.
+func appendList[T any](b []byte, xs []T, elem func([]byte, T) []byte) []byte {
+	b = append(b, '[')
+	for i, x := range xs {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, '(')
-		b = appendStr(b, e.Key)
-		b = append(b, ',')
-		b = appendStr(b, e.Value)
-		b = append(b, ')')
+		b = elem(b, x)
 	}
-	b = append(b, "])"...)
-	return b
+	return append(b, ']')
 }
 
-func appendStrs(b []byte, ss []string) []byte {
-	b = append(b, '[')
+func appendStrs(b []byte, ss []string) []byte { return appendList(b, ss, appendStr) }
+
+// appendTuple appends "(" s ("," s)* ")".
+func appendTuple(b []byte, ss ...string) []byte {
+	b = append(b, '(')
 	for i, s := range ss {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = appendStr(b, s)
 	}
-	return append(b, ']')
+	return append(b, ')')
 }
 
 // appendStr quotes s as derivations.cc printString does.
