@@ -403,31 +403,26 @@ func (d *Derivation) Format() []byte {
 	return append(b, ')')
 }
 
-// appendList appends "[" elem ("," elem)* "]", elem appending each of xs.
-func appendList[T any](b []byte, xs []T, elem func([]byte, T) []byte) []byte {
-	b = append(b, '[')
+// appendSeq appends left elem ("," elem)* right, elem appending each of
+// xs: a list is "[…]" and a tuple "(…)".
+func appendSeq[T any](b []byte, left, right byte, xs []T, elem func([]byte, T) []byte) []byte {
+	b = append(b, left)
 	for i, x := range xs {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = elem(b, x)
 	}
-	return append(b, ']')
+	return append(b, right)
+}
+
+func appendList[T any](b []byte, xs []T, elem func([]byte, T) []byte) []byte {
+	return appendSeq(b, '[', ']', xs, elem)
 }
 
 func appendStrs(b []byte, ss []string) []byte { return appendList(b, ss, appendStr) }
 
-// appendTuple appends "(" s ("," s)* ")".
-func appendTuple(b []byte, ss ...string) []byte {
-	b = append(b, '(')
-	for i, s := range ss {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendStr(b, s)
-	}
-	return append(b, ')')
-}
+func appendTuple(b []byte, ss ...string) []byte { return appendSeq(b, '(', ')', ss, appendStr) }
 
 // appendStr quotes s as derivations.cc printString does.
 func appendStr(b []byte, s string) []byte {
