@@ -178,6 +178,22 @@ func allocated(fn func()) uint64 {
 	return after.TotalAlloc - before.TotalAlloc
 }
 
+// maxRefs is a QueryPathInfos reply for path with n references of the
+// longest length allowed; it stops when the client stops reading.
+func maxRefs(path string, n int) func(w *wire.Writer) {
+	return func(w *wire.Writer) {
+		w.String(path)
+		w.String("")
+		w.Uint64(uint64(n))
+		s := strings.Repeat("x", maxPath)
+		for range n {
+			if w.String(s) != nil {
+				return
+			}
+		}
+	}
+}
+
 func TestHostileReplies(t *testing.T) {
 	const p = "/nix/store/00000000000000000000000000000000-p"
 	tests := []struct {
@@ -218,36 +234,16 @@ func TestHostileReplies(t *testing.T) {
 		{
 			// A million references of 4 KiB each: stopped by the reply
 			// budget, not by the per-string or per-list caps.
-			name: "reply budget",
-			reply: func(w *wire.Writer) {
-				w.String(p)
-				w.String("")
-				w.Uint64(maxList)
-				s := strings.Repeat("x", maxPath)
-				for range maxList {
-					if w.String(s) != nil {
-						return
-					}
-				}
-			},
+			name:  "reply budget",
+			reply: maxRefs(p, maxList),
 			err:   "reply is larger than",
 			alloc: 2 * maxReply,
 		},
 		{
 			// 5000 references of 4 KiB each: a short list, each string
 			// within its cap, the strings together over the budget.
-			name: "reply budget by strings",
-			reply: func(w *wire.Writer) {
-				w.String(p)
-				w.String("")
-				w.Uint64(5000)
-				s := strings.Repeat("x", maxPath)
-				for range 5000 {
-					if w.String(s) != nil {
-						return
-					}
-				}
-			},
+			name:  "reply budget by strings",
+			reply: maxRefs(p, 5000),
 			err:   "reply is larger than",
 			alloc: 2 * maxReply,
 		},
