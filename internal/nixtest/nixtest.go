@@ -510,3 +510,16 @@ func CheckBuilt(t testing.TB, res store.BuildResult, out string) {
 		t.Errorf("BuiltOutputs = %+v, want out → %s", res.BuiltOutputs, filepath.Base(out))
 	}
 }
+
+// Bench runs op b.N times, each moving n bytes, and fails b at op's first
+// error.
+func Bench(b *testing.B, n int, op func() error) {
+	b.SetBytes(int64(n))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := op(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
