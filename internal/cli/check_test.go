@@ -57,25 +57,6 @@ func TestCompareCapabilities(t *testing.T) {
 	}
 }
 
-type checkJSON struct {
-	URI          string   `json:"uri"`
-	Name         string   `json:"name"`
-	OK           bool     `json:"ok"`
-	Reason       string   `json:"reason"`
-	Error        string   `json:"error"`
-	Fingerprint  string   `json:"host_key_fingerprint"`
-	NixVersion   string   `json:"nix_version"`
-	Protocol     string   `json:"protocol"`
-	ConnectMS    float64  `json:"connect_ms"`
-	HandshakeMS  float64  `json:"handshake_ms"`
-	RTTMS        float64  `json:"rtt_ms"`
-	Capabilities string   `json:"capabilities"`
-	System       string   `json:"system"`
-	Extra        []string `json:"extra_platforms"`
-	Features     []string `json:"system_features"`
-	Problems     []string `json:"problems"`
-}
-
 // listen serves every connection on a local port with serve until the
 // test ends, and returns the port.
 func listen(t *testing.T, serve func(net.Conn)) int {
@@ -172,7 +153,7 @@ func TestCheckFailures(t *testing.T) {
 	if elapsed > 3*time.Second {
 		t.Errorf("check took %v, want about the connect timeout (700ms)", elapsed)
 	}
-	var got []checkJSON
+	var got []checkResult
 	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
 		t.Fatalf("stdout is not a JSON array: %v\n%s", err, stdout)
 	}
