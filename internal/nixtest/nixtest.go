@@ -337,6 +337,28 @@ func Sorted(s []string) []string {
 	return s
 }
 
+// CheckFailed fails t unless res is the failure of the test derivation
+// "fail", which exits 1.
+func CheckFailed(t testing.TB, res store.BuildResult) {
+	t.Helper()
+	if res.Status != store.PermanentFailure || res.Success() || !strings.Contains(res.ErrorMsg, "failed with exit code 1") {
+		t.Errorf("BuildDerivation(fail) = %+v, want PermanentFailure with the exit code", res)
+	}
+}
+
+// CheckTimedOut fails t unless res, of the test derivation "sleep" begun
+// at start with a max-silent-time of 1 s, timed out well before its 30 s
+// sleep ended.
+func CheckTimedOut(t testing.TB, res store.BuildResult, start time.Time) {
+	t.Helper()
+	if res.Status != store.TimedOut {
+		t.Errorf("BuildDerivation(sleep, max-silent-time 1) = %+v, want TimedOut", res)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("timed-out build took %v", d)
+	}
+}
+
 // Replies cuts what a server sent into its replies, by name, to seed fuzz
 // targets.
 type Replies struct {

@@ -173,9 +173,7 @@ func TestRealServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.Mark("build-failed")
-	if res.Status != store.PermanentFailure || res.Success() || !strings.Contains(res.ErrorMsg, "failed with exit code 1") {
-		t.Errorf("BuildDerivation(fail) = %+v, want PermanentFailure with the exit code", res)
-	}
+	nixtest.CheckFailed(t, res)
 	// The log travels on the remote's stderr, a separate stream, so it
 	// may arrive a little after the result.
 	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(sess.Stderr.String(), "going to fail") && time.Now().Before(deadline); {
@@ -192,13 +190,8 @@ func TestRealServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.Mark("build-timedout")
-	if res.Status != store.TimedOut {
-		t.Errorf("BuildDerivation(sleep, max-silent-time 1) = %+v, want TimedOut", res)
-	}
 	t.Logf("timed-out build took %v", time.Since(start))
-	if d := time.Since(start); d > 20*time.Second {
-		t.Errorf("timed-out build took %v", d)
-	}
+	nixtest.CheckTimedOut(t, res, start)
 
 	if _, err := sess.QueryValidPaths([]string{out}, false, false); err != nil {
 		t.Errorf("session unusable after failed builds: %v", err)
