@@ -506,6 +506,47 @@ func (cl Closure) Upload(t testing.TB, setProgress func(func(path string, done, 
 	}
 }
 
+// CheckNoneValid fails t unless query, a client's QueryValidPaths, finds
+// none of the closure's paths valid.
+func (cl Closure) CheckNoneValid(t testing.TB, query func([]string) ([]string, error)) {
+	t.Helper()
+	valid, err := query(cl.Paths())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(valid) != 0 {
+		t.Errorf("QueryValidPaths(new paths) = %q, want none", valid)
+	}
+}
+
+// CheckAllValid fails t unless query, a client's QueryValidPaths, finds
+// the closure's paths valid and missing not.
+func (cl Closure) CheckAllValid(t testing.TB, query func([]string) ([]string, error), missing string) {
+	t.Helper()
+	valid, err := query(append(cl.Paths(), missing))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(Sorted(valid), Sorted(cl.Paths())) {
+		t.Errorf("QueryValidPaths after upload = %q, want %q", valid, cl.Paths())
+	}
+}
+
+// CheckShellNoise fails t unless err is the handshake error of a client
+// whose remote shell printed "Welcome to builder1!" before program
+// started, on the builder named test-builder.
+func CheckShellNoise(t testing.TB, err error, program string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("handshake through a chatty shell succeeded")
+	}
+	for _, want := range []string{`"Welcome to builder1!\n`, "before '" + program + "' started", ".bashrc", "test-builder: "} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("handshake error = %v; want it to contain %q", err, want)
+		}
+	}
+}
+
 // CheckUploaded fails t unless the closure's first two files are in the
 // store with their contents and modes.
 func (s *Store) CheckUploaded(t testing.TB, cl Closure) {
