@@ -58,6 +58,16 @@ func startFake(t testing.TB, serve func(f *fake)) (io.Reader, io.Writer) {
 }
 
 // handshake answers the client's greeting with version v.
+// serverHello is what a server of version v answers the handshake with.
+func serverHello(v uint64) []byte {
+	var b bytes.Buffer
+	w := wire.NewWriter(&b)
+	w.Uint64(magic2)
+	w.Uint64(v)
+	w.Flush()
+	return b.Bytes()
+}
+
 func (f *fake) handshake(t testing.TB, v uint64) bool {
 	m, err := f.r.Uint64()
 	if err != nil || m != magic1 {
@@ -598,13 +608,8 @@ func (w *writeLog) Write(p []byte) (int, error) {
 // Nix clients send them (a server that reads the magic and answers before
 // reading the version must not see them split across packets).
 func TestHandshakeOneWrite(t *testing.T) {
-	var hello bytes.Buffer
-	hw := wire.NewWriter(&hello)
-	hw.Uint64(magic2)
-	hw.Uint64(0x207)
-	hw.Flush()
 	var w writeLog
-	if _, err := New(&hello, &w, Options{}); err != nil {
+	if _, err := New(bytes.NewReader(serverHello(0x207)), &w, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	want := []byte{0xeb, 0x9d, 0x0c, 0x39, 0, 0, 0, 0, 0x07, 0x02, 0, 0, 0, 0, 0, 0}

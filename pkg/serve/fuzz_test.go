@@ -5,6 +5,7 @@ package serve
 import (
 	"bytes"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/offload-nix/offload/internal/nixtest"
@@ -65,18 +66,13 @@ func FuzzReadPathInfos(f *testing.F) {
 // session's worth of commands: whatever the server sends, the client must
 // return errors, never panic or hang.
 func FuzzClient(f *testing.F) {
-	var hello bytes.Buffer
-	w := wire.NewWriter(&hello)
-	w.Uint64(magic2)
-	w.Uint64(0x207)
-	w.Flush()
-	var session []byte
-	session = append(session, hello.Bytes()...)
+	hello := serverHello(0x207)
+	session := slices.Clone(hello)
 	for _, name := range []string{"validpaths", "pathinfos", "build-built"} {
 		session = append(session, readReplies(f, name)[0]...)
 	}
 	f.Add(session)
-	f.Add(append(hello.Bytes(), readReplies(f, "build-failed")[0]...))
+	f.Add(append(hello, readReplies(f, "build-failed")[0]...))
 	f.Add([]byte("Welcome!\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := New(bytes.NewReader(b), nixtest.Discard{}, Options{})
