@@ -132,7 +132,7 @@ func (c *Client) processStderrFrom(op, path string, src io.Reader) error {
 	for {
 		msg, err := c.r.Uint64()
 		if err != nil {
-			return c.ioErr(op, path, noEOF(err))
+			return c.ioErr(op, path, wire.NoEOF(err))
 		}
 		if msg == stderrLast {
 			return nil
@@ -143,7 +143,7 @@ func (c *Client) processStderrFrom(op, path string, src io.Reader) error {
 				re.Host, re.Op, re.Path = c.opts.Host, op, path
 				return re
 			}
-			return c.ioErr(op, path, noEOF(err))
+			return c.ioErr(op, path, wire.NoEOF(err))
 		}
 	}
 }
@@ -216,12 +216,12 @@ func (c *Client) fields(d *wire.Decoder, typ uint64) error {
 	for i := range n {
 		kind, err := d.Uint64()
 		if err != nil {
-			return noEOF(err)
+			return wire.NoEOF(err)
 		}
 		switch kind {
 		case fieldInt:
 			if _, err := d.Uint64(); err != nil {
-				return noEOF(err)
+				return wire.NoEOF(err)
 			}
 		case fieldString:
 			if i == 0 && (typ == resBuildLogLine || typ == resSetPhase) {
@@ -229,7 +229,7 @@ func (c *Client) fields(d *wire.Decoder, typ uint64) error {
 				// fields.
 				b, err := newDecoder(c.r, &c.lbuf).Bytes("log line", maxLogLine)
 				if err != nil {
-					return noEOF(err)
+					return wire.NoEOF(err)
 				}
 				if typ == resBuildLogLine {
 					defer c.logLine(b)
@@ -239,7 +239,7 @@ func (c *Client) fields(d *wire.Decoder, typ uint64) error {
 				continue
 			}
 			if _, err := d.Bytes("field", maxLogLine); err != nil {
-				return noEOF(err)
+				return wire.NoEOF(err)
 			}
 		default:
 			return fmt.Errorf("unknown field type %d", kind)
@@ -276,30 +276,30 @@ func readError(d *wire.Decoder, version uint64) error {
 	if version < 1<<8|26 {
 		msg, err := d.String("error message", maxErrorMsg)
 		if err != nil {
-			return noEOF(err)
+			return wire.NoEOF(err)
 		}
 		e.Msg = cleanMsg(msg)
 		if e.Status, err = d.Uint64(); err != nil {
-			return noEOF(err)
+			return wire.NoEOF(err)
 		}
 		return e
 	}
 	typ, err := d.Bytes("error type", maxShort)
 	if err != nil {
-		return noEOF(err)
+		return wire.NoEOF(err)
 	}
 	if string(typ) != "Error" {
 		return fmt.Errorf("error of type %q, want \"Error\"", typ)
 	}
 	if _, err := d.Uint64(); err != nil { // level
-		return noEOF(err)
+		return wire.NoEOF(err)
 	}
 	if _, err := d.Bytes("error name", maxShort); err != nil { // unused
-		return noEOF(err)
+		return wire.NoEOF(err)
 	}
 	msg, err := d.String("error message", maxErrorMsg)
 	if err != nil {
-		return noEOF(err)
+		return wire.NoEOF(err)
 	}
 	e.Msg = cleanMsg(msg)
 	if err := expectNoPos(d); err != nil {
@@ -307,7 +307,7 @@ func readError(d *wire.Decoder, version uint64) error {
 	}
 	n, err := d.Count("error traces", maxTraces)
 	if err != nil {
-		return noEOF(err)
+		return wire.NoEOF(err)
 	}
 	for range n {
 		if err := expectNoPos(d); err != nil {
@@ -315,7 +315,7 @@ func readError(d *wire.Decoder, version uint64) error {
 		}
 		t, err := d.String("error trace", maxTrace)
 		if err != nil {
-			return noEOF(err)
+			return wire.NoEOF(err)
 		}
 		e.Traces = append(e.Traces, cleanMsg(t))
 	}
@@ -327,7 +327,7 @@ func readError(d *wire.Decoder, version uint64) error {
 func expectNoPos(d *wire.Decoder) error {
 	p, err := d.Uint64()
 	if err != nil {
-		return noEOF(err)
+		return wire.NoEOF(err)
 	}
 	if p != 0 {
 		return fmt.Errorf("error with a position (%d), which daemons never send", p)
