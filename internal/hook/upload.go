@@ -32,7 +32,9 @@ func (h *hook) sendInputs(ctx context.Context, rn *run) (built bool, err error) 
 		return true, nil
 	}
 	rn.r.phase(slots.PhaseUploading)
+	missing, fetched := h.fetchOnBuilder(ctx, rn, missing)
 	rn.sent, err = h.upload(ctx, rn.c, rn.j, missing, rn.r)
+	rn.sent += fetched
 	return false, err
 }
 
