@@ -167,3 +167,64 @@ func fetchScenario(t *testing.T, m cell, b1 *builder, srv *srcServer) {
 	}
 	c.mustVerify()
 }
+
+// A fixed-output derivation that needs inputs of its own (a tool built by
+// another derivation, as nixpkgs' fetchurl needs curl): the builder makes
+// the output when the tool costs fewer bytes to upload than the output,
+// and the output is uploaded when the tool costs more.
+func TestFetchOnBuilderWithInputs(t *testing.T) {
+	requireEnv(t)
+	t.Parallel()
+	b1 := startBuilder(t, "b1", builderOpts{})
+	matrix(t, cells(nixes, protos, directOnly), func(t *testing.T, m cell) {
+		c := m.client(t, b1)
+		builders := m.machines(b1, "x86_64-linux")
+		for _, tt := range []struct {
+			name    string
+			lines   int // of the output
+			pad     int // lines of 100-byte comments after the tool's script
+			fetched bool
+		}{
+			{name: "tool-cheaper", lines: 20000, fetched: true},
+			{name: "tool-dearer", lines: 20, pad: 10000},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				u := unique()
+				var want strings.Builder
+				for i := 0; i < tt.lines; i++ {
+					fmt.Fprintf(&want, "line %d %s\n", i, u)
+				}
+				sum := sha256.Sum256([]byte(want.String()))
+				script := fmt.Sprintf("i=0; while [ $i -lt %d ]; do echo \"line $i %s\"; i=$((i+1)); done > $out\n", tt.lines, u)
+				pad := fmt.Sprintf(`/bin/cp ${script} $out; i=0; while [ $i -lt %d ]; do echo "# %s"; i=$((i+1)); done >> $out`, tt.pad, strings.Repeat("x", 97))
+				gen := fmt.Sprintf(`let script = builtins.toFile "gen.sh" %s; tool = %s; in derivation { name = "gen-%s"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ tool ]; outputHash = %q; outputHashAlgo = "sha256"; outputHashMode = "flat"; }`,
+					nixString(script), drv("tool-"+u, "x86_64-linux", pad, ""), u, hex.EncodeToString(sum[:]))
+				f := c.file("gen-"+u+".nix", gen)
+				r := c.run(defaultTimeout, "nix-build", "--no-out-link", f, "--max-jobs", "1", "--builders", "")
+				if r.Code != 0 {
+					t.Fatalf("local build of the fixed-output derivation: exit %d\n%s", r.Code, r.Stderr)
+				}
+				out := r.Out
+				r = m.build(t, c, fmt.Sprintf(`let gen = %s; in %s`, gen, drv("use-"+u, "x86_64-linux", `/bin/cp ${gen} $out`, "")), builders, "-v")
+				if r.Code != 0 {
+					t.Fatalf("nix-build exit %d\n%s", r.Code, r.Stderr)
+				}
+				if got := c.run(defaultTimeout, "cat", r.Out).Out; got != strings.TrimSpace(want.String()) {
+					t.Errorf("output differs (%d bytes, want %d)", len(got), want.Len())
+				}
+				uploaded := strings.Contains(r.Stderr, "copying path '"+out+"' to")
+				fetched := strings.Contains(r.Stderr, "fetching '"+out+"' on")
+				if uploaded == tt.fetched || fetched != tt.fetched {
+					t.Errorf("uploaded %v, fetched %v; want fetched %v\n%s", uploaded, fetched, tt.fetched, r.Stderr)
+				}
+			})
+		}
+		c.mustVerify()
+	})
+}
+
+// nixString quotes s as a Nix string.
+func nixString(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`, "\n", `\n`)
+	return `"` + r.Replace(s) + `"`
+}
