@@ -59,6 +59,9 @@ func (h *hook) fetchOnBuilder(ctx context.Context, rn *run, missing []string) (s
 	}
 	plans, extra, err := h.planFetches(ctx, rn, missing)
 	if err != nil {
+		// The local nix-store may be out of step: the upload starts
+		// another.
+		rn.j.closeLocal()
 		h.log.Msg(hookproto.LvlTalkative, "uploading every input to '%s': %v", rn.m.URI, err)
 		return missing, 0
 	}
@@ -67,6 +70,7 @@ func (h *hook) fetchOnBuilder(ctx context.Context, rn *run, missing []string) (s
 	}
 	sent, err = h.upload(ctx, rn.c, rn.j, extra, rn.r)
 	if err != nil {
+		rn.j.closeLocal()
 		h.log.Msg(hookproto.LvlTalkative, "uploading the fetchers' inputs to '%s': %v", rn.m.URI, err)
 		return missing, sent
 	}
@@ -98,11 +102,10 @@ func (h *hook) fetchOnBuilder(ctx context.Context, rn *run, missing []string) (s
 // the builder lacks, and the missing inputs among them, which would be
 // uploaded anyway).
 func (h *hook) planFetches(ctx context.Context, rn *run, missing []string) (plans []fetchPlan, extra []string, err error) {
-	local, err := h.startLocalServe(ctx, rn.j.store)
+	local, err := h.openLocal(ctx, rn.j)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer local.Close()
 	infos, err := local.serve.QueryPathInfos(missing)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading the local store: %w", err)
@@ -253,4 +256,26 @@ func readFetcher(st *localstore.Store, out, drvPath string) (fetchPlan, error) {
 	}
 	p.d, p.needs = d, needs
 	return p, nil
+}
+
+// openLocal returns j's local nix-store --serve, started on first use, so
+// that planning the fetches and the uploads after it start one process,
+// not three; closeLocal ends it.
+func (h *hook) openLocal(ctx context.Context, j *job) (*localServe, error) {
+	if j.local == nil {
+		local, err := h.startLocalServe(ctx, j.store)
+		if err != nil {
+			return nil, err
+		}
+		j.local = local
+	}
+	return j.local, nil
+}
+
+// closeLocal ends j's local nix-store --serve, if one is open.
+func (j *job) closeLocal() {
+	if j.local != nil {
+		j.local.Close()
+		j.local = nil
+	}
 }
