@@ -16,12 +16,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // srcServer serves one file per path and counts the requests for each;
 // a path marked gone answers 404.
 type srcServer struct {
 	addr string
+	srv  *http.Server
 	mu   sync.Mutex
 	body map[string]string
 	hits map[string]int
@@ -34,10 +36,10 @@ func startSrcServer(t *testing.T) *srcServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &srcServer{addr: l.Addr().String(), body: map[string]string{}, hits: map[string]int{}, gone: map[string]bool{}}
-	srv := &http.Server{Handler: s}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	s := &srcServer{addr: l.Addr().String(), srv: &http.Server{}, body: map[string]string{}, hits: map[string]int{}, gone: map[string]bool{}}
+	s.srv.Handler = s
+	go s.srv.Serve(l)
+	t.Cleanup(s.stop)
 	return s
 }
 
@@ -64,6 +66,9 @@ func (s *srcServer) add(name, body string) string {
 	sum := sha256.Sum256([]byte(body))
 	return fmt.Sprintf(`import <nix/fetchurl.nix> { name = %q; url = "http://%s/%s"; sha256 = %q; }`, name, s.addr, name, hex.EncodeToString(sum[:]))
 }
+
+// stop closes the server: connections to its port are refused.
+func (s *srcServer) stop() { s.srv.Close() }
 
 func (s *srcServer) count(name string) int {
 	s.mu.Lock()
@@ -110,17 +115,23 @@ func fetchScenario(t *testing.T, m cell, b1 *builder, srv *srcServer) {
 	for _, tt := range []struct {
 		name    string
 		gone    bool
+		stopped bool // the server is gone
 		env     []string
 		fetched bool
 	}{
 		{name: "fetched", fetched: true},
 		{name: "404", gone: true},
+		{name: "refused", stopped: true},
 		{name: "off", env: []string{"OFFLOAD_FETCH_ON_BUILDER=false"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			u := unique()
 			name := "src-" + u
 			body := strings.Repeat("source "+u+"\n", 1<<14)
+			srv := srv
+			if tt.stopped {
+				srv = startSrcServer(t)
+			}
 			fetch := srv.add(name, body)
 			// Built on the board first (builtin derivations always
 			// build locally), so the board has the source.
@@ -133,15 +144,20 @@ func fetchScenario(t *testing.T, m cell, b1 *builder, srv *srcServer) {
 			if tt.gone {
 				srv.remove(name)
 			}
+			if tt.stopped {
+				srv.stop()
+			}
 			before := srv.count(name)
 			c.Env = tt.env
 			defer func() { c.Env = nil }()
 			expr := fmt.Sprintf(`let src = %s; in %s`, fetch,
 				drv("use-"+u, "x86_64-linux", `/bin/cp ${src} $out`, ""))
+			start := time.Now()
 			r = m.build(t, c, expr, builders, "-v")
 			if r.Code != 0 {
 				t.Fatalf("nix-build exit %d\n%s", r.Code, r.Stderr)
 			}
+			t.Logf("remote build of a %d-byte source: %v", len(body), time.Since(start).Round(time.Millisecond))
 			if got := c.run(defaultTimeout, "cat", r.Out).Out; got != strings.TrimSpace(body) {
 				t.Errorf("output differs from the source (%d bytes, want %d)", len(got), len(body))
 			}
@@ -156,6 +172,9 @@ func fetchScenario(t *testing.T, m cell, b1 *builder, srv *srcServer) {
 				}
 			} else if !uploaded {
 				t.Errorf("the source was not uploaded\n%s", r.Stderr)
+			}
+			if (tt.gone || tt.stopped) && !strings.Contains(r.Stderr, "uploading it") {
+				t.Errorf("the failed fetch was not said at -v\n%s", r.Stderr)
 			}
 			if tt.gone && (asked != 1 || !strings.Contains(r.Stderr, "uploading it")) {
 				t.Errorf("builder's requests %d, want 1, with the reason said at -v\n%s", asked, r.Stderr)
