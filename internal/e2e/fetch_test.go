@@ -84,14 +84,16 @@ func (s *srcServer) remove(name string) {
 
 // A derivation whose input a fixed-output derivation made, that the
 // board built first: the builder fetches the input itself and nothing is
-// uploaded; when the builder cannot fetch it (404) or fetch-on-builder is
-// off, the input is uploaded; the build succeeds each way.
+// uploaded; when the builder cannot fetch it (404, connection refused) or
+// fetch-on-builder is off, the input is uploaded; the build succeeds each
+// way. Direct and through a daemon (the setting only direct: it is set in
+// the client's environment).
 func TestFetchOnBuilder(t *testing.T) {
 	requireEnv(t)
 	t.Parallel()
 	b1 := startBuilder(t, "b1", builderOpts{})
 	srv := startSrcServer(t)
-	matrix(t, cells(nixes, protos, directOnly), func(t *testing.T, m cell) {
+	matrix(t, cells(nixes, protos, modes), func(t *testing.T, m cell) {
 		fetchScenario(t, m, b1, srv)
 	})
 }
@@ -124,6 +126,10 @@ func fetchScenario(t *testing.T, m cell, b1 *builder, srv *srcServer) {
 		{name: "refused", stopped: true},
 		{name: "off", env: []string{"OFFLOAD_FETCH_ON_BUILDER=false"}},
 	} {
+		if m.Daemon && tt.env != nil {
+			// A daemon's hook does not see the client's environment.
+			continue
+		}
 		t.Run(tt.name, func(t *testing.T) {
 			u := unique()
 			name := "src-" + u
