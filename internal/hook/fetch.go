@@ -27,8 +27,10 @@ import (
 //
 // The derivation is sent as a BasicDerivation (BuildDerivation), so no
 // .drv file needs to be on the builder, the way Nix's build-remote sends
-// the main one, with the input closure as its input sources (Nix 2.8
-// src/build-remote/build-remote.cc: drv.inputSrcs = inputs). Over
+// the main one (and buildThere): with the input closure as its input
+// sources when it has input derivations, whose outputs would otherwise be
+// missing from it (Nix 2.8 src/build-remote/build-remote.cc, "Hijack the
+// inputs paths"). Over
 // ssh-ng:// an untrusted user may build it too: the daemon allows
 // BuildDerivation of content-addressed derivations to anyone (Nix 2.8
 // src/libstore/daemon.cc, wopBuildDerivation).
@@ -47,6 +49,15 @@ type fetchPlan struct {
 	skip bool
 	// chosen is set when it is fetched on the builder.
 	chosen bool
+}
+
+// inputSrcs returns the input sources p's derivation is sent with: its
+// own (nil), or the closure of its inputs when it has input derivations.
+func (p *fetchPlan) inputSrcs() []string {
+	if len(p.d.InputDrvs) == 0 {
+		return nil
+	}
+	return p.needs
 }
 
 // fetchOnBuilder realises on rn's builder the missing inputs that cost
@@ -77,7 +88,7 @@ func (h *hook) fetchOnBuilder(ctx context.Context, rn *run, missing []string) (s
 	done := extra
 	for _, p := range plans {
 		h.log.Msg(hookproto.LvlInfo, "fetching '%s' on '%s' instead of uploading it", p.out, rn.m.URI)
-		res, err := rn.c.Store.BuildDerivation(p.drvPath, p.d, p.needs, h.buildOptions())
+		res, err := rn.c.Store.BuildDerivation(p.drvPath, p.d, p.inputSrcs(), h.buildOptions())
 		if err != nil {
 			// The connection failed, not the fetch: the upload that
 			// follows says so.
