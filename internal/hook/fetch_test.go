@@ -3,14 +3,21 @@
 package hook
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/offload-nix/offload/internal/nixtest"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/localstore"
+	"github.com/offload-nix/offload/pkg/store"
 )
 
 func TestChooseFetches(t *testing.T) {
@@ -134,5 +141,91 @@ func TestReadFetcher(t *testing.T) {
 		if (p.d != nil) != (tt.needs != nil) || !reflect.DeepEqual(p.needs, tt.needs) {
 			t.Errorf("readFetcher(%s) = drv %v, needs %q; want needs %q", tt.drvPath, p.d != nil, p.needs, tt.needs)
 		}
+	}
+}
+
+// addFetched puts into e's store a source that a builtin:fetchurl
+// derivation made, with that derivation as its deriver, and returns the
+// source's path and NAR and the derivation's path.
+func addFetched(t *testing.T, e *tryEnv) (src string, nar []byte, drvPath string) {
+	t.Helper()
+	src = nixtest.RandomStorePath("src.tar.gz")
+	drvPath = nixtest.RandomStorePath("src.tar.gz.drv")
+	contents := []byte("a source tarball\n")
+	sum := sha256.Sum256(contents)
+	d := &drv.Derivation{
+		Outputs:  []drv.Output{{Name: "out", Path: src, HashAlgo: "sha256", Hash: hex.EncodeToString(sum[:])}},
+		Platform: "builtin",
+		Builder:  "builtin:fetchurl",
+		Env:      []drv.EnvVar{{Key: "out", Value: src}, {Key: "url", Value: "http://example.invalid/src.tar.gz"}},
+	}
+	if err := os.WriteFile(filepath.Join(e.root, drvPath), d.Format(), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	st, err := localstore.New("local?root="+e.root, []string{"nix-store"}, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nar = nixtest.NarFile(contents, false)
+	info := store.PathInfo{Path: src, Deriver: drvPath, NarHash: nixtest.NarHash(nar), NarSize: uint64(len(nar))}
+	err = st.Import(context.Background(), []store.PathInfo{info}, func(int) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(nar)), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src, nar, drvPath
+}
+
+// A missing input that a fixed-output derivation made is built on the
+// builder, not uploaded; when that build fails, or fetch-on-builder is
+// off, it is uploaded; the build succeeds each way.
+func TestTryFetchesOnBuilder(t *testing.T) {
+	tests := []struct {
+		name  string
+		conf  []string
+		fail  bool // the fetch fails on the builder
+		ops   string
+		fetch bool
+	}{
+		{name: "fetched", ops: "query-valid build build query-infos dump", fetch: true},
+		{name: "fetch fails", fail: true, ops: "query-valid build add build query-infos dump"},
+		{name: "off", conf: []string{"fetch-on-builder", "false"}, ops: "query-valid add build query-infos dump"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newTryEnv(t, "ssh://b1 x86_64-linux - 1")
+			e.conf = tt.conf
+			src, nar, drvPath := addFetched(t, e)
+			e.inputs = []string{src}
+			b1 := newMemBuilder(e.nars())
+			var built []string
+			b1.build = func(p string) (store.BuildResult, error) {
+				built = append(built, p)
+				if tt.fail && p == drvPath {
+					return store.BuildResult{Status: store.TransientFailure, ErrorMsg: "unable to download"}, nil
+				}
+				return store.BuildResult{Status: store.Built}, nil
+			}
+			code, stderr, h := e.run(t, context.Background(), true, dialMem(map[string]*memBuilder{"ssh://b1": b1}))
+			if code != exitOK {
+				t.Fatalf("exit code %d, want %d; stderr:\n%s", code, exitOK, stderr)
+			}
+			if got := b1.Ops(); got != tt.ops {
+				t.Errorf("builder operations %q, want %q", got, tt.ops)
+			}
+			if _, uploaded := b1.added[src]; uploaded == tt.fetch {
+				t.Errorf("source uploaded %v, want %v", uploaded, !tt.fetch)
+			} else if uploaded && !bytes.Equal(b1.added[src], nar) {
+				t.Errorf("the builder got %q for %s, want %q", b1.added[src], src, nar)
+			}
+			if fetched := len(built) == 2 && built[0] == drvPath; fetched != (tt.fetch || tt.fail) {
+				t.Errorf("builds %q: fetch asked for %v, want %v", built, fetched, tt.fetch || tt.fail)
+			}
+			if !e.imported(t, h) {
+				t.Errorf("%s is not valid after the build", e.out)
+			}
+			e.checkFree(t)
+		})
 	}
 }
