@@ -10,9 +10,13 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -154,6 +158,7 @@ func fetchScenario(t *testing.T, m cell, b1 *builder, srv *srcServer) {
 				srv.stop()
 			}
 			before := srv.count(name)
+			sentBefore := sentTo(t, c, builders, m.uri(b1))
 			c.Env = tt.env
 			defer func() { c.Env = nil }()
 			expr := fmt.Sprintf(`let src = %s; in %s`, fetch,
@@ -163,7 +168,11 @@ func fetchScenario(t *testing.T, m cell, b1 *builder, srv *srcServer) {
 			if r.Code != 0 {
 				t.Fatalf("nix-build exit %d\n%s", r.Code, r.Stderr)
 			}
-			t.Logf("remote build of a %d-byte source: %v", len(body), time.Since(start).Round(time.Millisecond))
+			sent := sentTo(t, c, builders, m.uri(b1)) - sentBefore
+			t.Logf("remote build of a %d-byte source: %v, %d NAR bytes sent", len(body), time.Since(start).Round(time.Millisecond), sent)
+			if tt.fetched && sent != 0 || !tt.fetched && sent < uint64(len(body)) {
+				t.Errorf("%d NAR bytes sent to b1 for a %d-byte source, fetched there: %v", sent, len(body), tt.fetched)
+			}
 			if got := c.run(defaultTimeout, "cat", r.Out).Out; got != strings.TrimSpace(body) {
 				t.Errorf("output differs from the source (%d bytes, want %d)", len(got), len(body))
 			}
@@ -252,4 +261,19 @@ func TestFetchOnBuilderWithInputs(t *testing.T) {
 func nixString(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`, "\n", `\n`)
 	return `"` + r.Replace(s) + `"`
+}
+
+// sentTo returns the NAR bytes the client's hooks have sent to uri, from
+// its slot file (none before the first build).
+func sentTo(t *testing.T, c *client, builders, uri string) uint64 {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(c.Dir, "nix/var/nix/offload/slots")); errors.Is(err, fs.ErrNotExist) {
+		return 0
+	}
+	for _, b := range c.slotSnapshot(t, builders) {
+		if b.URI == uri {
+			return b.BytesSent
+		}
+	}
+	return 0
 }
