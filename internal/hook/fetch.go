@@ -134,6 +134,11 @@ func (h *hook) planFetches(ctx context.Context, rn *run, missing []string) (plan
 		if p.d == nil {
 			continue
 		}
+		if sys := p.d.Platform; sys != "builtin" && !slices.Contains(rn.m.Systems, sys) {
+			// Its build would fail there, after its inputs went up.
+			h.log.Msg(hookproto.LvlTalkative, "uploading '%s': '%s' does not build for %s", in.Path, rn.m.URI, sys)
+			continue
+		}
 		p.size = in.NarSize
 		cands = append(cands, p)
 		ins = append(ins, p.needs...)

@@ -144,10 +144,11 @@ func TestReadFetcher(t *testing.T) {
 	}
 }
 
-// addFetched puts into e's store a source that a builtin:fetchurl
-// derivation made, with that derivation as its deriver, and returns the
-// source's path and NAR and the derivation's path.
-func addFetched(t *testing.T, e *tryEnv) (src string, nar []byte, drvPath string) {
+// addFetched puts into e's store a source that a fixed-output derivation
+// for system made (builtin: builtin:fetchurl), with that derivation as its
+// deriver, and returns the source's path and NAR and the derivation's
+// path.
+func addFetched(t *testing.T, e *tryEnv, system string) (src string, nar []byte, drvPath string) {
 	t.Helper()
 	src = nixtest.RandomStorePath("src.tar.gz")
 	drvPath = nixtest.RandomStorePath("src.tar.gz.drv")
@@ -155,7 +156,7 @@ func addFetched(t *testing.T, e *tryEnv) (src string, nar []byte, drvPath string
 	sum := sha256.Sum256(contents)
 	d := &drv.Derivation{
 		Outputs:  []drv.Output{{Name: "out", Path: src, HashAlgo: "sha256", Hash: hex.EncodeToString(sum[:])}},
-		Platform: "builtin",
+		Platform: system,
 		Builder:  "builtin:fetchurl",
 		Env:      []drv.EnvVar{{Key: "out", Value: src}, {Key: "url", Value: "http://example.invalid/src.tar.gz"}},
 	}
@@ -182,21 +183,28 @@ func addFetched(t *testing.T, e *tryEnv) (src string, nar []byte, drvPath string
 // off, it is uploaded; the build succeeds each way.
 func TestTryFetchesOnBuilder(t *testing.T) {
 	tests := []struct {
-		name  string
-		conf  []string
-		fail  bool // the fetch fails on the builder
-		ops   string
-		fetch bool
+		name   string
+		system string // of the fetcher; "" for builtin
+		conf   []string
+		fail   bool // the fetch fails on the builder
+		ops    string
+		fetch  bool
 	}{
 		{name: "fetched", ops: "query-valid build build query-infos dump", fetch: true},
 		{name: "fetch fails", fail: true, ops: "query-valid build add build query-infos dump"},
 		{name: "off", conf: []string{"fetch-on-builder", "false"}, ops: "query-valid add build query-infos dump"},
+		{name: "builder's system", system: "x86_64-linux", ops: "query-valid build build query-infos dump", fetch: true},
+		{name: "another system", system: "aarch64-linux", ops: "query-valid add build query-infos dump"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newTryEnv(t, "ssh://b1 x86_64-linux - 1")
 			e.conf = tt.conf
-			src, nar, drvPath := addFetched(t, e)
+			system := tt.system
+			if system == "" {
+				system = "builtin"
+			}
+			src, nar, drvPath := addFetched(t, e, system)
 			e.inputs = []string{src}
 			b1 := newMemBuilder(e.nars())
 			var built []string
