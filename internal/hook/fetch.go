@@ -148,9 +148,12 @@ func (h *hook) planFetches(ctx context.Context, rn *run, missing []string) (plan
 	}
 	// Every input of a fetcher must be valid here: nix-store --serve
 	// fails on the closure of an invalid path.
-	valid, err := local.serve.QueryValidPaths(ins, false, false)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading the local store: %w", err)
+	var valid []string
+	if len(ins) > 0 {
+		valid, err = local.serve.QueryValidPaths(ins, false, false)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading the local store: %w", err)
+		}
 	}
 	var all []string
 	for i := range cands {
