@@ -256,6 +256,9 @@ type job struct {
 	// reg registers the outputs; its nix-store starts at accept, so
 	// that the copy back does not wait for it (nil: a run of its own).
 	reg *localstore.Registrar
+	// local is the local nix-store --serve the upload's steps share
+	// (fetch.go, upload.go), open between openLocal and closeLocal.
+	local *localServe
 }
 
 // prepare reads the derivation and checks that its outputs can be brought

@@ -152,6 +152,8 @@ type tryEnv struct {
 	state          *slots.File
 	// inputs is the input closure Nix sends after accept.
 	inputs []string
+	// conf is more settings, name and value.
+	conf []string
 }
 
 func newTryEnv(t *testing.T, builders string) *tryEnv {
@@ -226,7 +228,7 @@ func (e *tryEnv) run(t *testing.T, ctx context.Context, accept bool, dial func(c
 	w.Flush()
 	// Written under the logger's lock, read once the hook has returned.
 	var stderr strings.Builder
-	cfg := testConfig(t, "state-dir", e.stateDir, "load-aware", "false", "unhealthy-backoff", "1m", "unhealthy-backoff-max", "1h")
+	cfg := testConfig(t, append([]string{"state-dir", e.stateDir, "load-aware", "false", "unhealthy-backoff", "1m", "unhealthy-backoff-max", "1h"}, e.conf...)...)
 	h := newHook(hookproto.LvlError, cfg, Env{
 		Stdin:  &in,
 		Stderr: &stderr,

@@ -32,7 +32,10 @@ func (h *hook) sendInputs(ctx context.Context, rn *run) (built bool, err error) 
 		return true, nil
 	}
 	rn.r.phase(slots.PhaseUploading)
+	defer rn.j.closeLocal()
+	missing, fetched := h.fetchOnBuilder(ctx, rn, missing)
 	rn.sent, err = h.upload(ctx, rn.c, rn.j, missing, rn.r)
+	rn.sent += fetched
 	return false, err
 }
 
@@ -89,11 +92,10 @@ func (h *hook) upload(ctx context.Context, c *builder.Conn, j *job, missing []st
 			return 0, err
 		}
 	}
-	local, err := h.startLocalServe(ctx, j.store)
+	local, err := h.openLocal(ctx, j)
 	if err != nil {
 		return 0, err
 	}
-	defer local.Close()
 	infos, err := local.serve.QueryPathInfos(missing)
 	if err != nil {
 		return 0, fmt.Errorf("reading the local store: %w", err)

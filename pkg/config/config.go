@@ -75,6 +75,7 @@ var registry = []Setting{
 	{Name: "emulation-retry", Default: "true", Doc: "a build that fails on a builder emulating its system is built again, once, on one that runs it natively, in the same run", parse: boolean},
 	{Name: "emulation-failure-memory", Default: "168h", Doc: "how long a derivation name whose build failed under emulation, and then succeeded natively, goes to native builders first (0: not remembered)", parse: duration(0)},
 	{Name: "system-exec", Default: "", Doc: "how builders run systems where probing cannot tell: BUILDER/SYSTEM=native or =emulated, space-separated (BUILDER: name or URI)", parse: execList},
+	{Name: "fetch-on-builder", Default: "true", Doc: "an input the builder lacks that a fixed-output derivation makes (a source tarball, a checkout) is fetched by the builder when that costs less to upload than the input itself; false for builders without internet access", parse: boolean},
 	{Name: "stall-timeout", Default: "10m", Doc: "how long a builder may send and take no byte while offload waits on it (a copy, a query; a build: after max-silent-time) before the connection is closed and the builder marked unhealthy", parse: duration(1)},
 
 	// Real load of shared builders (docs/choosing-builders.md). The
@@ -414,6 +415,9 @@ func (c *Config) MemoryPressureMax() float64 { return c.Float("memory-pressure-m
 
 // StoreFreeMin is store-free-min in bytes (0: off).
 func (c *Config) StoreFreeMin() int64 { return c.Size("store-free-min") }
+
+// FetchOnBuilder is the fetch-on-builder setting.
+func (c *Config) FetchOnBuilder() bool { return c.Bool("fetch-on-builder") }
 
 // ConnectTimeout is connect-timeout.
 func (c *Config) ConnectTimeout() time.Duration { return c.Duration("connect-timeout") }
