@@ -65,7 +65,7 @@ func (p *fetchPlan) inputSrcs() []string {
 // builder lacks first, and returns the inputs still to upload and the NAR
 // bytes it sent.
 func (h *hook) fetchOnBuilder(ctx context.Context, rn *run, missing []string) (still []string, sent int64) {
-	if len(missing) == 0 || h.cfg == nil || !h.cfg.FetchOnBuilder() {
+	if len(missing) == 0 || h.cfg == nil || !h.cfg.Bool("fetch-on-builder") {
 		return missing, 0
 	}
 	plans, extra, err := h.planFetches(ctx, rn, missing)

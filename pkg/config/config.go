@@ -416,9 +416,6 @@ func (c *Config) MemoryPressureMax() float64 { return c.Float("memory-pressure-m
 // StoreFreeMin is store-free-min in bytes (0: off).
 func (c *Config) StoreFreeMin() int64 { return c.Size("store-free-min") }
 
-// FetchOnBuilder is the fetch-on-builder setting.
-func (c *Config) FetchOnBuilder() bool { return c.Bool("fetch-on-builder") }
-
 // ConnectTimeout is connect-timeout.
 func (c *Config) ConnectTimeout() time.Duration { return c.Duration("connect-timeout") }
 
