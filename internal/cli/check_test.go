@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
 	gossh "golang.org/x/crypto/ssh"
@@ -54,37 +55,6 @@ func TestCompareCapabilities(t *testing.T) {
 			}
 		}
 	}
-}
-
-type checkJSON struct {
-	URI          string   `json:"uri"`
-	Name         string   `json:"name"`
-	OK           bool     `json:"ok"`
-	Reason       string   `json:"reason"`
-	Error        string   `json:"error"`
-	Fingerprint  string   `json:"host_key_fingerprint"`
-	NixVersion   string   `json:"nix_version"`
-	Protocol     string   `json:"protocol"`
-	ConnectMS    float64  `json:"connect_ms"`
-	HandshakeMS  float64  `json:"handshake_ms"`
-	RTTMS        float64  `json:"rtt_ms"`
-	Capabilities string   `json:"capabilities"`
-	System       string   `json:"system"`
-	Extra        []string `json:"extra_platforms"`
-	Features     []string `json:"system_features"`
-	Problems     []string `json:"problems"`
-}
-
-// closedPort returns a local TCP port nothing listens on.
-func closedPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	return port
 }
 
 // listen serves every connection on a local port with serve until the
@@ -157,7 +127,7 @@ func TestCheckFailures(t *testing.T) {
 		time.Sleep(5 * time.Second)
 		c.Close()
 	})
-	refused := closedPort(t)
+	refused := testenv.ClosedPort(t)
 
 	h := newTestHome(t, pickNixConf)
 	h.write(t, "etc/offload.conf", "connect-timeout = 700ms\n")
@@ -183,7 +153,7 @@ func TestCheckFailures(t *testing.T) {
 	if elapsed > 3*time.Second {
 		t.Errorf("check took %v, want about the connect timeout (700ms)", elapsed)
 	}
-	var got []checkJSON
+	var got []checkResult
 	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
 		t.Fatalf("stdout is not a JSON array: %v\n%s", err, stdout)
 	}

@@ -52,11 +52,7 @@ func settingsBlock(t *testing.T, settings map[string]string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	w := wire.NewWriter(&buf)
-	var order []string
-	for k := range settings {
-		order = append(order, k)
-	}
-	hookproto.WriteSettings(w, settings, order)
+	hookproto.WriteSettings(w, settings, nil)
 	w.Flush()
 	return buf.Bytes()
 }

@@ -115,6 +115,17 @@ func cmdSlotState(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Defer(func() { f.Close() })
 }
 
+// putSlotState writes the slot file status reads under dir, as
+// writeSlotState does, and closes it when the test ends.
+func putSlotState(t testing.TB, dir, script string) {
+	t.Helper()
+	f, err := writeSlotState(script, filepath.Join(dir, "state", "slots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+}
+
 func writeSlotState(script, path string) (*slots.File, error) {
 	var f *slots.File
 	at := statusTime
@@ -301,11 +312,7 @@ func TestStatusOneLineWidth(t *testing.T) {
 			if tt.unlisted > 0 {
 				sp, _ = manyBuilders(tt.n-tt.unlisted, tt.name, tt.pattern)
 			}
-			f, err := writeSlotState(sc, filepath.Join(dir, "state", "slots"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
+			putSlotState(t, dir, sc)
 			var out bytes.Buffer
 			code, stderr := statusRun(context.Background(), dir, &out, "status", "--builders", sp)
 			wantCode := ExitOK
@@ -336,11 +343,7 @@ func TestStatusOneLineWidth(t *testing.T) {
 
 func TestStatusJSONKeys(t *testing.T) {
 	dir := t.TempDir()
-	f, err := writeSlotState("builders ssh://b1 x86_64-linux - 2\nacquire ssh://b1 hello building 5\n", filepath.Join(dir, "state", "slots"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	putSlotState(t, dir, "builders ssh://b1 x86_64-linux - 2\nacquire ssh://b1 hello building 5\n")
 	var out bytes.Buffer
 	if code, stderr := statusRun(context.Background(), dir, &out, "status", "--json", "--builders", "ssh://b1 x86_64-linux - 2"); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -426,11 +429,7 @@ func TestStatusWatch(t *testing.T) {
 				}
 			}
 			waitFor("no builds offloaded yet")
-			f, err := writeSlotState("builders "+builders+"\nacquire ssh://b1 hello building 5\n", filepath.Join(dir, "state", "slots"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
+			putSlotState(t, dir, "builders "+builders+"\nacquire ssh://b1 hello building 5\n")
 			waitFor("offload 1/2 busy · b1 1/2 · 0 built 0 failed\n")
 			cancel()
 			select {
@@ -457,11 +456,7 @@ func TestStatusDeadOwner(t *testing.T) {
 	defer func(g func(int) bool) { gone = g }(gone)
 	gone = func(pid int) bool { return pid == os.Getpid() }
 	dir := t.TempDir()
-	f, err := writeSlotState("builders ssh://b1 x86_64-linux - 2\nacquire ssh://b1 hello building 5\n", filepath.Join(dir, "state", "slots"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	putSlotState(t, dir, "builders ssh://b1 x86_64-linux - 2\nacquire ssh://b1 hello building 5\n")
 	var out bytes.Buffer
 	statusRun(context.Background(), dir, &out, "status", "--builders", "ssh://b1 x86_64-linux - 2")
 	if want := "offload 0/2 busy · b1 0/2 · 0 built 0 failed\n"; out.String() != want {
@@ -490,16 +485,19 @@ func TestStatusGone(t *testing.T) {
 	}
 }
 
+// benchState makes the directory the status benchmarks run in, with a slot
+// file of three builders, and returns it with the builders' spec.
+func benchState(b *testing.B) (dir, builders string) {
+	dir = b.TempDir()
+	sp, sc := manyBuilders(3, func(i int) string { return "b" + strconv.Itoa(i+1) }, "BDI")
+	putSlotState(b, dir, sc)
+	return dir, sp
+}
+
 // BenchmarkStatus runs the whole command in-process, as a prompt would:
 // configuration, the slot file mapped read-only, the line.
 func BenchmarkStatus(b *testing.B) {
-	dir := b.TempDir()
-	sp, sc := manyBuilders(3, func(i int) string { return "b" + strconv.Itoa(i+1) }, "BDI")
-	f, err := writeSlotState(sc, filepath.Join(dir, "state", "slots"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
+	dir, sp := benchState(b)
 	for _, args := range [][]string{{"status"}, {"status", "--json"}, {"status", "-v"}} {
 		b.Run(strings.Join(args, " "), func(b *testing.B) {
 			args := append(args, "--builders", sp)
@@ -517,13 +515,7 @@ func BenchmarkStatus(b *testing.B) {
 // configuration, the slot file mapped read-only and the line, without
 // parsing the command line.
 func BenchmarkStatusRead(b *testing.B) {
-	dir := b.TempDir()
-	sp, sc := manyBuilders(3, func(i int) string { return "b" + strconv.Itoa(i+1) }, "BDI")
-	f, err := writeSlotState(sc, filepath.Join(dir, "state", "slots"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
+	dir, sp := benchState(b)
 	env := statusEnv(dir)
 	os.WriteFile(env["OFFLOAD_CONF"], nil, 0o644)
 	rc := &runContext{ctx: context.Background(), global: &Globals{Builders: sp},

@@ -12,7 +12,6 @@ package e2e
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
 )
@@ -123,18 +123,6 @@ func overlap(path string) (starts, most int, err error) {
 	return starts, most, sc.Err()
 }
 
-// closedPort returns a port on 127.0.0.1 where nothing listens.
-func closedPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	return port
-}
-
 // slotSnapshot reads the client's slot file, as `offload status` does.
 func (c *client) slotSnapshot(t *testing.T, builders string) []slots.Builder {
 	t.Helper()
@@ -162,7 +150,7 @@ func TestOneBuilderDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.file("ssh_config", string(cfg)+fmt.Sprintf("Host bdown\n\tHostName 127.0.0.1\n\tPort %d\n\tUser root\n\tIdentityFile %s\n\tBatchMode yes\n", closedPort(t), b2.Key))
+	c.file("ssh_config", string(cfg)+fmt.Sprintf("Host bdown\n\tHostName 127.0.0.1\n\tPort %d\n\tUser root\n\tIdentityFile %s\n\tBatchMode yes\n", testenv.ClosedPort(t), b2.Key))
 	builders := "ssh://bdown x86_64-linux - 4 10\nssh://b2 x86_64-linux - 4 1"
 	// A backoff longer than the build, however slow the machine: within
 	// it, no hook may try bdown again.

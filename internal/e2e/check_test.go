@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
 	gossh "golang.org/x/crypto/ssh"
@@ -113,16 +113,6 @@ func hostKeyFingerprint(t *testing.T, b *builder) string {
 	return gossh.FingerprintSHA256(k)
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // offload check against real sshd builders with stores of their own: a
 // good one, one whose machines line claims more than its nix.conf gives, one
 // whose Nix will not say (no nix on its PATH), a closed port, and a pinned
@@ -132,7 +122,7 @@ func TestCheckBuilders(t *testing.T) {
 	good := startBuilder(t, "cgood", builderOpts{})
 	poor := startBuilder(t, "cpoor", builderOpts{NixConf: "extra-platforms =\nsystem-features = big-parallel"})
 	c := newClient(t, good, poor)
-	closed := freePort(t)
+	closed := testenv.ClosedPort(t)
 	e := newCheckEnv(t, c, fmt.Sprintf(`
 Host cclosed
 	HostName 127.0.0.1

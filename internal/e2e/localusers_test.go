@@ -27,39 +27,15 @@ import (
 )
 
 // nobodyFlocks makes nobody hold a shared flock(2) on dir and on every
-// entry in it that nobody can open, until the test ends, and returns what
-// it holds.
-func nobodyFlocks(t *testing.T, dir string) (held []string) {
+// entry in it that nobody can open, until the test ends, and fails t
+// unless that includes dir and the slot file.
+func nobodyFlocks(t *testing.T, dir string) {
 	t.Helper()
-	as := testenv.Nobody(t, "flock")
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
+	held, _, _ := testenv.NobodyFlocks(t, dir, "-s")
+	t.Logf("nobody holds flocks on %q", held)
+	if len(held) < 2 {
+		t.Fatalf("nobody holds flocks on %q only; want the directory and the slot file", held)
 	}
-	paths := []string{dir}
-	for _, e := range ents {
-		paths = append(paths, filepath.Join(dir, e.Name()))
-	}
-	for _, p := range paths {
-		argv := append(append([]string{}, as...), "flock", "-s", p, "sh", "-c", "echo held; exec sleep 3600")
-		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			cmd.Wait()
-		})
-		if line, _ := bufio.NewReader(out).ReadString('\n'); line == "held\n" {
-			held = append(held, filepath.Base(p))
-		}
-	}
-	return held
 }
 
 // hookInput is what Nix writes to the hook: its settings, then one request
@@ -98,11 +74,7 @@ func TestLocalUserFlocksHook(t *testing.T) {
 	if out, err := first.CombinedOutput(); err != nil || !strings.Contains(string(out), "# decline\n") {
 		t.Fatalf("first hook: %v\n%s", err, out)
 	}
-	held := nobodyFlocks(t, state)
-	t.Logf("nobody holds flocks on %q", held)
-	if len(held) < 2 {
-		t.Fatalf("nobody holds flocks on %q only; want the directory and the slot file", held)
-	}
+	nobodyFlocks(t, state)
 
 	cmd := exec.Command(offloadBin, "hook", "3")
 	cmd.Env = env
@@ -279,11 +251,7 @@ func TestLocalUserFlocksNixBuild(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	held := nobodyFlocks(t, state)
-	t.Logf("nobody holds flocks on %q", held)
-	if len(held) < 2 {
-		t.Fatalf("nobody holds flocks on %q only; want the directory and the slot file", held)
-	}
+	nobodyFlocks(t, state)
 	start := time.Now()
 	r = c.build(drv("second", "x86_64-linux", `echo second > $out`, `u = "`+unique()+`";`), builders+"; ssh://b2 x86_64-linux")
 	if r.Code != 0 || !b1.has(t, r.Out) {

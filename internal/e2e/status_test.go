@@ -96,26 +96,12 @@ func TestStatusDuringBuild(t *testing.T) {
 	build := exec.CommandContext(ctx, filepath.Join(repoRoot, "scripts/test-client.sh"), c.Dir,
 		"nix-build", "--no-out-link", expr, "--max-jobs", "0", "--option", "build-hook", offloadBin, "--builders", builders)
 	build.Env = append(os.Environ(), "NIX_SSHOPTS=-F "+filepath.Join(c.Dir, "ssh_config"))
-	var buildOut, buildErr bytes.Buffer
-	build.Stdout, build.Stderr = &buildOut, &buildErr
-	if err := build.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- build.Wait() }()
 
 	// Poll while it runs: the phases seen must include building, on b1,
 	// under the derivation's name.
 	var phases []string
-	var sawBuilding, finished bool
-	var buildResult error
-	for !finished {
-		select {
-		case buildResult = <-done:
-			finished = true
-			continue
-		case <-time.After(100 * time.Millisecond):
-		}
+	var sawBuilding bool
+	duringBuild(t, build, func() {
 		out, code := statusOf(t, c, builders, "--json")
 		var st statusJSON
 		if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Builders) != 1 {
@@ -146,10 +132,7 @@ func TestStatusDuringBuild(t *testing.T) {
 				}
 			}
 		}
-	}
-	if buildResult != nil {
-		t.Fatalf("nix-build: %v\n%s", buildResult, buildErr.String())
-	}
+	})
 	if !sawBuilding {
 		t.Errorf("status never showed %s building on b1; phases seen: %v", name, phases)
 	}
@@ -193,24 +176,9 @@ func TestStatusBuildersFromCommandLine(t *testing.T) {
 	defer cancel()
 	build := c.command(ctx, "nix-build", "--no-out-link", expr, "--max-jobs", "0",
 		"--option", "build-hook", offloadBin, "--builders", "@"+file)
-	var buildErr bytes.Buffer
-	build.Stderr = &buildErr
-	if err := build.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- build.Wait() }()
-
-	var sawBusy, finished bool
-	var buildResult error
+	var sawBusy bool
 	var last string
-	for !finished {
-		select {
-		case buildResult = <-done:
-			finished = true
-			continue
-		case <-time.After(100 * time.Millisecond):
-		}
+	duringBuild(t, build, func() {
 		out, code := statusOf(t, c, "", "--json")
 		last = out
 		var st statusJSON
@@ -232,10 +200,7 @@ func TestStatusBuildersFromCommandLine(t *testing.T) {
 				}
 			}
 		}
-	}
-	if buildResult != nil {
-		t.Fatalf("nix-build: %v\n%s", buildResult, buildErr.String())
-	}
+	})
 	if !sawBusy {
 		t.Errorf("status --json never showed ssh://b1 busy with %s; last printed:\n%s", name, last)
 	}
@@ -243,5 +208,29 @@ func TestStatusBuildersFromCommandLine(t *testing.T) {
 	var st statusJSON
 	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Builders) != 1 || st.Builders[0].Builds != 1 || st.Builders[0].InConfig {
 		t.Errorf("status --json after the build: %v\n%s", err, out)
+	}
+}
+
+// duringBuild starts build, a nix-build, and calls poll every 100 ms
+// while it runs. It fails t if the build fails.
+func duringBuild(t *testing.T, build *exec.Cmd, poll func()) {
+	t.Helper()
+	var stderr bytes.Buffer
+	build.Stderr = &stderr
+	if err := build.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- build.Wait() }()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("nix-build: %v\n%s", err, stderr.String())
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		poll()
 	}
 }

@@ -136,7 +136,8 @@ var (
 // the exit code code. It returns the code of the second build, or code
 // when no native builder could take it. The derivation's name is
 // remembered only when the second build succeeds (rememberEmulated).
-func (h *hook) retryNative(ctx context.Context, failed int, req *hookproto.Request, j *job, inputs, wanted []string, code int) int {
+func (h *hook) retryNative(ctx context.Context, failed int, prev *run, code int) int {
+	req := prev.req
 	name := decide.DrvName(req.DrvPath)
 	fm := &h.machines[failed]
 	if !h.cfg.Bool("emulation-retry") {
@@ -170,19 +171,20 @@ func (h *hook) retryNative(ctx context.Context, failed int, req *hookproto.Reque
 			continue
 		}
 		tried++
-		if code2, built := h.retryOn(ctx, r, i, req, j, inputs, wanted, fm, failedVia); built {
+		if code2, built := h.retryOn(ctx, r, i, prev, fm, failedVia); built {
 			return code2
 		}
 	}
 	return code
 }
 
-// retryOn builds the derivation again on machine i, which runs its system
-// natively as far as known, holding r until the build's end (one deferred
-// release). built is false when it could not connect there, or found that
-// machine emulating the system too.
-func (h *hook) retryOn(ctx context.Context, r reservation, i int, req *hookproto.Request, j *job, inputs, wanted []string, fm *spec.Machine, failedVia string) (code int, built bool) {
+// retryOn builds prev's derivation again on machine i, which runs its
+// system natively as far as known, holding r until the build's end (one
+// deferred release). built is false when it could not connect there, or
+// found that machine emulating the system too.
+func (h *hook) retryOn(ctx context.Context, r reservation, i int, prev *run, fm *spec.Machine, failedVia string) (code int, built bool) {
 	defer r.release()
+	req := prev.req
 	name := decide.DrvName(req.DrvPath)
 	m := &h.machines[i]
 	d := &h.decision
@@ -219,7 +221,7 @@ func (h *hook) retryOn(ctx context.Context, r reservation, i int, req *hookproto
 	}
 	h.recordDecision(name, pick.Accept, m.URI, "retry after a failure under emulation on "+fm.Name)
 	c.Store = h.guard(ctx, c)
-	code, _ = h.buildOn(ctx, c, m, r.slot, req, j, inputs, wanted)
+	code, _ = h.buildOn(ctx, &run{c: c, m: m, r: &r, req: req, j: prev.j, inputs: prev.inputs, wanted: prev.wanted})
 	h.rememberEmulated(name, code)
 	return code, true
 }

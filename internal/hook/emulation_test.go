@@ -82,7 +82,7 @@ func TestEmulationMemoryNeedsProof(t *testing.T) {
 			}
 			h.decision.Reasons = []pick.Reason{{Exec: pick.Emulated, Presumed: true}}
 			req := &hookproto.Request{System: "aarch64-linux", DrvPath: "/nix/store/00000000000000000000000000000000-" + name + ".drv"}
-			if got := h.retryNative(context.Background(), 0, req, nil, nil, nil, exitBuildFailed); got != exitBuildFailed {
+			if got := h.retryNative(context.Background(), 0, &run{req: req}, exitBuildFailed); got != exitBuildFailed {
 				t.Errorf("retryNative = %d, want %d (the first failure stands)", got, exitBuildFailed)
 			}
 			if fl, _ := state.DrvFlags(name, time.Time{}); fl != 0 {

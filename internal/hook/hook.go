@@ -108,6 +108,9 @@ type hook struct {
 	ring      []slots.Decision
 	drvPath   string
 	drv       *drv.Derivation
+	// dial reaches a builder in place of builder.Dial (nil); tests give
+	// it a builder of their own.
+	dial func(ctx context.Context, m *spec.Machine) (*builder.Conn, error)
 }
 
 // Main runs the hook protocol until Nix closes its input or a build ends,
@@ -128,12 +131,22 @@ func Main(ctx context.Context, verbosity int, cfg *config.Config, env Env) int {
 		}
 		return exitOK
 	}
-	h := &hook{
+	return newHook(verbosity, cfg, env).main(ctx)
+}
+
+// newHook makes the hook for env, whose Now and Getenv Main has set.
+func newHook(verbosity int, cfg *config.Config, env Env) *hook {
+	return &hook{
 		env: env,
 		cfg: cfg,
 		log: hookproto.NewLogger(env.Stderr, verbosity),
 		in:  wire.NewReader(bufio.NewReaderSize(env.Stdin, 64<<10)),
 	}
+}
+
+// main is Main once the hook is made: it answers requests until one is
+// built or Nix closes its input, and returns the exit code.
+func (h *hook) main(ctx context.Context) int {
 	defer func() {
 		if h.state != nil {
 			h.state.Close()
@@ -141,7 +154,7 @@ func Main(ctx context.Context, verbosity int, cfg *config.Config, env Env) int {
 	}()
 	// Nix ends a hook waiting for its next request with SIGTERM: the
 	// read must end then (a pollable stdin takes a deadline).
-	if d, ok := env.Stdin.(interface{ SetReadDeadline(time.Time) error }); ok {
+	if d, ok := h.env.Stdin.(interface{ SetReadDeadline(time.Time) error }); ok {
 		defer context.AfterFunc(ctx, func() { d.SetReadDeadline(time.Now()) })()
 	}
 	code, err := h.run(ctx)

@@ -297,14 +297,14 @@ func TestOthersOnTheirWay(t *testing.T) {
 	}
 	defer a.Release()
 	defer b.Release()
-	if h.othersOnTheirWay("ssh://b1", &a) {
+	if h.othersOnTheirWay(&reservation{state: h.state, uri: "ssh://b1", slot: &a}) {
 		t.Errorf("the first slot yields to the second")
 	}
-	if !h.othersOnTheirWay("ssh://b1", &b) {
+	if !h.othersOnTheirWay(&reservation{state: h.state, uri: "ssh://b1", slot: &b}) {
 		t.Errorf("the second slot does not yield to the first")
 	}
 	a.SetPhase(slots.PhaseBuilding)
-	if h.othersOnTheirWay("ssh://b1", &b) {
+	if h.othersOnTheirWay(&reservation{state: h.state, uri: "ssh://b1", slot: &b}) {
 		t.Errorf("the second slot yields to a build running on the builder")
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/offload-nix/offload/pkg/hookproto"
-	"github.com/offload-nix/offload/pkg/slots"
 )
 
 // progressEvery is how often a copy's progress is reported at most.
@@ -20,17 +19,18 @@ const progressEvery = 200 * time.Millisecond
 // shows as they move.
 type copyProgress struct {
 	h        *hook
-	r        io.Reader
+	in       io.Reader
 	id       uint64
-	slot     *slots.Slot
+	res      *reservation
 	size     uint64
 	done     uint64
 	reported time.Time
 }
 
 // startCopy begins the activity for path, copied from src to dst, and
-// returns a reader that counts what passes through r.
-func (h *hook) startCopy(r io.Reader, path, src, dst string, size uint64, slot *slots.Slot) *copyProgress {
+// returns a reader that counts what passes through in, for the
+// activity and for res.
+func (h *hook) startCopy(in io.Reader, path, src, dst string, size uint64, res *reservation) *copyProgress {
 	verb := "to"
 	where := dst
 	if dst == "local" {
@@ -38,16 +38,14 @@ func (h *hook) startCopy(r io.Reader, path, src, dst string, size uint64, slot *
 	}
 	id := h.log.Start(hookproto.LvlTalkative, hookproto.ActCopyPath,
 		fmt.Sprintf("copying path '%s' %s '%s'", path, verb, where), path, src, dst)
-	return &copyProgress{h: h, r: r, id: id, slot: slot, size: size}
+	return &copyProgress{h: h, in: in, id: id, res: res, size: size}
 }
 
 func (p *copyProgress) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
+	n, err := p.in.Read(b)
 	if n > 0 {
 		p.done += uint64(n)
-		if p.slot != nil {
-			p.slot.AddBytes(int64(n))
-		}
+		p.res.addBytes(int64(n))
 		if now := time.Now(); now.Sub(p.reported) >= progressEvery || p.done == p.size {
 			p.reported = now
 			p.h.log.Result(p.id, hookproto.ResProgress, p.done, p.size, 0, 0)

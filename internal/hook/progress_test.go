@@ -18,7 +18,7 @@ func TestCopyProgress(t *testing.T) {
 	var out bytes.Buffer
 	h := &hook{log: hookproto.NewLogger(&out, hookproto.LvlTalkative)}
 	data := bytes.Repeat([]byte("x"), 300<<10)
-	p := h.startCopy(bytes.NewReader(data), "/nix/store/aaaa-x", "ssh://b1", "local", uint64(len(data)), nil)
+	p := h.startCopy(bytes.NewReader(data), "/nix/store/aaaa-x", "ssh://b1", "local", uint64(len(data)), &reservation{})
 	n, err := io.Copy(io.Discard, struct{ io.Reader }{p})
 	if err != nil || n != int64(len(data)) {
 		t.Fatalf("copied %d, %v", n, err)

@@ -334,14 +334,15 @@ func (h *hook) runLoadScript(ctx context.Context, c *builder.Conn) (pick.Reading
 	return c.ReadLoad(ctx)
 }
 
-// othersOnTheirWay reports whether, besides slot (just taken on uri),
-// another build of this host is on its way to the builder and took its
+// othersOnTheirWay reports whether, besides r's slot (just taken),
+// another build of this host is on its way to r's builder and took its
 // slot first: two hooks that decided on the same reading at once must not
 // both send a build that no reading shows yet (see the rules above).
-func (h *hook) othersOnTheirWay(uri string, slot *slots.Slot) bool {
-	if !h.loadAware() || !h.opts.Thresholds.Builds {
+func (h *hook) othersOnTheirWay(r *reservation) bool {
+	if r.slot == nil || !h.loadAware() || !h.opts.Thresholds.Builds {
 		return false
 	}
+	uri := r.uri
 	h.snap = h.state.Snapshot(h.snap[:0])
 	for k := range h.snap {
 		b := &h.snap[k]
@@ -350,7 +351,7 @@ func (h *hook) othersOnTheirWay(uri string, slot *slots.Slot) bool {
 		}
 		ours := -1
 		for j := range b.Running {
-			if b.Running[j].Index == slot.Index() {
+			if b.Running[j].Index == r.slot.Index() {
 				ours = j
 			}
 		}

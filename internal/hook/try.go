@@ -23,9 +23,10 @@ const maxAttempts = 8
 // try answers one request, in steps: decide (pick.Choose on the inputs
 // internal/decide assembles), gate (the chosen builder's load,
 // remoteload.go), prepare (the derivation, the local store), then acceptOn:
-// reserve, connect, accept and build (buildOn: upload, build, download and
-// register). done is true when the hook process has finished its work (it
-// accepted and built, or declined permanently) and must exit with code.
+// reserve, connect, accept and build (buildOn: sendInputs, buildThere and
+// bringOutputs, which downloads and registers). done is true when the hook
+// process has finished its work (it accepted and built, or declined
+// permanently) and must exit with code.
 func (h *hook) try(ctx context.Context, req *hookproto.Request) (code int, done bool, err error) {
 	name := decide.DrvName(req.DrvPath)
 	h.lastReq = *req
@@ -157,7 +158,7 @@ func (h *hook) acceptOn(ctx context.Context, i int, req *hookproto.Request, j *j
 		return 0, full
 	}
 	defer r.release()
-	if r.slot != nil && h.othersOnTheirWay(m.URI, r.slot) {
+	if h.othersOnTheirWay(&r) {
 		return 0, othersFirst
 	}
 	r.connecting(name)
@@ -186,7 +187,7 @@ func (h *hook) acceptOn(ctx context.Context, i int, req *hookproto.Request, j *j
 		return exitFailed, accepted
 	}
 	c.Store = h.guard(ctx, c)
-	return h.build(ctx, c, m, r.slot, req, j), accepted
+	return h.build(ctx, &run{c: c, m: m, r: &r, req: req, j: j}), accepted
 }
 
 // slotMayFree reports whether some machine was turned down only because
@@ -255,6 +256,9 @@ type job struct {
 	// reg registers the outputs; its nix-store starts at accept, so
 	// that the copy back does not wait for it (nil: a run of its own).
 	reg *localstore.Registrar
+	// local is the local nix-store --serve the upload's steps share
+	// (fetch.go, upload.go), open between openLocal and closeLocal.
+	local *localServe
 }
 
 // prepare reads the derivation and checks that its outputs can be brought

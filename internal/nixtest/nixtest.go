@@ -193,12 +193,24 @@ func (s *Store) Path(p string) string {
 	return filepath.Join(s.Dir, p)
 }
 
-// Instantiate writes expr, a Nix file of derivations, into the store and
-// instantiates the attributes names. It returns their parsed contents by
-// name, with their .drv paths.
+// mkNix defines mk for the expressions Instantiate reads: mk name script is
+// a derivation that runs script with /bin/sh.
+const mkNix = `let mk = name: script: derivation {
+  inherit name;
+  system = builtins.currentSystem;
+  builder = "/bin/sh";
+  args = [ "-c" script ];
+};
+in `
+
+// Instantiate writes expr, a Nix expression of an attribute set of
+// derivations, into the store and instantiates the attributes names.
+// expr may use mk name script, a derivation that runs script with
+// /bin/sh. It returns their parsed contents by name, with their .drv
+// paths.
 func (s *Store) Instantiate(t testing.TB, expr string, names ...string) (map[string]*drv.Derivation, map[string]string) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(s.Dir, "work", "drvs.nix"), []byte(expr), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(s.Dir, "work", "drvs.nix"), []byte(mkNix+expr), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out := s.Run(t, `for a in `+strings.Join(names, " ")+`; do nix-instantiate --quiet "$W/drvs.nix" -A $a 2>/dev/null; done`)
@@ -325,6 +337,28 @@ func Sorted(s []string) []string {
 	return s
 }
 
+// CheckFailed fails t unless res is the failure of the test derivation
+// "fail", which exits 1.
+func CheckFailed(t testing.TB, res store.BuildResult) {
+	t.Helper()
+	if res.Status != store.PermanentFailure || res.Success() || !strings.Contains(res.ErrorMsg, "failed with exit code 1") {
+		t.Errorf("BuildDerivation(fail) = %+v, want PermanentFailure with the exit code", res)
+	}
+}
+
+// CheckTimedOut fails t unless res, of the test derivation "sleep" begun
+// at start with a max-silent-time of 1 s, timed out well before its 30 s
+// sleep ended.
+func CheckTimedOut(t testing.TB, res store.BuildResult, start time.Time) {
+	t.Helper()
+	if res.Status != store.TimedOut {
+		t.Errorf("BuildDerivation(sleep, max-silent-time 1) = %+v, want TimedOut", res)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("timed-out build took %v", d)
+	}
+}
+
 // Replies cuts what a server sent into its replies, by name, to seed fuzz
 // targets.
 type Replies struct {
@@ -356,6 +390,57 @@ func (r *Replies) Save(t testing.TB, dir string) {
 	for name, b := range r.Got {
 		if err := os.WriteFile(filepath.Join(dir, name+".bin"), b, 0o644); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// ReadReplies returns the replies Save wrote to dir whose names begin with
+// prefix, to seed a fuzz target. It fails t if there are none.
+func ReadReplies(t testing.TB, dir, prefix string) [][]byte {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, prefix+"*.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatalf("no %s*.bin", filepath.Join(dir, prefix))
+	}
+	var out [][]byte
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// Drv is a derivation with one output and nothing else a builder needs,
+// for clients fed made-up replies.
+var Drv = &drv.Derivation{
+	Outputs:  []drv.Output{{Name: "out", Path: "/nix/store/00000000000000000000000000000000-p"}},
+	Platform: "x86_64-linux",
+	Builder:  "/bin/sh",
+}
+
+// Discard is a writer that drops what it is given. Unlike io.Discard it
+// is only an io.Writer, so copies into it take the plain path.
+type Discard struct{}
+
+func (Discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// CheckDecodedBuildResult fails t if res, decoded from fuzzed bytes, has
+// an error message longer than maxErrorMsg or an output whose name is not
+// the end of its id.
+func CheckDecodedBuildResult(t testing.TB, res store.BuildResult, maxErrorMsg int) {
+	t.Helper()
+	if len(res.ErrorMsg) > maxErrorMsg {
+		t.Fatalf("error message of %d bytes passed the cap", len(res.ErrorMsg))
+	}
+	for _, o := range res.BuiltOutputs {
+		if !strings.HasSuffix(o.ID, "!"+o.Name) {
+			t.Fatalf("output %+v: name not taken from the id", o)
 		}
 	}
 }
@@ -396,5 +481,108 @@ func PassedOn(t testing.TB, name string, n int, call func(w io.Writer) error) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		t.Fatalf("the writer got %d of the %d bytes sent within 5 s", w.n, n)
+	}
+}
+
+// Upload sends the closure cl with add, the client's AddToStoreNars, with
+// a progress callback set through setProgress for the upload. It fails t if
+// the callback reports more done than a path's size, or is called less
+// than once per path.
+func (cl Closure) Upload(t testing.TB, setProgress func(func(path string, done, size uint64)), add func([]store.PathInfo, func(int) (io.Reader, error)) error) {
+	t.Helper()
+	var calls int
+	setProgress(func(path string, done, size uint64) {
+		if done > size {
+			t.Errorf("Progress(%s, %d, %d): done > size", path, done, size)
+		}
+		calls++
+	})
+	defer setProgress(nil)
+	if err := add(cl.Infos, cl.Open); err != nil {
+		t.Fatal(err)
+	}
+	if calls < len(cl.Infos) {
+		t.Errorf("Progress called %d times, want at least once per path", calls)
+	}
+}
+
+// CheckNoneValid fails t unless query, a client's QueryValidPaths, finds
+// none of the closure's paths valid.
+func (cl Closure) CheckNoneValid(t testing.TB, query func([]string) ([]string, error)) {
+	t.Helper()
+	valid, err := query(cl.Paths())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(valid) != 0 {
+		t.Errorf("QueryValidPaths(new paths) = %q, want none", valid)
+	}
+}
+
+// CheckAllValid fails t unless query, a client's QueryValidPaths, finds
+// the closure's paths valid and missing not.
+func (cl Closure) CheckAllValid(t testing.TB, query func([]string) ([]string, error), missing string) {
+	t.Helper()
+	valid, err := query(append(cl.Paths(), missing))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(Sorted(valid), Sorted(cl.Paths())) {
+		t.Errorf("QueryValidPaths after upload = %q, want %q", valid, cl.Paths())
+	}
+}
+
+// CheckShellNoise fails t unless err is the handshake error of a client
+// whose remote shell printed "Welcome to builder1!" before program
+// started, on the builder named test-builder.
+func CheckShellNoise(t testing.TB, err error, program string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("handshake through a chatty shell succeeded")
+	}
+	for _, want := range []string{`"Welcome to builder1!\n`, "before '" + program + "' started", ".bashrc", "test-builder: "} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("handshake error = %v; want it to contain %q", err, want)
+		}
+	}
+}
+
+// CheckUploaded fails t unless the closure's first two files are in the
+// store with their contents and modes.
+func (s *Store) CheckUploaded(t testing.TB, cl Closure) {
+	t.Helper()
+	if b, err := os.ReadFile(s.Path(cl.Infos[0].Path)); err != nil || string(b) != "leaf\n" {
+		t.Errorf("uploaded %s reads %q, %v", cl.Infos[0].Path, b, err)
+	}
+	if fi, err := os.Stat(s.Path(cl.Infos[1].Path)); err != nil || fi.Mode()&0o100 == 0 {
+		t.Errorf("uploaded %s: %v; want executable", cl.Infos[1].Path, err)
+	}
+}
+
+// CheckBuilt fails t unless res is the result of a first, successful
+// build whose one output "out" is out.
+func CheckBuilt(t testing.TB, res store.BuildResult, out string) {
+	t.Helper()
+	if res.Status != store.Built || !res.Success() || res.ErrorMsg != "" {
+		t.Fatalf("BuildDerivation(ok) = %+v, want Built", res)
+	}
+	if res.StartTime.IsZero() || res.StopTime.Before(res.StartTime) || res.TimesBuilt != 1 {
+		t.Errorf("BuildDerivation(ok) times = %v, %v, built %d", res.StartTime, res.StopTime, res.TimesBuilt)
+	}
+	if len(res.BuiltOutputs) != 1 || res.BuiltOutputs[0].Name != "out" || res.BuiltOutputs[0].OutPath != filepath.Base(out) {
+		t.Errorf("BuiltOutputs = %+v, want out → %s", res.BuiltOutputs, filepath.Base(out))
+	}
+}
+
+// Bench runs op b.N times, each moving n bytes, and fails b at op's first
+// error.
+func Bench(b *testing.B, n int, op func() error) {
+	b.SetBytes(int64(n))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := op(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

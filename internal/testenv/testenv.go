@@ -12,12 +12,15 @@
 package testenv
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -113,4 +116,69 @@ func NobodyCopy(t testing.TB) (bin, dir string) {
 		t.Fatal(err)
 	}
 	return bin, dir
+}
+
+// ClosedPort returns a TCP port on 127.0.0.1 where nothing listens, for
+// a connection that must be refused.
+func ClosedPort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// NobodyFlocks makes nobody hold flock(2) (mode "-s" or "-x") on dir and
+// on every entry in it, until stop is called or the test ends: Linux lets
+// a process flock any file it can open, also one it may only read. It
+// returns the names (dir's base name among them) nobody holds, and those
+// nobody could not open, and so cannot lock. It needs flock(1).
+func NobodyFlocks(t testing.TB, dir, mode string) (held, refused []string, stop func()) {
+	t.Helper()
+	var cmds []*exec.Cmd
+	stop = func() {
+		for _, cmd := range cmds {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Wait()
+		}
+		cmds = nil
+	}
+	t.Cleanup(stop)
+	as := Nobody(t, "flock")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{dir}
+	for _, e := range ents {
+		paths = append(paths, filepath.Join(dir, e.Name()))
+	}
+	for _, p := range paths {
+		argv := append(append([]string{}, as...), "flock", mode, "-E", "99", p, "sh", "-c", "echo held; exec sleep 3600")
+		cmd := exec.Command(argv[0], argv[1:]...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		if line == "held\n" {
+			held = append(held, filepath.Base(p))
+			continue
+		}
+		cmd.Wait()
+		if !strings.Contains(stderr.String(), "Permission denied") {
+			t.Fatalf("flock %s %s as nobody: %q, %s", mode, p, line, stderr.String())
+		}
+		refused = append(refused, filepath.Base(p))
+	}
+	return held, refused, stop
 }

@@ -80,6 +80,7 @@ func TestFileAndEnv(t *testing.T) {
 		{"emulation-retry", "true", "default"},
 		{"emulation-failure-memory", "168h", "default"},
 		{"system-exec", "", "default"},
+		{"fetch-on-builder", "true", "default"},
 		{"compress", "auto", "default"},
 		{"compress-level", "3", "default"},
 		{"stall-timeout", "10m", "default"},

@@ -30,14 +30,7 @@ func BenchmarkNarFromPath(b *testing.B) {
 			}
 		}
 	})
-	b.SetBytes(int64(len(nar)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		if err := c.NarFromPath(p, io.Discard, uint64(len(nar))); err != nil {
-			b.Fatal(err)
-		}
-	}
+	nixtest.Bench(b, len(nar), func() error { return c.NarFromPath(p, io.Discard, uint64(len(nar))) })
 }
 
 // BenchmarkAddToStoreNars uploads a 64 MiB NAR and a small one with
@@ -90,12 +83,5 @@ func BenchmarkAddToStoreNars(b *testing.B) {
 		readers[i].Seek(0, io.SeekStart)
 		return readers[i], nil
 	}
-	b.SetBytes(int64(len(nar) + len(small)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		if err := c.AddToStoreNars(infos, open); err != nil {
-			b.Fatal(err)
-		}
-	}
+	nixtest.Bench(b, len(nar)+len(small), func() error { return c.AddToStoreNars(infos, open) })
 }

@@ -62,51 +62,35 @@ func readBuildResult(d *wire.Decoder, version uint64) (store.BuildResult, error)
 	var res store.BuildResult
 	st, err := d.Uint64()
 	if err != nil {
-		return res, noEOF(err)
+		return res, wire.NoEOF(err)
 	}
 	if st > math.MaxUint8 {
 		return res, fmt.Errorf("invalid build status %d", st)
 	}
 	res.Status = store.Status(st)
 	if res.ErrorMsg, err = d.String("error message", maxErrorMsg); err != nil {
-		return res, noEOF(err)
+		return res, wire.NoEOF(err)
 	}
-	res.ErrorMsg = stripANSI(res.ErrorMsg)
+	res.ErrorMsg = store.StripANSI(res.ErrorMsg)
 	if version >= 1<<8|29 {
 		var start, stop uint64
 		if res.TimesBuilt, err = d.Uint64(); err != nil {
-			return res, noEOF(err)
+			return res, wire.NoEOF(err)
 		}
 		if res.IsNonDeterministic, err = d.Bool(); err != nil {
-			return res, noEOF(err)
+			return res, wire.NoEOF(err)
 		}
 		if start, err = d.Uint64(); err != nil {
-			return res, noEOF(err)
+			return res, wire.NoEOF(err)
 		}
 		if stop, err = d.Uint64(); err != nil {
-			return res, noEOF(err)
+			return res, wire.NoEOF(err)
 		}
 		res.StartTime, res.StopTime = store.UnixTime(start), store.UnixTime(stop)
 	}
 	if version >= 1<<8|28 {
-		n, err := d.Count("built outputs", maxList)
-		if err != nil {
-			return res, noEOF(err)
-		}
-		for range n {
-			id, err := d.String("output id", maxShort)
-			if err != nil {
-				return res, noEOF(err)
-			}
-			rj, err := d.String("realisation", maxJSON)
-			if err != nil {
-				return res, noEOF(err)
-			}
-			out, err := store.ParseBuiltOutput(id, rj)
-			if err != nil {
-				return res, err
-			}
-			res.BuiltOutputs = append(res.BuiltOutputs, out)
+		if res.BuiltOutputs, err = store.ReadBuiltOutputs(d, maxList, maxShort, maxJSON); err != nil {
+			return res, err
 		}
 	}
 	return res, nil

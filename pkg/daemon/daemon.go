@@ -47,11 +47,9 @@ package daemon
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
@@ -124,8 +122,7 @@ type Client struct {
 	nixVersion string
 	trust      uint64 // 0 unknown, 1 trusted, 2 not trusted
 
-	mu   sync.Mutex
-	err  error // set once the stream is unusable
+	g    store.Guard
 	rbuf []byte
 	sbuf []byte // scratch for decoding strings
 	lbuf []byte // scratch for log lines
@@ -151,7 +148,7 @@ func New(r io.Reader, w io.Writer, opts Options) (*Client, error) {
 	}
 	c.r = wire.NewReader(c.br)
 	if err := c.handshake(); err != nil {
-		c.err = err
+		c.g.Break(err)
 		return nil, err
 	}
 	return c, nil
@@ -159,24 +156,12 @@ func New(r io.Reader, w io.Writer, opts Options) (*Client, error) {
 
 func (c *Client) handshake() error {
 	const op = "handshake"
-	// Magic and version go out in one write, as current Nix clients send
-	// them; the daemon reads the version after answering the magic.
-	c.w.Uint64(magic1)
-	c.w.Uint64(ClientVersion)
-	if err := c.w.Flush(); err != nil {
-		return c.ioErr(op, "", err)
-	}
-	var first [8]byte
-	n, err := io.ReadFull(c.br, first[:])
-	if n == 0 && err != nil {
-		return c.ioErr(op, "", err)
-	}
-	if n < len(first) || binary.LittleEndian.Uint64(first[:]) != magic2 {
-		return c.garbageErr(first[:n])
-	}
-	v, err := c.r.Uint64()
+	// The daemon reads the version after answering the magic.
+	hello := store.Hello{Magic1: magic1, Magic2: magic2, Version: ClientVersion,
+		Prefix: "daemon: " + c.on(), Program: "nix-daemon --stdio"}
+	v, err := hello.Exchange(c.br, c.w, func(err error) error { return c.ioErr(op, "", err) })
 	if err != nil {
-		return c.ioErr(op, "", noEOF(err))
+		return err
 	}
 	if v>>8 != 1 || v < MinDaemonVersion {
 		return fmt.Errorf("daemon: %sunsupported Nix daemon protocol version %s (need 1.x, at least %s, Nix 2.0)",
@@ -194,12 +179,12 @@ func (c *Client) handshake() error {
 	if c.version >= 1<<8|33 {
 		d := newDecoder(c.r, &c.sbuf)
 		if c.nixVersion, err = d.String("Nix version", maxShort); err != nil {
-			return c.ioErr(op, "", noEOF(err))
+			return c.ioErr(op, "", wire.NoEOF(err))
 		}
 	}
 	if c.version >= 1<<8|35 {
 		if c.trust, err = c.r.Uint64(); err != nil {
-			return c.ioErr(op, "", noEOF(err))
+			return c.ioErr(op, "", wire.NoEOF(err))
 		}
 		if c.trust > 2 {
 			return c.ioErr(op, "", fmt.Errorf("invalid trust value %d", c.trust))
@@ -212,11 +197,6 @@ func (c *Client) handshake() error {
 		return err
 	}
 	return nil
-}
-
-// garbageErr explains a stream that does not begin with the magic number.
-func (c *Client) garbageErr(first []byte) error {
-	return store.ShellNoiseError("daemon: "+c.on(), "nix-daemon --stdio", first, c.br)
 }
 
 func (c *Client) on() string {
@@ -252,37 +232,12 @@ func (c *Client) Trusted() (known, trusted bool) {
 var ErrBroken = errors.New("daemon: connection unusable after an earlier error")
 
 // begin locks the client for one operation.
-func (c *Client) begin() error {
-	c.mu.Lock()
-	if c.err != nil {
-		err := c.err
-		c.mu.Unlock()
-		return fmt.Errorf("%w: %v", ErrBroken, err)
-	}
-	return nil
-}
+func (c *Client) begin() error { return c.g.Begin(ErrBroken) }
 
 // end unlocks the client, recording err as fatal if it is one. Errors the
 // daemon reported, and errors found before anything was sent, leave the
 // stream in step.
-func (c *Client) end(err error) error {
-	if err != nil && !isLocal(err) && !isRemote(err) {
-		c.err = err
-	}
-	c.mu.Unlock()
-	return err
-}
-
-// localError marks an error found before anything was sent, which leaves
-// the stream usable.
-type localError struct{ error }
-
-func (e localError) Unwrap() error { return e.error }
-
-func isLocal(err error) bool {
-	var l localError
-	return errors.As(err, &l)
-}
+func (c *Client) end(err error) error { return c.g.End(err, isRemote) }
 
 func isRemote(err error) bool {
 	var r *RemoteError
@@ -292,9 +247,5 @@ func isRemote(err error) bool {
 // ioErr wraps a transport or protocol error of op (on path, if any) and
 // attaches the remote's stderr.
 func (c *Client) ioErr(op, path string, err error) error {
-	what := op
-	if path != "" {
-		what += " " + path
-	}
-	return store.TransportError("daemon: "+c.on(), what, err, c.opts.Stderr)
+	return store.TransportError("daemon: "+c.on(), op, path, err, c.opts.Stderr)
 }

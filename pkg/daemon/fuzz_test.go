@@ -7,13 +7,11 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/offload-nix/offload/internal/nixtest"
-	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
 )
@@ -24,22 +22,7 @@ import (
 // messages.
 
 func readReplies(f *testing.F, prefix string) [][]byte {
-	files, err := filepath.Glob(filepath.Join("testdata", "replies", prefix+"*.bin"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	if len(files) == 0 {
-		f.Fatalf("no testdata/replies/%s*.bin", prefix)
-	}
-	var out [][]byte
-	for _, file := range files {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			f.Fatal(err)
-		}
-		out = append(out, b)
-	}
-	return out
+	return nixtest.ReadReplies(f, filepath.Join("testdata", "replies"), prefix)
 }
 
 // readerClient is a Client reading b at version v, for the decoders.
@@ -82,14 +65,7 @@ func FuzzStderrBuildResult(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(res.ErrorMsg) > maxErrorMsg {
-			t.Fatalf("error message of %d bytes passed the cap", len(res.ErrorMsg))
-		}
-		for _, o := range res.BuiltOutputs {
-			if !strings.HasSuffix(o.ID, "!"+o.Name) {
-				t.Fatalf("output %+v: name not taken from the id", o)
-			}
-		}
+		nixtest.CheckDecodedBuildResult(t, res, maxErrorMsg)
 	})
 }
 
@@ -117,12 +93,6 @@ func FuzzPathInfo(f *testing.F) {
 	})
 }
 
-var testDrv = &drv.Derivation{
-	Outputs:  []drv.Output{{Name: "out", Path: "/nix/store/00000000000000000000000000000000-p"}},
-	Platform: "x86_64-linux",
-	Builder:  "/bin/sh",
-}
-
 // FuzzClient feeds arbitrary daemon output to a client running a
 // session's worth of operations: whatever the daemon sends, the client
 // must return errors, never panic or hang.
@@ -135,7 +105,7 @@ func FuzzClient(f *testing.F) {
 	f.Add(append(readReplies(f, "handshake")[0], readReplies(f, "build-failed")[0]...))
 	f.Add([]byte("Welcome!\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := New(bytes.NewReader(b), discard{}, Options{Log: func([]byte) {}})
+		c, err := New(bytes.NewReader(b), nixtest.Discard{}, Options{Log: func([]byte) {}})
 		if err != nil {
 			return
 		}
@@ -143,8 +113,8 @@ func FuzzClient(f *testing.F) {
 		c.SetOptions(Settings{})
 		c.QueryValidPaths(paths, false)
 		c.QueryPathInfo(paths[0])
-		c.BuildDerivation("/nix/store/00000000000000000000000000000000-p.drv", testDrv, nil)
-		c.NarFromPath(paths[0], discard{}, 1000)
+		c.BuildDerivation("/nix/store/00000000000000000000000000000000-p.drv", nixtest.Drv, nil)
+		c.NarFromPath(paths[0], nixtest.Discard{}, 1000)
 		nar := nixtest.NarFile([]byte("x"), false)
 		c.AddToStoreNars([]store.PathInfo{
 			{Path: paths[0], NarSize: uint64(len(nar)), NarHash: nixtest.NarHash(nar)},
@@ -152,9 +122,5 @@ func FuzzClient(f *testing.F) {
 		}, func(int) (io.Reader, error) { return bytes.NewReader(nar), nil })
 	})
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReaderSize(r, bufSize) }

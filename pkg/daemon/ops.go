@@ -34,7 +34,7 @@ func (c *Client) isValidPath(path string) (bool, error) {
 	}
 	ok, err := newDecoder(c.r, &c.sbuf).Bool()
 	if err != nil {
-		return false, c.ioErr(op, path, noEOF(err))
+		return false, c.ioErr(op, path, wire.NoEOF(err))
 	}
 	return ok, nil
 }
@@ -73,7 +73,7 @@ func (c *Client) queryValidPaths(paths []string, substitute bool) ([]string, err
 	// The reply is a subset of the request.
 	valid, err := newDecoder(c.r, &c.sbuf).Strings("valid paths", uint64(len(paths)), maxPath)
 	if err != nil {
-		return nil, c.ioErr(op, "", noEOF(err))
+		return nil, c.ioErr(op, "", wire.NoEOF(err))
 	}
 	return valid, nil
 }
@@ -173,7 +173,7 @@ func readPathInfo(d *wire.Decoder, version uint64, path string) (store.PathInfo,
 	if version >= 1<<8|17 {
 		valid, err := d.Bool()
 		if err != nil {
-			return info, false, noEOF(err)
+			return info, false, wire.NoEOF(err)
 		}
 		if !valid {
 			return store.PathInfo{}, false, nil
@@ -191,33 +191,33 @@ func readPathInfo(d *wire.Decoder, version uint64, path string) (store.PathInfo,
 func readPathInfoBody(d *wire.Decoder, version uint64, info *store.PathInfo) error {
 	var err error
 	if info.Deriver, err = d.String("deriver", maxPath); err != nil {
-		return noEOF(err)
+		return wire.NoEOF(err)
 	}
 	h, err := d.Bytes("narHash", maxShort)
 	if err != nil {
-		return noEOF(err)
+		return wire.NoEOF(err)
 	}
 	if info.NarHash, err = nix32Hash(h); err != nil {
 		return err
 	}
 	if info.References, err = d.Strings("references", maxList, maxPath); err != nil {
-		return noEOF(err)
+		return wire.NoEOF(err)
 	}
 	if _, err = d.Uint64(); err != nil { // registrationTime
-		return noEOF(err)
+		return wire.NoEOF(err)
 	}
 	if info.NarSize, err = d.Uint64(); err != nil {
-		return noEOF(err)
+		return wire.NoEOF(err)
 	}
 	if version >= 1<<8|16 {
 		if _, err = d.Bool(); err != nil { // ultimate
-			return noEOF(err)
+			return wire.NoEOF(err)
 		}
 		if info.Sigs, err = d.Strings("signatures", maxList, maxShort); err != nil {
-			return noEOF(err)
+			return wire.NoEOF(err)
 		}
 		if info.CA, err = d.String("content address", maxShort); err != nil {
-			return noEOF(err)
+			return wire.NoEOF(err)
 		}
 	}
 	return nil
@@ -270,7 +270,7 @@ func (c *Client) narFromPath(path string, w io.Writer, narSize uint64) error {
 	if narSize == 0 {
 		// No NAR is empty; sending the request would leave its bytes
 		// unread.
-		return localError{fmt.Errorf("daemon: %s%s %s: narSize is 0", c.on(), op, path)}
+		return store.Local(fmt.Errorf("daemon: %s%s %s: narSize is 0", c.on(), op, path))
 	}
 	c.w.Uint64(opNarFromPath)
 	c.w.String(path)
@@ -327,7 +327,7 @@ func (c *Client) narError(op, path string) error {
 		re.Host, re.Op, re.Path, re.fatal = c.opts.Host, op, path, true
 		return re
 	}
-	return c.ioErr(op, path, noEOF(err))
+	return c.ioErr(op, path, wire.NoEOF(err))
 }
 
 // AddTempRoot makes path a temporary GC root on the builder for the rest
@@ -348,7 +348,7 @@ func (c *Client) addTempRoot(path string) error {
 		return err
 	}
 	if _, err := c.r.Uint64(); err != nil {
-		return c.ioErr(op, path, noEOF(err))
+		return c.ioErr(op, path, wire.NoEOF(err))
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
 )
 
@@ -116,29 +117,6 @@ func (e *RemoteError) notTrusted() string {
 	return ""
 }
 
-// stripANSI removes terminal escape sequences (CSI: ESC [ … final byte),
-// which Nix puts around the names in its messages.
-func stripANSI(s string) string {
-	if !strings.Contains(s, "\x1b") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != 0x1b {
-			b.WriteByte(s[i])
-			continue
-		}
-		if i+1 < len(s) && s[i+1] == '[' {
-			j := i + 2
-			for j < len(s) && (s[j] < 0x40 || s[j] > 0x7e) {
-				j++
-			}
-			i = j
-		}
-	}
-	return b.String()
-}
-
 // processStderr reads the daemon's messages until STDERR_LAST, passing log
 // lines and phases on. An ERROR from the daemon comes back as a
 // *RemoteError; anything else that goes wrong is a transport or protocol
@@ -154,7 +132,7 @@ func (c *Client) processStderrFrom(op, path string, src io.Reader) error {
 	for {
 		msg, err := c.r.Uint64()
 		if err != nil {
-			return c.ioErr(op, path, noEOF(err))
+			return c.ioErr(op, path, wire.NoEOF(err))
 		}
 		if msg == stderrLast {
 			return nil
@@ -165,7 +143,7 @@ func (c *Client) processStderrFrom(op, path string, src io.Reader) error {
 				re.Host, re.Op, re.Path = c.opts.Host, op, path
 				return re
 			}
-			return c.ioErr(op, path, noEOF(err))
+			return c.ioErr(op, path, wire.NoEOF(err))
 		}
 	}
 }
@@ -238,12 +216,12 @@ func (c *Client) fields(d *wire.Decoder, typ uint64) error {
 	for i := range n {
 		kind, err := d.Uint64()
 		if err != nil {
-			return noEOF(err)
+			return wire.NoEOF(err)
 		}
 		switch kind {
 		case fieldInt:
 			if _, err := d.Uint64(); err != nil {
-				return noEOF(err)
+				return wire.NoEOF(err)
 			}
 		case fieldString:
 			if i == 0 && (typ == resBuildLogLine || typ == resSetPhase) {
@@ -251,7 +229,7 @@ func (c *Client) fields(d *wire.Decoder, typ uint64) error {
 				// fields.
 				b, err := newDecoder(c.r, &c.lbuf).Bytes("log line", maxLogLine)
 				if err != nil {
-					return noEOF(err)
+					return wire.NoEOF(err)
 				}
 				if typ == resBuildLogLine {
 					defer c.logLine(b)
@@ -261,7 +239,7 @@ func (c *Client) fields(d *wire.Decoder, typ uint64) error {
 				continue
 			}
 			if _, err := d.Bytes("field", maxLogLine); err != nil {
-				return noEOF(err)
+				return wire.NoEOF(err)
 			}
 		default:
 			return fmt.Errorf("unknown field type %d", kind)
@@ -298,30 +276,30 @@ func readError(d *wire.Decoder, version uint64) error {
 	if version < 1<<8|26 {
 		msg, err := d.String("error message", maxErrorMsg)
 		if err != nil {
-			return noEOF(err)
+			return wire.NoEOF(err)
 		}
 		e.Msg = cleanMsg(msg)
 		if e.Status, err = d.Uint64(); err != nil {
-			return noEOF(err)
+			return wire.NoEOF(err)
 		}
 		return e
 	}
 	typ, err := d.Bytes("error type", maxShort)
 	if err != nil {
-		return noEOF(err)
+		return wire.NoEOF(err)
 	}
 	if string(typ) != "Error" {
 		return fmt.Errorf("error of type %q, want \"Error\"", typ)
 	}
 	if _, err := d.Uint64(); err != nil { // level
-		return noEOF(err)
+		return wire.NoEOF(err)
 	}
 	if _, err := d.Bytes("error name", maxShort); err != nil { // unused
-		return noEOF(err)
+		return wire.NoEOF(err)
 	}
 	msg, err := d.String("error message", maxErrorMsg)
 	if err != nil {
-		return noEOF(err)
+		return wire.NoEOF(err)
 	}
 	e.Msg = cleanMsg(msg)
 	if err := expectNoPos(d); err != nil {
@@ -329,7 +307,7 @@ func readError(d *wire.Decoder, version uint64) error {
 	}
 	n, err := d.Count("error traces", maxTraces)
 	if err != nil {
-		return noEOF(err)
+		return wire.NoEOF(err)
 	}
 	for range n {
 		if err := expectNoPos(d); err != nil {
@@ -337,7 +315,7 @@ func readError(d *wire.Decoder, version uint64) error {
 		}
 		t, err := d.String("error trace", maxTrace)
 		if err != nil {
-			return noEOF(err)
+			return wire.NoEOF(err)
 		}
 		e.Traces = append(e.Traces, cleanMsg(t))
 	}
@@ -349,7 +327,7 @@ func readError(d *wire.Decoder, version uint64) error {
 func expectNoPos(d *wire.Decoder) error {
 	p, err := d.Uint64()
 	if err != nil {
-		return noEOF(err)
+		return wire.NoEOF(err)
 	}
 	if p != 0 {
 		return fmt.Errorf("error with a position (%d), which daemons never send", p)
@@ -358,5 +336,5 @@ func expectNoPos(d *wire.Decoder) error {
 }
 
 func cleanMsg(s string) string {
-	return strings.TrimRight(stripANSI(s), "\n")
+	return strings.TrimRight(store.StripANSI(s), "\n")
 }

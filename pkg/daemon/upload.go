@@ -4,7 +4,6 @@ package daemon
 
 import (
 	"bufio"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -66,19 +65,9 @@ func (c *Client) addToStoreNars(infos []store.PathInfo, open func(i int) (io.Rea
 		op = "AddToStoreNar"
 	}
 
-	// Check everything before sending anything.
-	hashes := make([]string, len(infos))
-	for i := range infos {
-		p := &infos[i]
-		digest, err := p.NarDigest()
-		if err != nil {
-			return localError{fmt.Errorf("daemon: %s %s: narHash: %w", op, p.Path, err)}
-		}
-		if p.NarSize == 0 {
-			return localError{fmt.Errorf("daemon: %s %s: narSize is 0", op, p.Path)}
-		}
-		// Nix clients send 64 hex digits without a prefix.
-		hashes[i] = hex.EncodeToString(digest[:])
+	hashes, err := store.UploadHashes(infos)
+	if err != nil {
+		return store.Local(fmt.Errorf("daemon: %s %w", op, err))
 	}
 	// Daemons from Nix 2.4 to 2.34 do not read the NAR of a path that is
 	// valid already, and read it as the next path's header instead
@@ -139,7 +128,7 @@ func (c *Client) addToStoreNar(p *store.PathInfo, hash string, i int, open func(
 	// 1.21 and 1.22: the daemon pulls the NAR with STDERR_READ.
 	r, err := open(i)
 	if err != nil {
-		return localError{fmt.Errorf("daemon: %s %s: opening NAR: %w", op, p.Path, err)}
+		return store.Local(fmt.Errorf("daemon: %s %s: opening NAR: %w", op, p.Path, err))
 	}
 	if cl, ok := r.(io.Closer); ok {
 		defer cl.Close()
@@ -271,7 +260,7 @@ func (c *Client) framed(op, path string, body func(fw *wire.Writer, stop *atomic
 	case rerr == nil || isRemote(rerr):
 		// The daemon failed on the stream cut short, or (if the cut
 		// fell between paths) did not notice; either way it is in step.
-		return localError{werr}
+		return store.Local(werr)
 	default:
 		return rerr
 	}
@@ -325,17 +314,8 @@ func (c *Client) sendNar(fw *wire.Writer, p *store.PathInfo, i int, open func(in
 			return fmt.Errorf("daemon: %s %s: NAR has %d bytes, want %d", op, p.Path, done, p.NarSize)
 		}
 	}
-	var one [1]byte
-	for {
-		n, err := r.Read(one[:])
-		if n > 0 {
-			return fmt.Errorf("daemon: %s %s: NAR is longer than its narSize %d", op, p.Path, p.NarSize)
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("daemon: %s %s: reading NAR: %w", op, p.Path, err)
-		}
+	if err := store.NAREnd(r, p.NarSize); err != nil {
+		return fmt.Errorf("daemon: %s %s: %w", op, p.Path, err)
 	}
+	return nil
 }

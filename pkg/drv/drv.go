@@ -154,107 +154,52 @@ func (p *parser) derivation() (*Derivation, error) {
 		}
 		return nil, fmt.Errorf("%w: does not start with %q", ErrUnsupported, "Derive(")
 	}
+	// Derive(outputs, inputDrvs, inputSrcs, platform, builder, args, env)
+	// (Nix src/libstore/derivations.cc, parseDerivation).
 	d := &Derivation{}
-	err := p.list(func() error {
-		var o Output
-		if err := p.expect('('); err != nil {
-			return err
-		}
-		var err error
-		if o.Name, err = p.str(); err != nil {
-			return err
-		}
-		for _, f := range []*string{&o.Path, &o.HashAlgo, &o.Hash} {
-			if err := p.expect(','); err != nil {
-				return err
+	err := p.fields(
+		named("outputs", func() error {
+			err := p.list(func() error {
+				var o Output
+				if err := p.tuple(p.strTo(&o.Name), p.strTo(&o.Path), p.strTo(&o.HashAlgo), p.strTo(&o.Hash)); err != nil {
+					return err
+				}
+				if o.Path != "" && o.Path[0] != '/' {
+					return fmt.Errorf("bad output path %q", o.Path)
+				}
+				d.Outputs = append(d.Outputs, o)
+				return nil
+			})
+			if err == nil && len(d.Outputs) == 0 {
+				return errors.New("derivation has no outputs")
 			}
-			if *f, err = p.str(); err != nil {
+			return err
+		}),
+		named("input derivations", func() error {
+			return p.list(func() error {
+				var in InputDrv
+				err := p.tuple(
+					func() (err error) { in.Path, err = p.path(); return err },
+					func() (err error) { in.Outputs, err = p.strs(false); return err })
+				d.InputDrvs = append(d.InputDrvs, in)
 				return err
-			}
-		}
-		if o.Path != "" && o.Path[0] != '/' {
-			return fmt.Errorf("bad output path %q", o.Path)
-		}
-		d.Outputs = append(d.Outputs, o)
-		return p.expect(')')
-	})
+			})
+		}),
+		named("input sources", func() (err error) { d.InputSrcs, err = p.strs(true); return err }),
+		named("platform", p.strTo(&d.Platform)),
+		named("builder", p.strTo(&d.Builder)),
+		named("args", func() (err error) { d.Args, err = p.strs(false); return err }),
+		named("env", func() error {
+			return p.list(func() error {
+				var e EnvVar
+				err := p.tuple(p.strTo(&e.Key), p.strTo(&e.Value))
+				d.Env = append(d.Env, e)
+				return err
+			})
+		}),
+	)
 	if err != nil {
-		return nil, fmt.Errorf("outputs: %w", err)
-	}
-	if len(d.Outputs) == 0 {
-		return nil, errors.New("outputs: derivation has no outputs")
-	}
-	if err := p.expect(','); err != nil {
 		return nil, err
-	}
-	err = p.list(func() error {
-		var in InputDrv
-		if err := p.expect('('); err != nil {
-			return err
-		}
-		var err error
-		if in.Path, err = p.path(); err != nil {
-			return err
-		}
-		if err := p.expect(','); err != nil {
-			return err
-		}
-		if in.Outputs, err = p.strs(false); err != nil {
-			return err
-		}
-		d.InputDrvs = append(d.InputDrvs, in)
-		return p.expect(')')
-	})
-	if err != nil {
-		return nil, fmt.Errorf("input derivations: %w", err)
-	}
-	if err := p.expect(','); err != nil {
-		return nil, err
-	}
-	if d.InputSrcs, err = p.strs(true); err != nil {
-		return nil, fmt.Errorf("input sources: %w", err)
-	}
-	if err := p.expect(','); err != nil {
-		return nil, err
-	}
-	if d.Platform, err = p.str(); err != nil {
-		return nil, fmt.Errorf("platform: %w", err)
-	}
-	if err := p.expect(','); err != nil {
-		return nil, err
-	}
-	if d.Builder, err = p.str(); err != nil {
-		return nil, fmt.Errorf("builder: %w", err)
-	}
-	if err := p.expect(','); err != nil {
-		return nil, err
-	}
-	if d.Args, err = p.strs(false); err != nil {
-		return nil, fmt.Errorf("args: %w", err)
-	}
-	if err := p.expect(','); err != nil {
-		return nil, err
-	}
-	err = p.list(func() error {
-		var e EnvVar
-		if err := p.expect('('); err != nil {
-			return err
-		}
-		var err error
-		if e.Key, err = p.str(); err != nil {
-			return err
-		}
-		if err := p.expect(','); err != nil {
-			return err
-		}
-		if e.Value, err = p.str(); err != nil {
-			return err
-		}
-		d.Env = append(d.Env, e)
-		return p.expect(')')
-	})
-	if err != nil {
-		return nil, fmt.Errorf("env: %w", err)
 	}
 	if err := p.expect(')'); err != nil {
 		return nil, err
@@ -263,6 +208,50 @@ func (p *parser) derivation() (*Derivation, error) {
 		return nil, fmt.Errorf("%d bytes of trailing data", len(p.b)-p.pos)
 	}
 	return d, nil
+}
+
+// named prefixes the errors of field with the field's name.
+func named(name string, field func() error) func() error {
+	return func() error {
+		if err := field(); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	}
+}
+
+// fields parses field ("," field)*, calling each field in turn.
+func (p *parser) fields(fields ...func() error) error {
+	for i, f := range fields {
+		if i > 0 {
+			if err := p.expect(','); err != nil {
+				return err
+			}
+		}
+		if err := f(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tuple parses "(" field ("," field)* ")".
+func (p *parser) tuple(fields ...func() error) error {
+	if err := p.expect('('); err != nil {
+		return err
+	}
+	if err := p.fields(fields...); err != nil {
+		return err
+	}
+	return p.expect(')')
+}
+
+// strTo returns a field that parses a string into dst.
+func (p *parser) strTo(dst *string) func() error {
+	return func() (err error) {
+		*dst, err = p.str()
+		return err
+	}
 }
 
 func (p *parser) lit(s string) bool {
@@ -390,34 +379,16 @@ func (p *parser) escaped(start int) (string, error) {
 // (derivations.cc unparse), so that Format(Parse(b)) == b for every .drv
 // Nix produces.
 func (d *Derivation) Format() []byte {
-	var b []byte
-	b = append(b, "Derive(["...)
-	for i, o := range d.Outputs {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '(')
-		b = appendStr(b, o.Name)
-		b = append(b, ',')
-		b = appendStr(b, o.Path)
-		b = append(b, ',')
-		b = appendStr(b, o.HashAlgo)
-		b = append(b, ',')
-		b = appendStr(b, o.Hash)
-		b = append(b, ')')
-	}
-	b = append(b, "],["...)
-	for i, in := range d.InputDrvs {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '(')
-		b = appendStr(b, in.Path)
-		b = append(b, ',')
-		b = appendStrs(b, in.Outputs)
-		b = append(b, ')')
-	}
-	b = append(b, "],"...)
+	b := []byte("Derive(")
+	b = appendList(b, d.Outputs, func(b []byte, o Output) []byte {
+		return appendTuple(b, o.Name, o.Path, o.HashAlgo, o.Hash)
+	})
+	b = append(b, ',')
+	b = appendList(b, d.InputDrvs, func(b []byte, in InputDrv) []byte {
+		b = appendStr(append(b, '('), in.Path)
+		return append(appendStrs(append(b, ','), in.Outputs), ')')
+	})
+	b = append(b, ',')
 	b = appendStrs(b, d.InputSrcs)
 	b = append(b, ',')
 	b = appendStr(b, d.Platform)
@@ -425,31 +396,33 @@ func (d *Derivation) Format() []byte {
 	b = appendStr(b, d.Builder)
 	b = append(b, ',')
 	b = appendStrs(b, d.Args)
-	b = append(b, ",["...)
-	for i, e := range d.Env {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '(')
-		b = appendStr(b, e.Key)
-		b = append(b, ',')
-		b = appendStr(b, e.Value)
-		b = append(b, ')')
-	}
-	b = append(b, "])"...)
-	return b
+	b = append(b, ',')
+	b = appendList(b, d.Env, func(b []byte, e EnvVar) []byte {
+		return appendTuple(b, e.Key, e.Value)
+	})
+	return append(b, ')')
 }
 
-func appendStrs(b []byte, ss []string) []byte {
-	b = append(b, '[')
-	for i, s := range ss {
+// appendSeq appends left elem ("," elem)* right, elem appending each of
+// xs: a list is "[…]" and a tuple "(…)".
+func appendSeq[T any](b []byte, left, right byte, xs []T, elem func([]byte, T) []byte) []byte {
+	b = append(b, left)
+	for i, x := range xs {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendStr(b, s)
+		b = elem(b, x)
 	}
-	return append(b, ']')
+	return append(b, right)
 }
+
+func appendList[T any](b []byte, xs []T, elem func([]byte, T) []byte) []byte {
+	return appendSeq(b, '[', ']', xs, elem)
+}
+
+func appendStrs(b []byte, ss []string) []byte { return appendList(b, ss, appendStr) }
+
+func appendTuple(b []byte, ss ...string) []byte { return appendSeq(b, '(', ')', ss, appendStr) }
 
 // appendStr quotes s as derivations.cc printString does.
 func appendStr(b []byte, s string) []byte {

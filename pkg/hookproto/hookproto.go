@@ -24,6 +24,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 
 	"github.com/offload-nix/offload/pkg/wire"
 )
@@ -188,8 +190,12 @@ func unexpected(err error) error {
 }
 
 // WriteSettings and WriteRequest encode what Nix sends, for tests and for
-// tools that drive a hook.
+// tools that drive a hook. WriteSettings sends the settings named in order,
+// in that order, or all of them sorted by name if order is nil.
 func WriteSettings(w *wire.Writer, settings map[string]string, order []string) error {
+	if order == nil {
+		order = slices.Sorted(maps.Keys(settings))
+	}
 	for _, k := range order {
 		w.Uint64(1)
 		w.String(k)

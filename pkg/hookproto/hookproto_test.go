@@ -19,11 +19,7 @@ func encode(t testing.TB, settings map[string]string, reqs []Request, tail func(
 	t.Helper()
 	var buf bytes.Buffer
 	w := wire.NewWriter(&buf)
-	var order []string
-	for k := range settings {
-		order = append(order, k)
-	}
-	WriteSettings(w, settings, order)
+	WriteSettings(w, settings, nil)
 	for i := range reqs {
 		WriteRequest(w, &reqs[i])
 	}

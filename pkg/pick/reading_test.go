@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/offload-nix/offload/pkg/spec"
 )
 
 // reading returns an all-unknown reading taken age before now, changed by
@@ -145,7 +147,9 @@ func TestThresholdsOffIsToday(t *testing.T) {
 	}
 }
 
-func TestChooseAllocsThresholds(t *testing.T) {
+// readingFleet is 64 machines, each with a reading of its own, and a
+// request with thresholds on, for the allocation test and benchmark.
+func readingFleet() ([]spec.Machine, []Load, Request, Options) {
 	ms, loads := fleet(64)
 	for i := range loads {
 		loads[i].Reading = reading(time.Second, func(r *Reading) {
@@ -154,6 +158,11 @@ func TestChooseAllocsThresholds(t *testing.T) {
 	}
 	req := Request{System: "aarch64-linux", Features: []string{"big-parallel"}, LocalWilling: true}
 	o := Options{Thresholds: DefaultThresholds}
+	return ms, loads, req, o
+}
+
+func TestChooseAllocsThresholds(t *testing.T) {
+	ms, loads, req, o := readingFleet()
 	var d Decision
 	Choose(&d, ms, loads, req, board, o, now)
 	if d.Answer != Accept {
@@ -176,14 +185,7 @@ func TestChooseAllocsThresholds(t *testing.T) {
 }
 
 func BenchmarkChoose64Readings(b *testing.B) {
-	ms, loads := fleet(64)
-	for i := range loads {
-		loads[i].Reading = reading(time.Second, func(r *Reading) {
-			r.CPUs, r.Load1, r.Builds, r.StoreFree, r.MemoryPressure = 8, 4000+i*300, i%3, int64(i)<<28, i*100
-		})
-	}
-	req := Request{System: "aarch64-linux", Features: []string{"big-parallel"}, LocalWilling: true}
-	o := Options{Thresholds: DefaultThresholds}
+	ms, loads, req, o := readingFleet()
 	var d Decision
 	b.ReportAllocs()
 	for b.Loop() {

@@ -290,7 +290,6 @@ func intOr(v int64, ok bool) int {
 	return int(v)
 }
 
-// atoi parses a decimal whole number of plain digits in [lo, hi].
 // atoi parses a plain decimal in [lo, hi]. It works in int64 whatever the
 // platform's int (32 bits on armv6/armv7 boards) and refuses what would
 // overflow.
@@ -323,13 +322,9 @@ func fixed(s string, scale int, hi int64) (int64, bool) {
 	if whole == "" || dot && frac == "" || len(whole) > 12 {
 		return 0, false
 	}
-	var v int64
-	for i := 0; i < len(whole); i++ {
-		c := whole[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		v = v*10 + int64(c-'0')
+	v, ok := atoi(whole, 0, math.MaxInt64)
+	if !ok {
+		return 0, false
 	}
 	for i := 0; i < len(frac); i++ {
 		if frac[i] < '0' || frac[i] > '9' {

@@ -29,14 +29,7 @@ func BenchmarkDumpStorePath(b *testing.B) {
 			}
 		}
 	})
-	b.SetBytes(int64(len(nar)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		if err := c.DumpStorePath(p, io.Discard, uint64(len(nar))); err != nil {
-			b.Fatal(err)
-		}
-	}
+	nixtest.Bench(b, len(nar), func() error { return c.DumpStorePath(p, io.Discard, uint64(len(nar))) })
 }
 
 // BenchmarkAddToStoreNars uploads a 64 MiB NAR to a fake server over an
@@ -77,12 +70,5 @@ func BenchmarkAddToStoreNars(b *testing.B) {
 		r.Reset(nar)
 		return r, nil
 	}
-	b.SetBytes(int64(len(nar)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		if err := c.AddToStoreNars(infos, open); err != nil {
-			b.Fatal(err)
-		}
-	}
+	nixtest.Bench(b, len(nar), func() error { return c.AddToStoreNars(infos, open) })
 }

@@ -97,45 +97,29 @@ func readBuildResult(d *wire.Decoder, version uint64) (store.BuildResult, error)
 	}
 	res.Status = store.Status(st)
 	if res.ErrorMsg, err = d.String("error message", maxErrorMsg); err != nil {
-		return res, noEOF(err)
+		return res, wire.NoEOF(err)
 	}
 	if version >= 0x203 {
 		var start, stop uint64
 		if res.TimesBuilt, err = d.Uint64(); err != nil {
-			return res, noEOF(err)
+			return res, wire.NoEOF(err)
 		}
 		nd, err := d.Uint64() // any non-zero word is true, as the server reads it
 		if err != nil {
-			return res, noEOF(err)
+			return res, wire.NoEOF(err)
 		}
 		res.IsNonDeterministic = nd != 0
 		if start, err = d.Uint64(); err != nil {
-			return res, noEOF(err)
+			return res, wire.NoEOF(err)
 		}
 		if stop, err = d.Uint64(); err != nil {
-			return res, noEOF(err)
+			return res, wire.NoEOF(err)
 		}
 		res.StartTime, res.StopTime = store.UnixTime(start), store.UnixTime(stop)
 	}
 	if version >= 0x206 {
-		n, err := d.Count("built outputs", maxList)
-		if err != nil {
-			return res, noEOF(err)
-		}
-		for range n {
-			id, err := d.String("output id", maxShort)
-			if err != nil {
-				return res, noEOF(err)
-			}
-			rj, err := d.String("realisation", maxJSON)
-			if err != nil {
-				return res, noEOF(err)
-			}
-			out, err := store.ParseBuiltOutput(id, rj)
-			if err != nil {
-				return res, err
-			}
-			res.BuiltOutputs = append(res.BuiltOutputs, out)
+		if res.BuiltOutputs, err = store.ReadBuiltOutputs(d, maxList, maxShort, maxJSON); err != nil {
+			return res, err
 		}
 	}
 	return res, nil

@@ -2,11 +2,7 @@
 
 package serve
 
-import (
-	"io"
-
-	"github.com/offload-nix/offload/pkg/wire"
-)
+import "github.com/offload-nix/offload/pkg/wire"
 
 // Caps on what a server may send. A store path is at most a store directory
 // plus 1+32+1+211 bytes; the other short strings (hashes, content
@@ -23,12 +19,4 @@ const (
 // newDecoder reads one reply with a budget of maxReply bytes.
 func newDecoder(r *wire.Reader, scratch *[]byte) *wire.Decoder {
 	return wire.NewDecoder(r, scratch, maxReply)
-}
-
-// noEOF turns an EOF in the middle of a value into io.ErrUnexpectedEOF.
-func noEOF(err error) error {
-	if err == io.EOF {
-		return io.ErrUnexpectedEOF
-	}
-	return err
 }

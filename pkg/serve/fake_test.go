@@ -58,6 +58,16 @@ func startFake(t testing.TB, serve func(f *fake)) (io.Reader, io.Writer) {
 }
 
 // handshake answers the client's greeting with version v.
+// serverHello is what a server of version v answers the handshake with.
+func serverHello(v uint64) []byte {
+	var b bytes.Buffer
+	w := wire.NewWriter(&b)
+	w.Uint64(magic2)
+	w.Uint64(v)
+	w.Flush()
+	return b.Bytes()
+}
+
 func (f *fake) handshake(t testing.TB, v uint64) bool {
 	m, err := f.r.Uint64()
 	if err != nil || m != magic1 {
@@ -178,6 +188,22 @@ func allocated(fn func()) uint64 {
 	return after.TotalAlloc - before.TotalAlloc
 }
 
+// maxRefs is a QueryPathInfos reply for path with n references of the
+// longest length allowed; it stops when the client stops reading.
+func maxRefs(path string, n int) func(w *wire.Writer) {
+	return func(w *wire.Writer) {
+		w.String(path)
+		w.String("")
+		w.Uint64(uint64(n))
+		s := strings.Repeat("x", maxPath)
+		for range n {
+			if w.String(s) != nil {
+				return
+			}
+		}
+	}
+}
+
 func TestHostileReplies(t *testing.T) {
 	const p = "/nix/store/00000000000000000000000000000000-p"
 	tests := []struct {
@@ -218,36 +244,16 @@ func TestHostileReplies(t *testing.T) {
 		{
 			// A million references of 4 KiB each: stopped by the reply
 			// budget, not by the per-string or per-list caps.
-			name: "reply budget",
-			reply: func(w *wire.Writer) {
-				w.String(p)
-				w.String("")
-				w.Uint64(maxList)
-				s := strings.Repeat("x", maxPath)
-				for range maxList {
-					if w.String(s) != nil {
-						return
-					}
-				}
-			},
+			name:  "reply budget",
+			reply: maxRefs(p, maxList),
 			err:   "reply is larger than",
 			alloc: 2 * maxReply,
 		},
 		{
 			// 5000 references of 4 KiB each: a short list, each string
 			// within its cap, the strings together over the budget.
-			name: "reply budget by strings",
-			reply: func(w *wire.Writer) {
-				w.String(p)
-				w.String("")
-				w.Uint64(5000)
-				s := strings.Repeat("x", maxPath)
-				for range 5000 {
-					if w.String(s) != nil {
-						return
-					}
-				}
-			},
+			name:  "reply budget by strings",
+			reply: maxRefs(p, 5000),
 			err:   "reply is larger than",
 			alloc: 2 * maxReply,
 		},
@@ -602,13 +608,8 @@ func (w *writeLog) Write(p []byte) (int, error) {
 // Nix clients send them (a server that reads the magic and answers before
 // reading the version must not see them split across packets).
 func TestHandshakeOneWrite(t *testing.T) {
-	var hello bytes.Buffer
-	hw := wire.NewWriter(&hello)
-	hw.Uint64(magic2)
-	hw.Uint64(0x207)
-	hw.Flush()
 	var w writeLog
-	if _, err := New(&hello, &w, Options{}); err != nil {
+	if _, err := New(bytes.NewReader(serverHello(0x207)), &w, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	want := []byte{0xeb, 0x9d, 0x0c, 0x39, 0, 0, 0, 0, 0x07, 0x02, 0, 0, 0, 0, 0, 0}
@@ -626,7 +627,7 @@ func TestDumpStorePathZeroSize(t *testing.T) {
 	if err := c.DumpStorePath("/nix/store/x", io.Discard, 0); err == nil || !strings.Contains(err.Error(), "narSize is 0") {
 		t.Errorf("DumpStorePath(narSize 0) = %v, want an error", err)
 	}
-	if c.err != nil {
-		t.Errorf("client broken after a local error: %v", c.err)
+	if err := c.g.Err(); err != nil {
+		t.Errorf("client broken after a local error: %v", err)
 	}
 }

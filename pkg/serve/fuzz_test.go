@@ -4,12 +4,11 @@ package serve
 
 import (
 	"bytes"
-	"os"
 	"path/filepath"
-	"strings"
+	"slices"
 	"testing"
 
-	"github.com/offload-nix/offload/pkg/drv"
+	"github.com/offload-nix/offload/internal/nixtest"
 	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
 )
@@ -19,28 +18,7 @@ import (
 // `go test -run TestRealServe -update`) and the hand-made tables.
 
 func readReplies(f *testing.F, prefix string) [][]byte {
-	files, err := filepath.Glob(filepath.Join("testdata", "replies", prefix+"*.bin"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	if len(files) == 0 {
-		f.Fatalf("no testdata/replies/%s*.bin", prefix)
-	}
-	var out [][]byte
-	for _, file := range files {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			f.Fatal(err)
-		}
-		out = append(out, b)
-	}
-	return out
-}
-
-var testDrv = &drv.Derivation{
-	Outputs:  []drv.Output{{Name: "out", Path: "/nix/store/00000000000000000000000000000000-p"}},
-	Platform: "x86_64-linux",
-	Builder:  "/bin/sh",
+	return nixtest.ReadReplies(f, filepath.Join("testdata", "replies"), prefix)
 }
 
 func FuzzReadBuildResult(f *testing.F) {
@@ -52,15 +30,8 @@ func FuzzReadBuildResult(f *testing.F) {
 	f.Add(buildResultBytes(0x207, store.Built, "", map[string]string{"sha256:abc!out": `{"outPath":"xyz-t"}`}), uint8(7))
 	f.Fuzz(func(t *testing.T, b []byte, minor uint8) {
 		var sbuf []byte
-		res, err := readBuildResult(newDecoder(wire.NewReader(bytes.NewReader(b)), &sbuf), 0x200|uint64(minor))
-		if err == nil && len(res.ErrorMsg) > maxErrorMsg {
-			t.Fatalf("error message of %d bytes passed the cap", len(res.ErrorMsg))
-		}
-		for _, o := range res.BuiltOutputs {
-			if !strings.HasSuffix(o.ID, "!"+o.Name) {
-				t.Fatalf("output %+v: name not taken from the id", o)
-			}
-		}
+		res, _ := readBuildResult(newDecoder(wire.NewReader(bytes.NewReader(b)), &sbuf), 0x200|uint64(minor))
+		nixtest.CheckDecodedBuildResult(t, res, maxErrorMsg)
 	})
 }
 
@@ -95,32 +66,23 @@ func FuzzReadPathInfos(f *testing.F) {
 // session's worth of commands: whatever the server sends, the client must
 // return errors, never panic or hang.
 func FuzzClient(f *testing.F) {
-	var hello bytes.Buffer
-	w := wire.NewWriter(&hello)
-	w.Uint64(magic2)
-	w.Uint64(0x207)
-	w.Flush()
-	var session []byte
-	session = append(session, hello.Bytes()...)
+	hello := serverHello(0x207)
+	session := slices.Clone(hello)
 	for _, name := range []string{"validpaths", "pathinfos", "build-built"} {
 		session = append(session, readReplies(f, name)[0]...)
 	}
 	f.Add(session)
-	f.Add(append(hello.Bytes(), readReplies(f, "build-failed")[0]...))
+	f.Add(append(hello, readReplies(f, "build-failed")[0]...))
 	f.Add([]byte("Welcome!\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := New(bytes.NewReader(b), discard{}, Options{})
+		c, err := New(bytes.NewReader(b), nixtest.Discard{}, Options{})
 		if err != nil {
 			return
 		}
 		paths := []string{"/nix/store/00000000000000000000000000000000-p"}
 		c.QueryValidPaths(paths, true, false)
 		c.QueryPathInfos(paths)
-		c.BuildDerivation("/nix/store/00000000000000000000000000000000-p.drv", testDrv, nil, store.BuildOptions{})
-		c.DumpStorePath(paths[0], discard{}, 1000)
+		c.BuildDerivation("/nix/store/00000000000000000000000000000000-p.drv", nixtest.Drv, nil, store.BuildOptions{})
+		c.DumpStorePath(paths[0], nixtest.Discard{}, 1000)
 	})
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -3,7 +3,6 @@
 package serve
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -84,7 +83,7 @@ func readPathInfos(d *wire.Decoder, version uint64, asked []string) ([]store.Pat
 	for {
 		path, err := d.String("path", maxPath)
 		if err != nil {
-			return nil, noEOF(err)
+			return nil, wire.NoEOF(err)
 		}
 		if path == "" {
 			return infos, nil
@@ -95,26 +94,26 @@ func readPathInfos(d *wire.Decoder, version uint64, asked []string) ([]store.Pat
 		seen[path] = true
 		info := store.PathInfo{Path: path}
 		if info.Deriver, err = d.String("deriver", maxPath); err != nil {
-			return nil, noEOF(err)
+			return nil, wire.NoEOF(err)
 		}
 		if info.References, err = d.Strings("references", maxList, maxPath); err != nil {
-			return nil, noEOF(err)
+			return nil, wire.NoEOF(err)
 		}
 		if _, err = d.Uint64(); err != nil { // download size, the same as narSize
-			return nil, noEOF(err)
+			return nil, wire.NoEOF(err)
 		}
 		if info.NarSize, err = d.Uint64(); err != nil {
-			return nil, noEOF(err)
+			return nil, wire.NoEOF(err)
 		}
 		if version >= 0x204 {
 			if info.NarHash, err = d.String("narHash", maxShort); err != nil {
-				return nil, noEOF(err)
+				return nil, wire.NoEOF(err)
 			}
 			if info.CA, err = d.String("content address", maxShort); err != nil {
-				return nil, noEOF(err)
+				return nil, wire.NoEOF(err)
 			}
 			if info.Sigs, err = d.Strings("signatures", maxList, maxShort); err != nil {
-				return nil, noEOF(err)
+				return nil, wire.NoEOF(err)
 			}
 		}
 		infos = append(infos, info)
@@ -142,7 +141,7 @@ func (c *Client) queryClosure(paths []string, includeOutputs bool) ([]string, er
 	}
 	closure, err := newDecoder(c.r, &c.sbuf).Strings("closure", maxList, maxPath)
 	if err != nil {
-		return nil, c.ioErr(op, "", noEOF(err))
+		return nil, c.ioErr(op, "", wire.NoEOF(err))
 	}
 	return closure, nil
 }
@@ -171,7 +170,7 @@ func (c *Client) dumpStorePath(path string, w io.Writer, narSize uint64) error {
 	if narSize == 0 {
 		// No NAR is empty; sending the command would leave its bytes
 		// unread.
-		return localError{fmt.Errorf("serve: %s%s %s: narSize is 0", c.on(), op, path)}
+		return store.Local(fmt.Errorf("serve: %s%s %s: narSize is 0", c.on(), op, path))
 	}
 	c.w.Uint64(cmdDumpStorePath)
 	c.w.String(path)
@@ -215,21 +214,10 @@ func (c *Client) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Rea
 
 func (c *Client) addToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
 	const op = "AddToStoreNar"
-	// Check everything before sending anything, so that a bad entry does
-	// not leave the server in the middle of a NAR.
-	hashes := make([]string, len(infos))
-	for i := range infos {
-		p := &infos[i]
-		digest, err := p.NarDigest()
-		if err != nil {
-			return localError{fmt.Errorf("serve: %s %s: narHash: %w", op, p.Path, err)}
-		}
-		if p.NarSize == 0 {
-			// The server refuses narSize 0 ("narInfo is too old").
-			return localError{fmt.Errorf("serve: %s %s: narSize is 0", op, p.Path)}
-		}
-		// Nix clients send 64 hex digits without a prefix.
-		hashes[i] = hex.EncodeToString(digest[:])
+	// The server would refuse narSize 0 too ("narInfo is too old").
+	hashes, err := store.UploadHashes(infos)
+	if err != nil {
+		return store.Local(fmt.Errorf("serve: %s %w", op, err))
 	}
 	if len(infos) == 0 {
 		return nil
@@ -278,7 +266,7 @@ func (c *Client) readAcks(infos []store.PathInfo, stop *atomic.Bool) error {
 		}
 		if err != nil {
 			stop.Store(true)
-			return c.ioErr("AddToStoreNar", infos[i].Path, noEOF(err))
+			return c.ioErr("AddToStoreNar", infos[i].Path, wire.NoEOF(err))
 		}
 	}
 	return nil
@@ -348,17 +336,8 @@ func (c *Client) copyNar(p *store.PathInfo, r io.Reader, stop *atomic.Bool) erro
 			return fmt.Errorf("serve: %s %s: reading NAR: %w", op, p.Path, err)
 		}
 	}
-	var one [1]byte
-	for {
-		n, err := r.Read(one[:])
-		if n > 0 {
-			return fmt.Errorf("serve: %s %s: NAR is longer than its narSize %d", op, p.Path, p.NarSize)
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("serve: %s %s: reading NAR: %w", op, p.Path, err)
-		}
+	if err := store.NAREnd(r, p.NarSize); err != nil {
+		return fmt.Errorf("serve: %s %s: %w", op, p.Path, err)
 	}
+	return nil
 }

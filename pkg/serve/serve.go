@@ -37,11 +37,9 @@ package serve
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/offload-nix/offload/pkg/store"
 	"github.com/offload-nix/offload/pkg/wire"
@@ -99,8 +97,7 @@ type Client struct {
 	server  uint64 // the server's version word
 	version uint64 // negotiated: min(ClientVersion, server)
 
-	mu   sync.Mutex
-	err  error // set once the stream is unusable
+	g    store.Guard
 	rbuf []byte
 	wbuf []byte
 	sbuf []byte // scratch for decoding strings
@@ -122,30 +119,18 @@ func New(r io.Reader, w io.Writer, opts Options) (*Client, error) {
 	}
 	c.r = wire.NewReader(c.br)
 	if err := c.handshake(); err != nil {
-		c.err = err
+		c.g.Break(err)
 		return nil, err
 	}
 	return c, nil
 }
 
 func (c *Client) handshake() error {
-	// Magic and version go out in one write, as Nix clients send them.
-	c.w.Uint64(magic1)
-	c.w.Uint64(ClientVersion)
-	if err := c.w.Flush(); err != nil {
-		return c.ioErr("handshake", "", err)
-	}
-	var first [8]byte
-	n, err := io.ReadFull(c.br, first[:])
-	if n == 0 && err != nil {
-		return c.ioErr("handshake", "", err)
-	}
-	if n < len(first) || binary.LittleEndian.Uint64(first[:]) != magic2 {
-		return c.garbageErr(first[:n])
-	}
-	v, err := c.r.Uint64()
+	hello := store.Hello{Magic1: magic1, Magic2: magic2, Version: ClientVersion,
+		Prefix: "serve: " + c.on(), Program: "nix-store --serve"}
+	v, err := hello.Exchange(c.br, c.w, func(err error) error { return c.ioErr("handshake", "", err) })
 	if err != nil {
-		return c.ioErr("handshake", "", err)
+		return err
 	}
 	if v>>8 != 2 || v < MinServerVersion {
 		return fmt.Errorf("serve: %sunsupported 'nix-store --serve' protocol version %s (need 2.x, at least %s)",
@@ -154,11 +139,6 @@ func (c *Client) handshake() error {
 	c.server = v
 	c.version = min(v, ClientVersion)
 	return nil
-}
-
-// garbageErr explains a stream that does not begin with the magic number.
-func (c *Client) garbageErr(first []byte) error {
-	return store.ShellNoiseError("serve: "+c.on(), "nix-store --serve", first, c.br)
 }
 
 func (c *Client) on() string {
@@ -180,42 +160,13 @@ func (c *Client) ServerVersion() uint64 { return c.server }
 var ErrBroken = errors.New("serve: connection unusable after an earlier error")
 
 // begin locks the client for one command.
-func (c *Client) begin() error {
-	c.mu.Lock()
-	if c.err != nil {
-		err := c.err
-		c.mu.Unlock()
-		return fmt.Errorf("%w: %v", ErrBroken, err)
-	}
-	return nil
-}
+func (c *Client) begin() error { return c.g.Begin(ErrBroken) }
 
 // end unlocks the client, recording err as fatal if it is one.
-func (c *Client) end(err error) error {
-	if err != nil && !isLocal(err) {
-		c.err = err
-	}
-	c.mu.Unlock()
-	return err
-}
-
-// localError marks an error found before anything was sent, which leaves
-// the stream usable.
-type localError struct{ error }
-
-func (e localError) Unwrap() error { return e.error }
-
-func isLocal(err error) bool {
-	var l localError
-	return errors.As(err, &l)
-}
+func (c *Client) end(err error) error { return c.g.End(err, nil) }
 
 // ioErr wraps a transport or protocol error of op (on path, if any) and
 // attaches the remote's stderr.
 func (c *Client) ioErr(op, path string, err error) error {
-	what := op
-	if path != "" {
-		what += " " + path
-	}
-	return store.TransportError("serve: "+c.on(), what, err, c.opts.Stderr)
+	return store.TransportError("serve: "+c.on(), op, path, err, c.opts.Stderr)
 }

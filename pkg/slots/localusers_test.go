@@ -8,10 +8,8 @@ package slots
 // only read, so no writer may ever wait for a lock on such a file.
 
 import (
-	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -21,56 +19,6 @@ import (
 	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/spec"
 )
-
-// holdFlocks makes nobody hold flock(2) (mode "-s" or "-x") on dir and on
-// every entry in it, until stop is called or the test ends. It returns the
-// entries nobody could not open, and so cannot lock.
-func holdFlocks(t *testing.T, dir, mode string) (refused []string, stop func()) {
-	t.Helper()
-	var cmds []*exec.Cmd
-	stop = func() {
-		for _, cmd := range cmds {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			cmd.Wait()
-		}
-		cmds = nil
-	}
-	t.Cleanup(stop)
-	as := testenv.Nobody(t, "flock")
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	paths := []string{dir}
-	for _, e := range ents {
-		paths = append(paths, filepath.Join(dir, e.Name()))
-	}
-	for _, p := range paths {
-		argv := append(append([]string{}, as...), "flock", mode, "-E", "99", p, "sh", "-c", "echo held; exec sleep 3600")
-		cmd := exec.Command(argv[0], argv[1:]...)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		cmds = append(cmds, cmd)
-		line, _ := bufio.NewReader(out).ReadString('\n')
-		if line == "held\n" {
-			continue
-		}
-		cmd.Wait()
-		if !strings.Contains(stderr.String(), "Permission denied") {
-			t.Fatalf("flock %s %s as nobody: %q, %s", mode, p, line, stderr.String())
-		}
-		refused = append(refused, filepath.Base(p))
-	}
-	return refused, stop
-}
 
 // within runs fn and fails the test if it takes more than 10 s: generous,
 // only there to turn a hang into a failure.
@@ -110,7 +58,7 @@ func TestFlockByOtherUser(t *testing.T) {
 				t.Fatalf("slot file: %v, %v; want mode 0644 (status for everyone)", st, err)
 			}
 
-			refused, stop := holdFlocks(t, dir, mode)
+			_, refused, stop := testenv.NobodyFlocks(t, dir, mode)
 			within(t, "Open with a new builder", func() error {
 				f, err = Open(path, append(few, mach("ssh://b", 1)), Options{Logf: t.Logf})
 				return err
@@ -131,7 +79,7 @@ func TestFlockByOtherUser(t *testing.T) {
 			// A rebuild interrupted after it marked the file moved: the
 			// next writer finishes it, a reader reads on.
 			stop()
-			holdFlocks(t, dir, mode)
+			testenv.NobodyFlocks(t, dir, mode)
 			defer func(d time.Duration) { lockWait = d }(lockWait)
 			lockWait = time.Second
 			f.cur.Load().m.store(hMoved, 1)

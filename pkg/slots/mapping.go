@@ -124,14 +124,19 @@ func (m *mapping) moved() bool { return m.load(hMoved) != 0 }
 // word at a time.
 func (m *mapping) putText(off, n int, s string) {
 	s = cut(s, n)
-	var w [8]byte
 	for i := 0; i < n; i += 8 {
-		w = [8]byte{}
-		if i < len(s) {
-			copy(w[:], s[i:])
-		}
-		m.store(off+i, binary.NativeEndian.Uint64(w[:]))
+		m.store(off+i, textWord(s, i))
 	}
+}
+
+// textWord is the word of s, NUL-padded, that putText stores at byte i of
+// the field.
+func textWord(s string, i int) uint64 {
+	var w [8]byte
+	if i < len(s) {
+		copy(w[:], s[i:])
+	}
+	return binary.NativeEndian.Uint64(w[:])
 }
 
 // text reads a field written by putText.
@@ -154,13 +159,8 @@ func (m *mapping) text(off, n int) string {
 // allocating.
 func (m *mapping) textEqual(off, n int, s string) bool {
 	s = cut(s, n)
-	var w [8]byte
 	for i := 0; i < n; i += 8 {
-		w = [8]byte{}
-		if i < len(s) {
-			copy(w[:], s[i:])
-		}
-		if m.load(off+i) != binary.NativeEndian.Uint64(w[:]) {
+		if m.load(off+i) != textWord(s, i) {
 			return false
 		}
 	}

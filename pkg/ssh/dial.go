@@ -449,19 +449,10 @@ func startProxy(s *Settings) (net.Conn, error) {
 // refuses it since OpenSSH 9.6 (CVE-2023-51385): the names come from
 // the machines file and ssh_config, the command runs as the hook's user.
 func (s *Settings) expandProxy(v string) (string, error) {
-	var b strings.Builder
-	for i := 0; i < len(v); i++ {
-		if v[i] != '%' || i+1 == len(v) {
-			b.WriteByte(v[i])
-			continue
-		}
-		i++
+	return expandTokens(v, func(c byte) (string, bool, error) {
 		var name string
 		ok := true
-		switch v[i] {
-		case '%':
-			b.WriteByte('%')
-			continue
+		switch c {
 		case 'h':
 			name, ok = s.HostName, validHostname(s.HostName)
 		case 'n':
@@ -471,16 +462,13 @@ func (s *Settings) expandProxy(v string) (string, error) {
 		case 'p':
 			name = strconv.Itoa(s.Port)
 		default:
-			b.WriteByte('%')
-			b.WriteByte(v[i])
-			continue
+			return "", false, nil
 		}
 		if !ok {
-			return "", fmt.Errorf("ProxyCommand not run: %%%c would put %q in a shell command, and it has characters a shell interprets; fix the name in the machines file or ssh_config", v[i], name)
+			return "", true, fmt.Errorf("ProxyCommand not run: %%%c would put %q in a shell command, and it has characters a shell interprets; fix the name in the machines file or ssh_config", c, name)
 		}
-		b.WriteString(name)
-	}
-	return b.String(), nil
+		return name, true, nil
+	})
 }
 
 func (p *proxyConn) Read(b []byte) (int, error) {

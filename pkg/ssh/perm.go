@@ -86,6 +86,18 @@ func fix(path, why string) string {
 // root, can change. A missing file is returned as the error from
 // os.Open; a refused one as an error naming the file and the fix.
 func readConfig(path string) ([]byte, error) {
+	return readChecked(path, func(fi fs.FileInfo) error {
+		if why := trusted(fi); why != "" {
+			return &permError{fmt.Sprintf("ssh: bad owner or permissions on %s: %s; %s", path, why, fix(path, why))}
+		}
+		return nil
+	})
+}
+
+// readChecked reads up to maxConfigSize bytes of path unless refuse,
+// given the opened file's information, returns an error. Checking the
+// open file, not the name, leaves no gap for the file to be swapped.
+func readChecked(path string, refuse func(fs.FileInfo) error) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -95,8 +107,8 @@ func readConfig(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if why := trusted(fi); why != "" {
-		return nil, &permError{fmt.Sprintf("ssh: bad owner or permissions on %s: %s; %s", path, why, fix(path, why))}
+	if err := refuse(fi); err != nil {
+		return nil, err
 	}
 	return io.ReadAll(io.LimitReader(f, maxConfigSize))
 }
@@ -109,19 +121,12 @@ func (e *permError) Error() string { return e.msg }
 // readPrivateKey reads an identity file that group and others cannot
 // read.
 func readPrivateKey(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, &permError{fmt.Sprintf("identity file %s is not used: its permissions %#o let others read the private key; chmod 600 %s", path, perm, path)}
-	}
-	return io.ReadAll(io.LimitReader(f, maxConfigSize))
+	return readChecked(path, func(fi fs.FileInfo) error {
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			return &permError{fmt.Sprintf("identity file %s is not used: its permissions %#o let others read the private key; chmod 600 %s", path, perm, path)}
+		}
+		return nil
+	})
 }
 
 // trustedKnownHosts says why a known_hosts file may not vouch for a host,

@@ -11,7 +11,6 @@ package ssh
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,16 +47,6 @@ func sharedDir(t *testing.T) string {
 	return d
 }
 
-func closedPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // TestHomeOfAnotherUser: root running with another user's HOME (sudo
 // -E, su) must not read that user's ~/.ssh/config, whose ProxyCommand
 // would run as root.
@@ -69,7 +58,7 @@ func TestHomeOfAnotherUser(t *testing.T) {
 
 	// Only the environment names that home; no Home option.
 	o := Options{Env: func(k string) string { return map[string]string{"HOME": home}[k] }, etcDir: c.etc}
-	m := spec.Machine{Host: "127.0.0.1", Port: closedPort(t), SSHKey: c.key}
+	m := spec.Machine{Host: "127.0.0.1", Port: testenv.ClosedPort(t), SSHKey: c.key}
 	s, err := Resolve(m, o)
 	if err != nil {
 		t.Fatalf("Resolve: %v", err)
@@ -128,7 +117,7 @@ func TestIdentityFileTooOpen(t *testing.T) {
 	if err := os.Chmod(c.key, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m := spec.Machine{Host: "127.0.0.1", Port: closedPort(t), SSHKey: c.key}
+	m := spec.Machine{Host: "127.0.0.1", Port: testenv.ClosedPort(t), SSHKey: c.key}
 	_, err := Dial(context.Background(), m, c.options())
 	if kindOf(err) != Auth || !strings.Contains(err.Error(), "chmod 600 "+c.key) {
 		t.Fatalf("Dial with a key of mode 0644 = %v, want an Auth error saying chmod 600", err)

@@ -480,6 +480,35 @@ func (s *Settings) expand(v string, port int, orig, ruser string) string {
 	if !strings.Contains(v, "%") {
 		return v
 	}
+	out, _ := expandTokens(v, func(c byte) (string, bool, error) {
+		switch c {
+		case 'd':
+			return s.home, true, nil
+		case 'h':
+			if s.HostName != "" {
+				return s.HostName, true, nil
+			}
+			return orig, true, nil
+		case 'n':
+			return orig, true, nil
+		case 'p':
+			return strconv.Itoa(port), true, nil
+		case 'r':
+			return ruser, true, nil
+		case 'u':
+			return s.localUser, true, nil
+		case 'i':
+			return strconv.Itoa(os.Getuid()), true, nil
+		}
+		return "", false, nil
+	})
+	return out
+}
+
+// expandTokens replaces %% in v by % and every other %c by what token
+// returns for c. A c that token does not know (ok false) stays as it is,
+// and so does a % at the end; an error from token stops the expansion.
+func expandTokens(v string, token func(c byte) (s string, ok bool, err error)) (string, error) {
 	var b strings.Builder
 	for i := 0; i < len(v); i++ {
 		if v[i] != '%' || i+1 == len(v) {
@@ -487,33 +516,22 @@ func (s *Settings) expand(v string, port int, orig, ruser string) string {
 			continue
 		}
 		i++
-		switch v[i] {
-		case '%':
+		if v[i] == '%' {
 			b.WriteByte('%')
-		case 'd':
-			b.WriteString(s.home)
-		case 'h':
-			if s.HostName != "" {
-				b.WriteString(s.HostName)
-			} else {
-				b.WriteString(orig)
-			}
-		case 'n':
-			b.WriteString(orig)
-		case 'p':
-			b.WriteString(strconv.Itoa(port))
-		case 'r':
-			b.WriteString(ruser)
-		case 'u':
-			b.WriteString(s.localUser)
-		case 'i':
-			b.WriteString(strconv.Itoa(os.Getuid()))
-		default:
+			continue
+		}
+		t, ok, err := token(v[i])
+		if err != nil {
+			return "", err
+		}
+		if !ok {
 			b.WriteByte('%')
 			b.WriteByte(v[i])
+			continue
 		}
+		b.WriteString(t)
 	}
-	return b.String()
+	return b.String(), nil
 }
 
 // loadConfig reads one ssh_config file into a layer. A missing file is

@@ -64,6 +64,16 @@ func FuzzSplitShell(f *testing.F) {
 	})
 }
 
+// port is a TestResolve check that the port is want.
+func port(want int) func(*Settings) string {
+	return func(s *Settings) string {
+		if s.Port != want {
+			return fmt.Sprintf("port %d, want %d", s.Port, want)
+		}
+		return ""
+	}
+}
+
 func TestResolve(t *testing.T) {
 	c := newClient(t)
 	ssh := filepath.Join(c.home, ".ssh")
@@ -124,15 +134,10 @@ func TestResolve(t *testing.T) {
 			},
 		},
 		{
-			name: "first match in a file wins; config line in Sources",
-			m:    spec.Machine{Host: "b1"},
-			user: "Host b*\n  Port 1\nHost b1\n  Port 2\n",
-			check: func(s *Settings) string {
-				if s.Port != 1 {
-					return "wrong port"
-				}
-				return ""
-			},
+			name:        "first match in a file wins; config line in Sources",
+			m:           spec.Machine{Host: "b1"},
+			user:        "Host b*\n  Port 1\nHost b1\n  Port 2\n",
+			check:       port(1),
 			wantSources: map[string]string{"port": filepath.Join(ssh, "config") + ":2"},
 		},
 		{
@@ -141,35 +146,20 @@ func TestResolve(t *testing.T) {
 			sshopts: "-F " + filepath.Join(c.home, "alt"),
 			user:    "Port 9\n",
 			sys:     "Port 8\n",
-			check: func(s *Settings) string {
-				if s.Port != 7 {
-					return "wrong port"
-				}
-				return ""
-			},
+			check:   port(7),
 		},
 		{
-			name: "Match host, user, localuser, negation",
-			m:    spec.Machine{Host: "b1", User: "bob"},
-			user: "Match host a*,!b2 user bob\n  Port 1\nMatch host b* !user bob\n  Port 2\nMatch originalhost b? localuser *\n  Port 3\n",
-			check: func(s *Settings) string {
-				if s.Port != 3 {
-					return "wrong port"
-				}
-				return ""
-			},
+			name:  "Match host, user, localuser, negation",
+			m:     spec.Machine{Host: "b1", User: "bob"},
+			user:  "Match host a*,!b2 user bob\n  Port 1\nMatch host b* !user bob\n  Port 2\nMatch originalhost b? localuser *\n  Port 3\n",
+			check: port(3),
 		},
 		{
 			name:     "Match exec is not evaluated and says so",
 			m:        spec.Machine{Host: "b1"},
 			user:     "Match exec \"true\"\n  Port 1\nHost b1\n  Port 2\n",
 			wantNote: "Match exec \"true\" not evaluated",
-			check: func(s *Settings) string {
-				if s.Port != 2 {
-					return "wrong port"
-				}
-				return ""
-			},
+			check:    port(2),
 		},
 		{
 			name:     "StrictHostKeyChecking no is ignored",

@@ -8,6 +8,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/offload-nix/offload/pkg/wire"
 )
 
 // BuildOptions are the settings sent with a remote build (Nix 2.8
@@ -108,10 +110,38 @@ type BuiltOutput struct {
 	Realisation string
 }
 
-// ParseBuiltOutput makes a BuiltOutput of the DrvOutput id and the
+// ReadBuiltOutputs reads the built outputs at the end of a BuildResult,
+// which both store protocols send alike (serve 2.6 and worker 1.28 and
+// later): a count of at most maxList, then each output's DrvOutput id, of
+// at most maxID bytes, and its realisation as JSON, of at most maxJSON.
+func ReadBuiltOutputs(d *wire.Decoder, maxList, maxID, maxJSON uint64) ([]BuiltOutput, error) {
+	n, err := d.Count("built outputs", maxList)
+	if err != nil {
+		return nil, wire.NoEOF(err)
+	}
+	var outs []BuiltOutput
+	for range n {
+		id, err := d.String("output id", maxID)
+		if err != nil {
+			return outs, wire.NoEOF(err)
+		}
+		rj, err := d.String("realisation", maxJSON)
+		if err != nil {
+			return outs, wire.NoEOF(err)
+		}
+		out, err := parseBuiltOutput(id, rj)
+		if err != nil {
+			return outs, err
+		}
+		outs = append(outs, out)
+	}
+	return outs, nil
+}
+
+// parseBuiltOutput makes a BuiltOutput of the DrvOutput id and the
 // realisation JSON a builder sent for it. Only a malformed id is an error;
 // a realisation that does not parse leaves OutPath empty.
-func ParseBuiltOutput(id, realisation string) (BuiltOutput, error) {
+func parseBuiltOutput(id, realisation string) (BuiltOutput, error) {
 	bang := strings.LastIndexByte(id, '!')
 	if bang < 0 {
 		return BuiltOutput{}, fmt.Errorf("invalid derivation output id %q", id)

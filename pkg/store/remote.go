@@ -4,12 +4,55 @@ package store
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"syscall"
+
+	"github.com/offload-nix/offload/pkg/wire"
 )
+
+// Hello is how a client of a store protocol opens its stream; the serve
+// and worker protocols differ only in the numbers (Nix 2.8
+// legacy-ssh-store.cc openConnection and remote-store.cc initConnection;
+// current serve-protocol-connection.cc and worker-protocol-connection.cc,
+// BasicClientConnection::handshake).
+type Hello struct {
+	// Magic1 is the client's magic number, Magic2 the server's answer.
+	Magic1, Magic2 uint64
+	// Version is the protocol version the client claims.
+	Version uint64
+	// Prefix starts error messages ("serve: builder: "), and Program
+	// names what should answer ("nix-store --serve").
+	Prefix, Program string
+}
+
+// Exchange sends the magic number and the version in one write, as Nix
+// clients send them, then reads the server's magic number and returns the
+// version word that follows it. A failure of the stream is returned
+// through ioErr; bytes other than the magic number as a ShellNoiseError.
+func (h Hello) Exchange(br *bufio.Reader, w *wire.Writer, ioErr func(error) error) (uint64, error) {
+	w.Uint64(h.Magic1)
+	w.Uint64(h.Version)
+	if err := w.Flush(); err != nil {
+		return 0, ioErr(err)
+	}
+	var first [8]byte
+	n, err := io.ReadFull(br, first[:])
+	if n == 0 && err != nil {
+		return 0, ioErr(err)
+	}
+	if n < len(first) || binary.LittleEndian.Uint64(first[:]) != h.Magic2 {
+		return 0, ShellNoiseError(h.Prefix, h.Program, first[:n], br)
+	}
+	v, err := wire.NewReader(br).Uint64()
+	if err != nil {
+		return 0, ioErr(wire.NoEOF(err))
+	}
+	return v, nil
+}
 
 // ShellNoiseError explains the classic breakage of a remote store: something
 // on the remote (a shell startup file, usually) printed to stdout before
@@ -33,11 +76,15 @@ func ShellNoiseError(prefix, program string, first []byte, br *bufio.Reader) err
 		prefix, got, program)
 }
 
-// TransportError wraps err, a failure of the stream under what (an
-// operation and maybe a path), with prefix before it. An end of stream is
+// TransportError wraps err, a failure of the stream during operation op
+// (on path, if not empty), with prefix before it. An end of stream is
 // said to be the remote closing the connection. stderr, if set, returns the
 // last lines the remote printed on its stderr, which are attached.
-func TransportError(prefix, what string, err error, stderr func() string) error {
+func TransportError(prefix, op, path string, err error, stderr func() string) error {
+	what := op
+	if path != "" {
+		what += " " + path
+	}
 	tail := ""
 	if stderr != nil {
 		if s := strings.TrimSpace(stderr()); s != "" {
@@ -55,4 +102,33 @@ func TransportError(prefix, what string, err error, stderr func() string) error 
 // "major.minor".
 func VersionString(v uint64) string {
 	return fmt.Sprintf("%d.%d", v>>8, v&0xff)
+}
+
+// StripANSI removes terminal escape sequences from s: Nix colours the
+// names in its messages (ANSI_MAGENTA … ANSI_NORMAL, src/libutil/fmt.hh),
+// and the messages a remote store sends are shown as plain text.
+func StripANSI(s string) string {
+	if strings.IndexByte(s, 0x1b) < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != 0x1b {
+			b.WriteByte(s[i])
+			continue
+		}
+		// CSI: ESC [ parameters… final byte in 0x40–0x7e.
+		if i+1 < len(s) && s[i+1] == '[' {
+			j := i + 2
+			for j < len(s) && (s[j] < 0x40 || s[j] > 0x7e) {
+				j++
+			}
+			i = j
+			continue
+		}
+		// Any other escape: drop ESC and the byte after it.
+		i++
+	}
+	return b.String()
 }

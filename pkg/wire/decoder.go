@@ -66,7 +66,7 @@ func (d *Decoder) Bytes(what string, max uint64) ([]byte, error) {
 	}
 	b := (*d.scratch)[:n]
 	if _, err := io.ReadFull(d.r.Underlying(), b); err != nil {
-		return nil, noEOF(err)
+		return nil, NoEOF(err)
 	}
 	return b, d.r.Padding(n)
 }
@@ -104,15 +104,16 @@ func (d *Decoder) Strings(what string, maxN, maxLen uint64) ([]string, error) {
 	for range n {
 		s, err := d.String(what+" entry", maxLen)
 		if err != nil {
-			return nil, noEOF(err)
+			return nil, NoEOF(err)
 		}
 		out = append(out, s)
 	}
 	return out, nil
 }
 
-// noEOF turns an EOF in the middle of a value into io.ErrUnexpectedEOF.
-func noEOF(err error) error {
+// NoEOF turns an EOF in the middle of a value into io.ErrUnexpectedEOF:
+// an EOF is a clean end only before the first word of a message.
+func NoEOF(err error) error {
 	if err == io.EOF {
 		return io.ErrUnexpectedEOF
 	}

@@ -277,7 +277,7 @@ func CopyRaw(w io.Writer, r io.Reader, n uint64, buf []byte, progress func(done 
 			}
 		}
 		if err != nil {
-			return done, noEOF(err)
+			return done, NoEOF(err)
 		}
 	}
 	return done, nil

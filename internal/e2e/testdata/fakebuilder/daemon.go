@@ -4,7 +4,6 @@ package main
 
 import (
 	"bufio"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -32,15 +31,7 @@ const (
 func daemon(scenario, target string) error {
 	r := wire.NewReader(bufio.NewReader(os.Stdin))
 	w := wire.NewWriter(os.Stdout)
-	if m, err := r.Uint64(); err != nil || m != daemonMagic1 {
-		return fmt.Errorf("bad magic %#x: %v", m, err)
-	}
-	if _, err := r.Uint64(); err != nil {
-		return err
-	}
-	w.Uint64(daemonMagic2)
-	w.Uint64(daemonVersion)
-	if err := w.Flush(); err != nil {
+	if err := hello(r, w, daemonMagic1, daemonMagic2, daemonVersion); err != nil {
 		return err
 	}
 	for range 2 { // CPU affinity, reserveSpace
@@ -64,14 +55,8 @@ func daemon(scenario, target string) error {
 				return err
 			}
 			r.Bool() // substitute
-			valid := paths[:0]
-			for _, p := range paths {
-				if !strings.Contains(p, "-hostile-") {
-					valid = append(valid, p)
-				}
-			}
 			w.Uint64(stderrLast)
-			w.Strings(valid)
+			w.Strings(valid(paths))
 		case opAddTempRoot:
 			if _, err := r.String(); err != nil {
 				return err
@@ -95,10 +80,7 @@ func daemon(scenario, target string) error {
 			}
 			w.Uint64(stderrLast)
 		case opBuildDrv:
-			if _, err := r.String(); err != nil { // drvPath
-				return err
-			}
-			if err := readBasic(r); err != nil {
+			if err := readDrv(r); err != nil {
 				return err
 			}
 			if _, err := r.Uint64(); err != nil { // buildMode
@@ -118,13 +100,7 @@ func daemon(scenario, target string) error {
 				return hangUp(w)
 			}
 			w.Uint64(stderrLast)
-			w.Uint64(0) // Built
-			w.String("")
-			w.Uint64(1)   // timesBuilt
-			w.Bool(false) // isNonDeterministic
-			w.Uint64(0)   // startTime
-			w.Uint64(0)   // stopTime
-			w.Uint64(0)   // builtOutputs
+			built(w)
 		case opQueryPathInf:
 			p, err := r.String()
 			if err != nil {
@@ -163,18 +139,7 @@ func daemonPathInfo(w *wire.Writer, scenario, target, p string) {
 		w.Uint64(1 << 40) // references
 		return
 	}
-	nar := narFor(scenario, target, p)
-	sum := sha256.Sum256(nar)
-	size := uint64(len(nar))
-	refs := []string{}
-	switch scenario {
-	case "bad-hash":
-		sum = sha256.Sum256(append(nar, 'x'))
-	case "missing-ref":
-		refs = []string{sibling(p, "not-in-the-client-store")}
-	case "short-nar":
-		size += 4096
-	}
+	size, sum, refs := infoFor(scenario, target, p)
 	w.String("") // deriver
 	w.String(hex.EncodeToString(sum[:]))
 	w.Strings(refs)

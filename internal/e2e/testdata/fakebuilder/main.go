@@ -72,15 +72,7 @@ func main() {
 func serve(scenario, target string) error {
 	r := wire.NewReader(bufio.NewReader(os.Stdin))
 	w := wire.NewWriter(os.Stdout)
-	if m, err := r.Uint64(); err != nil || m != magic1 {
-		return fmt.Errorf("bad magic %#x: %v", m, err)
-	}
-	if _, err := r.Uint64(); err != nil {
-		return err
-	}
-	w.Uint64(magic2)
-	w.Uint64(version)
-	if err := w.Flush(); err != nil {
+	if err := hello(r, w, magic1, magic2, version); err != nil {
 		return err
 	}
 	for {
@@ -96,13 +88,7 @@ func serve(scenario, target string) error {
 			if err != nil {
 				return err
 			}
-			valid := paths[:0]
-			for _, p := range paths {
-				if !strings.Contains(p, "-hostile-") {
-					valid = append(valid, p)
-				}
-			}
-			w.Strings(valid)
+			w.Strings(valid(paths))
 		case 8: // BuildDerivation
 			if err := readBuild(r); err != nil {
 				return err
@@ -118,13 +104,7 @@ func serve(scenario, target string) error {
 			case "silent-build":
 				return hangUp(w)
 			}
-			w.Uint64(0) // Built
-			w.String("")
-			w.Uint64(1)   // timesBuilt
-			w.Bool(false) // isNonDeterministic
-			w.Uint64(0)   // startTime
-			w.Uint64(0)   // stopTime
-			w.Uint64(0)   // builtOutputs
+			built(w)
 		case 2: // QueryPathInfos
 			paths, err := r.Strings()
 			if err != nil {
@@ -176,10 +156,7 @@ func hangUp(w *wire.Writer) error {
 
 // readBuild reads a BuildDerivation request at protocol 2.7.
 func readBuild(r *wire.Reader) error {
-	if _, err := r.String(); err != nil { // drvPath
-		return err
-	}
-	if err := readBasic(r); err != nil {
+	if err := readDrv(r); err != nil {
 		return err
 	}
 	for range 4 { // maxSilentTime, buildTimeout, maxLogSize, nrRepeats
@@ -190,6 +167,15 @@ func readBuild(r *wire.Reader) error {
 	r.Bool()           // enforceDeterminism
 	_, err := r.Bool() // keepFailed
 	return err
+}
+
+// readDrv reads the derivation's path and the basic derivation that
+// begin BuildDerivation in both protocols.
+func readDrv(r *wire.Reader) error {
+	if _, err := r.String(); err != nil { // drvPath
+		return err
+	}
+	return readBasic(r)
 }
 
 // readBasic reads a basic derivation, as both protocols send it.
@@ -233,19 +219,9 @@ func pathInfos(w *wire.Writer, scenario, target string, paths []string) error {
 		return nil
 	}
 	for _, p := range paths {
-		nar := narFor(scenario, target, p)
-		sum := sha256.Sum256(nar)
-		size := uint64(len(nar))
-		refs := []string{}
-		switch scenario {
-		case "other-path":
+		size, sum, refs := infoFor(scenario, target, p)
+		if scenario == "other-path" {
 			p = sibling(p, "evil")
-		case "bad-hash":
-			sum = sha256.Sum256(append(nar, 'x'))
-		case "missing-ref":
-			refs = []string{sibling(p, "not-in-the-client-store")}
-		case "short-nar":
-			size += 4096
 		}
 		info(w, p, refs, size, sum)
 		if scenario == "extra-path" {
@@ -265,6 +241,62 @@ func info(w *wire.Writer, p string, refs []string, size uint64, sum [32]byte) {
 	w.String("sha256:" + hex.EncodeToString(sum[:]))
 	w.String("") // ca
 	w.Strings(nil)
+}
+
+// hello answers a client's handshake: its magic number and version, then
+// the server's.
+func hello(r *wire.Reader, w *wire.Writer, clientMagic, serverMagic, version uint64) error {
+	if m, err := r.Uint64(); err != nil || m != clientMagic {
+		return fmt.Errorf("bad magic %#x: %v", m, err)
+	}
+	if _, err := r.Uint64(); err != nil {
+		return err
+	}
+	w.Uint64(serverMagic)
+	w.Uint64(version)
+	return w.Flush()
+}
+
+// valid returns the paths that are valid here: all but the outputs to
+// build.
+func valid(paths []string) []string {
+	valid := paths[:0]
+	for _, p := range paths {
+		if !strings.Contains(p, "-hostile-") {
+			valid = append(valid, p)
+		}
+	}
+	return valid
+}
+
+// built writes a BuildResult with status Built, as both protocols send it
+// at the versions the fake builder speaks.
+func built(w *wire.Writer) {
+	w.Uint64(0) // Built
+	w.String("")
+	w.Uint64(1)   // timesBuilt
+	w.Bool(false) // isNonDeterministic
+	w.Uint64(0)   // startTime
+	w.Uint64(0)   // stopTime
+	w.Uint64(0)   // builtOutputs
+}
+
+// infoFor returns the narSize, NAR hash and references the scenario
+// claims for path p.
+func infoFor(scenario, target, p string) (size uint64, sum [32]byte, refs []string) {
+	nar := narFor(scenario, target, p)
+	sum = sha256.Sum256(nar)
+	size = uint64(len(nar))
+	refs = []string{}
+	switch scenario {
+	case "bad-hash":
+		sum = sha256.Sum256(append(nar, 'x'))
+	case "missing-ref":
+		refs = []string{sibling(p, "not-in-the-client-store")}
+	case "short-nar":
+		size += 4096
+	}
+	return size, sum, refs
 }
 
 // sibling returns a store path in p's store with another hash and name.
