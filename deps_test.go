@@ -78,13 +78,15 @@ var rules = map[string]rule{
 	"pkg/remoteload": {imports: []string{"pkg/pick"}, notStd: append([]string{"os"}, processes...)},
 	"pkg/ssh":        {imports: []string{"pkg/spec"}},
 	"pkg/mux":        {notStd: []string{"os/exec", "net/http"}},
+	// Compressed streams, given and returned.
+	"pkg/squash": {notStd: append([]string{"os"}, processes...)},
 	// One way to reach a builder (dial, handshake of either protocol, log
 	// tail, probes), and one assembly of pick's inputs: the hook and the
 	// commands share both, so what check and pick show is what the hook
 	// does.
 	"internal/builder": {imports: []string{
 		"pkg/daemon", "pkg/drv", "pkg/mux", "pkg/pick", "pkg/remoteload", "pkg/serve",
-		"pkg/slots", "pkg/spec", "pkg/ssh", "pkg/store", "pkg/wire",
+		"pkg/slots", "pkg/spec", "pkg/squash", "pkg/ssh", "pkg/store", "pkg/wire",
 	}, notStd: []string{"net", "net/http"}},
 	"internal/decide": {imports: []string{"pkg/config", "pkg/drv", "pkg/pick", "pkg/slots", "pkg/spec"}, notStd: processes},
 	// The hook wires the parts together; the commands wire the hook. The

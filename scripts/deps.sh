@@ -14,6 +14,7 @@ want qemu-user-static have qemu-aarch64-static
 want util-linux have unshare
 want iproute2 have ip            # the link-down test's network namespace
 want file have file               # the cross-build's static-binary check
+want zstd have zstd               # the test builders compress copies with it
 want make have make
 want git have git
 want debootstrap have debootstrap # the Debian unstable root with current Nix

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Cross-compiles the test binaries of the packages whose shared-memory code
-# must work on the boards offload runs on, and runs them under qemu-user:
+# (pkg/slots) or architecture-specific code (pkg/squash: zstd's decoder has
+# assembly for arm64 and none for riscv64) must work on the boards offload
+# runs on, and runs them under qemu-user:
 # linux/arm64, linux/riscv64 and linux/arm GOARM=6. The tests re-exec
 # themselves as child processes through OFFLOAD_TEST_EXEC_WRAPPER, so the
 # children run under the same interpreter.
@@ -12,7 +14,7 @@ cd "$(dirname "$0")/.."
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-pkgs="./pkg/slots"
+pkgs="./pkg/slots ./pkg/squash"
 
 for target in arm64:aarch64: riscv64:riscv64: arm:arm:6; do
 	goarch=${target%%:*}

@@ -94,6 +94,7 @@ type Conn struct {
 	version           uint64
 	trustKnown, trust bool
 	started           time.Time // when the store command started
+	side              sideStreams
 
 	client *ssh.Client
 	sess   *ssh.Session
@@ -125,9 +126,11 @@ func (c *Conn) Close() {
 	}
 }
 
-// End closes the store protocol's session without waiting: whatever
-// waits on the builder returns. Close still has to be called.
+// End closes the store protocol's session, and the commands beside it,
+// without waiting: whatever waits on the builder returns. Close still has
+// to be called.
 func (c *Conn) End() {
+	c.side.close()
 	switch {
 	case c.rs != nil:
 		c.rs.Close()
@@ -314,6 +317,9 @@ func (c *Conn) Start(ctx context.Context, argv []string) (*Stream, error) {
 			return err
 		}
 		return &Stream{rs.Stdin, rs.Stdout, rs.Stderr, func() { rs.Close() }, wait}, nil
+	}
+	if c.client == nil { // NewConn's
+		return nil, errors.New("builder: no connection to start a command on")
 	}
 	sess, err := c.client.Start(ctx, argv)
 	if err != nil {

@@ -4,9 +4,10 @@
 // (through pkg/ssh, or through the connection relay of pkg/mux), starts the
 // store protocol there (Nix's serve protocol for ssh://, pkg/serve; the
 // daemon protocol for ssh-ng://, pkg/daemon) within the connect timeout,
-// keeps the tail of the builder's stderr for error messages, and runs the
+// keeps the tail of the builder's stderr for error messages, runs the
 // fixed probes that ask the builder's Nix for its version, configuration,
-// real load and whether it trusts the SSH user.
+// real load and whether it trusts the SSH user, and copies NARs compressed
+// in sessions beside the store protocol ([Conn.Squashed]).
 //
 // The hook (internal/hook), `offload check` and `offload setup`
 // (internal/cli) all connect with [Dial], so a builder that check finds
@@ -21,7 +22,7 @@
 //	cmd/offload → internal/cli
 //	internal/cli → internal/hook (hook mode), internal/builder (check, setup), internal/decide (pick, machines, the slot file)
 //	internal/hook → internal/builder, internal/decide
-//	internal/builder → pkg/ssh, pkg/mux, pkg/serve, pkg/daemon, pkg/wire, pkg/store, pkg/drv, pkg/pick, pkg/remoteload, pkg/slots, pkg/spec
+//	internal/builder → pkg/ssh, pkg/mux, pkg/serve, pkg/daemon, pkg/squash, pkg/wire, pkg/store, pkg/drv, pkg/pick, pkg/remoteload, pkg/slots, pkg/spec
 //	internal/decide → pkg/pick, pkg/slots, pkg/config, pkg/drv, pkg/spec
 //
 // Settings reach the hook as pkg/config loads them (*config.Config), and

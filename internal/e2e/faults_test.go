@@ -103,7 +103,10 @@ func TestServeKilled(t *testing.T) {
 			t.Parallel()
 			b1 := startBuilder(t, "b1", builderOpts{})
 			c := newClient(t, b1)
-			c.Env = []string{"OFFLOAD_LOAD_AWARE=false", "OFFLOAD_UNHEALTHY_BACKOFF=5m"}
+			// Compressed copies come over a session of their own,
+			// beside nix-store --serve: off, so that the output comes
+			// over the one killed.
+			c.Env = []string{"OFFLOAD_LOAD_AWARE=false", "OFFLOAD_UNHEALTHY_BACKOFF=5m", "OFFLOAD_COMPRESS=off"}
 			builders := "ssh://b1 x86_64-linux"
 			var expr string
 			switch phase {

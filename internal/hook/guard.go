@@ -56,7 +56,7 @@ func (h *hook) guard(ctx context.Context, c *builder.Conn) builder.Remote {
 	if _, ok := c.Store.(*guarded); ok {
 		return c.Store
 	}
-	return &guarded{h: h, ctx: ctx, c: c, next: c.Store, end: c.End}
+	return &guarded{h: h, ctx: ctx, c: c, next: h.squashed(ctx, c), end: c.End}
 }
 
 // check marks the builder unhealthy when err says the connection broke.

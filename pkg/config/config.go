@@ -42,6 +42,14 @@ const (
 	EmulationAvoid   = "avoid"
 )
 
+// Values of compress: whether copies from builders are compressed
+// (internal/builder's Squashed).
+const (
+	CompressAuto = "auto"
+	CompressOn   = "on"
+	CompressOff  = "off"
+)
+
 // Setting describes one setting.
 type Setting struct {
 	Name    string // as in the file: "connect-timeout"
@@ -76,6 +84,8 @@ var registry = []Setting{
 	{Name: "emulation-failure-memory", Default: "168h", Doc: "how long a derivation name whose build failed under emulation, and then succeeded natively, goes to native builders first (0: not remembered)", parse: duration(0)},
 	{Name: "system-exec", Default: "", Doc: "how builders run systems where probing cannot tell: BUILDER/SYSTEM=native or =emulated, space-separated (BUILDER: name or URI)", parse: execList},
 	{Name: "fetch-on-builder", Default: "true", Doc: "an input the builder lacks that a fixed-output derivation makes (a source tarball, a checkout) is fetched by the builder when that costs less to upload than the input itself; false for builders without internet access", parse: boolean},
+	{Name: "compress", Default: CompressAuto, Doc: "compress copies to and from builders with zstd (or gzip): on, off, or auto (on until the data turns out incompressible); ?compress=true in the machine's URI, -C in NIX_SSHOPTS and Compression yes in ssh_config mean on", parse: oneOf(CompressAuto, CompressOn, CompressOff)},
+	{Name: "compress-level", Default: "3", Doc: "the level of compressed copies: 1 (fastest) to 19 (smallest); zstd's levels, gzip's up to 9", parse: wholeNumber(1, 19)},
 	{Name: "stall-timeout", Default: "10m", Doc: "how long a builder may send and take no byte while offload waits on it (a copy, a query; a build: after max-silent-time) before the connection is closed and the builder marked unhealthy", parse: duration(1)},
 
 	// Real load of shared builders (docs/choosing-builders.md). The
@@ -184,6 +194,20 @@ func oneOf(choices ...string) func(string) (any, error) {
 			}
 		}
 		return nil, fmt.Errorf("must be one of %s", strings.Join(choices, ", "))
+	}
+}
+
+// wholeNumber accepts whole numbers from lo to hi.
+func wholeNumber(lo, hi int) func(string) (any, error) {
+	return func(s string) (any, error) {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return nil, errors.New("not a whole number")
+		}
+		if n < lo || n > hi {
+			return nil, fmt.Errorf("must be from %d to %d", lo, hi)
+		}
+		return n, nil
 	}
 }
 
@@ -394,6 +418,9 @@ func (c *Config) Bool(name string) bool { return c.get(name).(bool) }
 
 // Size returns a size setting in bytes by name (panics like Duration).
 func (c *Config) Size(name string) int64 { return c.get(name).(int64) }
+
+// Int returns a whole-number setting.
+func (c *Config) Int(name string) int { return c.get(name).(int) }
 
 // LoadAware is load-aware.
 func (c *Config) LoadAware() bool { return c.Bool("load-aware") }

@@ -114,6 +114,11 @@ type Settings struct {
 	// PinnedHostKey is the machines file's host key; when set it is the
 	// only key accepted, and known_hosts files are not read.
 	PinnedHostKey gossh.PublicKey
+	// Compression is set by -C in NIX_SSHOPTS, Compression yes in
+	// ssh_config and ?compress=true in the machine's URI. x/crypto/ssh
+	// has no compression: it asks for internal/builder's compressed
+	// copies instead, at compress-level.
+	Compression bool
 
 	// Sources maps a lowercase ssh_config keyword ("hostname", "port",
 	// …, and "pinnedhostkey") to where its value came from, e.g.
@@ -135,13 +140,13 @@ var optionNames = []string{
 	"userknownhostsfile", "globalknownhostsfile", "hostkeyalias",
 	"stricthostkeychecking", "hashknownhosts", "connecttimeout",
 	"serveraliveinterval", "serveralivecountmax", "proxyjump", "proxycommand",
+	"compression",
 }
 
 // ignoredOptions are keywords that offload accepts on the command line
 // but does not act on, with the reason given in Explain.
 var ignoredOptions = map[string]string{
 	"batchmode":              "offload never prompts",
-	"compression":            "golang.org/x/crypto/ssh has no compression",
 	"forwardagent":           "offload never forwards the agent",
 	"forwardx11":             "offload never forwards X11",
 	"controlmaster":          "offload keeps its own connection",
@@ -216,7 +221,7 @@ func Resolve(m spec.Machine, o Options) (*Settings, error) {
 		cmd.add("port", strconv.Itoa(m.Port), "machine URI")
 	}
 	if m.Params["compress"] == "true" {
-		s.Notes = append(s.Notes, "?compress=true ignored: golang.org/x/crypto/ssh has no compression")
+		cmd.add("compression", "yes", "machine URI (compress=true)")
 	}
 
 	layers := []*layer{&cmd}
@@ -296,6 +301,9 @@ func Resolve(m spec.Machine, o Options) (*Settings, error) {
 
 	if s.IdentitiesOnly, err = yesNo(get("identitiesonly", "no")); err != nil {
 		return nil, fmt.Errorf("ssh: IdentitiesOnly (%s): %w", s.Sources["identitiesonly"], err)
+	}
+	if s.Compression, err = yesNo(get("compression", "no")); err != nil {
+		return nil, fmt.Errorf("ssh: Compression (%s): %w", s.Sources["compression"], err)
 	}
 	if s.HashKnownHosts, err = yesNo(get("hashknownhosts", "no")); err != nil {
 		return nil, fmt.Errorf("ssh: HashKnownHosts (%s): %w", s.Sources["hashknownhosts"], err)
@@ -610,7 +618,7 @@ func parseArgs(words []string, l *layer, s *Settings) (configFile string, err er
 			if !strings.ContainsRune(withArg, rune(c)) {
 				switch c {
 				case 'C':
-					s.Notes = append(s.Notes, "NIX_SSHOPTS -C ignored: golang.org/x/crypto/ssh has no compression")
+					l.add("compression", "yes", "NIX_SSHOPTS -C")
 				case '4', '6', 'A', 'a', 'f', 'G', 'g', 'K', 'k', 'M', 'N', 'n', 'q', 's', 'T', 't', 'V', 'v', 'X', 'x', 'Y', 'y':
 					if c != 'x' && c != 'a' && c != 'q' && c != 'v' && c != 'T' {
 						s.Notes = append(s.Notes, fmt.Sprintf("NIX_SSHOPTS -%c ignored", c))
@@ -730,6 +738,9 @@ func (s *Settings) Explain(w io.Writer) error {
 	line("ConnectTimeout", s.ConnectTimeout.String())
 	line("ServerAliveInterval", s.ServerAliveInterval.String())
 	line("ServerAliveCountMax", strconv.Itoa(s.ServerAliveCountMax))
+	if s.Compression {
+		line("Compression", "yes (copies compressed by the builder's zstd or gzip)")
+	}
 	if s.ProxyJump != "" {
 		line("ProxyJump", s.ProxyJump)
 	}

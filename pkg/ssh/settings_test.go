@@ -174,9 +174,29 @@ func TestResolve(t *testing.T) {
 			},
 		},
 		{
-			name:     "compress warns",
-			m:        spec.Machine{Host: "b1", Params: map[string]string{"compress": "true"}},
-			wantNote: "compress=true ignored",
+			name:        "compress=true asks for compression",
+			m:           spec.Machine{Host: "b1", Params: map[string]string{"compress": "true"}},
+			check:       compression(true),
+			wantSources: map[string]string{"compression": "machine URI (compress=true)"},
+		},
+		{
+			name:        "-C asks for compression",
+			m:           spec.Machine{Host: "b1"},
+			sshopts:     "-C",
+			check:       compression(true),
+			wantSources: map[string]string{"compression": "NIX_SSHOPTS -C"},
+		},
+		{
+			name:        "Compression yes in ssh_config",
+			m:           spec.Machine{Host: "b1"},
+			user:        "Host b1\n  Compression yes\n",
+			check:       compression(true),
+			wantSources: map[string]string{"compression": filepath.Join(ssh, "config") + ":2"},
+		},
+		{
+			name:  "no compression by default",
+			m:     spec.Machine{Host: "b1"},
+			check: compression(false),
 		},
 		{
 			name:    "ProxyJump from -J, ProxyCommand from config loses",
@@ -302,5 +322,14 @@ func TestExpectGreeting(t *testing.T) {
 	}
 	if err := ExpectGreeting("b1", strings.NewReader(""), magic); err == nil || errors.As(err, &ne) {
 		t.Errorf("empty output: %v, want a read error", err)
+	}
+}
+
+func compression(want bool) func(s *Settings) string {
+	return func(s *Settings) string {
+		if s.Compression != want {
+			return fmt.Sprintf("Compression = %v, want %v", s.Compression, want)
+		}
+		return ""
 	}
 }

@@ -1,0 +1,524 @@
+// SPDX-License-Identifier: MIT
+
+package builder
+
+// Rules for compressed copies from and to a builder:
+//   - The NAR reaches the caller exactly as the store protocol's
+//     DumpStorePath would write it: the caller (the local import) hashes
+//     it and checks it against the path info the store protocol gave, so
+//     nothing here is trusted more than the builder's own protocol.
+//   - A builder that cannot compress (no zstd or gzip, a shell that is not
+//     a POSIX one, a forced command that allows only Nix's own) gets the
+//     store protocol's copy, said once at debug level, never a failure.
+//     Once a compressed stream has started, a failure in it is the copy's
+//     failure: the bytes already given cannot be taken back.
+//   - The compressing command is fixed words: store paths and the store's
+//     URI (quoted as the store command's is) are the only other words.
+//   - Uploads go as an export stream into the builder's `nix-store
+//     --import`, which registers each path with the references and
+//     deriver the stream carries, the ones the store protocol would have
+//     sent. The stream carries no content address or signatures, so a
+//     batch with a content-addressed or signed path goes through the
+//     store protocol. Each NAR is hashed here as it
+//     goes and checked against its path info before its registration is
+//     sent: a local NAR that changed cannot become valid there. The
+//     builder's command says which decompressor it runs before anything
+//     is sent, so a builder that cannot gets the store protocol's copy
+//     with nothing lost.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/offload-nix/offload/pkg/squash"
+	"github.com/offload-nix/offload/pkg/ssh"
+	"github.com/offload-nix/offload/pkg/store"
+	"github.com/offload-nix/offload/pkg/wire"
+)
+
+// exportMagic ends a NAR in an export stream, before the path's
+// registration (Nix src/libstore/export-import.cc, exportPath: "NIXE").
+const exportMagic = 0x4558494e
+
+// SquashStats are what the compressed copies of a connection moved.
+type SquashStats struct {
+	// Method is how the last copy came (squash.None: uncompressed).
+	Method squash.Method
+	// Raw and Packed are the NAR bytes of the compressed copies from
+	// the builder and what crossed the link for them; SentRaw and
+	// SentPacked the same for uploads.
+	Raw, Packed         int64
+	SentRaw, SentPacked int64
+}
+
+// SquashOptions are how Squashed compresses.
+type SquashOptions struct {
+	// Level is the level (squash.Levels; 0: squash.DefaultLevel).
+	Level int
+	// Auto stops compressing once a copy (either way) of at least
+	// poorAfter bytes came out at more than poorRatio of its size: the
+	// data turned out incompressible, and compressing it costs the
+	// builder and the hook time for nothing.
+	Auto bool
+	// Logf takes what the compression did (at -v): each copy's sizes,
+	// and once why the builder's copies are not compressed. Nil: dropped.
+	Logf func(format string, args ...any)
+}
+
+// Under compress=auto, a copy of at least poorAfter bytes that compresses
+// to more than poorRatio of its size ends compression for the connection.
+const (
+	poorAfter = 1 << 20
+	poorRatio = 0.9
+)
+
+// squashed is a Remote whose DumpStorePath copies compressed.
+type squashed struct {
+	Remote
+	ctx  context.Context
+	c    *Conn
+	o    SquashOptions
+	logf func(format string, args ...any)
+
+	off   atomic.Bool
+	mu    sync.Mutex
+	stats SquashStats
+}
+
+// Squashed returns c.Store with DumpStorePath copying the NAR compressed:
+// `nix-store --export` piped into the builder's zstd, or its gzip where it
+// has no zstd, in a session of its own on c, decompressed here. Where the
+// builder cannot, DumpStorePath is c.Store's own, and o.Logf says why,
+// once. Stats reports the bytes.
+func (c *Conn) Squashed(ctx context.Context, o SquashOptions) Remote {
+	logf := o.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	return &squashed{Remote: c.Store, ctx: ctx, c: c, o: o, logf: logf}
+}
+
+// Stats reports what the compressed copies moved, for a Remote from
+// Squashed; ok is false for any other.
+func Stats(r Remote) (st SquashStats, ok bool) {
+	s, ok := r.(*squashed)
+	if !ok {
+		return SquashStats{}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats, true
+}
+
+func (s *squashed) DumpStorePath(p string, w io.Writer, narSize uint64) error {
+	if !s.off.Load() {
+		if err, ok := s.dump(p, w, narSize); ok {
+			return err
+		}
+		s.off.Store(true)
+	}
+	s.mu.Lock()
+	s.stats.Method = squash.None
+	s.mu.Unlock()
+	return s.Remote.DumpStorePath(p, w, narSize)
+}
+
+// dump copies p's NAR compressed into w. ok is false when the builder
+// could not start the compressed stream; then nothing was written.
+func (s *squashed) dump(p string, w io.Writer, narSize uint64) (err error, ok bool) {
+	sc, ok := s.start(squashCommand(s.c.Machine.Scheme == "ssh-ng", s.c.Machine.Params, p, s.o.Level), "from")
+	if !ok {
+		return nil, false
+	}
+	sc.st.Stdin.Close()
+	packed := &squash.Counter{R: sc.out}
+	zr, m, err := squash.NewReader(packed)
+	var head [8]byte
+	if err == nil {
+		// Nothing is written to w before the stream's first word: a
+		// nix-store that failed at once still leaves its compressor an
+		// empty stream to compress.
+		if _, err = io.ReadFull(zr, head[:]); err == nil && binary.LittleEndian.Uint64(head[:]) != 1 {
+			err = errors.New("not an export stream")
+		}
+		if err != nil {
+			zr.Close()
+			err = fmt.Errorf("%v: %w", m, err)
+		}
+	}
+	if err != nil {
+		s.refuse(sc, "from", err.Error())
+		return nil, false
+	}
+	defer zr.Close()
+	err = readExport(io.MultiReader(bytes.NewReader(head[:]), zr), p, w, narSize)
+	if err = s.end(sc, err); err != nil {
+		return fmt.Errorf("compressed copy of %s: %w", p, err), true
+	}
+	s.mu.Lock()
+	s.stats.Method = m
+	s.stats.Raw += int64(narSize)
+	s.stats.Packed += packed.N
+	s.mu.Unlock()
+	ratio := float64(packed.N) / float64(max(narSize, 1))
+	s.logf("copied %s from '%s' with %v: %d bytes for its %d (%.0f%%)", p, s.c.Machine.URI, m, packed.N, narSize, 100*ratio)
+	s.poor("from", int64(narSize), ratio)
+	return nil, true
+}
+
+// poor ends compression for the connection, under Auto, after a copy dir
+// ("from" or "to") the builder of raw bytes that compressed to ratio of
+// their size, when they were enough to tell and compressed poorly.
+func (s *squashed) poor(dir string, raw int64, ratio float64) {
+	if s.o.Auto && raw >= poorAfter && ratio > poorRatio {
+		s.logf("not compressing more copies to or from '%s': a copy %s it compressed only to %.0f%%", s.c.Machine.URI, dir, 100*ratio)
+		s.off.Store(true)
+	}
+}
+
+// sideCmd is a command started beside the store protocol for a compressed
+// copy, with its output and input followed for the stall watch.
+type sideCmd struct {
+	argv []string
+	st   *Stream
+	tail *Tail
+	out  io.Reader
+	in   io.Writer
+}
+
+// start starts argv for a copy dir ("from" or "to") the builder. It
+// returns false, said through Logf, when argv is nil (remote-program is
+// no nix-store) or the session would not start.
+func (s *squashed) start(argv []string, dir string) (*sideCmd, bool) {
+	if argv == nil {
+		s.logf("not compressing copies %s '%s': its remote-program is not a nix-store or nix-daemon", dir, s.c.Machine.URI)
+		return nil, false
+	}
+	st, err := s.c.Start(s.ctx, argv)
+	if err != nil {
+		s.logf("not compressing copies %s '%s': %v", dir, s.c.Machine.URI, err)
+		return nil, false
+	}
+	s.c.side.add(st)
+	sc := &sideCmd{argv: argv, st: st, tail: newTail(st.Stderr), out: st.Stdout, in: st.Stdin}
+	if s.c.Prog != nil {
+		sc.out, sc.in = s.c.Prog.Reader(sc.out), s.c.Prog.Writer(sc.in)
+	}
+	return sc, true
+}
+
+// refuse ends sc, which did not start a compressed stream, and says why:
+// the command's failure when it failed.
+func (s *squashed) refuse(sc *sideCmd, dir, why string) {
+	sc.st.Stdin.Close()
+	sc.st.Close()
+	if werr := s.wait(sc); werr != nil {
+		why = werr.Error() // it names the command
+	} else {
+		why = strings.Join(sc.argv, " ") + ": " + why
+	}
+	if msg := sc.tail.Last(); msg != "" {
+		why += ": " + firstLine(msg)
+	}
+	s.logf("not compressing copies %s '%s': %s", dir, s.c.Machine.URI, why)
+}
+
+// end waits for sc after a copy whose error is err, and returns the
+// copy's failure, or the command's.
+func (s *squashed) end(sc *sideCmd, err error) error {
+	if err != nil {
+		sc.st.Close()
+	}
+	werr := s.wait(sc)
+	if err == nil && werr != nil {
+		err = fmt.Errorf("%s: %w", strings.Join(sc.argv, " "), werr)
+	}
+	if err != nil {
+		if msg := sc.tail.Last(); msg != "" {
+			err = fmt.Errorf("%w (%s)", err, firstLine(msg))
+		}
+	}
+	return err
+}
+
+func (s *squashed) wait(sc *sideCmd) error {
+	err := sc.st.Wait()
+	sc.tail.Wait()
+	s.c.side.remove(sc.st)
+	return err
+}
+
+// readExport copies the NAR of a one-path export stream (Nix
+// src/libstore/export-import.cc, exportPath) from r into w, and reads the
+// rest to its end: the registration must name p, and nothing may follow.
+// The NAR is narSize bytes, as the store protocol said; a builder that
+// sent another is caught by the magic after it or by the caller's hash.
+func readExport(r io.Reader, p string, w io.Writer, narSize uint64) error {
+	wr := wire.NewReader(r)
+	if n, err := wr.Uint64(); err != nil || n != 1 {
+		return exportError("no path at its start", err)
+	}
+	if _, err := io.CopyN(w, r, int64(narSize)); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	if n, err := wr.Uint64(); err != nil || n != exportMagic {
+		return exportError("no NIXE after the NAR: its size is not the one the store protocol said", err)
+	}
+	got, err := wr.String()
+	if err != nil || got != p {
+		return exportError(fmt.Sprintf("it is of %q", got), err)
+	}
+	if _, err := wr.Strings(); err != nil { // references: the store protocol's count
+		return exportError("its references", err)
+	}
+	if _, err := wr.String(); err != nil { // deriver
+		return exportError("its deriver", err)
+	}
+	if sig, err := wr.Uint64(); err != nil || sig != 0 {
+		return exportError("a signature flag that is not 0", err)
+	}
+	if n, err := wr.Uint64(); err != nil || n != 0 {
+		return exportError("more than one path", err)
+	}
+	if n, err := io.Copy(io.Discard, r); err != nil || n != 0 {
+		return exportError(fmt.Sprintf("%d bytes after its end", n), err)
+	}
+	return nil
+}
+
+func exportError(what string, err error) error {
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("export stream: %w", err)
+	}
+	return fmt.Errorf("export stream: %s", what)
+}
+
+// AddToStoreNars uploads infos compressed into the builder's `nix-store
+// --import`, or as c.Store does when the builder cannot or a path has what
+// an export stream cannot carry.
+func (s *squashed) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
+	if !s.off.Load() && exportable(infos) {
+		if err, ok := s.upload(infos, open); ok {
+			return err
+		}
+		s.off.Store(true)
+	}
+	return s.Remote.AddToStoreNars(infos, open)
+}
+
+// exportable reports whether an export stream carries all of infos: none
+// is content-addressed or signed. A signature is what lets a builder's
+// daemon take a path from a user it does not trust.
+func exportable(infos []store.PathInfo) bool {
+	for i := range infos {
+		if infos[i].CA != "" || len(infos[i].Sigs) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// upload sends infos as one compressed export stream. ok is false when
+// the builder could not start decompressing; then nothing was opened.
+func (s *squashed) upload(infos []store.PathInfo, open func(i int) (io.Reader, error)) (err error, ok bool) {
+	if len(infos) == 0 {
+		return nil, true
+	}
+	digests := make([][32]byte, len(infos))
+	for i := range infos {
+		if digests[i], err = infos[i].NarDigest(); err != nil {
+			return fmt.Errorf("%s: %w", infos[i].Path, err), true
+		}
+	}
+	sc, ok := s.start(importCommand(s.c.Machine.Scheme == "ssh-ng", s.c.Machine.Params), "to")
+	if !ok {
+		return nil, false
+	}
+	// The first line names the decompressor; nothing is sent before.
+	br := bufio.NewReaderSize(sc.out, 64)
+	line, lerr := br.ReadSlice('\n')
+	m, merr := squash.ParseMethod(string(bytes.TrimSuffix(line, []byte("\n"))))
+	if lerr != nil || merr != nil || m == squash.None {
+		s.refuse(sc, "to", fmt.Sprintf("its first line was %q", line))
+		return nil, false
+	}
+	packed := &squash.Counter{W: sc.in}
+	err = writeExport(packed, m, s.o.Level, infos, digests, open)
+	if err == nil {
+		sc.st.Stdin.Close()
+		_, err = io.Copy(io.Discard, br) // the paths it imported
+	}
+	if err = s.end(sc, err); err != nil {
+		return fmt.Errorf("compressed copy: %w", err), true
+	}
+	var raw int64
+	for i := range infos {
+		raw += int64(infos[i].NarSize)
+	}
+	s.mu.Lock()
+	s.stats.SentRaw += raw
+	s.stats.SentPacked += packed.N
+	s.mu.Unlock()
+	ratio := float64(packed.N) / float64(max(raw, 1))
+	s.logf("copied %d paths to '%s' with %v: %d bytes for their %d (%.0f%%)", len(infos), s.c.Machine.URI, m, packed.N, raw, 100*ratio)
+	s.poor("to", raw, ratio)
+	return nil, true
+}
+
+// writeExport writes infos as an export stream (Nix
+// src/libstore/export-import.cc, exportPaths), compressed with m at
+// level, into w. Each NAR must hash to its digest before its
+// registration is written.
+func writeExport(w io.Writer, m squash.Method, level int, infos []store.PathInfo, digests [][32]byte, open func(i int) (io.Reader, error)) error {
+	zw, err := squash.NewWriter(w, m, level)
+	if err != nil {
+		return err
+	}
+	ww := wire.NewWriter(zw)
+	for i := range infos {
+		p := &infos[i]
+		r, err := open(i)
+		if err != nil {
+			return err
+		}
+		if err := ww.Uint64(1); err != nil {
+			return err
+		}
+		h := sha256.New()
+		if _, err := io.CopyN(rawWriter{ww}, io.TeeReader(r, h), int64(p.NarSize)); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = fmt.Errorf("%s: its NAR is shorter than its %d bytes", p.Path, p.NarSize)
+			}
+			return err
+		}
+		if [32]byte(h.Sum(nil)) != digests[i] {
+			return fmt.Errorf("%s: its NAR does not match its hash in the local store", p.Path)
+		}
+		for _, err := range []error{ww.Uint64(exportMagic), ww.String(p.Path), ww.Strings(p.References), ww.String(p.Deriver), ww.Uint64(0)} {
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if err := ww.Uint64(0); err != nil {
+		return err
+	}
+	if err := ww.Flush(); err != nil {
+		return err
+	}
+	return zw.Close()
+}
+
+type rawWriter struct{ w *wire.Writer }
+
+func (r rawWriter) Write(p []byte) (int, error) {
+	if err := r.w.Raw(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// importCommand is the shell line that says which of zstd and gzip the
+// builder has, on a line of its own, once nix-store is there and the
+// decompressor decompresses, and then imports an export stream compressed
+// with it: `z=zstd; command -v zstd >/dev/null || z=gzip; command -v $z
+// >/dev/null && command -v nix-store >/dev/null && $z -c </dev/null | $z
+// -dc && echo $z && $z -dc | nix-store [--store S] --import`. nix-store is
+// storeCommand's.
+func importCommand(ng bool, params map[string]string) []string {
+	nixStore := storeCommand(ng, params)
+	if nixStore == nil {
+		return nil
+	}
+	argv := []string{"z=zstd;", "command", "-v", "zstd", ">/dev/null", "||", "z=gzip;",
+		"command", "-v", "$z", ">/dev/null", "&&", "command", "-v", nixStore[0], ">/dev/null", "&&", "$z", "-c", "</dev/null", "|", "$z", "-dc", "&&",
+		"echo", "$z", "&&", "$z", "-dc", "|"}
+	return append(append(argv, nixStore...), "--import")
+}
+
+// storeCommand is the builder's nix-store with the store's URI: "nix-store",
+// or remote-program when it is a nix-store (ssh://), or the nix-store
+// beside remote-program's nix-daemon (ssh-ng://). A remote-program that is
+// anything else (a wrapper, more words) may take only what the store
+// protocol needs: nil.
+func storeCommand(ng bool, params map[string]string) []string {
+	argv := []string{"nix-store"}
+	if prog := params["remote-program"]; prog != "" {
+		f := strings.Fields(prog)
+		dir, base := path.Split(f[0])
+		want := "nix-store"
+		if ng {
+			want = "nix-daemon"
+		}
+		if len(f) > 1 || base != want {
+			return nil
+		}
+		argv = []string{dir + "nix-store"}
+	}
+	if st := params["remote-store"]; st != "" {
+		argv = append(argv, "--store", ssh.Quote(st))
+	}
+	return argv
+}
+
+// squashCommand is the shell line that writes p's export stream
+// compressed: `nix-store [--store S] --export p | { zstd … || gzip …; }`.
+// zstd not found leaves the input to gzip, unread. nix-store is
+// storeCommand's.
+func squashCommand(ng bool, params map[string]string, p string, level int) []string {
+	argv := storeCommand(ng, params)
+	if argv == nil {
+		return nil
+	}
+	argv = append(argv, "--export", p, "|", "{")
+	argv = append(argv, squash.Command(squash.Zstd, level)...)
+	argv = append(argv, "2>/dev/null", "||")
+	argv = append(argv, squash.Command(squash.Gzip, level)...)
+	return append(argv, ";", "}")
+}
+
+// sideStreams are the commands started beside the store protocol that
+// End closes with it, so that whatever waits on them returns too.
+type sideStreams struct {
+	mu sync.Mutex
+	m  map[*Stream]bool
+}
+
+func (s *sideStreams) add(st *Stream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[*Stream]bool{}
+	}
+	s.m[st] = true
+}
+
+func (s *sideStreams) remove(st *Stream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, st)
+}
+
+func (s *sideStreams) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for st := range s.m {
+		st.Close()
+	}
+}

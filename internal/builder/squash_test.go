@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: MIT
+
+package builder
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/offload-nix/offload/pkg/squash"
+	"github.com/offload-nix/offload/pkg/store"
+)
+
+const exportPath = "/nix/store/00000000000000000000000000000000-out"
+
+// export writes a one-path export stream of nar as path, the way
+// `nix-store --export` does (Nix src/libstore/export-import.cc).
+func export(nar []byte, path string, tail ...uint64) []byte {
+	var b bytes.Buffer
+	u64 := func(n uint64) { binary.Write(&b, binary.LittleEndian, n) }
+	str := func(s string) {
+		u64(uint64(len(s)))
+		b.WriteString(s)
+		b.Write(make([]byte, (8-len(s)%8)%8))
+	}
+	u64(1)
+	b.Write(nar)
+	u64(exportMagic)
+	str(path)
+	u64(1)
+	str("/nix/store/11111111111111111111111111111111-dep")
+	str("/nix/store/22222222222222222222222222222222-out.drv")
+	u64(0)
+	for _, n := range tail {
+		u64(n)
+	}
+	return b.Bytes()
+}
+
+func TestReadExport(t *testing.T) {
+	nar := bytes.Repeat([]byte("nar bytes"), 100)
+	good := export(nar, exportPath, 0)
+	tests := []struct {
+		name    string
+		in      []byte
+		size    uint64
+		wantErr string
+	}{
+		{"whole", good, uint64(len(nar)), ""},
+		{"empty", nil, uint64(len(nar)), "unexpected EOF"},
+		{"no_path", export(nil, exportPath, 0)[8:], 0, "no path at its start"},
+		{"cut_in_nar", good[:500], uint64(len(nar)), "unexpected EOF"},
+		{"cut_after_nar", good[:8+len(nar)+12], uint64(len(nar)), "unexpected EOF"},
+		{"cut_before_end", good[:len(good)-8], uint64(len(nar)), "unexpected EOF"},
+		{"longer_than_said", good, uint64(len(nar)) - 8, "no NIXE after the NAR"},
+		{"other_path", export(nar, exportPath+"2", 0), uint64(len(nar)), "it is of"},
+		{"two_paths", export(nar, exportPath, 1), uint64(len(nar)), "more than one path"},
+		{"trailing", append(bytes.Clone(good), 'x'), uint64(len(nar)), "1 bytes after its end"},
+	}
+	for _, tt := range tests {
+		var out bytes.Buffer
+		err := readExport(bytes.NewReader(tt.in), exportPath, &out, tt.size)
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("%s: readExport = %v", tt.name, err)
+		case tt.wantErr == "" && !bytes.Equal(out.Bytes(), nar):
+			t.Errorf("%s: readExport wrote %d bytes, want the %d of the NAR", tt.name, out.Len(), len(nar))
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("%s: readExport = %v, want an error with %q", tt.name, err, tt.wantErr)
+		}
+	}
+}
+
+func TestSquashCommand(t *testing.T) {
+	const tail = "--export " + exportPath + " | { zstd -q -c -3 2>/dev/null || gzip -c -3 ; }"
+	tests := []struct {
+		ng     bool
+		params map[string]string
+		want   string
+	}{
+		{false, nil, "nix-store " + tail},
+		{true, nil, "nix-store " + tail},
+		{false, map[string]string{"remote-program": "/opt/nix/bin/nix-store"}, "/opt/nix/bin/nix-store " + tail},
+		{true, map[string]string{"remote-program": "/opt/nix/bin/nix-daemon"}, "/opt/nix/bin/nix-store " + tail},
+		{true, map[string]string{"remote-program": "sudo nix-daemon"}, ""},
+		{false, map[string]string{"remote-program": "/tmp/fake-nix-store"}, ""},
+		{true, map[string]string{"remote-program": "/opt/nix/bin/nix-store"}, ""},
+		{false, map[string]string{"remote-store": "local?root=/x y"}, "nix-store --store 'local?root=/x y' " + tail},
+	}
+	for _, tt := range tests {
+		got := strings.Join(squashCommand(tt.ng, tt.params, exportPath, 3), " ")
+		if got != tt.want {
+			t.Errorf("squashCommand(%v, %v) = %q, want %q", tt.ng, tt.params, got, tt.want)
+		}
+	}
+	const head = "z=zstd; command -v zstd >/dev/null || z=gzip; command -v $z >/dev/null && command -v nix-store >/dev/null && $z -c </dev/null | $z -dc && echo $z && $z -dc | "
+	for params, want := range map[string]string{
+		"":                head + "nix-store --import",
+		"local?root=/x y": head + "nix-store --store 'local?root=/x y' --import",
+	} {
+		got := strings.Join(importCommand(true, map[string]string{"remote-store": params}), " ")
+		if got != want {
+			t.Errorf("importCommand(remote-store %q) = %q, want %q", params, got, want)
+		}
+	}
+}
+
+// writeExport's stream, decompressed, is what readExport reads (and
+// `nix-store --import` imports); a NAR that does not match its hash is
+// refused before its registration is written.
+func TestWriteExport(t *testing.T) {
+	nar := bytes.Repeat([]byte("nar bytes"), 1000)
+	info := store.PathInfo{Path: exportPath, NarSize: uint64(len(nar)),
+		References: []string{"/nix/store/11111111111111111111111111111111-dep"},
+		Deriver:    "/nix/store/22222222222222222222222222222222-out.drv"}
+	digest := sha256.Sum256(nar)
+	open := func(int) (io.Reader, error) { return bytes.NewReader(nar), nil }
+	for _, m := range []squash.Method{squash.Zstd, squash.Gzip} {
+		var z bytes.Buffer
+		if err := writeExport(&z, m, 3, []store.PathInfo{info}, [][32]byte{digest}, open); err != nil {
+			t.Fatalf("%v: writeExport = %v", m, err)
+		}
+		r, got, err := squash.NewReader(&z)
+		if err != nil || got != m {
+			t.Fatalf("%v: NewReader = %v, %v", m, got, err)
+		}
+		plain, _ := io.ReadAll(r)
+		if want := export(nar, exportPath, 0); !bytes.Equal(plain, want) {
+			t.Errorf("%v: the stream is\n%q\nwant\n%q", m, plain, want)
+		}
+	}
+	var z bytes.Buffer
+	bad := digest
+	bad[0] ^= 1
+	err := writeExport(&z, squash.Zstd, 3, []store.PathInfo{info}, [][32]byte{bad}, open)
+	if err == nil || !strings.Contains(err.Error(), "does not match its hash") {
+		t.Errorf("writeExport of a changed NAR = %v", err)
+	}
+}
+
+func TestExportable(t *testing.T) {
+	plain := store.PathInfo{Path: exportPath, References: []string{exportPath}, Deriver: "/nix/store/x.drv"}
+	signed, ca := plain, plain
+	signed.Sigs = []string{"cache.nixos.org-1:sig"}
+	ca.CA = "fixed:r:sha256:0000000000000000000000000000000000000000000000000000"
+	for _, tt := range []struct {
+		infos []store.PathInfo
+		want  bool
+	}{
+		{[]store.PathInfo{plain, plain}, true},
+		{[]store.PathInfo{plain, signed}, false},
+		{[]store.PathInfo{ca}, false},
+	} {
+		if got := exportable(tt.infos); got != tt.want {
+			t.Errorf("exportable(%+v) = %v, want %v", tt.infos, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,283 @@
+// SPDX-License-Identifier: MIT
+
+package e2e
+
+// Compressed copies back from the builder (internal/builder's Squashed):
+// the builder's zstd, its gzip where it has no zstd, none where it has
+// neither, and streams that the builder's zstd cut short or corrupted.
+// What the hook did shows at -v: "copied … with zstd", "not compressing
+// copies from …".
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// compressibleOut writes about 700 KB of text lines as $out.
+const compressibleOut = `i=0; while [ $i -lt 20000 ]; do echo "line $i of an output that compresses well"; i=$((i+1)); done > $out`
+
+// fakeTools writes the given scripts into a new directory and returns a
+// PATH line for a builder's sessions that finds them first.
+func fakeTools(t *testing.T, scripts map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range scripts {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return "PATH=" + dir + ":/usr/local/bin:/usr/bin:/bin"
+}
+
+// toolsWithout returns a PATH line for a builder's sessions that finds
+// Nix's commands and the usual tools there but none of missing.
+func toolsWithout(t *testing.T, missing ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range []string{"nix", "nix-store", "nix-daemon", "zstd", "gzip", "cat", "head", "mktemp", "dd", "wc", "rm"} {
+		if slices.Contains(missing, name) {
+			continue
+		}
+		if err := os.Symlink(filepath.Join("/usr/bin", name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return "PATH=" + dir
+}
+
+// checkOut fails unless r is a successful build of compressibleOut,
+// valid in c's store with the right contents.
+func checkOut(t *testing.T, c *client, r result) {
+	t.Helper()
+	if r.Code != 0 {
+		t.Fatalf("nix-build exit %d\n%s", r.Code, r.Stderr)
+	}
+	got := c.run(defaultTimeout, "tail", "-n", "1", r.Out).Out
+	if got != "line 19999 of an output that compresses well" {
+		t.Errorf("the output's last line = %q", got)
+	}
+	c.mustVerify()
+}
+
+// The builder's zstd (it logs its words): the output arrives whole, on
+// both protocols and both client Nixes, at compress-level, under
+// compress=on and the default, auto.
+func TestCompressedCopyBack(t *testing.T) {
+	requireEnv(t)
+	t.Parallel()
+	log := filepath.Join(t.TempDir(), "zstd.log")
+	b1 := startBuilder(t, "b1", builderOpts{Env: fakeTools(t, map[string]string{
+		"zstd": `echo "$@" >>` + log + `; exec /usr/bin/zstd "$@"`,
+	})})
+	// The group ends when its parallel cells have.
+	t.Run("group", func(t *testing.T) {
+		matrix(t, cells(nixes, protos, directOnly), func(t *testing.T, m cell) {
+			c := m.client(t, b1)
+			c.Env = []string{"OFFLOAD_COMPRESS=on", "OFFLOAD_COMPRESS_LEVEL=5"}
+			r := m.build(t, c, drv("squashed", "x86_64-linux", compressibleOut, salt()), m.machines(b1, "x86_64-linux"), "-v")
+			checkOut(t, c, r)
+			wantAll(t, "nix-build's stderr", r.Stderr, "with zstd: ", "'"+m.uri(b1)+"'")
+			if r.Out != "" && !strings.Contains(r.Stderr, "copied "+r.Out+" from") {
+				t.Errorf("nix-build's stderr does not say %s was copied compressed:\n%s", r.Out, r.Stderr)
+			}
+			// The default: auto, at compress-level (3).
+			c.Env = nil
+			r = m.build(t, c, drv("squashed-auto", "x86_64-linux", compressibleOut, salt()), m.machines(b1, "x86_64-linux"), "-v")
+			checkOut(t, c, r)
+			wantAll(t, "nix-build's stderr", r.Stderr, "with zstd: ")
+		})
+	})
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantAll(t, "the builder's zstd's words", string(b), "-q -c -5", "-q -c -3")
+}
+
+// Under auto, an output that does not compress ends compression for the
+// connection: the second output comes as is. -C in NIX_SSHOPTS asks for
+// compression whatever the data: both come compressed.
+func TestCompressedCopyBackIncompressible(t *testing.T) {
+	requireEnv(t)
+	t.Parallel()
+	b1 := startBuilder(t, "b1", builderOpts{})
+	c := newClient(t, b1)
+	noise := func() string {
+		return drv("noise", "x86_64-linux",
+			`/bin/dd if=/dev/urandom of=$out bs=1M count=2 2>/dev/null; /bin/dd if=/dev/urandom of=$b bs=1M count=2 2>/dev/null`,
+			salt()+` outputs = [ "out" "b" ];`)
+	}
+	for _, tt := range []struct {
+		sshopts    string
+		compressed int
+	}{{"", 1}, {"-C ", 2}} {
+		c.Env = []string{"NIX_SSHOPTS=" + tt.sshopts + "-F " + filepath.Join(c.Dir, "ssh_config")}
+		r := c.build(noise(), "ssh://b1 x86_64-linux", "-v")
+		if r.Code != 0 {
+			t.Fatalf("NIX_SSHOPTS %q: nix-build exit %d\n%s", tt.sshopts, r.Code, r.Stderr)
+		}
+		if n := strings.Count(r.Stderr, "with zstd: "); n != tt.compressed {
+			t.Errorf("NIX_SSHOPTS %q: %d outputs were copied compressed, want %d:\n%s", tt.sshopts, n, tt.compressed, r.Stderr)
+		}
+		if tt.compressed == 1 {
+			wantAll(t, "nix-build's stderr", r.Stderr, "not compressing more copies to or from 'ssh://b1'")
+		}
+	}
+	c.mustVerify()
+}
+
+// A builder without zstd: gzip, both ways. The unstable root (Nix 2.34)
+// has gzip and no zstd; the Nix 2.8 builder's zstd is a command not
+// found.
+func TestCompressedCopyBackGzip(t *testing.T) {
+	requireSid(t)
+	t.Parallel()
+	bs := []*builder{
+		startBuilder(t, "b28", builderOpts{Env: toolsWithout(t, "zstd")}),
+		startBuilder(t, "b234", builderOpts{Sid: true}),
+	}
+	dep := startBuilder(t, "dep", builderOpts{})
+	for _, b := range bs {
+		matrix(t, tagged(cells([]string{"2.34"}, protos, directOnly), func(cell) string { return b.Name }), func(t *testing.T, m cell) {
+			c := m.client(t, b, dep)
+			c.Env = []string{"OFFLOAD_COMPRESS=on"}
+			r := m.build(t, c, drv("gzipped", "x86_64-linux", compressibleOut, salt()), m.machines(b, "x86_64-linux"), "-v")
+			checkOut(t, c, r)
+			wantAll(t, "nix-build's stderr", r.Stderr, "with gzip: ")
+			uploadScenario(t, m, c, dep, b, "gzip")
+		})
+	}
+}
+
+// A builder with neither zstd nor gzip, and one whose sessions run only
+// Nix's own command (a forced command, as NixOS's nix.sshServe sets):
+// the copy comes uncompressed, said once at -v, and the build succeeds.
+func TestCompressedCopyBackUnavailable(t *testing.T) {
+	requireEnv(t)
+	t.Parallel()
+	none := startBuilder(t, "none", builderOpts{Env: toolsWithout(t, "zstd", "gzip")})
+	forced := startBuilder(t, "forced", builderOpts{})
+	session := filepath.Join(forced.Dir, "session")
+	b, err := os.ReadFile(session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Whatever the client asks for, the builder runs nix-store --serve
+	// --write (ssh://) or nix-daemon --stdio (ssh-ng://).
+	forcedScript := strings.Replace(string(b), `/bin/sh -c "$SSH_ORIGINAL_COMMAND"`,
+		`/bin/sh -c 'case "$SSH_ORIGINAL_COMMAND" in *nix-daemon*) exec nix-daemon --stdio ;; *) exec nix-store --serve --write ;; esac'`, 1)
+	if forcedScript == string(b) {
+		t.Fatalf("%s has no exec line to replace:\n%s", session, b)
+	}
+	writeFile(t, session, forcedScript)
+	for _, b := range []*builder{none, forced} {
+		matrix(t, tagged(cells([]string{"2.8"}, protos, directOnly), func(cell) string { return b.Name }), func(t *testing.T, m cell) {
+			c := m.client(t, b)
+			c.Env = []string{"OFFLOAD_COMPRESS=on"}
+			r := m.build(t, c, drv("plain", "x86_64-linux", compressibleOut, salt()), m.machines(b, "x86_64-linux"), "-v")
+			checkOut(t, c, r)
+			wantAll(t, "nix-build's stderr", r.Stderr, "not compressing copies from '"+m.uri(b)+"'")
+			if strings.Contains(r.Stderr, "copied "+r.Out) {
+				t.Errorf("nix-build's stderr says the output came compressed:\n%s", r.Stderr)
+			}
+		})
+	}
+}
+
+// A compressed stream cut short, or with a byte changed on the way, fails
+// the build cleanly: nothing of the output in the client's store, and the
+// slot free. One cut before its first word (the NAR's first block) has
+// given the local store nothing yet: the output comes uncompressed.
+func TestCompressedCopyBackBroken(t *testing.T) {
+	requireEnv(t)
+	t.Parallel()
+	const half = `f=$(mktemp); /usr/bin/zstd "$@" >"$f"; n=$(($(wc -c <"$f") / 2)); `
+	for _, tt := range []struct {
+		name, zstd, want string
+		ok               bool
+	}{
+		{"cut", half + `head -c $n "$f"; rm -f "$f"`, "unexpected EOF", false},
+		{"corrupt", half + `printf '\125\252' | dd of="$f" bs=1 seek=$n conv=notrunc 2>/dev/null; cat "$f"; rm -f "$f"`, "compressed copy of", false},
+		{"cut-early", `/usr/bin/zstd "$@" | head -c 200`, "not compressing copies from", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := startBuilder(t, "b1", builderOpts{Env: fakeTools(t, map[string]string{"zstd": tt.zstd})})
+			for _, proto := range protos {
+				c := newClient(t, b)
+				c.Env = []string{"OFFLOAD_COMPRESS=on"}
+				builders := proto + "://b1 x86_64-linux"
+				expr := drv("broken-"+tt.name, "x86_64-linux", compressibleOut, salt())
+				out := c.outPath(t, expr)
+				before := c.storeNames(t)
+				r := c.build(expr, builders, "-v")
+				if tt.ok {
+					checkOut(t, c, r)
+					wantAll(t, "nix-build's stderr", r.Stderr, tt.want)
+					continue
+				}
+				if r.Code == 0 {
+					t.Fatalf("%s: nix-build succeeded with a %s stream\n%s", proto, tt.name, r.Stderr)
+				}
+				wantAll(t, "nix-build's stderr", r.Stderr, "copying outputs of", tt.want)
+				noHookCrash(t, r.Stderr)
+				if v := c.nixStore("--check-validity", out); v.Code == 0 {
+					t.Errorf("%s: %s is valid after a %s stream", proto, out, tt.name)
+				}
+				// Nix's own lock file of the output may stay.
+				for _, n := range c.storeNames(t) {
+					if !slices.Contains(before, n) && n != filepath.Base(out)+".lock" {
+						t.Errorf("%s: the client's store gained %s", proto, n)
+					}
+				}
+				for _, s := range c.slotSnapshot(t, builders) {
+					if s.Busy != 0 {
+						t.Errorf("%s: %d slots of %s still held", proto, s.Busy, s.URI)
+					}
+				}
+				c.mustVerify()
+			}
+		})
+	}
+}
+
+// uploadScenario builds a derivation on dep, then one that needs its
+// output on b, which lacks it: the hook uploads it compressed (-v says
+// with what, want), and b registers it with the references and deriver
+// the client's store has.
+func uploadScenario(t *testing.T, m cell, c *client, dep, b *builder, want string) {
+	t.Helper()
+	u := unique()
+	depExpr := fmt.Sprintf(`derivation { name = "updep"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" %q ]; u = %q; }`, compressibleOut, u)
+	r := m.build(t, c, depExpr, m.machines(dep, "x86_64-linux"))
+	checkOut(t, c, r)
+	depOut := r.Out
+	top := fmt.Sprintf(`derivation { name = "uptop"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "/bin/cat ${%s} > $out" ]; u = %q; }`, depExpr, u)
+	r = m.build(t, c, top, m.machines(b, "x86_64-linux"), "-v")
+	checkOut(t, c, r)
+	wantAll(t, "nix-build's stderr", r.Stderr, "copied 1 paths to '"+m.uri(b)+"' with "+want)
+	for _, q := range []string{"--references", "--deriver"} {
+		local := c.nixStore("-q", q, depOut)
+		there, err := b.exec(t, "nix-store", "-q", q, depOut)
+		if err != nil || local.Code != 0 || strings.TrimSpace(there) != local.Out {
+			t.Errorf("nix-store -q %s %s: %q on %s (%v), %q on the client", q, depOut, there, b.Name, err, local.Out)
+		}
+	}
+}
+
+// Uploads go compressed too, with the builder's zstd, on both protocols
+// and both client Nixes.
+func TestCompressedUpload(t *testing.T) {
+	requireEnv(t)
+	t.Parallel()
+	dep := startBuilder(t, "dep", builderOpts{})
+	b1 := startBuilder(t, "b1", builderOpts{})
+	matrix(t, cells(nixes, protos, directOnly), func(t *testing.T, m cell) {
+		c := m.client(t, dep, b1)
+		uploadScenario(t, m, c, dep, b1, "zstd")
+	})
+}
