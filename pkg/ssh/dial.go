@@ -84,6 +84,7 @@ type Client struct {
 	closers  []io.Closer
 
 	done      chan struct{}
+	gone      chan struct{} // closed when the connection has ended
 	closeOnce sync.Once
 	mu        sync.Mutex
 	deadErr   error // why keepalive closed the connection
@@ -199,6 +200,11 @@ func dial(ctx context.Context, s *Settings, o *Options) (*Client, error) {
 		return nil, err
 	}
 	c.conn = gossh.NewClient(sc, chans, reqs)
+	c.gone = make(chan struct{})
+	go func() {
+		c.conn.Wait()
+		close(c.gone)
+	}()
 	if s.ServerAliveInterval > 0 {
 		c.done = make(chan struct{})
 		go c.keepalive(s.ServerAliveInterval, s.ServerAliveCountMax)
@@ -360,6 +366,25 @@ func (c *Client) keepalive(interval time.Duration, count int) {
 // Dead returns why keepalives closed the connection (an *Error of kind
 // Timeout), or nil while they have not.
 func (c *Client) Dead() error { return c.dead() }
+
+// Err says why the connection can start no more sessions: what Dead
+// says, or that it has closed (the server or the network ended it); nil
+// while it is open. It asks nothing of the server, so a connection that
+// died silently looks open until its keepalives say otherwise.
+func (c *Client) Err() error {
+	if d := c.dead(); d != nil {
+		return d
+	}
+	if c.gone == nil {
+		return nil
+	}
+	select {
+	case <-c.gone:
+		return &Error{Kind: Other, Host: c.settings.Host, Err: errors.New("connection closed")}
+	default:
+		return nil
+	}
+}
 
 // dead returns why keepalive closed the connection, or nil.
 func (c *Client) dead() error {
