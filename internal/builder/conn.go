@@ -39,8 +39,8 @@ type Options struct {
 	// SSH_AUTH_SOCK, HOME …); nil: os.Getenv.
 	Getenv func(string) string
 	// Logf takes warnings (a key file others can read, a relay that is
-	// not to be trusted); Debugf takes why the relay was not used. Nil:
-	// dropped.
+	// not to be trusted); Debugf takes why the relay was not used, one
+	// line per connection. Nil: dropped.
 	Logf, Debugf func(format string, args ...any)
 	// Relay is the connection relay's directory (RelayDir), "" to dial
 	// directly; Persist is how long a relay started for it stays idle.

@@ -15,8 +15,13 @@ package builder
 // Start checks both), and root's is never in a directory named by the
 // environment (su and sudo -E pass on another user's XDG_RUNTIME_DIR);
 // the relay inherits none of the hook's descriptors (stderr is Nix's
-// protocol, fd 4 the build log); and a connection error from it counts
-// against the builder like any other.
+// protocol, fd 4 and 5 the build log's pipe, which Nix leaves without
+// close-on-exec); a relay serves only hooks of its own binary (a hook of
+// another, say after an upgrade, makes it stop accepting); a connection
+// error from it counts against the builder like any other; and whatever
+// else goes wrong with the relay (none answers, it refuses on its own
+// account, or its session ends before the store protocol started) makes
+// the hook connect by itself at once, with one line of why at -v.
 
 import (
 	"context"
@@ -59,6 +64,21 @@ type relayTarget struct {
 	Machine spec.Machine
 	Env     map[string]string
 	Timeout time.Duration
+	// Binary is the hook's executable (binaryStamp): a relay of another
+	// one is stale.
+	Binary string
+}
+
+// binaryStamp identifies the running executable: its device, inode,
+// size and modification time (an upgrade replaces the file, and a
+// rebuilt one in place changes its time), read through /proc/self/exe,
+// which names the file even once it is replaced.
+func binaryStamp() string {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/self/exe", &st); err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%d:%d:%d:%d.%d", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec)
 }
 
 // RelayDir is the relay's directory for this user: rootRelayDir for
@@ -84,7 +104,7 @@ func relayTargetOf(m *spec.Machine, o *Options) string {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	t := relayTarget{Machine: *m, Env: map[string]string{}, Timeout: o.ConnectTimeout}
+	t := relayTarget{Machine: *m, Env: map[string]string{}, Timeout: o.ConnectTimeout, Binary: binaryStamp()}
 	for _, k := range sshEnv {
 		if v := getenv(k); v != "" {
 			t.Env[k] = v
@@ -113,15 +133,25 @@ func dialRelay(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 		return nil, err
 	}
 	if errors.Is(err, mux.ErrNoServer) {
-		if serr := startRelay(dir, o.Persist); serr != nil {
-			o.debugf("starting the connection relay: %v", serr)
-			return nil, err
+		exited, serr := startRelay(dir, o.Persist)
+		if serr != nil {
+			return nil, fmt.Errorf("%w (starting one: %v)", err, serr)
 		}
-		// The relay listens within milliseconds of starting.
+		// The relay listens within milliseconds of starting; one that
+		// exits at once found another in its place (stopping, or not
+		// yet listening), and the hook does not wait for that.
 		for i := 0; i < 100 && errors.Is(err, mux.ErrNoServer) && ctx.Err() == nil; i++ {
-			time.Sleep(5 * time.Millisecond)
+			select {
+			case <-exited:
+				return nil, fmt.Errorf("%w: the relay started exited: another holds %s", mux.ErrNoServer, dir)
+			case <-time.After(5 * time.Millisecond):
+			}
 			rs, err = mux.Start(ctx, sock, target, argv)
 		}
+	}
+	var me *mux.Error
+	if errors.As(err, &me) && me.Code == mux.CodeServer {
+		return nil, fmt.Errorf("%w: %v", mux.ErrNoServer, err)
 	}
 	if err != nil {
 		return nil, relayErr(m, err)
@@ -129,7 +159,10 @@ func dialRelay(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 	c := &Conn{Machine: m, rs: rs, relaySock: sock, target: target, Tail: newTail(rs.Stderr), started: started}
 	if err := c.handshake(m, timeout); err != nil {
 		c.Close()
-		return nil, &HandshakeError{Argv: argv, Err: err}
+		// Nothing is answered yet: a builder whose store command
+		// fails fails again directly, and a relay that lost the
+		// session costs no build.
+		return nil, fmt.Errorf("%w: the relayed session ended before its store protocol started: %v", mux.ErrNoServer, err)
 	}
 	c.HandshakeTime = time.Since(c.started)
 	return c, nil
@@ -154,27 +187,62 @@ type relayError struct {
 func (e *relayError) Error() string { return e.msg }
 
 // startRelay starts a relay process for dir, detached from the hook's
-// process group and session.
-func startRelay(dir string, persist time.Duration) error {
+// process group and session. exited is closed when it ends (at once when
+// another relay holds dir).
+func startRelay(dir string, persist time.Duration) (exited <-chan struct{}, err error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if strings.HasSuffix(exe, ".test") {
+	if strings.HasSuffix(exe, ".test") && testOnlyRelayExe == nil {
 		// A test binary calling Main in-process: it would run its
 		// tests again.
-		return errors.New("not from a test binary")
+		return nil, errors.New("not from a test binary")
 	}
 	cmd := exec.Command(exe)
 	cmd.Args = os.Args // argv[0] too: a multi-call binary dispatches on it
+	if testOnlyRelayExe != nil {
+		cmd = exec.Command(testOnlyRelayExe[0], testOnlyRelayExe[1:]...)
+	}
 	cmd.Env = append(os.Environ(), EnvRelay+"="+dir, envPersist+"="+persist.String())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = "/"
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%v: %w", cmd.Args, err)
+	if err := closeOnExec(); err != nil {
+		return nil, err
 	}
-	// Not waited for: it outlives the hook, and init reaps it.
-	return cmd.Process.Release()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%v: %w", cmd.Args, err)
+	}
+	// Waited for only to see it end early: it outlives the hook, and
+	// init reaps it then.
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
+	return done, nil
+}
+
+// testOnlyRelayExe, if set, is the command startRelay runs.
+var testOnlyRelayExe []string
+
+// closeOnExec marks every descriptor above stderr close-on-exec. Go's
+// exec passes on any descriptor without the flag, and Nix gives the hook
+// the build log's pipe as fds 4 and 5 without it: a relay holding them
+// would keep the pipe open for as long as it runs.
+func closeOnExec() error {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("listing descriptors: %w", err)
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 {
+			continue
+		}
+		syscall.CloseOnExec(fd) // the directory's own descriptor is gone by now: EBADF
+	}
+	return nil
 }
 
 // ServeRelay is the relay process: it serves hooks on dir's socket until
@@ -186,12 +254,26 @@ func ServeRelay(ctx context.Context, dir string, idle time.Duration) error {
 		return nil
 	}
 	defer lock.Close()
+	own := binaryStamp()
 	s := &mux.Server{
-		Dial: relayDial,
-		Idle: idle,
-		UID:  -1,
+		Dial:  relayDial,
+		Idle:  idle,
+		UID:   -1,
+		Check: func(target string) error { return checkTarget(target, own) },
 	}
 	return s.Serve(ctx, ln)
+}
+
+// checkTarget vets a hook's request against the relay's own binary.
+func checkTarget(target, own string) error {
+	var t relayTarget
+	if err := json.Unmarshal([]byte(target), &t); err != nil {
+		return fmt.Errorf("relay: bad target: %w", err)
+	}
+	if t.Binary != own {
+		return fmt.Errorf("relay: the hook runs another offload binary (%s, the relay %s): %w", t.Binary, own, mux.ErrStale)
+	}
+	return nil
 }
 
 func relayDial(ctx context.Context, target string) (mux.Remote, error) {
@@ -219,6 +301,7 @@ func (e codedErr) Unwrap() error   { return e.error }
 type sshRemote struct{ c *ssh.Client }
 
 func (r sshRemote) Close() error { return r.c.Close() }
+func (r sshRemote) Err() error   { return r.c.Err() }
 
 // copyBuf is the relay's copy buffer: large, so a NAR crosses the relay in
 // few reads and writes.

@@ -25,6 +25,7 @@ import (
 // user's shell would.
 type localRemote struct {
 	closed *atomic.Int32
+	err    *atomic.Value // an error: Err's answer
 }
 
 func (l localRemote) Run(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer, started func()) (Exit, error) {
@@ -45,6 +46,14 @@ func (l localRemote) Run(ctx context.Context, argv []string, stdin io.Reader, st
 	return Exit{}, err
 }
 
+func (l localRemote) Err() error {
+	if l.err == nil {
+		return nil
+	}
+	err, _ := l.err.Load().(error)
+	return err
+}
+
 func (l localRemote) Close() error {
 	l.closed.Add(1)
 	return nil
@@ -61,6 +70,8 @@ type testServer struct {
 	sock   string
 	dials  atomic.Int32
 	closed atomic.Int32
+	// err is the next Remote's Err answer, settable later.
+	err    atomic.Pointer[atomic.Value]
 	done   chan error
 	cancel context.CancelFunc
 }
@@ -82,7 +93,9 @@ func startServer(t *testing.T, idle time.Duration, uid int) *testServer {
 				return nil, codeErr{}
 			}
 			ts.dials.Add(1)
-			return localRemote{&ts.closed}, nil
+			v := new(atomic.Value)
+			ts.err.Store(v)
+			return localRemote{&ts.closed, v}, nil
 		},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -376,5 +389,82 @@ func TestOtherUsersServer(t *testing.T) {
 	}
 	if b, err := os.ReadFile(got); err == nil {
 		t.Fatalf("nobody's server got the request %q", b)
+	}
+}
+
+// TestIdleExitKeepsAccepted: a client accepted just as the Server decided
+// it was idle must still get its command run to its end. Before, the
+// Server's exit cancelled it, and the hook saw a refused or lost session
+// on a builder that was fine.
+func TestIdleExitKeepsAccepted(t *testing.T) {
+	const idle = 50 * time.Millisecond
+	var once atomic.Bool
+	testOnlyAccepted = func() {
+		if once.CompareAndSwap(false, true) {
+			time.Sleep(4 * idle) // the idle check closes the listener meanwhile
+		}
+	}
+	defer func() { testOnlyAccepted = nil }()
+	ts := startServer(t, idle, -1)
+	out, _, exit, err := run(t, ts.sock, "b1", "sleep 0.2; echo done", "")
+	if err != nil || out != "done\n" || exit != (Exit{}) {
+		t.Errorf("run while the server went idle = %q, %+v, %v; want done, exit 0", out, exit, err)
+	}
+	select {
+	case err := <-ts.done:
+		ts.done <- err
+	case <-time.After(5 * time.Second):
+		t.Fatal("server still running 5 s after its last session")
+	}
+}
+
+// TestDeadRemoteNotUsed: a warm connection that died while idle (its
+// keepalives went unanswered, or it closed) is dropped before a client
+// is handed it.
+func TestDeadRemoteNotUsed(t *testing.T) {
+	ts := startServer(t, time.Minute, -1)
+	if _, _, _, err := run(t, ts.sock, "b1", "true", ""); err != nil {
+		t.Fatal(err)
+	}
+	ts.err.Load().Store(error(errors.New("no answer to keepalives")))
+	out, _, exit, err := run(t, ts.sock, "b1", "echo ok", "")
+	if err != nil || out != "ok\n" || exit != (Exit{}) {
+		t.Errorf("run after the connection died = %q, %+v, %v; want ok, exit 0", out, exit, err)
+	}
+	if n := ts.dials.Load(); n != 2 {
+		t.Errorf("dialled %d times, want 2 (the dead connection replaced)", n)
+	}
+	if n := ts.closed.Load(); n != 1 {
+		t.Errorf("closed %d remotes, want the dead one", n)
+	}
+}
+
+// TestStale: a Server whose Check finds it stale refuses with CodeServer
+// (the client connects by itself) and stops accepting, so that the next
+// client starts a fresh one.
+func TestStale(t *testing.T) {
+	ts := startServer(t, time.Minute, -1)
+	ts.Check = func(target string) error {
+		if target == "new" {
+			return fmt.Errorf("relay binary changed: %w", ErrStale)
+		}
+		return nil
+	}
+	if _, _, _, err := run(t, ts.sock, "b1", "true", ""); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, err := run(t, ts.sock, "new", "true", "")
+	var me *Error
+	if !errors.As(err, &me) || me.Code != CodeServer {
+		t.Fatalf("run on a stale server = %v, want a refusal with CodeServer", err)
+	}
+	select {
+	case err := <-ts.done:
+		ts.done <- err
+	case <-time.After(5 * time.Second):
+		t.Fatal("stale server still running")
+	}
+	if _, _, _, err := run(t, ts.sock, "b1", "true", ""); !errors.Is(err, ErrNoServer) {
+		t.Errorf("run after the server stopped = %v, want ErrNoServer", err)
 	}
 }

@@ -4,7 +4,13 @@ package mux
 
 // Rules: every received descriptor is closed when its session ends; a
 // session whose client's socket closes has its remote command ended at
-// once; a remote whose connection broke is never used again.
+// once; a remote whose connection broke, or that says it cannot run
+// more commands (Remote.Err), is never used again; a Server that exits
+// because it is idle or stale stops accepting first and lets every
+// session it accepted run to its end (a client that connected has been
+// promised its command, and a cancelled one would look like a broken
+// builder); the Server's own refusals carry CodeServer, for the client to
+// connect by itself instead.
 
 import (
 	"context"
@@ -31,8 +37,22 @@ type Remote interface {
 	// command could not run or the connection broke: the Server then
 	// drops the Remote.
 	Run(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer, started func()) (Exit, error)
+	// Err says why the Remote cannot run more commands (its connection
+	// closed, or keepalives went unanswered), or nil. It must be cheap:
+	// it is asked before every command.
+	Err() error
 	Close() error
 }
+
+// CodeServer is the code of the Server's own refusals (a bad request, a
+// stale or stopping Server): nothing is known about the target then, and
+// the client should reach it by itself.
+const CodeServer = ^uint32(0)
+
+// ErrStale, wrapped in an error from Server.Check, makes the Server stop
+// accepting: it no longer serves its clients as they expect (its binary
+// or settings changed), and the next client starts a fresh one.
+var ErrStale = errors.New("mux: stale server")
 
 // Server relays commands to warm Remotes. Its zero value is not usable:
 // Dial must be set.
@@ -48,6 +68,10 @@ type Server struct {
 	MaxSessions int
 	// UID is the only user served (-1: the Server's own uid).
 	UID int
+	// Check, if not nil, vets each request's target before it is
+	// served: an error refuses it (CodeServer), and one wrapping
+	// ErrStale also stops the Server accepting.
+	Check func(target string) error
 	// Logf, if not nil, receives what went wrong. It must be safe for
 	// concurrent use.
 	Logf func(format string, args ...any)
@@ -56,7 +80,13 @@ type Server struct {
 	pool     map[string][]*warm
 	active   int
 	lastIdle time.Time
+	stop     func() // closes the listener
 }
+
+// testOnlyAccepted, if set, runs after a client is accepted and before it
+// counts as active: tests widen the window in which the Server may decide
+// it is idle.
+var testOnlyAccepted func()
 
 type warm struct {
 	r        Remote
@@ -77,19 +107,25 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 	if idle <= 0 {
 		idle = time.Minute
 	}
+	// stopped ends the accept loop; sessions already accepted run on
+	// with ctx (only the caller's cancel ends them).
+	stopped := make(chan struct{})
+	var once sync.Once
+	stop := func() { once.Do(func() { close(stopped); ln.Close() }) }
 	s.mu.Lock()
 	s.pool = make(map[string][]*warm)
 	s.lastIdle = time.Now()
+	s.stop = stop
 	s.mu.Unlock()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	go func() {
 		t := time.NewTicker(min(idle/4+time.Millisecond, time.Second))
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
-				ln.Close()
+				stop()
+				return
+			case <-stopped:
 				return
 			case <-t.C:
 			}
@@ -97,14 +133,14 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 			done := s.active == 0 && time.Since(s.lastIdle) >= idle
 			s.mu.Unlock()
 			if done {
-				ln.Close()
+				stop()
 				return
 			}
 		}
 	}()
 	var wg sync.WaitGroup
 	defer func() {
-		cancel()
+		stop()
 		wg.Wait()
 		s.mu.Lock()
 		for _, ws := range s.pool {
@@ -118,10 +154,18 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 	for {
 		c, err := ln.AcceptUnix()
 		if err != nil {
+			select {
+			case <-stopped:
+				return nil
+			default:
+			}
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return fmt.Errorf("mux: %w", err)
+		}
+		if testOnlyAccepted != nil {
+			testOnlyAccepted()
 		}
 		if !s.allowed(c) {
 			c.Close()
@@ -217,12 +261,20 @@ func (s *Server) handle(ctx context.Context, c *net.UnixConn) {
 		return
 	}
 	if ferr != nil || len(files) != 3 {
-		c.Write(reply(replyRefused, putString(binary.BigEndian.AppendUint32(nil, 0), "mux: a request needs three descriptors")))
+		c.Write(refusal(CodeServer, "mux: a request needs three descriptors"))
 		return
 	}
 	target, argv, err := decodeRequest(buf[4:n])
+	if err == nil && s.Check != nil {
+		if err = s.Check(target); errors.Is(err, ErrStale) {
+			s.logf("mux: %v; no longer accepting", err)
+			s.mu.Lock()
+			s.stop()
+			s.mu.Unlock()
+		}
+	}
 	if err != nil {
-		c.Write(reply(replyRefused, putString(binary.BigEndian.AppendUint32(nil, 0), err.Error())))
+		c.Write(refusal(CodeServer, err.Error()))
 		return
 	}
 
@@ -239,7 +291,7 @@ func (s *Server) handle(ctx context.Context, c *net.UnixConn) {
 	for attempt := 0; ; attempt++ {
 		w, err := s.take(sctx, target)
 		if err != nil {
-			c.Write(reply(replyRefused, putString(binary.BigEndian.AppendUint32(nil, CodeOf(err)), err.Error())))
+			c.Write(refusal(CodeOf(err), err.Error()))
 			return
 		}
 		started := false
@@ -258,8 +310,7 @@ func (s *Server) handle(ctx context.Context, c *net.UnixConn) {
 		}
 		kind := replyLost
 		if !started {
-			kind = replyRefused
-			c.Write(reply(kind, putString(binary.BigEndian.AppendUint32(nil, CodeOf(err)), err.Error())))
+			c.Write(refusal(CodeOf(err), err.Error()))
 			return
 		}
 		c.Write(reply(kind, putString(nil, err.Error())))
@@ -275,8 +326,19 @@ func (s *Server) handle(ctx context.Context, c *net.UnixConn) {
 	c.Write(reply(replyExit, putString(body, exit.Signal)))
 }
 
+// serverError is a refusal of the Server's own.
+type serverError string
+
+func (e serverError) Error() string   { return string(e) }
+func (e serverError) MuxCode() uint32 { return CodeServer }
+
+func refusal(code uint32, msg string) []byte {
+	return reply(replyRefused, putString(binary.BigEndian.AppendUint32(nil, code), msg))
+}
+
 // take returns a warm Remote for target with room for a session, dialling
-// a new one when none has.
+// a new one when none has. A Remote that says it cannot run more commands
+// is dropped on the way, so that no client is handed a dead connection.
 func (s *Server) take(ctx context.Context, target string) (*warm, error) {
 	maxS := s.MaxSessions
 	if maxS <= 0 {
@@ -284,11 +346,17 @@ func (s *Server) take(ctx context.Context, target string) (*warm, error) {
 	}
 	s.mu.Lock()
 	for _, w := range s.pool[target] {
-		if !w.dead && w.sessions < maxS {
-			w.sessions++
-			s.mu.Unlock()
-			return w, nil
+		if w.dead || w.sessions >= maxS {
+			continue
 		}
+		if err := w.r.Err(); err != nil {
+			s.logf("mux: %s: %v; not used again", target, err)
+			s.drop(target, w)
+			continue
+		}
+		w.sessions++
+		s.mu.Unlock()
+		return w, nil
 	}
 	s.mu.Unlock()
 	r, err := s.Dial(ctx, target)
@@ -300,7 +368,7 @@ func (s *Server) take(ctx context.Context, target string) (*warm, error) {
 	if s.pool == nil { // Serve has returned
 		s.mu.Unlock()
 		r.Close()
-		return nil, errors.New("mux: shutting down")
+		return nil, serverError("mux: shutting down")
 	}
 	s.pool[target] = append(s.pool[target], w)
 	s.mu.Unlock()
@@ -312,7 +380,14 @@ func (s *Server) give(target string, w *warm, broken bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w.sessions--
-	if !broken || w.dead {
+	if broken {
+		s.drop(target, w)
+	}
+}
+
+// drop takes w out of the pool and closes it, once; s.mu is held.
+func (s *Server) drop(target string, w *warm) {
+	if w.dead {
 		return
 	}
 	w.dead = true
