@@ -32,6 +32,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -260,6 +261,7 @@ func ServeRelay(ctx context.Context, dir string, idle time.Duration) error {
 		Idle:  idle,
 		UID:   -1,
 		Check: func(target string) error { return checkTarget(target, own) },
+		Ready: readyFor,
 	}
 	return s.Serve(ctx, ln)
 }
@@ -313,6 +315,12 @@ func (r sshRemote) Run(ctx context.Context, argv []string, stdin io.Reader, stdo
 		return mux.Exit{}, codedErr{err}
 	}
 	started()
+	return attach(ctx, sess, sess.Wait, stdin, stdout, stderr)
+}
+
+// attach copies between a running session and a hook's streams until the
+// session ends; wait returns how it ended.
+func attach(ctx context.Context, sess *ssh.Session, wait func() error, stdin io.Reader, stdout, stderr io.Writer) (mux.Exit, error) {
 	go func() {
 		io.CopyBuffer(sess.Stdin, stdin, make([]byte, copyBuf))
 		sess.Stdin.Close()
@@ -324,7 +332,7 @@ func (r sshRemote) Run(ctx context.Context, argv []string, stdin io.Reader, stdo
 	}()
 	io.CopyBuffer(stdout, sess.Stdout, make([]byte, copyBuf))
 	<-errDone
-	err = sess.Wait()
+	err := wait()
 	var ee *ssh.ExitError
 	switch {
 	case ctx.Err() != nil:
@@ -337,4 +345,72 @@ func (r sshRemote) Run(ctx context.Context, argv []string, stdin io.Reader, stdo
 		return mux.Exit{Code: ee.Code, Signal: ee.Signal}, nil
 	}
 	return mux.Exit{}, err
+}
+
+// readyStore is how many store commands (nix-store --serve --write) a
+// relay keeps started per builder: a hook is handed one at once, and
+// the builder's session and nix-store start (most of a connection's time
+// on a near builder) happen before the hook asks.
+const readyStore = 2
+
+// readyFor is the relay's mux.Server.Ready: store commands only.
+func readyFor(target string, argv []string) int {
+	var t relayTarget
+	if json.Unmarshal([]byte(target), &t) != nil || t.Machine.Scheme != "ssh" {
+		return 0
+	}
+	if slices.Equal(argv, ssh.RemoteCommand(t.Machine, false)) {
+		return readyStore
+	}
+	return 0
+}
+
+// StartAhead starts argv for a hook yet to come.
+func (r sshRemote) StartAhead(argv []string) (mux.Started, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sess, err := r.c.Start(ctx, argv)
+	if err != nil {
+		cancel()
+		return nil, codedErr{err}
+	}
+	a := &sshAhead{sess: sess, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		a.err = sess.Wait()
+		close(a.done)
+	}()
+	return a, nil
+}
+
+// sshAhead is a command started ahead on an SSH connection. Whether it
+// has ended is known without reading its output: its exit status comes
+// on the channel.
+type sshAhead struct {
+	sess   *ssh.Session
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error // how it ended, once done
+}
+
+func (a *sshAhead) Err() error {
+	select {
+	case <-a.done:
+		if a.err == nil {
+			return errors.New("exited")
+		}
+		return a.err
+	default:
+		return nil
+	}
+}
+
+func (a *sshAhead) Attach(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) (mux.Exit, error) {
+	defer context.AfterFunc(ctx, a.cancel)()
+	return attach(ctx, a.sess, func() error { <-a.done; return a.err }, stdin, stdout, stderr)
+}
+
+// Close ends the command without waiting: on a dead connection the
+// wait would be as long as the keepalives take.
+func (a *sshAhead) Close() error {
+	a.cancel()
+	return nil
 }

@@ -26,6 +26,7 @@ import (
 type localRemote struct {
 	closed *atomic.Int32
 	err    *atomic.Value // an error: Err's answer
+	ahead  *atomic.Int32 // commands started ahead
 }
 
 func (l localRemote) Run(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer, started func()) (Exit, error) {
@@ -70,13 +71,14 @@ type testServer struct {
 	sock   string
 	dials  atomic.Int32
 	closed atomic.Int32
+	ahead  atomic.Int32
 	// err is the next Remote's Err answer, settable later.
 	err    atomic.Pointer[atomic.Value]
 	done   chan error
 	cancel context.CancelFunc
 }
 
-func startServer(t *testing.T, idle time.Duration, uid int) *testServer {
+func startServer(t *testing.T, idle time.Duration, uid int, opts ...func(*Server)) *testServer {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "mux")
 	ln, lock, err := Listen(dir)
@@ -95,8 +97,11 @@ func startServer(t *testing.T, idle time.Duration, uid int) *testServer {
 			ts.dials.Add(1)
 			v := new(atomic.Value)
 			ts.err.Store(v)
-			return localRemote{&ts.closed, v}, nil
+			return localRemote{&ts.closed, v, &ts.ahead}, nil
 		},
+	}
+	for _, o := range opts {
+		o(ts.Server)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ts.cancel = cancel
@@ -443,13 +448,14 @@ func TestDeadRemoteNotUsed(t *testing.T) {
 // (the client connects by itself) and stops accepting, so that the next
 // client starts a fresh one.
 func TestStale(t *testing.T) {
-	ts := startServer(t, time.Minute, -1)
-	ts.Check = func(target string) error {
-		if target == "new" {
-			return fmt.Errorf("relay binary changed: %w", ErrStale)
+	ts := startServer(t, time.Minute, -1, func(s *Server) {
+		s.Check = func(target string) error {
+			if target == "new" {
+				return fmt.Errorf("relay binary changed: %w", ErrStale)
+			}
+			return nil
 		}
-		return nil
-	}
+	})
 	if _, _, _, err := run(t, ts.sock, "b1", "true", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -466,5 +472,136 @@ func TestStale(t *testing.T) {
 	}
 	if _, _, _, err := run(t, ts.sock, "b1", "true", ""); !errors.Is(err, ErrNoServer) {
 		t.Errorf("run after the server stopped = %v, want ErrNoServer", err)
+	}
+}
+
+// localAhead is a command started ahead by localRemote.
+type localAhead struct {
+	cmd            *exec.Cmd
+	stdin          io.WriteCloser
+	stdout, stderr io.ReadCloser
+	done           chan struct{}
+	state          *os.ProcessState
+}
+
+func (l localRemote) StartAhead(argv []string) (Started, error) {
+	cmd := exec.Command("/bin/sh", "-c", strings.Join(argv, " "))
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	errp, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	a := &localAhead{cmd: cmd, stdin: in, stdout: out, stderr: errp, done: make(chan struct{})}
+	go func() {
+		a.state, _ = cmd.Process.Wait()
+		close(a.done)
+	}()
+	if l.ahead != nil {
+		l.ahead.Add(1)
+	}
+	return a, nil
+}
+
+func (a *localAhead) Err() error {
+	select {
+	case <-a.done:
+		return fmt.Errorf("ended: %v", a.state)
+	default:
+		return nil
+	}
+}
+
+func (a *localAhead) Attach(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) (Exit, error) {
+	stop := context.AfterFunc(ctx, func() { a.cmd.Process.Kill() })
+	defer stop()
+	go func() {
+		io.Copy(a.stdin, stdin)
+		a.stdin.Close()
+	}()
+	errDone := make(chan struct{})
+	go func() { io.Copy(stderr, a.stderr); close(errDone) }()
+	io.Copy(stdout, a.stdout)
+	<-errDone
+	<-a.done
+	return Exit{Code: a.state.ExitCode()}, nil
+}
+
+func (a *localAhead) Close() error {
+	a.cmd.Process.Kill()
+	<-a.done
+	a.stdin.Close()
+	a.stdout.Close()
+	a.stderr.Close()
+	return nil
+}
+
+// waitReady waits until the Server holds n commands started ahead.
+func waitReady(t *testing.T, ts *testServer, n int) {
+	t.Helper()
+	for i := 0; ; i++ {
+		ts.mu.Lock()
+		got := 0
+		for _, as := range ts.ready {
+			got += len(as)
+		}
+		ts.mu.Unlock()
+		if got == n {
+			return
+		}
+		if i == 500 {
+			t.Fatalf("%d commands started ahead, want %d", got, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestReady: the Server keeps commands started ahead, hands each to one
+// client only, never hands out one that ended, and starts replacements.
+func TestReady(t *testing.T) {
+	ts := startServer(t, time.Minute, -1, func(s *Server) {
+		s.Ready = func(target string, argv []string) int {
+			if argv[0] == "cat" {
+				return 2
+			}
+			return 0
+		}
+	})
+	if out, _, _, err := run(t, ts.sock, "b1", "cat", "first\n"); err != nil || out != "first\n" {
+		t.Fatalf("first run = %q, %v", out, err)
+	}
+	waitReady(t, ts, 2)
+	if n := ts.ahead.Load(); n != 2 {
+		t.Fatalf("started %d ahead after the first client, want 2", n)
+	}
+
+	// One started ahead dies while waiting: nobody gets it.
+	ts.mu.Lock()
+	dead := ts.ready[readyKey("b1", []string{"cat"})][0].st.(*localAhead)
+	ts.mu.Unlock()
+	dead.cmd.Process.Kill()
+	<-dead.done
+
+	// Eight clients at once: each gets its own command.
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() {
+			in := fmt.Sprintf("client %d\n", i)
+			out, _, exit, err := run(t, ts.sock, "b1", "cat", in)
+			if err == nil && (out != in || exit != (Exit{})) {
+				err = fmt.Errorf("got %q, %+v; want %q, exit 0", out, exit, in)
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	waitReady(t, ts, 2)
+	// Sessions: 8 clients and 2 ahead, 8 to a connection: two dialled.
+	if n := ts.dials.Load(); n > 2 {
+		t.Errorf("dialled %d connections, want at most 2", n)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -41,6 +42,24 @@ type Remote interface {
 	// closed, or keepalives went unanswered), or nil. It must be cheap:
 	// it is asked before every command.
 	Err() error
+	Close() error
+}
+
+// Starter is a Remote that can start a command before a client asks for
+// it (Server.Ready).
+type Starter interface {
+	StartAhead(argv []string) (Started, error)
+}
+
+// Started is a command started ahead of its client.
+type Started interface {
+	// Err says why it can no longer be handed out (it ended), or nil.
+	// It must be cheap.
+	Err() error
+	// Attach gives it the client's streams and runs it to its end, as
+	// Remote.Run does once started.
+	Attach(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) (Exit, error)
+	// Close ends it, attached or not.
 	Close() error
 }
 
@@ -68,6 +87,12 @@ type Server struct {
 	MaxSessions int
 	// UID is the only user served (-1: the Server's own uid).
 	UID int
+	// Ready, if not nil, says how many commands argv for target the
+	// Server keeps started ahead (on Remotes that are Starters), once a
+	// client has asked for one: a client is handed one of them, and a
+	// replacement starts in the background. Each counts as a session on
+	// its Remote.
+	Ready func(target string, argv []string) int
 	// Check, if not nil, vets each request's target before it is
 	// served: an error refuses it (CodeServer), and one wrapping
 	// ErrStale also stops the Server accepting.
@@ -81,6 +106,20 @@ type Server struct {
 	active   int
 	lastIdle time.Time
 	stop     func() // closes the listener
+	ready    map[string][]*ahead
+	filling  map[string]int
+	dialing  map[string]chan struct{} // closed when the target's dial ends
+	bg       sync.WaitGroup           // refills
+}
+
+// ahead is a command started ahead on w.
+type ahead struct {
+	w  *warm
+	st Started
+}
+
+func readyKey(target string, argv []string) string {
+	return target + "\x00" + strings.Join(argv, "\x00")
 }
 
 // testOnlyAccepted, if set, runs after a client is accepted and before it
@@ -114,6 +153,8 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 	stop := func() { once.Do(func() { close(stopped); ln.Close() }) }
 	s.mu.Lock()
 	s.pool = make(map[string][]*warm)
+	s.ready = make(map[string][]*ahead)
+	s.filling = make(map[string]int)
 	s.lastIdle = time.Now()
 	s.stop = stop
 	s.mu.Unlock()
@@ -142,6 +183,15 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 	defer func() {
 		stop()
 		wg.Wait()
+		s.mu.Lock()
+		for _, as := range s.ready {
+			for _, a := range as {
+				a.st.Close()
+			}
+		}
+		s.ready = nil
+		s.mu.Unlock()
+		s.bg.Wait()
 		s.mu.Lock()
 		for _, ws := range s.pool {
 			for _, w := range ws {
@@ -287,6 +337,20 @@ func (s *Server) handle(ctx context.Context, c *net.UnixConn) {
 		cancel()
 	}()
 
+	key := readyKey(target, argv)
+	if a := s.takeReady(key, target); a != nil {
+		c.Write(reply(replyStarted, nil))
+		s.refill(ctx, target, argv)
+		exit, err := a.st.Attach(sctx, files[0], files[1], files[2])
+		a.st.Close()
+		s.give(target, a.w, err != nil)
+		if err != nil {
+			c.Write(reply(replyLost, putString(nil, err.Error())))
+			return
+		}
+		s.exited(c, files, exit)
+		return
+	}
 	var exit Exit
 	for attempt := 0; ; attempt++ {
 		w, err := s.take(sctx, target)
@@ -298,6 +362,7 @@ func (s *Server) handle(ctx context.Context, c *net.UnixConn) {
 		exit, err = w.r.Run(sctx, argv, files[0], files[1], files[2], func() {
 			started = true
 			c.Write(reply(replyStarted, nil))
+			s.refill(ctx, target, argv)
 		})
 		s.give(target, w, err != nil)
 		if err == nil {
@@ -316,14 +381,94 @@ func (s *Server) handle(ctx context.Context, c *net.UnixConn) {
 		c.Write(reply(kind, putString(nil, err.Error())))
 		return
 	}
-	// Close our copies first, so the client sees the ends of stdout and
-	// stderr before the exit status.
+	s.exited(c, files, exit)
+}
+
+// exited closes the session's descriptors and reports its exit: our
+// copies first, so the client sees the ends of stdout and stderr before
+// the exit status.
+func (s *Server) exited(c *net.UnixConn, files []*os.File, exit Exit) {
 	for _, f := range files {
 		f.Close()
 	}
-	files = nil
 	body := binary.BigEndian.AppendUint32(nil, uint32(int32(exit.Code)))
 	c.Write(reply(replyExit, putString(body, exit.Signal)))
+}
+
+// takeReady returns a command started ahead for key that is still
+// alive on a live Remote, or nil; dead ones are closed on the way.
+func (s *Server) takeReady(key, target string) *ahead {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.ready[key]) > 0 {
+		a := s.ready[key][0]
+		s.ready[key] = s.ready[key][1:]
+		err := a.st.Err()
+		if err == nil {
+			err = a.w.r.Err()
+			if err != nil {
+				s.drop(target, a.w)
+			}
+		}
+		if err == nil {
+			return a
+		}
+		s.logf("mux: %s: a command started ahead ended: %v", target, err)
+		a.st.Close()
+		a.w.sessions--
+	}
+	return nil
+}
+
+// refill starts commands ahead for target and argv in the background,
+// up to what s.Ready says.
+func (s *Server) refill(ctx context.Context, target string, argv []string) {
+	if s.Ready == nil {
+		return
+	}
+	n := s.Ready(target, argv)
+	key := readyKey(target, argv)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ready == nil {
+		return
+	}
+	for need := n - len(s.ready[key]) - s.filling[key]; need > 0; need-- {
+		s.filling[key]++
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			s.startAhead(ctx, target, argv, key)
+		}()
+	}
+}
+
+func (s *Server) startAhead(ctx context.Context, target string, argv []string, key string) {
+	var st Started
+	w, err := s.take(ctx, target)
+	if err == nil {
+		if sr, ok := w.r.(Starter); ok {
+			st, err = sr.StartAhead(argv)
+		} else {
+			err = errors.New("mux: cannot start commands ahead")
+		}
+		if err != nil {
+			s.give(target, w, false)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.filling[key]--
+	if err != nil {
+		s.logf("mux: %s: starting a command ahead: %v", target, err)
+		return
+	}
+	if s.ready == nil || ctx.Err() != nil { // Serve is ending
+		st.Close()
+		w.sessions--
+		return
+	}
+	s.ready[key] = append(s.ready[key], &ahead{w: w, st: st})
 }
 
 // serverError is a refusal of the Server's own.
@@ -344,27 +489,49 @@ func (s *Server) take(ctx context.Context, target string) (*warm, error) {
 	if maxS <= 0 {
 		maxS = 8
 	}
-	s.mu.Lock()
-	for _, w := range s.pool[target] {
-		if w.dead || w.sessions >= maxS {
-			continue
+	for {
+		s.mu.Lock()
+		for _, w := range s.pool[target] {
+			if w.dead || w.sessions >= maxS {
+				continue
+			}
+			if err := w.r.Err(); err != nil {
+				s.logf("mux: %s: %v; not used again", target, err)
+				s.drop(target, w)
+				continue
+			}
+			w.sessions++
+			s.mu.Unlock()
+			return w, nil
 		}
-		if err := w.r.Err(); err != nil {
-			s.logf("mux: %s: %v; not used again", target, err)
-			s.drop(target, w)
-			continue
+		// One dial per target at a time: sessions that find every
+		// connection full wait for it rather than each opening one.
+		ch := s.dialing[target]
+		if ch == nil {
+			break // with s.mu held
 		}
-		w.sessions++
 		s.mu.Unlock()
-		return w, nil
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
+	ch := make(chan struct{})
+	if s.dialing == nil {
+		s.dialing = make(map[string]chan struct{})
+	}
+	s.dialing[target] = ch
 	s.mu.Unlock()
 	r, err := s.Dial(ctx, target)
+	s.mu.Lock()
+	delete(s.dialing, target)
+	close(ch)
 	if err != nil {
+		s.mu.Unlock()
 		return nil, err
 	}
 	w := &warm{r: r, sessions: 1}
-	s.mu.Lock()
 	if s.pool == nil { // Serve has returned
 		s.mu.Unlock()
 		r.Close()
