@@ -262,8 +262,36 @@ func ServeRelay(ctx context.Context, dir string, idle time.Duration) error {
 		UID:   -1,
 		Check: func(target string) error { return checkTarget(target, own) },
 		Ready: readyFor,
+		Name:  targetName,
 	}
 	return s.Serve(ctx, ln)
+}
+
+// targetName names a target by its machine's URI.
+func targetName(target string) string {
+	var t relayTarget
+	if json.Unmarshal([]byte(target), &t) != nil {
+		return "?"
+	}
+	return t.Machine.URI
+}
+
+// RelayStatus returns what the relay in dir holds per builder; an error
+// wrapping mux.ErrNoServer when none runs.
+func RelayStatus(ctx context.Context, dir string) ([]mux.Status, error) {
+	return mux.Query(ctx, mux.SocketPath(dir))
+}
+
+// StopRelay makes the relay in dir stop accepting hooks: the sessions it
+// runs go on to their end, and it exits then.
+func StopRelay(ctx context.Context, dir string) error {
+	return mux.Stop(ctx, mux.SocketPath(dir))
+}
+
+// NoRelay says whether err, from RelayStatus or StopRelay, means that no
+// relay runs (rather than one that is not to be trusted, or failed).
+func NoRelay(err error) bool {
+	return errors.Is(err, mux.ErrNoServer) && !errors.Is(err, mux.ErrUntrusted)
 }
 
 // checkTarget vets a hook's request against the relay's own binary.

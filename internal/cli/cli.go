@@ -217,6 +217,7 @@ type CLI struct {
 	Undrain  undrainCmd  `cmd:"" help:"Send builds to a drained builder again."`
 	Setup    setupCmd    `cmd:"" help:"Check this machine's Nix set-up and say what to change."`
 	Config   configCmd   `cmd:"" help:"Show offload's settings and where each comes from."`
+	Relay    relayCmd    `cmd:"" help:"The connection relay: stop it."`
 	VersionC versionCmd  `cmd:"" name:"version" help:"Print the version."`
 }
 

@@ -40,6 +40,14 @@ const (
 	replyRefused byte = 'R' // u32 code, string: it could not start
 	replyExit    byte = 'X' // i32 code, string signal: it ended
 	replyLost    byte = 'L' // string: the connection broke while it ran
+	replyInfo    byte = 'I' // string: the answer to a control request
+)
+
+// Control requests have an empty target and one word, with no file
+// descriptors.
+const (
+	controlStatus = "status" // the answer: one line per target (Status)
+	controlStop   = "stop"   // stop accepting; sessions run to their end
 )
 
 // Exit is how a remote command ended: its exit code, or the signal that

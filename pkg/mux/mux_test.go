@@ -605,3 +605,33 @@ func TestReady(t *testing.T) {
 		t.Errorf("dialled %d connections, want at most 2", n)
 	}
 }
+
+// TestControl: Query reports what the Server holds, and Stop ends it.
+func TestControl(t *testing.T) {
+	ts := startServer(t, time.Minute, -1, func(s *Server) {
+		s.Ready = func(target string, argv []string) int { return 1 }
+		s.Name = func(target string) string { return "name of " + target }
+	})
+	if _, _, _, err := run(t, ts.sock, "b1", "cat", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, ts, 1)
+	ctx := context.Background()
+	got, err := Query(ctx, ts.sock)
+	want := []Status{{Target: "name of b1", Connections: 1, Sessions: 0, Ready: 1}}
+	if err != nil || len(got) != 1 || got[0] != want[0] {
+		t.Errorf("Query = %+v, %v; want %+v", got, err, want)
+	}
+	if err := Stop(ctx, ts.sock); err != nil {
+		t.Fatalf("Stop = %v", err)
+	}
+	select {
+	case err := <-ts.done:
+		ts.done <- err
+	case <-time.After(5 * time.Second):
+		t.Fatal("server still running after Stop")
+	}
+	if _, err := Query(ctx, ts.sock); !errors.Is(err, ErrNoServer) {
+		t.Errorf("Query after Stop = %v, want ErrNoServer", err)
+	}
+}

@@ -93,6 +93,8 @@ type Server struct {
 	// replacement starts in the background. Each counts as a session on
 	// its Remote.
 	Ready func(target string, argv []string) int
+	// Name, if not nil, names a target for Status (default: itself).
+	Name func(target string) string
 	// Check, if not nil, vets each request's target before it is
 	// served: an error refuses it (CodeServer), and one wrapping
 	// ErrStale also stops the Server accepting.
@@ -310,11 +312,15 @@ func (s *Server) handle(ctx context.Context, c *net.UnixConn) {
 	if err != nil || n < 4 || int(binary.BigEndian.Uint32(buf))+4 != n {
 		return
 	}
+	target, argv, err := decodeRequest(buf[4:n])
+	if err == nil && target == "" && len(argv) == 1 {
+		s.control(c, argv[0])
+		return
+	}
 	if ferr != nil || len(files) != 3 {
 		c.Write(refusal(CodeServer, "mux: a request needs three descriptors"))
 		return
 	}
-	target, argv, err := decodeRequest(buf[4:n])
 	if err == nil && s.Check != nil {
 		if err = s.Check(target); errors.Is(err, ErrStale) {
 			s.logf("mux: %v; no longer accepting", err)
@@ -382,6 +388,40 @@ func (s *Server) handle(ctx context.Context, c *net.UnixConn) {
 		return
 	}
 	s.exited(c, files, exit)
+}
+
+// control answers a control request.
+func (s *Server) control(c *net.UnixConn, what string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch what {
+	case controlStop:
+		s.logf("mux: stopping on request")
+		s.stop()
+		c.Write(reply(replyInfo, putString(nil, "")))
+	case controlStatus:
+		var b strings.Builder
+		for target, ws := range s.pool {
+			st := Status{Target: target}
+			if s.Name != nil {
+				st.Target = s.Name(target)
+			}
+			for _, w := range ws {
+				st.Connections++
+				st.Sessions += w.sessions
+			}
+			for key, as := range s.ready {
+				if strings.HasPrefix(key, target+"\x00") {
+					st.Ready += len(as)
+				}
+			}
+			st.Sessions -= st.Ready
+			fmt.Fprintf(&b, "%d %d %d %s\n", st.Connections, st.Sessions, st.Ready, st.Target)
+		}
+		c.Write(reply(replyInfo, putString(nil, b.String())))
+	default:
+		c.Write(refusal(CodeServer, fmt.Sprintf("mux: unknown control request %q", what)))
+	}
 }
 
 // exited closes the session's descriptors and reports its exit: our
