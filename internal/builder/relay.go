@@ -25,6 +25,8 @@ package builder
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,6 +70,28 @@ type relayTarget struct {
 	// Binary is the hook's executable (binaryStamp): a relay of another
 	// one is stale.
 	Binary string
+	// SSH is a digest of the SSH settings the hook resolves (ssh_config
+	// files and NIX_SSHOPTS as they read now): after an edit, hooks get
+	// a new connection, and the old one idles out.
+	SSH string
+}
+
+// settingsDigest is a digest of what pkg/ssh resolves for m, "" when it
+// cannot (the dial then says why).
+func settingsDigest(m *spec.Machine, getenv func(string) string) string {
+	s, err := ssh.Resolve(*m, ssh.Options{Env: getenv})
+	if err != nil {
+		return ""
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%q %v %q %d %q %q %v %q %q %q %q %q %v %v %v %d %q %q",
+		s.Host, s.Local, s.HostName, s.Port, s.User, s.IdentityFiles, s.IdentitiesOnly, s.IdentityAgent,
+		s.UserKnownHostsFiles, s.GlobalKnownHostsFiles, s.HostKeyAlias, s.StrictHostKeyChecking, s.HashKnownHosts,
+		s.ConnectTimeout, s.ServerAliveInterval, s.ServerAliveCountMax, s.ProxyJump, s.ProxyCommand)
+	if s.PinnedHostKey != nil {
+		h.Write(s.PinnedHostKey.Marshal())
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 // binaryStamp identifies the running executable: its device, inode,
@@ -105,7 +129,7 @@ func relayTargetOf(m *spec.Machine, o *Options) string {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	t := relayTarget{Machine: *m, Env: map[string]string{}, Timeout: o.ConnectTimeout, Binary: binaryStamp()}
+	t := relayTarget{Machine: *m, Env: map[string]string{}, Timeout: o.ConnectTimeout, Binary: binaryStamp(), SSH: settingsDigest(m, getenv)}
 	for _, k := range sshEnv {
 		if v := getenv(k); v != "" {
 			t.Env[k] = v

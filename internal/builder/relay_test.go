@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -142,5 +143,28 @@ func TestCloseOnExec(t *testing.T) {
 		if errno != 0 || flags&syscall.FD_CLOEXEC == 0 {
 			t.Errorf("fd %d: flags %#x, %v; want FD_CLOEXEC", fd, flags, errno)
 		}
+	}
+}
+
+// TestRelayTargetSSHSettings: hooks whose SSH settings differ, here an
+// ssh_config edited between two hooks, get different connections from
+// the relay; the same settings share one.
+func TestRelayTargetSSHSettings(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "ssh_config")
+	env := map[string]string{"NIX_SSHOPTS": "-F " + cfg}
+	o := &Options{Getenv: func(k string) string { return env[k] }}
+	m := &spec.Machine{Scheme: "ssh", URI: "ssh://b1", Host: "b1"}
+	target := func(conf string) string {
+		if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return relayTargetOf(m, o)
+	}
+	a := target("Host b1\n\tHostName 127.0.0.1\n\tPort 2201\n")
+	if b := target("Host b1\n\tHostName 127.0.0.1\n\tPort 2201\n"); b != a {
+		t.Errorf("same settings, different targets:\n%s\n%s", a, b)
+	}
+	if b := target("Host b1\n\tHostName 127.0.0.1\n\tPort 2202\n"); b == a {
+		t.Errorf("ssh_config's Port changed, target did not: %s", a)
 	}
 }
