@@ -15,6 +15,7 @@ import (
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/mux"
 	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
 	"github.com/offload-nix/offload/pkg/ssh"
 	"github.com/offload-nix/offload/pkg/store"
@@ -147,9 +148,16 @@ func (c *Conn) Abort() {
 	}
 }
 
-// Dead returns why a connection of its own died, as its keepalives saw
-// it; nil while it lives, and for a relayed one.
+// Dead returns why the connection died, as its keepalives saw it (for a
+// relayed one, the relay's: its report follows the end of the output
+// within moments); nil while it lives.
 func (c *Conn) Dead() error {
+	if c.rs != nil {
+		if e := c.rs.Lost(200 * time.Millisecond); e != nil && e.Code != 0 {
+			return &relayError{host: c.Machine.Host, code: slots.ErrCode(e.Code), msg: e.Msg}
+		}
+		return nil
+	}
 	if c.client == nil {
 		return nil
 	}

@@ -396,7 +396,7 @@ func attach(ctx context.Context, sess *ssh.Session, wait func() error, stdin io.
 	case errors.As(err, &ee):
 		return mux.Exit{Code: ee.Code, Signal: ee.Signal}, nil
 	}
-	return mux.Exit{}, err
+	return mux.Exit{}, codedErr{err}
 }
 
 // readyStore is how many store commands (nix-store --serve --write) a

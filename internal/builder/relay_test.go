@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/offload-nix/offload/pkg/mux"
+	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
 	"github.com/offload-nix/offload/pkg/ssh"
 )
@@ -166,5 +167,18 @@ func TestRelayTargetSSHSettings(t *testing.T) {
 	}
 	if b := target("Host b1\n\tHostName 127.0.0.1\n\tPort 2202\n"); b == a {
 		t.Errorf("ssh_config's Port changed, target did not: %s", a)
+	}
+}
+
+// TestRelayErrCode: the relay's report of a failed dial or a broken
+// connection counts against the builder with its own kind, as a direct
+// connection's would (a refused port, a keepalive timeout), not "other".
+func TestRelayErrCode(t *testing.T) {
+	m := &spec.Machine{Host: "b1"}
+	for _, code := range []slots.ErrCode{slots.ErrConnect, slots.ErrTimeout, slots.ErrAuth} {
+		err := relayErr(m, &mux.Error{Code: uint32(code), Msg: "ssh: b1: it failed"})
+		if got := ErrCode(err); got != code {
+			t.Errorf("ErrCode(relayed %v) = %v", code, got)
+		}
 	}
 }

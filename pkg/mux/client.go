@@ -203,7 +203,8 @@ func replyError(kind byte, body []byte) error {
 		code := r.u32()
 		return &Error{Code: code, Msg: r.str()}
 	case replyLost:
-		return &Error{Msg: r.str(), Lost: true}
+		code := r.u32()
+		return &Error{Code: code, Msg: r.str(), Lost: true}
 	}
 	return fmt.Errorf("mux: unexpected reply %q", kind)
 }
@@ -221,6 +222,22 @@ func (s *Session) wait() {
 	default:
 		s.waitErr = replyError(kind, body)
 	}
+}
+
+// Lost returns the Server's report of a broken connection, waiting at
+// most d for it (it follows the end of the command's output closely);
+// nil when none came.
+func (s *Session) Lost(d time.Duration) *Error {
+	select {
+	case <-s.done:
+	case <-time.After(d):
+		return nil
+	}
+	var e *Error
+	if errors.As(s.waitErr, &e) && e.Lost {
+		return e
+	}
+	return nil
 }
 
 // Wait waits for the command to end and returns its exit, or an error

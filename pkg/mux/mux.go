@@ -39,7 +39,7 @@ const (
 	replyStarted byte = 'S' // the command runs
 	replyRefused byte = 'R' // u32 code, string: it could not start
 	replyExit    byte = 'X' // i32 code, string signal: it ended
-	replyLost    byte = 'L' // string: the connection broke while it ran
+	replyLost    byte = 'L' // u32 code, string: the connection broke while it ran
 	replyInfo    byte = 'I' // string: the answer to a control request
 )
 
@@ -63,7 +63,8 @@ type Exit struct {
 type Error struct {
 	Code uint32
 	Msg  string
-	// Lost is true when the connection broke while the command ran.
+	// Lost is true when the connection broke while the command ran
+	// (Code then says why, when the Remote knew).
 	Lost bool
 }
 

@@ -60,6 +60,16 @@ func (l localRemote) Close() error {
 	return nil
 }
 
+// breaksRemote's connection breaks once each command has started.
+type breaksRemote struct{}
+
+func (breaksRemote) Run(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer, started func()) (Exit, error) {
+	started()
+	return Exit{}, codeErr{}
+}
+func (breaksRemote) Err() error   { return nil }
+func (breaksRemote) Close() error { return nil }
+
 type codeErr struct{}
 
 func (codeErr) Error() string   { return "no route to nowhere" }
@@ -93,6 +103,9 @@ func startServer(t *testing.T, idle time.Duration, uid int, opts ...func(*Server
 		Dial: func(ctx context.Context, target string) (Remote, error) {
 			if target == "nowhere" {
 				return nil, codeErr{}
+			}
+			if target == "breaks" {
+				return breaksRemote{}, nil
 			}
 			ts.dials.Add(1)
 			v := new(atomic.Value)
@@ -168,6 +181,12 @@ func TestRelay(t *testing.T) {
 	var me *Error
 	if !errors.As(err, &me) || me.Code != 7 || me.Msg != "no route to nowhere" || me.Lost {
 		t.Errorf("run on a target that cannot be dialled = %v, want *Error code 7", err)
+	}
+	// A connection that breaks while a command runs: the client learns
+	// why, with the code (a keepalive timeout is told from a reset).
+	_, _, _, err = run(t, ts.sock, "breaks", "true", "")
+	if !errors.As(err, &me) || me.Code != 7 || !me.Lost {
+		t.Errorf("run on a connection that breaks = %v, want a lost *Error with code 7", err)
 	}
 }
 

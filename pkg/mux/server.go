@@ -351,7 +351,7 @@ func (s *Server) handle(ctx context.Context, c *net.UnixConn) {
 		a.st.Close()
 		s.give(target, a.w, err != nil)
 		if err != nil {
-			c.Write(reply(replyLost, putString(nil, err.Error())))
+			c.Write(lost(err))
 			return
 		}
 		s.exited(c, files, exit)
@@ -379,12 +379,11 @@ func (s *Server) handle(ctx context.Context, c *net.UnixConn) {
 			s.logf("mux: %s: %v; connecting again", target, err)
 			continue
 		}
-		kind := replyLost
 		if !started {
 			c.Write(refusal(CodeOf(err), err.Error()))
 			return
 		}
-		c.Write(reply(kind, putString(nil, err.Error())))
+		c.Write(lost(err))
 		return
 	}
 	s.exited(c, files, exit)
@@ -516,6 +515,10 @@ type serverError string
 
 func (e serverError) Error() string   { return string(e) }
 func (e serverError) MuxCode() uint32 { return CodeServer }
+
+func lost(err error) []byte {
+	return reply(replyLost, putString(binary.BigEndian.AppendUint32(nil, CodeOf(err)), err.Error()))
+}
 
 func refusal(code uint32, msg string) []byte {
 	return reply(replyRefused, putString(binary.BigEndian.AppendUint32(nil, code), msg))
