@@ -102,6 +102,7 @@ type Conn struct {
 	rs        *mux.Session
 	relaySock string
 	target    string
+	unhook    func() bool // stops closing rs when the dial's ctx ends
 }
 
 // NewConn is a connection over a store protocol that is already running,
@@ -114,6 +115,9 @@ func NewConn(m *spec.Machine, store Remote, prog *Progress) *Conn {
 func (c *Conn) Close() {
 	switch {
 	case c.rs != nil:
+		if c.unhook != nil {
+			c.unhook()
+		}
 		c.rs.Close()
 		c.rs.Wait()
 		c.Tail.Wait()
@@ -208,14 +212,11 @@ func Supported(m *spec.Machine) error {
 // --serve --write` for ssh://, `nix-daemon --stdio` for ssh-ng://, within
 // the connect timeout for the dial and again for the handshake: a dead
 // builder must not hold up Nix, which waits for the hook's answer with
-// its whole scheduler. An ssh:// builder is reached through the relay
-// when o.Relay names one that can be used.
+// its whole scheduler. A builder is reached through the relay when
+// o.Relay names one that can be used.
 func Dial(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 	if err := Supported(m); err != nil {
 		return nil, err
-	}
-	if m.Scheme == "ssh-ng" {
-		return dialNG(ctx, m, o)
 	}
 	if o.Relay != "" {
 		c, err := dialRelay(ctx, m, o)
@@ -223,6 +224,9 @@ func Dial(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 			return c, err
 		}
 		o.debugf("connecting to '%s' without the relay: %v", m.URI, err)
+	}
+	if m.Scheme == "ssh-ng" {
+		return dialNG(ctx, m, o)
 	}
 	c, argv, err := dialCommand(ctx, m, &o, false)
 	if err != nil {

@@ -76,6 +76,18 @@ type relayTarget struct {
 	SSH string
 }
 
+// sshUser is the user pkg/ssh logs in as on m, for messages.
+func sshUser(m *spec.Machine, getenv func(string) string) string {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	s, err := ssh.Resolve(*m, ssh.Options{Env: getenv})
+	if err != nil {
+		return m.User
+	}
+	return s.User
+}
+
 // settingsDigest is a digest of what pkg/ssh resolves for m, "" when it
 // cannot (the dial then says why).
 func settingsDigest(m *spec.Machine, getenv func(string) string) string {
@@ -145,12 +157,14 @@ func relayTargetOf(m *spec.Machine, o *Options) string {
 // itself).
 func dialRelay(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 	timeout := o.timeout()
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	dir := o.Relay
 	sock := mux.SocketPath(dir)
 	target := relayTargetOf(m, &o)
-	argv := ssh.RemoteCommand(*m, false)
+	ng := m.Scheme == "ssh-ng"
+	argv := ssh.RemoteCommand(*m, ng)
 	started := time.Now()
 	rs, err := mux.Start(ctx, sock, target, argv)
 	if errors.Is(err, mux.ErrUntrusted) {
@@ -181,8 +195,22 @@ func dialRelay(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 	if err != nil {
 		return nil, relayErr(m, err)
 	}
-	c := &Conn{Machine: m, rs: rs, relaySock: sock, target: target, Tail: newTail(rs.Stderr), started: started}
-	if err := c.handshake(m, timeout); err != nil {
+	// Cancelling the caller's ctx ends the session at once, as it ends a
+	// direct one (pkg/ssh Start): on SIGTERM the hook has half a second.
+	c := &Conn{Machine: m, rs: rs, relaySock: sock, target: target, started: started,
+		unhook: context.AfterFunc(parent, func() { rs.Close() })}
+	if ng {
+		err = c.ngHandshake(m, &o, argv, rs.Stdin, rs.Stdout, rs.Stderr, func() { rs.Close() }, sshUser(m, o.Getenv))
+		var nt *notTrustedError
+		if errors.As(err, &nt) {
+			c.Close()
+			return nil, err
+		}
+	} else {
+		c.Tail = newTail(rs.Stderr)
+		err = c.handshake(m, timeout)
+	}
+	if err != nil {
 		c.Close()
 		// Nothing is answered yet: a builder whose store command
 		// fails fails again directly, and a relay that lost the
@@ -399,8 +427,8 @@ func attach(ctx context.Context, sess *ssh.Session, wait func() error, stdin io.
 	return mux.Exit{}, codedErr{err}
 }
 
-// readyStore is how many store commands (nix-store --serve --write) a
-// relay keeps started per builder: a hook is handed one at once, and
+// readyStore is how many store commands (nix-store --serve --write, or
+// nix-daemon --stdio for ssh-ng://) a relay keeps started per builder: a hook is handed one at once, and
 // the builder's session and nix-store start (most of a connection's time
 // on a near builder) happen before the hook asks.
 const readyStore = 2
@@ -408,10 +436,10 @@ const readyStore = 2
 // readyFor is the relay's mux.Server.Ready: store commands only.
 func readyFor(target string, argv []string) int {
 	var t relayTarget
-	if json.Unmarshal([]byte(target), &t) != nil || t.Machine.Scheme != "ssh" {
+	if json.Unmarshal([]byte(target), &t) != nil || Supported(&t.Machine) != nil {
 		return 0
 	}
-	if slices.Equal(argv, ssh.RemoteCommand(t.Machine, false)) {
+	if slices.Equal(argv, ssh.RemoteCommand(t.Machine, t.Machine.Scheme == "ssh-ng")) {
 		return readyStore
 	}
 	return 0

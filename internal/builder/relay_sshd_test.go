@@ -21,7 +21,7 @@ import (
 // testBuilder starts scripts/test-builder.sh's builder with sshd's stock
 // MaxSessions and a log of every connection; it returns the machine, the
 // environment a hook would have, and the log's path.
-func testBuilder(t *testing.T) (*spec.Machine, func(string) string, string) {
+func testBuilder(t *testing.T, scheme string) (*spec.Machine, func(string) string, string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		testenv.Skip(t, "needs root (the test builder's mount namespace and sshd)")
@@ -51,7 +51,7 @@ func testBuilder(t *testing.T) (*spec.Machine, func(string) string, string) {
 		}
 	}
 	hookEnv := map[string]string{"NIX_SSHOPTS": "-F " + env["BUILDER_SSH_CONFIG"]}
-	m := &spec.Machine{Scheme: "ssh", URI: "ssh://b1", Host: "b1", Systems: []string{"x86_64-linux"}, MaxJobs: 8, SpeedFactor: 1}
+	m := &spec.Machine{Scheme: scheme, URI: scheme + "://b1", Host: "b1", Systems: []string{"x86_64-linux"}, MaxJobs: 8, SpeedFactor: 1}
 	return m, func(k string) string { return hookEnv[k] }, filepath.Join(dir, "sshd.log")
 }
 
@@ -70,7 +70,13 @@ func connections(t *testing.T, log string) int {
 // more SSH connection, every one gets a working store session of its
 // own, and the relay has store commands started ahead for the next.
 func TestRelayFanOut(t *testing.T) {
-	m, getenv, log := testBuilder(t)
+	for _, scheme := range []string{"ssh", "ssh-ng"} {
+		t.Run(scheme, func(t *testing.T) { testRelayFanOut(t, scheme) })
+	}
+}
+
+func testRelayFanOut(t *testing.T, scheme string) {
+	m, getenv, log := testBuilder(t, scheme)
 	dir := filepath.Join(t.TempDir(), "relay")
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
