@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -139,4 +140,29 @@ func testRelayFanOut(t *testing.T, scheme string) {
 		t.Errorf("eight hooks at once opened %d SSH connections, want at most 1", n)
 	}
 	t.Logf("SSH connections: %d for the first hook, %d more for eight at once", before, connections(t, log)-before)
+}
+
+// TestRelayFallbackBuilds: with each relay a hook must go around, the
+// connection to a real builder still comes up, directly, and its store
+// answers.
+func TestRelayFallbackBuilds(t *testing.T) {
+	m, getenv, _ := testBuilder(t, "ssh")
+	for _, f := range relayFaults() {
+		t.Run(f.name, func(t *testing.T) {
+			var why []string
+			o := Options{Relay: f.dir(t), Persist: time.Minute, ConnectTimeout: 30 * time.Second, Getenv: getenv,
+				Debugf: func(format string, args ...any) { why = append(why, fmt.Sprintf(format, args...)) }}
+			c, err := Dial(context.Background(), m, o)
+			if err != nil {
+				t.Fatalf("Dial = %v (why not relayed: %q)", err, why)
+			}
+			defer c.Close()
+			if c.rs != nil || len(why) != 1 {
+				t.Errorf("relayed = %v, why not relayed = %q; want a direct connection and one line of why", c.rs != nil, why)
+			}
+			if _, err := c.Store.QueryValidPaths([]string{"/nix/store/00000000000000000000000000000000-x"}, false, false); err != nil {
+				t.Errorf("QueryValidPaths: %v", err)
+			}
+		})
+	}
 }

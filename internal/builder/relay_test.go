@@ -67,18 +67,11 @@ func serveRelay(t *testing.T, s *mux.Server) string {
 	return dir
 }
 
-// TestRelayFallback: whatever goes wrong with the relay rather than the
-// builder makes Dial connect by itself, and the builder's own answer (here
-// a refused port) is what the caller sees, as without a relay. Before,
-// a relay's own refusal or a relayed session that ended before the
-// handshake counted against the builder, and a hook whose relay would
-// not start waited half a second for it.
-func TestRelayFallback(t *testing.T) {
-	m := closedPort(t)
-	tests := []struct {
-		name string
-		dir  func(t *testing.T) string
-	}{
+// relayFaults are relays that a hook must go around: one that refuses
+// (stale), one whose sessions end before the store protocol starts, and
+// none, where the one started exits at once.
+func relayFaults() []relayFault {
+	return []relayFault{
 		{"stale", func(t *testing.T) string {
 			return serveRelay(t, &mux.Server{UID: -1, Check: func(target string) error { return checkTarget(target, "another binary") },
 				Dial: func(ctx context.Context, target string) (mux.Remote, error) { return endedRemote{}, nil }})
@@ -101,6 +94,22 @@ func TestRelayFallback(t *testing.T) {
 			return dir
 		}},
 	}
+}
+
+type relayFault struct {
+	name string
+	dir  func(t *testing.T) string
+}
+
+// TestRelayFallback: whatever goes wrong with the relay rather than the
+// builder makes Dial connect by itself, and the builder's own answer (here
+// a refused port) is what the caller sees, as without a relay. Before,
+// a relay's own refusal or a relayed session that ended before the
+// handshake counted against the builder, and a hook whose relay would
+// not start waited half a second for it.
+func TestRelayFallback(t *testing.T) {
+	m := closedPort(t)
+	tests := relayFaults()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var why []string
