@@ -15,6 +15,11 @@
 // client died), the Server ends the remote command at once, as a dropped
 // direct connection would.
 //
+// A Server can also keep commands started ahead of their clients
+// (Server.Ready), each handed to one client only and replaced in the
+// background, and it answers two control requests: Query (what it holds)
+// and Stop.
+//
 // The socket carries the power of the user's credentials: Listen makes it
 // mode 0600 in a directory of mode 0700 owned by the user, and the Server
 // checks every peer's uid (SO_PEERCRED) and serves no other. A Server
