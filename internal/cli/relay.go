@@ -57,8 +57,15 @@ func (relayStopCmd) Run(rc *runContext) error {
 	return nil
 }
 
+// testOnlyRelayDir, if set, is the relay directory, for tests that must
+// not meet root's real one.
+var testOnlyRelayDir string
+
 // relayDir is this user's relay directory.
 func (rc *runContext) relayDir() (string, error) {
+	if testOnlyRelayDir != "" {
+		return testOnlyRelayDir, nil
+	}
 	c, err := rc.settings()
 	if err != nil {
 		return "", err
