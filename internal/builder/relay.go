@@ -385,6 +385,8 @@ type sshRemote struct{ c *ssh.Client }
 func (r sshRemote) Close() error { return r.c.Close() }
 func (r sshRemote) Err() error   { return r.c.Err() }
 
+func (r sshRemote) Ping(ctx context.Context) error { return r.c.Ping(ctx) }
+
 // copyBuf is the relay's copy buffer: large, so a NAR crosses the relay in
 // few reads and writes.
 const copyBuf = 256 << 10

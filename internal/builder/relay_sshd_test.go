@@ -104,7 +104,9 @@ func testRelayFanOut(t *testing.T, scheme string) {
 		t.Fatal(err)
 	}
 	c.Close()
-	time.Sleep(time.Second) // the commands started ahead
+	// The commands started ahead, and a pause long enough for the
+	// connection to be pinged (an answered ping keeps it).
+	time.Sleep(2500 * time.Millisecond)
 	before := connections(t, log)
 
 	var wg sync.WaitGroup

@@ -52,6 +52,9 @@ func (l localRemote) Err() error {
 		return nil
 	}
 	err, _ := l.err.Load().(error)
+	if _, silent := err.(silentErr); silent {
+		return nil // gone without a word: only a ping finds out
+	}
 	return err
 }
 
@@ -654,3 +657,39 @@ func TestControl(t *testing.T) {
 		t.Errorf("Query after Stop = %v, want ErrNoServer", err)
 	}
 }
+
+// Ping makes localRemote a Pinger: it answers unless told it is gone,
+// then it waits for ctx, as a peer that went away without a word.
+func (l localRemote) Ping(ctx context.Context) error {
+	if l.err != nil {
+		if _, silent := l.err.Load().(silentErr); silent {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// TestQuietRemotePinged: a connection quiet for a while is pinged before
+// a client gets it, and one whose peer does not answer is replaced.
+func TestQuietRemotePinged(t *testing.T) {
+	defer func(a, b time.Duration) { pingAfter, pingTimeout = a, b }(pingAfter, pingTimeout)
+	pingAfter, pingTimeout = 0, 100*time.Millisecond
+	ts := startServer(t, time.Minute, -1)
+	if _, _, _, err := run(t, ts.sock, "b1", "true", ""); err != nil {
+		t.Fatal(err)
+	}
+	// Err does not see it: the peer is gone but nothing said so.
+	ts.err.Load().Store(error(silentErr{}))
+	out, _, exit, err := run(t, ts.sock, "b1", "echo ok", "")
+	if err != nil || out != "ok\n" || exit != (Exit{}) {
+		t.Errorf("run after the peer went silently = %q, %+v, %v; want ok", out, exit, err)
+	}
+	if n := ts.dials.Load(); n != 2 {
+		t.Errorf("dialled %d times, want 2 (the silent connection replaced)", n)
+	}
+}
+
+type silentErr struct{}
+
+func (silentErr) Error() string { return "gone silently" }

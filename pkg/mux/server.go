@@ -45,6 +45,20 @@ type Remote interface {
 	Close() error
 }
 
+// Pinger is a Remote that can ask its peer for an answer, for a
+// connection that has been quiet for a while before it is handed out:
+// one whose peer went away without a word looks alive to Err.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// pingAfter is how long a connection may be quiet before it is pinged
+// on its way to a client, and pingTimeout how long the answer may take.
+var (
+	pingAfter   = 2 * time.Second
+	pingTimeout = time.Second
+)
+
 // Starter is a Remote that can start a command before a client asks for
 // it (Server.Ready).
 type Starter interface {
@@ -133,6 +147,9 @@ type warm struct {
 	r        Remote
 	sessions int
 	dead     bool
+	// heard is when the peer last showed it was there: the dial, a
+	// session's clean end, an answered ping.
+	heard time.Time
 }
 
 func (s *Server) logf(format string, args ...any) {
@@ -344,7 +361,13 @@ func (s *Server) handle(ctx context.Context, c *net.UnixConn) {
 	}()
 
 	key := readyKey(target, argv)
-	if a := s.takeReady(key, target); a != nil {
+	a := s.takeReady(key, target)
+	if a != nil && !s.alive(sctx, target, a.w) {
+		a.st.Close()
+		s.unreserve(a.w)
+		a = nil
+	}
+	if a != nil {
 		c.Write(reply(replyStarted, nil))
 		s.refill(ctx, target, argv)
 		exit, err := a.st.Attach(sctx, files[0], files[1], files[2])
@@ -532,6 +555,7 @@ func (s *Server) take(ctx context.Context, target string) (*warm, error) {
 	if maxS <= 0 {
 		maxS = 8
 	}
+again:
 	for {
 		s.mu.Lock()
 		for _, w := range s.pool[target] {
@@ -545,6 +569,13 @@ func (s *Server) take(ctx context.Context, target string) (*warm, error) {
 			}
 			w.sessions++
 			s.mu.Unlock()
+			if !s.alive(ctx, target, w) {
+				s.unreserve(w)
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				continue again
+			}
 			return w, nil
 		}
 		// One dial per target at a time: sessions that find every
@@ -574,7 +605,7 @@ func (s *Server) take(ctx context.Context, target string) (*warm, error) {
 		s.mu.Unlock()
 		return nil, err
 	}
-	w := &warm{r: r, sessions: 1}
+	w := &warm{r: r, sessions: 1, heard: time.Now()}
 	if s.pool == nil { // Serve has returned
 		s.mu.Unlock()
 		r.Close()
@@ -592,7 +623,43 @@ func (s *Server) give(target string, w *warm, broken bool) {
 	w.sessions--
 	if broken {
 		s.drop(target, w)
+		return
 	}
+	w.heard = time.Now()
+}
+
+// unreserve gives back a session of w that did not run.
+func (s *Server) unreserve(w *warm) {
+	s.mu.Lock()
+	w.sessions--
+	s.mu.Unlock()
+}
+
+// alive says whether w, reserved by the caller, may be handed out: yes
+// when its peer was heard from lately, else when it answers a ping in
+// time; a Remote that does not is dropped.
+func (s *Server) alive(ctx context.Context, target string, w *warm) bool {
+	p, ok := w.r.(Pinger)
+	s.mu.Lock()
+	quiet := time.Since(w.heard)
+	s.mu.Unlock()
+	if !ok || quiet < pingAfter {
+		return true
+	}
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	err := p.Ping(pctx)
+	cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		w.heard = time.Now()
+		return true
+	}
+	if ctx.Err() == nil {
+		s.logf("mux: %s: quiet for %v and %v; not used again", target, quiet.Round(time.Millisecond), err)
+		s.drop(target, w)
+	}
+	return false
 }
 
 // drop takes w out of the pool and closes it, once; s.mu is held.

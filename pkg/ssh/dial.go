@@ -386,6 +386,30 @@ func (c *Client) Err() error {
 	}
 }
 
+// Ping asks the server for an answer now (a keepalive@openssh.com
+// request): a connection whose peer went away without a word (a builder
+// powered off, a network cut) looks open to Err until its keepalives
+// give up, and this finds out within ctx. Nil for a local client.
+func (c *Client) Ping(ctx context.Context) error {
+	if c.conn == nil {
+		return nil
+	}
+	reply := make(chan error, 1)
+	go func() {
+		_, _, err := c.conn.SendRequest("keepalive@openssh.com", true, nil)
+		reply <- err
+	}()
+	select {
+	case err := <-reply:
+		if err != nil {
+			return c.connErr(err)
+		}
+		return nil
+	case <-ctx.Done():
+		return &Error{Kind: Timeout, Host: c.settings.Host, Err: fmt.Errorf("no answer to a keepalive: %w", ctx.Err())}
+	}
+}
+
 // dead returns why keepalive closed the connection, or nil.
 func (c *Client) dead() error {
 	c.mu.Lock()
