@@ -693,3 +693,21 @@ func TestQuietRemotePinged(t *testing.T) {
 type silentErr struct{}
 
 func (silentErr) Error() string { return "gone silently" }
+
+// TestReadyAge: a command started ahead that no client took within
+// readyAge is ended, not handed out: a client gets one started lately.
+func TestReadyAge(t *testing.T) {
+	defer func(a time.Duration) { readyAge = a }(readyAge)
+	readyAge = 300 * time.Millisecond
+	ts := startServer(t, 4*time.Second, -1, func(s *Server) {
+		s.Ready = func(target string, argv []string) int { return 1 }
+	})
+	if _, _, _, err := run(t, ts.sock, "b1", "cat", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, ts, 1)
+	waitReady(t, ts, 0) // ended by the Server's own tick
+	if out, _, _, err := run(t, ts.sock, "b1", "cat", "again\n"); err != nil || out != "again\n" {
+		t.Errorf("run after the command started ahead aged = %q, %v", out, err)
+	}
+}

@@ -130,8 +130,33 @@ type Server struct {
 
 // ahead is a command started ahead on w.
 type ahead struct {
-	w  *warm
-	st Started
+	w       *warm
+	st      Started
+	started time.Time
+}
+
+// readyAge is how long a command started ahead waits for a client: an
+// older one is ended rather than handed out, so that what a client gets
+// started no more than that before (a builder's configuration read
+// then, its daemon the one running then), and a builder keeps no
+// process for a relay that has had no client for that long.
+var readyAge = 10 * time.Second
+
+// pruneReady ends the commands started ahead that are older than
+// readyAge; s.mu is held.
+func (s *Server) pruneReady() {
+	for key, as := range s.ready {
+		kept := as[:0]
+		for _, a := range as {
+			if time.Since(a.started) < readyAge {
+				kept = append(kept, a)
+				continue
+			}
+			a.st.Close()
+			a.w.sessions--
+		}
+		s.ready[key] = kept
+	}
 }
 
 func readyKey(target string, argv []string) string {
@@ -190,6 +215,7 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 			case <-t.C:
 			}
 			s.mu.Lock()
+			s.pruneReady()
 			done := s.active == 0 && time.Since(s.lastIdle) >= idle
 			s.mu.Unlock()
 			if done {
@@ -462,6 +488,7 @@ func (s *Server) exited(c *net.UnixConn, files []*os.File, exit Exit) {
 func (s *Server) takeReady(key, target string) *ahead {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.pruneReady()
 	for len(s.ready[key]) > 0 {
 		a := s.ready[key][0]
 		s.ready[key] = s.ready[key][1:]
@@ -530,7 +557,7 @@ func (s *Server) startAhead(ctx context.Context, target string, argv []string, k
 		w.sessions--
 		return
 	}
-	s.ready[key] = append(s.ready[key], &ahead{w: w, st: st})
+	s.ready[key] = append(s.ready[key], &ahead{w: w, st: st, started: time.Now()})
 }
 
 // serverError is a refusal of the Server's own.
