@@ -4,6 +4,8 @@ package cli
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,11 +14,19 @@ import (
 	"github.com/offload-nix/offload/internal/builder"
 )
 
+// TestMain keeps every test away from this user's real relay (root's in
+// /run/offload/relay, with whatever else runs on the machine): status -v
+// would show it.
+func TestMain(m *testing.M) {
+	testOnlyRelayDir = filepath.Join(os.TempDir(), fmt.Sprintf("offload-cli-test-%d", os.Getpid()), "relay")
+	os.Exit(m.Run())
+}
+
 // TestRelayStop: offload relay stop says when no relay runs, and stops
 // one that does; status -v shows a running one.
 func TestRelayStop(t *testing.T) {
+	defer func(d string) { testOnlyRelayDir = d }(testOnlyRelayDir)
 	testOnlyRelayDir = filepath.Join(t.TempDir(), "relay")
-	defer func() { testOnlyRelayDir = "" }()
 	out, errOut, code := run(t, nil, nil, "relay", "stop")
 	if code != 0 || !strings.HasPrefix(out, "no relay runs at ") {
 		t.Errorf("relay stop without a relay = %q, %q, exit %d", out, errOut, code)
