@@ -17,6 +17,9 @@
 # (default: extra-platforms for aarch64/riscv64/armv7l, so it acts like an
 # x86 builder that emulates them, and the features kvm and big-parallel).
 # $BUILDER_ENV adds one VAR=value line to every session's environment.
+# $BUILDER_MAX_SESSIONS is sshd's MaxSessions (default 100; OpenSSH's own
+# default is 10) and $BUILDER_LOG_LEVEL its LogLevel (default ERROR;
+# VERBOSE logs each connection to DIR/sshd.log).
 # With BUILDER_SID=1 every session (and exec) runs current Nix instead: it
 # enters the Debian unstable root with the builder's own /nix through
 # scripts/test-client-sid.sh.
@@ -90,8 +93,8 @@ ForceCommand $dir/session
 SetEnv HOME=$dir/home
 PidFile $dir/sshd.pid
 MaxStartups 100:30:200
-MaxSessions 100
-LogLevel ERROR
+MaxSessions ${BUILDER_MAX_SESSIONS:-100}
+LogLevel ${BUILDER_LOG_LEVEL:-ERROR}
 SSHD
 	[ -f "$dir/sshd.pid" ] && "$0" stop "$dir" 2>/dev/null || true
 	# sshd -D stays in the foreground; unshare without --fork execs it, so

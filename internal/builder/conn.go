@@ -15,6 +15,7 @@ import (
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/mux"
 	"github.com/offload-nix/offload/pkg/serve"
+	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
 	"github.com/offload-nix/offload/pkg/ssh"
 	"github.com/offload-nix/offload/pkg/store"
@@ -39,8 +40,8 @@ type Options struct {
 	// SSH_AUTH_SOCK, HOME …); nil: os.Getenv.
 	Getenv func(string) string
 	// Logf takes warnings (a key file others can read, a relay that is
-	// not to be trusted); Debugf takes why the relay was not used. Nil:
-	// dropped.
+	// not to be trusted); Debugf takes why the relay was not used, one
+	// line per connection. Nil: dropped.
 	Logf, Debugf func(format string, args ...any)
 	// Relay is the connection relay's directory (RelayDir), "" to dial
 	// directly; Persist is how long a relay started for it stays idle.
@@ -102,6 +103,7 @@ type Conn struct {
 	rs        *mux.Session
 	relaySock string
 	target    string
+	unhook    func() bool // stops closing rs when the dial's ctx ends
 }
 
 // NewConn is a connection over a store protocol that is already running,
@@ -114,6 +116,9 @@ func NewConn(m *spec.Machine, store Remote, prog *Progress) *Conn {
 func (c *Conn) Close() {
 	switch {
 	case c.rs != nil:
+		if c.unhook != nil {
+			c.unhook()
+		}
 		c.rs.Close()
 		c.rs.Wait()
 		c.Tail.Wait()
@@ -150,9 +155,16 @@ func (c *Conn) Abort() {
 	}
 }
 
-// Dead returns why a connection of its own died, as its keepalives saw
-// it; nil while it lives, and for a relayed one.
+// Dead returns why the connection died, as its keepalives saw it (for a
+// relayed one, the relay's: its report follows the end of the output
+// within moments); nil while it lives.
 func (c *Conn) Dead() error {
+	if c.rs != nil {
+		if e := c.rs.Lost(200 * time.Millisecond); e != nil && e.Code != 0 {
+			return &relayError{host: c.Machine.Host, code: slots.ErrCode(e.Code), msg: e.Msg}
+		}
+		return nil
+	}
 	if c.client == nil {
 		return nil
 	}
@@ -203,14 +215,11 @@ func Supported(m *spec.Machine) error {
 // --serve --write` for ssh://, `nix-daemon --stdio` for ssh-ng://, within
 // the connect timeout for the dial and again for the handshake: a dead
 // builder must not hold up Nix, which waits for the hook's answer with
-// its whole scheduler. An ssh:// builder is reached through the relay
-// when o.Relay names one that can be used.
+// its whole scheduler. A builder is reached through the relay when
+// o.Relay names one that can be used.
 func Dial(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 	if err := Supported(m); err != nil {
 		return nil, err
-	}
-	if m.Scheme == "ssh-ng" {
-		return dialNG(ctx, m, o)
 	}
 	if o.Relay != "" {
 		c, err := dialRelay(ctx, m, o)
@@ -218,6 +227,9 @@ func Dial(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 			return c, err
 		}
 		o.debugf("connecting to '%s' without the relay: %v", m.URI, err)
+	}
+	if m.Scheme == "ssh-ng" {
+		return dialNG(ctx, m, o)
 	}
 	c, argv, err := dialCommand(ctx, m, &o, false)
 	if err != nil {

@@ -13,6 +13,12 @@ import (
 // ErrCode is the shared state's class of a failure to reach a builder:
 // the hook records it, and `offload check` records the same.
 func ErrCode(err error) slots.ErrCode {
+	// The relay's report of its own dial or connection: the code its
+	// error had there.
+	var re *relayError
+	if errors.As(err, &re) {
+		return re.code
+	}
 	var hk *ssh.HostKeyError
 	if errors.As(err, &hk) {
 		return slots.ErrHostKey

@@ -34,17 +34,33 @@ func dialNG(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 		return nil, err
 	}
 	client, sess := c.client, c.sess
+	err = c.ngHandshake(m, &o, argv, sess.Stdin, sess.Stdout, sess.Stderr, func() { sess.Close() }, client.Settings().User)
+	var nt *notTrustedError
+	if err != nil && !errors.As(err, &nt) {
+		err = &HandshakeError{Argv: argv, HostKey: client.HostKey(), Err: err}
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// ngHandshake starts the daemon protocol on c's store command (argv,
+// with its standard streams; closeSess ends it): the Tail, the progress
+// watch and the store. A daemon that does not trust user gives a
+// *notTrustedError unless o allows it; the caller closes c on error.
+func (c *Conn) ngHandshake(m *spec.Machine, o *Options, argv []string, stdin io.Writer, stdout, stderrR io.Reader, closeSess func(), user string) error {
 	c.Tail = newPushTail()
 	// The log ends with the session's stderr, so that Close does not
 	// wait for it.
 	var once sync.Once
-	stderr := newTail(&endNotify{r: sess.Stderr, end: func() { once.Do(func() { close(c.Tail.done) }) }}) // never given a sink
+	stderr := newTail(&endNotify{r: stderrR, end: func() { once.Do(func() { close(c.Tail.done) }) }}) // never given a sink
 	lw := &ngLog{t: c.Tail}
-
 	timeout := o.timeout()
 	c.Prog = &Progress{} // the build log comes inside the protocol
-	timer := time.AfterFunc(timeout, func() { sess.Close() })
-	dc, err := daemon.New(c.Prog.Reader(sess.Stdout), c.Prog.Writer(sess.Stdin), daemon.Options{
+	timer := time.AfterFunc(timeout, closeSess)
+	dc, err := daemon.New(c.Prog.Reader(stdout), c.Prog.Writer(stdin), daemon.Options{
 		Host:   m.Name,
 		Log:    lw.line,
 		Phase:  lw.phase,
@@ -54,8 +70,7 @@ func dialNG(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 		err = &ssh.Error{Kind: ssh.Timeout, Host: m.Host, Err: fmt.Errorf("no answer from %s within %v: %w", strings.Join(argv, " "), timeout, err)}
 	}
 	if err != nil {
-		c.Close()
-		return nil, &HandshakeError{Argv: argv, HostKey: client.HostKey(), Err: err}
+		return err
 	}
 	c.HandshakeTime = time.Since(c.started)
 	c.version = dc.DaemonVersion()
@@ -64,11 +79,10 @@ func dialNG(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 		// nix-daemon builds input-addressed derivations only for
 		// trusted users: every build would fail after accept, when Nix
 		// can no longer build it elsewhere.
-		c.Close()
-		return nil, &notTrustedError{uri: m.URI, user: client.Settings().User}
+		return &notTrustedError{uri: m.URI, user: user}
 	}
-	c.Store = &ngStore{c: dc, uri: m.URI, user: client.Settings().User, subst: o.Substitute}
-	return c, nil
+	c.Store = &ngStore{c: dc, uri: m.URI, user: user, subst: o.Substitute}
+	return nil
 }
 
 // DaemonStore is a builder's store over a running daemon protocol client,

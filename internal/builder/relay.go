@@ -15,11 +15,18 @@ package builder
 // Start checks both), and root's is never in a directory named by the
 // environment (su and sudo -E pass on another user's XDG_RUNTIME_DIR);
 // the relay inherits none of the hook's descriptors (stderr is Nix's
-// protocol, fd 4 the build log); and a connection error from it counts
-// against the builder like any other.
+// protocol, fd 4 and 5 the build log's pipe, which Nix leaves without
+// close-on-exec); a relay serves only hooks of its own binary (a hook of
+// another, say after an upgrade, makes it stop accepting); a connection
+// error from it counts against the builder like any other; and whatever
+// else goes wrong with the relay (none answers, it refuses on its own
+// account, or its session ends before the store protocol started) makes
+// the hook connect by itself at once, with one line of why at -v.
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +34,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -59,6 +67,55 @@ type relayTarget struct {
 	Machine spec.Machine
 	Env     map[string]string
 	Timeout time.Duration
+	// Binary is the hook's executable (binaryStamp): a relay of another
+	// one is stale.
+	Binary string
+	// SSH is a digest of the SSH settings the hook resolves (ssh_config
+	// files and NIX_SSHOPTS as they read now): after an edit, hooks get
+	// a new connection, and the old one idles out.
+	SSH string
+}
+
+// sshUser is the user pkg/ssh logs in as on m, for messages.
+func sshUser(m *spec.Machine, getenv func(string) string) string {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	s, err := ssh.Resolve(*m, ssh.Options{Env: getenv})
+	if err != nil {
+		return m.User
+	}
+	return s.User
+}
+
+// settingsDigest is a digest of what pkg/ssh resolves for m, "" when it
+// cannot (the dial then says why).
+func settingsDigest(m *spec.Machine, getenv func(string) string) string {
+	s, err := ssh.Resolve(*m, ssh.Options{Env: getenv})
+	if err != nil {
+		return ""
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%q %v %q %d %q %q %v %q %q %q %q %q %v %v %v %d %q %q",
+		s.Host, s.Local, s.HostName, s.Port, s.User, s.IdentityFiles, s.IdentitiesOnly, s.IdentityAgent,
+		s.UserKnownHostsFiles, s.GlobalKnownHostsFiles, s.HostKeyAlias, s.StrictHostKeyChecking, s.HashKnownHosts,
+		s.ConnectTimeout, s.ServerAliveInterval, s.ServerAliveCountMax, s.ProxyJump, s.ProxyCommand)
+	if s.PinnedHostKey != nil {
+		h.Write(s.PinnedHostKey.Marshal())
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// binaryStamp identifies the running executable: its device, inode,
+// size and modification time (an upgrade replaces the file, and a
+// rebuilt one in place changes its time), read through /proc/self/exe,
+// which names the file even once it is replaced.
+func binaryStamp() string {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/self/exe", &st); err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%d:%d:%d:%d.%d", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec)
 }
 
 // RelayDir is the relay's directory for this user: rootRelayDir for
@@ -84,7 +141,7 @@ func relayTargetOf(m *spec.Machine, o *Options) string {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	t := relayTarget{Machine: *m, Env: map[string]string{}, Timeout: o.ConnectTimeout}
+	t := relayTarget{Machine: *m, Env: map[string]string{}, Timeout: o.ConnectTimeout, Binary: binaryStamp(), SSH: settingsDigest(m, getenv)}
 	for _, k := range sshEnv {
 		if v := getenv(k); v != "" {
 			t.Env[k] = v
@@ -100,12 +157,14 @@ func relayTargetOf(m *spec.Machine, o *Options) string {
 // itself).
 func dialRelay(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 	timeout := o.timeout()
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	dir := o.Relay
 	sock := mux.SocketPath(dir)
 	target := relayTargetOf(m, &o)
-	argv := ssh.RemoteCommand(*m, false)
+	ng := m.Scheme == "ssh-ng"
+	argv := ssh.RemoteCommand(*m, ng)
 	started := time.Now()
 	rs, err := mux.Start(ctx, sock, target, argv)
 	if errors.Is(err, mux.ErrUntrusted) {
@@ -113,23 +172,50 @@ func dialRelay(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 		return nil, err
 	}
 	if errors.Is(err, mux.ErrNoServer) {
-		if serr := startRelay(dir, o.Persist); serr != nil {
-			o.debugf("starting the connection relay: %v", serr)
-			return nil, err
+		exited, serr := startRelay(dir, o.Persist)
+		if serr != nil {
+			return nil, fmt.Errorf("%w (starting one: %v)", err, serr)
 		}
-		// The relay listens within milliseconds of starting.
+		// The relay listens within milliseconds of starting; one that
+		// exits at once found another in its place (stopping, or not
+		// yet listening), and the hook does not wait for that.
 		for i := 0; i < 100 && errors.Is(err, mux.ErrNoServer) && ctx.Err() == nil; i++ {
-			time.Sleep(5 * time.Millisecond)
+			select {
+			case <-exited:
+				return nil, fmt.Errorf("%w: the relay started exited: another holds %s", mux.ErrNoServer, dir)
+			case <-time.After(5 * time.Millisecond):
+			}
 			rs, err = mux.Start(ctx, sock, target, argv)
 		}
+	}
+	var me *mux.Error
+	if errors.As(err, &me) && me.Code == mux.CodeServer {
+		return nil, fmt.Errorf("%w: %v", mux.ErrNoServer, err)
 	}
 	if err != nil {
 		return nil, relayErr(m, err)
 	}
-	c := &Conn{Machine: m, rs: rs, relaySock: sock, target: target, Tail: newTail(rs.Stderr), started: started}
-	if err := c.handshake(m, timeout); err != nil {
+	// Cancelling the caller's ctx ends the session at once, as it ends a
+	// direct one (pkg/ssh Start): on SIGTERM the hook has half a second.
+	c := &Conn{Machine: m, rs: rs, relaySock: sock, target: target, started: started,
+		unhook: context.AfterFunc(parent, func() { rs.Close() })}
+	if ng {
+		err = c.ngHandshake(m, &o, argv, rs.Stdin, rs.Stdout, rs.Stderr, func() { rs.Close() }, sshUser(m, o.Getenv))
+		var nt *notTrustedError
+		if errors.As(err, &nt) {
+			c.Close()
+			return nil, err
+		}
+	} else {
+		c.Tail = newTail(rs.Stderr)
+		err = c.handshake(m, timeout)
+	}
+	if err != nil {
 		c.Close()
-		return nil, &HandshakeError{Argv: argv, Err: err}
+		// Nothing is answered yet: a builder whose store command
+		// fails fails again directly, and a relay that lost the
+		// session costs no build.
+		return nil, fmt.Errorf("%w: the relayed session ended before its store protocol started: %v", mux.ErrNoServer, err)
 	}
 	c.HandshakeTime = time.Since(c.started)
 	return c, nil
@@ -154,27 +240,62 @@ type relayError struct {
 func (e *relayError) Error() string { return e.msg }
 
 // startRelay starts a relay process for dir, detached from the hook's
-// process group and session.
-func startRelay(dir string, persist time.Duration) error {
+// process group and session. exited is closed when it ends (at once when
+// another relay holds dir).
+func startRelay(dir string, persist time.Duration) (exited <-chan struct{}, err error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if strings.HasSuffix(exe, ".test") {
+	if strings.HasSuffix(exe, ".test") && testOnlyRelayExe == nil {
 		// A test binary calling Main in-process: it would run its
 		// tests again.
-		return errors.New("not from a test binary")
+		return nil, errors.New("not from a test binary")
 	}
 	cmd := exec.Command(exe)
 	cmd.Args = os.Args // argv[0] too: a multi-call binary dispatches on it
+	if testOnlyRelayExe != nil {
+		cmd = exec.Command(testOnlyRelayExe[0], testOnlyRelayExe[1:]...)
+	}
 	cmd.Env = append(os.Environ(), EnvRelay+"="+dir, envPersist+"="+persist.String())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = "/"
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%v: %w", cmd.Args, err)
+	if err := closeOnExec(); err != nil {
+		return nil, err
 	}
-	// Not waited for: it outlives the hook, and init reaps it.
-	return cmd.Process.Release()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%v: %w", cmd.Args, err)
+	}
+	// Waited for only to see it end early: it outlives the hook, and
+	// init reaps it then.
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
+	return done, nil
+}
+
+// testOnlyRelayExe, if set, is the command startRelay runs.
+var testOnlyRelayExe []string
+
+// closeOnExec marks every descriptor above stderr close-on-exec. Go's
+// exec passes on any descriptor without the flag, and Nix gives the hook
+// the build log's pipe as fds 4 and 5 without it: a relay holding them
+// would keep the pipe open for as long as it runs.
+func closeOnExec() error {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("listing descriptors: %w", err)
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 {
+			continue
+		}
+		syscall.CloseOnExec(fd) // the directory's own descriptor is gone by now: EBADF
+	}
+	return nil
 }
 
 // ServeRelay is the relay process: it serves hooks on dir's socket until
@@ -186,12 +307,55 @@ func ServeRelay(ctx context.Context, dir string, idle time.Duration) error {
 		return nil
 	}
 	defer lock.Close()
+	own := binaryStamp()
 	s := &mux.Server{
-		Dial: relayDial,
-		Idle: idle,
-		UID:  -1,
+		Dial:  relayDial,
+		Idle:  idle,
+		UID:   -1,
+		Check: func(target string) error { return checkTarget(target, own) },
+		Ready: readyFor,
+		Name:  targetName,
 	}
 	return s.Serve(ctx, ln)
+}
+
+// targetName names a target by its machine's URI.
+func targetName(target string) string {
+	var t relayTarget
+	if json.Unmarshal([]byte(target), &t) != nil {
+		return "?"
+	}
+	return t.Machine.URI
+}
+
+// RelayStatus returns what the relay in dir holds per builder; an error
+// wrapping mux.ErrNoServer when none runs.
+func RelayStatus(ctx context.Context, dir string) ([]mux.Status, error) {
+	return mux.Query(ctx, mux.SocketPath(dir))
+}
+
+// StopRelay makes the relay in dir stop accepting hooks: the sessions it
+// runs go on to their end, and it exits then.
+func StopRelay(ctx context.Context, dir string) error {
+	return mux.Stop(ctx, mux.SocketPath(dir))
+}
+
+// NoRelay says whether err, from RelayStatus or StopRelay, means that no
+// relay runs (rather than one that is not to be trusted, or failed).
+func NoRelay(err error) bool {
+	return errors.Is(err, mux.ErrNoServer) && !errors.Is(err, mux.ErrUntrusted)
+}
+
+// checkTarget vets a hook's request against the relay's own binary.
+func checkTarget(target, own string) error {
+	var t relayTarget
+	if err := json.Unmarshal([]byte(target), &t); err != nil {
+		return fmt.Errorf("relay: bad target: %w", err)
+	}
+	if t.Binary != own {
+		return fmt.Errorf("relay: the hook runs another offload binary (%s, the relay %s): %w", t.Binary, own, mux.ErrStale)
+	}
+	return nil
 }
 
 func relayDial(ctx context.Context, target string) (mux.Remote, error) {
@@ -219,6 +383,9 @@ func (e codedErr) Unwrap() error   { return e.error }
 type sshRemote struct{ c *ssh.Client }
 
 func (r sshRemote) Close() error { return r.c.Close() }
+func (r sshRemote) Err() error   { return r.c.Err() }
+
+func (r sshRemote) Ping(ctx context.Context) error { return r.c.Ping(ctx) }
 
 // copyBuf is the relay's copy buffer: large, so a NAR crosses the relay in
 // few reads and writes.
@@ -230,6 +397,12 @@ func (r sshRemote) Run(ctx context.Context, argv []string, stdin io.Reader, stdo
 		return mux.Exit{}, codedErr{err}
 	}
 	started()
+	return attach(ctx, sess, sess.Wait, stdin, stdout, stderr)
+}
+
+// attach copies between a running session and a hook's streams until the
+// session ends; wait returns how it ended.
+func attach(ctx context.Context, sess *ssh.Session, wait func() error, stdin io.Reader, stdout, stderr io.Writer) (mux.Exit, error) {
 	go func() {
 		io.CopyBuffer(sess.Stdin, stdin, make([]byte, copyBuf))
 		sess.Stdin.Close()
@@ -241,7 +414,7 @@ func (r sshRemote) Run(ctx context.Context, argv []string, stdin io.Reader, stdo
 	}()
 	io.CopyBuffer(stdout, sess.Stdout, make([]byte, copyBuf))
 	<-errDone
-	err = sess.Wait()
+	err := wait()
 	var ee *ssh.ExitError
 	switch {
 	case ctx.Err() != nil:
@@ -253,5 +426,73 @@ func (r sshRemote) Run(ctx context.Context, argv []string, stdin io.Reader, stdo
 	case errors.As(err, &ee):
 		return mux.Exit{Code: ee.Code, Signal: ee.Signal}, nil
 	}
-	return mux.Exit{}, err
+	return mux.Exit{}, codedErr{err}
+}
+
+// readyStore is how many store commands (nix-store --serve --write, or
+// nix-daemon --stdio for ssh-ng://) a relay keeps started per builder: a hook is handed one at once, and
+// the builder's session and nix-store start (most of a connection's time
+// on a near builder) happen before the hook asks.
+const readyStore = 2
+
+// readyFor is the relay's mux.Server.Ready: store commands only.
+func readyFor(target string, argv []string) int {
+	var t relayTarget
+	if json.Unmarshal([]byte(target), &t) != nil || Supported(&t.Machine) != nil {
+		return 0
+	}
+	if slices.Equal(argv, ssh.RemoteCommand(t.Machine, t.Machine.Scheme == "ssh-ng")) {
+		return readyStore
+	}
+	return 0
+}
+
+// StartAhead starts argv for a hook yet to come.
+func (r sshRemote) StartAhead(argv []string) (mux.Started, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sess, err := r.c.Start(ctx, argv)
+	if err != nil {
+		cancel()
+		return nil, codedErr{err}
+	}
+	a := &sshAhead{sess: sess, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		a.err = sess.Wait()
+		close(a.done)
+	}()
+	return a, nil
+}
+
+// sshAhead is a command started ahead on an SSH connection. Whether it
+// has ended is known without reading its output: its exit status comes
+// on the channel.
+type sshAhead struct {
+	sess   *ssh.Session
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error // how it ended, once done
+}
+
+func (a *sshAhead) Err() error {
+	select {
+	case <-a.done:
+		if a.err == nil {
+			return errors.New("exited")
+		}
+		return a.err
+	default:
+		return nil
+	}
+}
+
+func (a *sshAhead) Attach(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) (mux.Exit, error) {
+	defer context.AfterFunc(ctx, a.cancel)()
+	return attach(ctx, a.sess, func() error { <-a.done; return a.err }, stdin, stdout, stderr)
+}
+
+// Close ends the command without waiting: on a dead connection the
+// wait would be as long as the keepalives take.
+func (a *sshAhead) Close() error {
+	a.cancel()
+	return nil
 }

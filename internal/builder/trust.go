@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 
@@ -17,14 +18,16 @@ import (
 
 // trustProbePath is the store path the trust probe adds: always the same,
 // so a trusted builder holds at most one, unreferenced, which its garbage
-// collector removes.
-var trustProbePath = func() string {
+// collector removes. It and trustProbeNAR are made on first use, not at
+// start: every hook process would pay for them, and only a check uses
+// them.
+var trustProbePath = sync.OnceValue(func() string {
 	sum := sha256.Sum256([]byte("offload trust probe, version 1"))
 	return "/nix/store/" + nixbase32.EncodeToString(sum[:20]) + "-offload-trust-probe"
-}()
+})
 
 // trustProbeNAR is the NAR of a regular file holding a short text.
-var trustProbeNAR = func() []byte {
+var trustProbeNAR = sync.OnceValue(func() []byte {
 	var b bytes.Buffer
 	w := wire.NewWriter(&b)
 	for _, s := range []string{"nix-archive-1", "(", "type", "regular", "contents", "offload checks that this builder trusts its SSH user\n", ")"} {
@@ -32,7 +35,7 @@ var trustProbeNAR = func() []byte {
 	}
 	w.Flush()
 	return b.Bytes()
-}()
+})
 
 // ProbeTrust adds trustProbePath, unsigned, as a build's inputs are added
 // (AddToStoreNar of the serve protocol for ssh://). The builder's Nix
@@ -42,9 +45,10 @@ var trustProbeNAR = func() []byte {
 // signature by a trusted key"). trusted is "yes", "no" or "unknown", and
 // detail says why when it is not "yes".
 func (c *Conn) ProbeTrust() (trusted, detail string) {
-	sum := sha256.Sum256(trustProbeNAR)
-	info := store.PathInfo{Path: trustProbePath, NarSize: uint64(len(trustProbeNAR)), NarHash: "sha256:" + hex.EncodeToString(sum[:]), References: []string{}}
-	err := c.Store.AddToStoreNars([]store.PathInfo{info}, func(int) (io.Reader, error) { return bytes.NewReader(trustProbeNAR), nil })
+	nar := trustProbeNAR()
+	sum := sha256.Sum256(nar)
+	info := store.PathInfo{Path: trustProbePath(), NarSize: uint64(len(nar)), NarHash: "sha256:" + hex.EncodeToString(sum[:]), References: []string{}}
+	err := c.Store.AddToStoreNars([]store.PathInfo{info}, func(int) (io.Reader, error) { return bytes.NewReader(nar), nil })
 	if err == nil {
 		return "yes", ""
 	}

@@ -17,6 +17,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/alecthomas/kong"
 )
@@ -50,12 +51,23 @@ type Env struct {
 // OSEnv is the environment of the running process.
 func OSEnv() Env {
 	e := Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
-	if f := os.NewFile(4, "build-log"); f != nil {
-		if _, err := f.Stat(); err == nil {
-			e.BuildLog = f
-		}
+	if f := openFile(4, "build-log"); f != nil {
+		e.BuildLog = f
 	}
 	return e
+}
+
+// openFile returns fd as a file if it is open, else nil. An *os.File is
+// made only for an open descriptor: one made and dropped would close fd
+// when the garbage collector finalizes it, whatever fd is by then (in a
+// process without fd 4, such as the connection relay, one of its own
+// connections).
+func openFile(fd int, name string) *os.File {
+	var st syscall.Stat_t
+	if syscall.Fstat(fd, &st) != nil {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), name)
 }
 
 // exitError carries an exit code other than ExitFailed up to the printer.
@@ -205,6 +217,7 @@ type CLI struct {
 	Undrain  undrainCmd  `cmd:"" help:"Send builds to a drained builder again."`
 	Setup    setupCmd    `cmd:"" help:"Check this machine's Nix set-up and say what to change."`
 	Config   configCmd   `cmd:"" help:"Show offload's settings and where each comes from."`
+	Relay    relayCmd    `cmd:"" help:"The connection relay: stop it."`
 	VersionC versionCmd  `cmd:"" name:"version" help:"Print the version."`
 }
 

@@ -5,8 +5,11 @@ package cli
 import (
 	"bytes"
 	"context"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/wire"
@@ -133,5 +136,38 @@ func TestDrainUndrain(t *testing.T) {
 		if code != 0 || !strings.Contains(stdout, tt.out) {
 			t.Errorf("offload %q = %d, %q, %q", tt.args, code, stdout, stderr)
 		}
+	}
+}
+
+// TestOpenFileClosedFD: asking for a descriptor that is not open (fd 4
+// in the connection relay, which inherits none) must leave nothing
+// behind that closes that number later. Before, a dropped *os.File's
+// finalizer closed it at the next collection, when it had become one of
+// the relay's own connections.
+func TestOpenFileClosedFD(t *testing.T) {
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(p[0])
+	fd, err := syscall.Dup(p[1]) // a free number, kept free below
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.Close(fd)
+	if f := openFile(fd, "build-log"); f != nil {
+		t.Fatalf("openFile(%d) of a closed descriptor = %v, want nil", fd, f)
+	}
+	// The number is taken again, by something else.
+	if err := syscall.Dup3(p[1], fd, syscall.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	syscall.Close(p[1])
+	runtime.GC()
+	runtime.GC()
+	time.Sleep(10 * time.Millisecond) // finalizers run on their own goroutine
+	if _, err := syscall.Write(fd, []byte("x")); err != nil {
+		t.Errorf("fd %d, reused after openFile, was closed behind its owner's back: %v", fd, err)
 	}
 }

@@ -223,6 +223,7 @@ func (c statusCmd) Run(rc *runContext) error {
 			w.WriteByte('\n')
 		case c.Verbose:
 			writeTable(w, st)
+			rc.writeRelay(w)
 		case c.Log:
 			writeLog(w, st)
 		default:

@@ -8,6 +8,7 @@ package e2e
 // a hook that died rather than one that answered.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,8 +40,8 @@ func hookCopy(t *testing.T) string {
 }
 
 // procsOf returns the pids of the processes whose executable is the file
-// exe. It compares files, not names: a process chrooted into the unstable
-// root shows another path in /proc/<pid>/exe.
+// exe, but for connection relays. It compares files, not names: a process
+// chrooted into the unstable root shows another path in /proc/<pid>/exe.
 func procsOf(exe string) []int {
 	want, err := os.Stat(exe)
 	if err != nil {
@@ -53,11 +54,18 @@ func procsOf(exe string) []int {
 		if err != nil {
 			continue
 		}
-		if fi, err := os.Stat("/proc/" + e.Name() + "/exe"); err == nil && os.SameFile(fi, want) {
+		if fi, err := os.Stat("/proc/" + e.Name() + "/exe"); err == nil && os.SameFile(fi, want) && !isRelay(pid) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
+}
+
+// isRelay says whether pid is a connection relay: the first hook starts
+// one from its own executable (connect-persist), and it outlives the hook.
+func isRelay(pid int) bool {
+	env, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	return bytes.Contains(append([]byte{0}, env...), []byte("\x00OFFLOAD_RELAY_DIR="))
 }
 
 // descendants returns the processes below pid, per /proc.

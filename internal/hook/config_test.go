@@ -13,7 +13,10 @@ import (
 // name and value), read as the hook's caller reads them.
 func testConfig(t testing.TB, kv ...string) *config.Config {
 	t.Helper()
-	env := map[string]string{"OFFLOAD_CONF": os.DevNull}
+	// No relay unless a test asks for one: root's is the machine's own
+	// (/run/offload/relay), and a test binary's hook would make a running
+	// one stop as stale.
+	env := map[string]string{"OFFLOAD_CONF": os.DevNull, config.EnvName("connect-persist"): "0"}
 	for i := 0; i+1 < len(kv); i += 2 {
 		env[config.EnvName(kv[i])] = kv[i+1]
 	}

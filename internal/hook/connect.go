@@ -31,8 +31,9 @@ func (h *hook) dialOptions() builder.Options {
 		ConnectTimeout: h.cfg.ConnectTimeout(),
 		Getenv:         h.env.Getenv,
 		Logf:           h.log.Warnf,
-		Debugf:         h.log.Debugf,
-		Substitute:     h.settings["builders-use-substitutes"] == "true",
+		// Why the relay was not used: one line at -v.
+		Debugf:     func(format string, args ...any) { h.log.Msg(hookproto.LvlTalkative, format, args...) },
+		Substitute: h.settings["builders-use-substitutes"] == "true",
 	}
 	if p := h.cfg.Duration("connect-persist"); p > 0 {
 		o.Relay, o.Persist = builder.RelayDir(h.env.Getenv, h.cfg.StateDir()), p

@@ -77,7 +77,7 @@ var registry = []Setting{
 	{Name: "local-speed-factor", Default: "1", Doc: "speed of this machine, compared with the builders' speed factors", parse: positiveFloat},
 	{Name: "unhealthy-backoff", Default: "30s", Doc: "how long to skip a builder after a failed connect; doubles on each failure", parse: duration(1)},
 	{Name: "unhealthy-backoff-max", Default: "10m", Doc: "the longest a failing builder is skipped", parse: duration(1)},
-	{Name: "connect-persist", Default: "0s", Doc: "how long a builder connection outlives the hook that opened it, in a relay process later hooks share (0: off; experimental)", parse: duration(0)},
+	{Name: "connect-persist", Default: "1m", Doc: "how long a builder connection outlives the hook that opened it, in a relay process later hooks share, which also keeps two store sessions started ahead per builder (0: off; offload relay stop ends it)", parse: duration(0)},
 	{Name: "postpone-wait", Default: "2s", Doc: "how long a hook waits for a busy builder's slot to free before answering postpone (Nix then asks again only after build-poll-interval)", parse: duration(0)},
 	{Name: "emulation-penalty", Default: "1", Doc: "divides a builder's speed factor for systems it runs under emulation (qemu-user)", parse: positiveFloat},
 	{Name: "emulation-retry", Default: "true", Doc: "a build that fails on a builder emulating its system is built again, once, on one that runs it natively, in the same run", parse: boolean},

@@ -74,7 +74,7 @@ func TestFileAndEnv(t *testing.T) {
 		{"local-speed-factor", "0.5", "env OFFLOAD_LOCAL_SPEED_FACTOR"},
 		{"unhealthy-backoff", "30s", "default"},
 		{"unhealthy-backoff-max", "10m", "default"},
-		{"connect-persist", "0s", "default"},
+		{"connect-persist", "1m", "default"},
 		{"postpone-wait", "1.5s", conf + ":5"},
 		{"emulation-penalty", "1", "default"},
 		{"emulation-retry", "true", "default"},

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,25 +46,9 @@ type Session struct {
 // a symbolic link, with mode 0700, and the listening process runs as the
 // user: else the error wraps both ErrNoServer and ErrUntrusted.
 func Start(ctx context.Context, socket, target string, argv []string) (*Session, error) {
-	dir := filepath.Dir(socket)
-	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %v", ErrNoServer, err)
-	}
-	if err := checkDir(dir, false); err != nil {
-		return nil, fmt.Errorf("%w: %w: %v", ErrNoServer, ErrUntrusted, err)
-	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unix", socket)
+	c, err := dial(ctx, socket)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNoServer, err)
-	}
-	c := nc.(*net.UnixConn)
-	if uid, err := peerUID(c); err != nil || uid != os.Getuid() {
-		c.Close()
-		if err == nil {
-			err = fmt.Errorf("%s is served by uid %d, not %d", socket, uid, os.Getuid())
-		}
-		return nil, fmt.Errorf("%w: %w: %v", ErrNoServer, ErrUntrusted, err)
+		return nil, err
 	}
 	// Pipes with a larger buffer than the default 64 KiB, so a big copy
 	// wakes each side less often.
@@ -126,6 +111,91 @@ func Start(ctx context.Context, socket, target string, argv []string) (*Session,
 	return s, nil
 }
 
+// dial connects to the Server on socket, if it is to be trusted.
+func dial(ctx context.Context, socket string) (*net.UnixConn, error) {
+	dir := filepath.Dir(socket)
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %v", ErrNoServer, err)
+	}
+	if err := checkDir(dir, false); err != nil {
+		return nil, fmt.Errorf("%w: %w: %v", ErrNoServer, ErrUntrusted, err)
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "unix", socket)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoServer, err)
+	}
+	c := nc.(*net.UnixConn)
+	if uid, err := peerUID(c); err != nil || uid != os.Getuid() {
+		c.Close()
+		if err == nil {
+			err = fmt.Errorf("%s is served by uid %d, not %d", socket, uid, os.Getuid())
+		}
+		return nil, fmt.Errorf("%w: %w: %v", ErrNoServer, ErrUntrusted, err)
+	}
+	return c, nil
+}
+
+// Status is what a Server holds for one target.
+type Status struct {
+	Target string
+	// Connections open, sessions running on them for clients, and
+	// commands started ahead (Server.Ready).
+	Connections, Sessions, Ready int
+}
+
+// Query returns what the Server on socket holds, one Status per target.
+// Errors are as Start's.
+func Query(ctx context.Context, socket string) ([]Status, error) {
+	body, err := control(ctx, socket, controlStatus)
+	if err != nil {
+		return nil, err
+	}
+	var sts []Status
+	for _, line := range strings.Split(strings.TrimSuffix(body, "\n"), "\n") {
+		var st Status
+		if _, err := fmt.Sscanf(line, "%d %d %d", &st.Connections, &st.Sessions, &st.Ready); err != nil {
+			continue
+		}
+		if f := strings.SplitN(line, " ", 4); len(f) == 4 {
+			st.Target = f[3]
+		}
+		sts = append(sts, st)
+	}
+	return sts, nil
+}
+
+// Stop makes the Server on socket stop accepting; the sessions it runs
+// go on to their end, and it exits then. Errors are as Start's.
+func Stop(ctx context.Context, socket string) error {
+	_, err := control(ctx, socket, controlStop)
+	return err
+}
+
+func control(ctx context.Context, socket, what string) (string, error) {
+	c, err := dial(ctx, socket)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	defer context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })()
+	if _, err := c.Write(encodeRequest("", []string{what})); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNoServer, err)
+	}
+	kind, body, err := readReply(c)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNoServer, err)
+	}
+	if kind != replyInfo {
+		return "", replyError(kind, body)
+	}
+	r := &reader{b: body}
+	return r.str(), r.err
+}
+
 func replyError(kind byte, body []byte) error {
 	r := &reader{b: body}
 	switch kind {
@@ -133,7 +203,8 @@ func replyError(kind byte, body []byte) error {
 		code := r.u32()
 		return &Error{Code: code, Msg: r.str()}
 	case replyLost:
-		return &Error{Msg: r.str(), Lost: true}
+		code := r.u32()
+		return &Error{Code: code, Msg: r.str(), Lost: true}
 	}
 	return fmt.Errorf("mux: unexpected reply %q", kind)
 }
@@ -151,6 +222,22 @@ func (s *Session) wait() {
 	default:
 		s.waitErr = replyError(kind, body)
 	}
+}
+
+// Lost returns the Server's report of a broken connection, waiting at
+// most d for it (it follows the end of the command's output closely);
+// nil when none came.
+func (s *Session) Lost(d time.Duration) *Error {
+	select {
+	case <-s.done:
+	case <-time.After(d):
+		return nil
+	}
+	var e *Error
+	if errors.As(s.waitErr, &e) && e.Lost {
+		return e
+	}
+	return nil
 }
 
 // Wait waits for the command to end and returns its exit, or an error

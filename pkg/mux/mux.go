@@ -15,6 +15,11 @@
 // client died), the Server ends the remote command at once, as a dropped
 // direct connection would.
 //
+// A Server can also keep commands started ahead of their clients
+// (Server.Ready), each handed to one client only and replaced in the
+// background, and it answers two control requests: Query (what it holds)
+// and Stop.
+//
 // The socket carries the power of the user's credentials: Listen makes it
 // mode 0600 in a directory of mode 0700 owned by the user, and the Server
 // checks every peer's uid (SO_PEERCRED) and serves no other. A Server
@@ -39,7 +44,15 @@ const (
 	replyStarted byte = 'S' // the command runs
 	replyRefused byte = 'R' // u32 code, string: it could not start
 	replyExit    byte = 'X' // i32 code, string signal: it ended
-	replyLost    byte = 'L' // string: the connection broke while it ran
+	replyLost    byte = 'L' // u32 code, string: the connection broke while it ran
+	replyInfo    byte = 'I' // string: the answer to a control request
+)
+
+// Control requests have an empty target and one word, with no file
+// descriptors.
+const (
+	controlStatus = "status" // the answer: one line per target (Status)
+	controlStop   = "stop"   // stop accepting; sessions run to their end
 )
 
 // Exit is how a remote command ended: its exit code, or the signal that
@@ -55,7 +68,8 @@ type Exit struct {
 type Error struct {
 	Code uint32
 	Msg  string
-	// Lost is true when the connection broke while the command ran.
+	// Lost is true when the connection broke while the command ran
+	// (Code then says why, when the Remote knew).
 	Lost bool
 }
 

@@ -25,6 +25,8 @@ import (
 // user's shell would.
 type localRemote struct {
 	closed *atomic.Int32
+	err    *atomic.Value // an error: Err's answer
+	ahead  *atomic.Int32 // commands started ahead
 }
 
 func (l localRemote) Run(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer, started func()) (Exit, error) {
@@ -45,10 +47,31 @@ func (l localRemote) Run(ctx context.Context, argv []string, stdin io.Reader, st
 	return Exit{}, err
 }
 
+func (l localRemote) Err() error {
+	if l.err == nil {
+		return nil
+	}
+	err, _ := l.err.Load().(error)
+	if _, silent := err.(silentErr); silent {
+		return nil // gone without a word: only a ping finds out
+	}
+	return err
+}
+
 func (l localRemote) Close() error {
 	l.closed.Add(1)
 	return nil
 }
+
+// breaksRemote's connection breaks once each command has started.
+type breaksRemote struct{}
+
+func (breaksRemote) Run(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer, started func()) (Exit, error) {
+	started()
+	return Exit{}, codeErr{}
+}
+func (breaksRemote) Err() error   { return nil }
+func (breaksRemote) Close() error { return nil }
 
 type codeErr struct{}
 
@@ -61,11 +84,14 @@ type testServer struct {
 	sock   string
 	dials  atomic.Int32
 	closed atomic.Int32
+	ahead  atomic.Int32
+	// err is the next Remote's Err answer, settable later.
+	err    atomic.Pointer[atomic.Value]
 	done   chan error
 	cancel context.CancelFunc
 }
 
-func startServer(t *testing.T, idle time.Duration, uid int) *testServer {
+func startServer(t *testing.T, idle time.Duration, uid int, opts ...func(*Server)) *testServer {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "mux")
 	ln, lock, err := Listen(dir)
@@ -81,9 +107,17 @@ func startServer(t *testing.T, idle time.Duration, uid int) *testServer {
 			if target == "nowhere" {
 				return nil, codeErr{}
 			}
+			if target == "breaks" {
+				return breaksRemote{}, nil
+			}
 			ts.dials.Add(1)
-			return localRemote{&ts.closed}, nil
+			v := new(atomic.Value)
+			ts.err.Store(v)
+			return localRemote{&ts.closed, v, &ts.ahead}, nil
 		},
+	}
+	for _, o := range opts {
+		o(ts.Server)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ts.cancel = cancel
@@ -150,6 +184,12 @@ func TestRelay(t *testing.T) {
 	var me *Error
 	if !errors.As(err, &me) || me.Code != 7 || me.Msg != "no route to nowhere" || me.Lost {
 		t.Errorf("run on a target that cannot be dialled = %v, want *Error code 7", err)
+	}
+	// A connection that breaks while a command runs: the client learns
+	// why, with the code (a keepalive timeout is told from a reset).
+	_, _, _, err = run(t, ts.sock, "breaks", "true", "")
+	if !errors.As(err, &me) || me.Code != 7 || !me.Lost {
+		t.Errorf("run on a connection that breaks = %v, want a lost *Error with code 7", err)
 	}
 }
 
@@ -376,5 +416,298 @@ func TestOtherUsersServer(t *testing.T) {
 	}
 	if b, err := os.ReadFile(got); err == nil {
 		t.Fatalf("nobody's server got the request %q", b)
+	}
+}
+
+// TestIdleExitKeepsAccepted: a client accepted just as the Server decided
+// it was idle must still get its command run to its end. Before, the
+// Server's exit cancelled it, and the hook saw a refused or lost session
+// on a builder that was fine.
+func TestIdleExitKeepsAccepted(t *testing.T) {
+	const idle = 50 * time.Millisecond
+	var once atomic.Bool
+	testOnlyAccepted = func() {
+		if once.CompareAndSwap(false, true) {
+			time.Sleep(4 * idle) // the idle check closes the listener meanwhile
+		}
+	}
+	defer func() { testOnlyAccepted = nil }()
+	ts := startServer(t, idle, -1)
+	out, _, exit, err := run(t, ts.sock, "b1", "sleep 0.2; echo done", "")
+	if err != nil || out != "done\n" || exit != (Exit{}) {
+		t.Errorf("run while the server went idle = %q, %+v, %v; want done, exit 0", out, exit, err)
+	}
+	select {
+	case err := <-ts.done:
+		ts.done <- err
+	case <-time.After(5 * time.Second):
+		t.Fatal("server still running 5 s after its last session")
+	}
+}
+
+// TestDeadRemoteNotUsed: a warm connection that died while idle (its
+// keepalives went unanswered, or it closed) is dropped before a client
+// is handed it.
+func TestDeadRemoteNotUsed(t *testing.T) {
+	ts := startServer(t, time.Minute, -1)
+	if _, _, _, err := run(t, ts.sock, "b1", "true", ""); err != nil {
+		t.Fatal(err)
+	}
+	ts.err.Load().Store(error(errors.New("no answer to keepalives")))
+	out, _, exit, err := run(t, ts.sock, "b1", "echo ok", "")
+	if err != nil || out != "ok\n" || exit != (Exit{}) {
+		t.Errorf("run after the connection died = %q, %+v, %v; want ok, exit 0", out, exit, err)
+	}
+	if n := ts.dials.Load(); n != 2 {
+		t.Errorf("dialled %d times, want 2 (the dead connection replaced)", n)
+	}
+	if n := ts.closed.Load(); n != 1 {
+		t.Errorf("closed %d remotes, want the dead one", n)
+	}
+}
+
+// TestStale: a Server whose Check finds it stale refuses with CodeServer
+// (the client connects by itself) and stops accepting, so that the next
+// client starts a fresh one.
+func TestStale(t *testing.T) {
+	ts := startServer(t, time.Minute, -1, func(s *Server) {
+		s.Check = func(target string) error {
+			if target == "new" {
+				return fmt.Errorf("relay binary changed: %w", ErrStale)
+			}
+			return nil
+		}
+	})
+	if _, _, _, err := run(t, ts.sock, "b1", "true", ""); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, err := run(t, ts.sock, "new", "true", "")
+	var me *Error
+	if !errors.As(err, &me) || me.Code != CodeServer {
+		t.Fatalf("run on a stale server = %v, want a refusal with CodeServer", err)
+	}
+	select {
+	case err := <-ts.done:
+		ts.done <- err
+	case <-time.After(5 * time.Second):
+		t.Fatal("stale server still running")
+	}
+	if _, _, _, err := run(t, ts.sock, "b1", "true", ""); !errors.Is(err, ErrNoServer) {
+		t.Errorf("run after the server stopped = %v, want ErrNoServer", err)
+	}
+}
+
+// localAhead is a command started ahead by localRemote.
+type localAhead struct {
+	cmd            *exec.Cmd
+	stdin          io.WriteCloser
+	stdout, stderr io.ReadCloser
+	done           chan struct{}
+	state          *os.ProcessState
+}
+
+func (l localRemote) StartAhead(argv []string) (Started, error) {
+	cmd := exec.Command("/bin/sh", "-c", strings.Join(argv, " "))
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	errp, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	a := &localAhead{cmd: cmd, stdin: in, stdout: out, stderr: errp, done: make(chan struct{})}
+	go func() {
+		a.state, _ = cmd.Process.Wait()
+		close(a.done)
+	}()
+	if l.ahead != nil {
+		l.ahead.Add(1)
+	}
+	return a, nil
+}
+
+func (a *localAhead) Err() error {
+	select {
+	case <-a.done:
+		return fmt.Errorf("ended: %v", a.state)
+	default:
+		return nil
+	}
+}
+
+func (a *localAhead) Attach(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) (Exit, error) {
+	stop := context.AfterFunc(ctx, func() { a.cmd.Process.Kill() })
+	defer stop()
+	go func() {
+		io.Copy(a.stdin, stdin)
+		a.stdin.Close()
+	}()
+	errDone := make(chan struct{})
+	go func() { io.Copy(stderr, a.stderr); close(errDone) }()
+	io.Copy(stdout, a.stdout)
+	<-errDone
+	<-a.done
+	return Exit{Code: a.state.ExitCode()}, nil
+}
+
+func (a *localAhead) Close() error {
+	a.cmd.Process.Kill()
+	<-a.done
+	a.stdin.Close()
+	a.stdout.Close()
+	a.stderr.Close()
+	return nil
+}
+
+// waitReady waits until the Server holds n commands started ahead.
+func waitReady(t *testing.T, ts *testServer, n int) {
+	t.Helper()
+	for i := 0; ; i++ {
+		ts.mu.Lock()
+		got := 0
+		for _, as := range ts.ready {
+			got += len(as)
+		}
+		ts.mu.Unlock()
+		if got == n {
+			return
+		}
+		if i == 500 {
+			t.Fatalf("%d commands started ahead, want %d", got, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestReady: the Server keeps commands started ahead, hands each to one
+// client only, never hands out one that ended, and starts replacements.
+func TestReady(t *testing.T) {
+	ts := startServer(t, time.Minute, -1, func(s *Server) {
+		s.Ready = func(target string, argv []string) int {
+			if argv[0] == "cat" {
+				return 2
+			}
+			return 0
+		}
+	})
+	if out, _, _, err := run(t, ts.sock, "b1", "cat", "first\n"); err != nil || out != "first\n" {
+		t.Fatalf("first run = %q, %v", out, err)
+	}
+	waitReady(t, ts, 2)
+	if n := ts.ahead.Load(); n != 2 {
+		t.Fatalf("started %d ahead after the first client, want 2", n)
+	}
+
+	// One started ahead dies while waiting: nobody gets it.
+	ts.mu.Lock()
+	dead := ts.ready[readyKey("b1", []string{"cat"})][0].st.(*localAhead)
+	ts.mu.Unlock()
+	dead.cmd.Process.Kill()
+	<-dead.done
+
+	// Eight clients at once: each gets its own command.
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() {
+			in := fmt.Sprintf("client %d\n", i)
+			out, _, exit, err := run(t, ts.sock, "b1", "cat", in)
+			if err == nil && (out != in || exit != (Exit{})) {
+				err = fmt.Errorf("got %q, %+v; want %q, exit 0", out, exit, in)
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	waitReady(t, ts, 2)
+	// Sessions: 8 clients and 2 ahead, 8 to a connection: two dialled.
+	if n := ts.dials.Load(); n > 2 {
+		t.Errorf("dialled %d connections, want at most 2", n)
+	}
+}
+
+// TestControl: Query reports what the Server holds, and Stop ends it.
+func TestControl(t *testing.T) {
+	ts := startServer(t, time.Minute, -1, func(s *Server) {
+		s.Ready = func(target string, argv []string) int { return 1 }
+		s.Name = func(target string) string { return "name of " + target }
+	})
+	if _, _, _, err := run(t, ts.sock, "b1", "cat", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, ts, 1)
+	ctx := context.Background()
+	got, err := Query(ctx, ts.sock)
+	want := []Status{{Target: "name of b1", Connections: 1, Sessions: 0, Ready: 1}}
+	if err != nil || len(got) != 1 || got[0] != want[0] {
+		t.Errorf("Query = %+v, %v; want %+v", got, err, want)
+	}
+	if err := Stop(ctx, ts.sock); err != nil {
+		t.Fatalf("Stop = %v", err)
+	}
+	select {
+	case err := <-ts.done:
+		ts.done <- err
+	case <-time.After(5 * time.Second):
+		t.Fatal("server still running after Stop")
+	}
+	if _, err := Query(ctx, ts.sock); !errors.Is(err, ErrNoServer) {
+		t.Errorf("Query after Stop = %v, want ErrNoServer", err)
+	}
+}
+
+// Ping makes localRemote a Pinger: it answers unless told it is gone,
+// then it waits for ctx, as a peer that went away without a word.
+func (l localRemote) Ping(ctx context.Context) error {
+	if l.err != nil {
+		if _, silent := l.err.Load().(silentErr); silent {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// TestQuietRemotePinged: a connection quiet for a while is pinged before
+// a client gets it, and one whose peer does not answer is replaced.
+func TestQuietRemotePinged(t *testing.T) {
+	defer func(a, b time.Duration) { pingAfter, pingTimeout = a, b }(pingAfter, pingTimeout)
+	pingAfter, pingTimeout = 0, 100*time.Millisecond
+	ts := startServer(t, time.Minute, -1)
+	if _, _, _, err := run(t, ts.sock, "b1", "true", ""); err != nil {
+		t.Fatal(err)
+	}
+	// Err does not see it: the peer is gone but nothing said so.
+	ts.err.Load().Store(error(silentErr{}))
+	out, _, exit, err := run(t, ts.sock, "b1", "echo ok", "")
+	if err != nil || out != "ok\n" || exit != (Exit{}) {
+		t.Errorf("run after the peer went silently = %q, %+v, %v; want ok", out, exit, err)
+	}
+	if n := ts.dials.Load(); n != 2 {
+		t.Errorf("dialled %d times, want 2 (the silent connection replaced)", n)
+	}
+}
+
+type silentErr struct{}
+
+func (silentErr) Error() string { return "gone silently" }
+
+// TestReadyAge: a command started ahead that no client took within
+// readyAge is ended, not handed out: a client gets one started lately.
+func TestReadyAge(t *testing.T) {
+	defer func(a time.Duration) { readyAge = a }(readyAge)
+	readyAge = 300 * time.Millisecond
+	ts := startServer(t, 4*time.Second, -1, func(s *Server) {
+		s.Ready = func(target string, argv []string) int { return 1 }
+	})
+	if _, _, _, err := run(t, ts.sock, "b1", "cat", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, ts, 1)
+	waitReady(t, ts, 0) // ended by the Server's own tick
+	if out, _, _, err := run(t, ts.sock, "b1", "cat", "again\n"); err != nil || out != "again\n" {
+		t.Errorf("run after the command started ahead aged = %q, %v", out, err)
 	}
 }

@@ -84,6 +84,7 @@ type Client struct {
 	closers  []io.Closer
 
 	done      chan struct{}
+	gone      chan struct{} // closed when the connection has ended
 	closeOnce sync.Once
 	mu        sync.Mutex
 	deadErr   error // why keepalive closed the connection
@@ -199,6 +200,11 @@ func dial(ctx context.Context, s *Settings, o *Options) (*Client, error) {
 		return nil, err
 	}
 	c.conn = gossh.NewClient(sc, chans, reqs)
+	c.gone = make(chan struct{})
+	go func() {
+		c.conn.Wait()
+		close(c.gone)
+	}()
 	if s.ServerAliveInterval > 0 {
 		c.done = make(chan struct{})
 		go c.keepalive(s.ServerAliveInterval, s.ServerAliveCountMax)
@@ -360,6 +366,49 @@ func (c *Client) keepalive(interval time.Duration, count int) {
 // Dead returns why keepalives closed the connection (an *Error of kind
 // Timeout), or nil while they have not.
 func (c *Client) Dead() error { return c.dead() }
+
+// Err says why the connection can start no more sessions: what Dead
+// says, or that it has closed (the server or the network ended it); nil
+// while it is open. It asks nothing of the server, so a connection that
+// died silently looks open until its keepalives say otherwise.
+func (c *Client) Err() error {
+	if d := c.dead(); d != nil {
+		return d
+	}
+	if c.gone == nil {
+		return nil
+	}
+	select {
+	case <-c.gone:
+		return &Error{Kind: Other, Host: c.settings.Host, Err: errors.New("connection closed")}
+	default:
+		return nil
+	}
+}
+
+// Ping asks the server for an answer now (a keepalive@openssh.com
+// request): a connection whose peer went away without a word (a builder
+// powered off, a network cut) looks open to Err until its keepalives
+// give up, and this finds out within ctx. Nil for a local client.
+func (c *Client) Ping(ctx context.Context) error {
+	if c.conn == nil {
+		return nil
+	}
+	reply := make(chan error, 1)
+	go func() {
+		_, _, err := c.conn.SendRequest("keepalive@openssh.com", true, nil)
+		reply <- err
+	}()
+	select {
+	case err := <-reply:
+		if err != nil {
+			return c.connErr(err)
+		}
+		return nil
+	case <-ctx.Done():
+		return &Error{Kind: Timeout, Host: c.settings.Host, Err: fmt.Errorf("no answer to a keepalive: %w", ctx.Err())}
+	}
+}
 
 // dead returns why keepalive closed the connection, or nil.
 func (c *Client) dead() error {
