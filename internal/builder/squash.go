@@ -82,6 +82,15 @@ const (
 	poorRatio = 0.9
 )
 
+// squashMin is the least a copy (one path back, one batch up) must carry
+// to go compressed. A compressed copy runs in a session of its own, whose
+// start (the session and nix-store on the builder, ~100 ms on a loopback
+// builder) is paid before its first byte; below squashMin that start
+// costs more than compression saves on a 100 Mbit link (1 MiB at 2.7×
+// saves ~50 ms there), and a small build's copy back would wait for it.
+// Smaller copies go over the store session, as uncompressed copies do.
+const squashMin = 1 << 20
+
 // squashed is a Remote whose DumpStorePath copies compressed.
 type squashed struct {
 	Remote
@@ -121,6 +130,9 @@ func Stats(r Remote) (st SquashStats, ok bool) {
 }
 
 func (s *squashed) DumpStorePath(p string, w io.Writer, narSize uint64) error {
+	if narSize < squashMin {
+		return s.Remote.DumpStorePath(p, w, narSize)
+	}
 	if !s.off.Load() {
 		if err, ok := s.dump(p, w, narSize); ok {
 			return err
@@ -313,13 +325,22 @@ func exportError(what string, err error) error {
 // --import`, or as c.Store does when the builder cannot or a path has what
 // an export stream cannot carry.
 func (s *squashed) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
-	if !s.off.Load() && exportable(infos) {
+	if !s.off.Load() && exportable(infos) && narBytes(infos) >= squashMin {
 		if err, ok := s.upload(infos, open); ok {
 			return err
 		}
 		s.off.Store(true)
 	}
 	return s.Remote.AddToStoreNars(infos, open)
+}
+
+// narBytes is the sum of infos' NAR sizes.
+func narBytes(infos []store.PathInfo) uint64 {
+	var n uint64
+	for i := range infos {
+		n += infos[i].NarSize
+	}
+	return n
 }
 
 // exportable reports whether an export stream carries all of infos: none

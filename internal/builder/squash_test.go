@@ -4,12 +4,15 @@ package builder
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
 
+	"github.com/offload-nix/offload/pkg/spec"
 	"github.com/offload-nix/offload/pkg/squash"
 	"github.com/offload-nix/offload/pkg/store"
 )
@@ -156,6 +159,43 @@ func TestExportable(t *testing.T) {
 	} {
 		if got := exportable(tt.infos); got != tt.want {
 			t.Errorf("exportable(%+v) = %v, want %v", tt.infos, got, tt.want)
+		}
+	}
+}
+
+// plainRemote counts the copies that went over the store session.
+type plainRemote struct {
+	Remote
+	dumps, uploads int
+}
+
+func (r *plainRemote) DumpStorePath(string, io.Writer, uint64) error { r.dumps++; return nil }
+func (r *plainRemote) AddToStoreNars([]store.PathInfo, func(int) (io.Reader, error)) error {
+	r.uploads++
+	return nil
+}
+
+// A copy below squashMin goes over the store session at once, without a
+// session of its own on the builder; a larger one asks for one first
+// (here refused: a Conn from NewConn starts no command).
+func TestSquashMin(t *testing.T) {
+	for _, size := range []uint64{1, squashMin - 1, squashMin} {
+		plain := &plainRemote{}
+		var said []string
+		c := NewConn(&spec.Machine{Scheme: "ssh", URI: "ssh://b"}, plain, nil)
+		r := c.Squashed(context.Background(), SquashOptions{Logf: func(f string, a ...any) { said = append(said, fmt.Sprintf(f, a...)) }})
+		if err := r.DumpStorePath(exportPath, io.Discard, size); err != nil {
+			t.Fatalf("%d bytes back: %v", size, err)
+		}
+		infos := []store.PathInfo{{Path: exportPath, NarSize: size}}
+		if err := r.AddToStoreNars(infos, nil); err != nil {
+			t.Fatalf("%d bytes up: %v", size, err)
+		}
+		if plain.dumps != 1 || plain.uploads != 1 {
+			t.Errorf("%d bytes: %d copies back and %d up over the store session, want 1 each", size, plain.dumps, plain.uploads)
+		}
+		if asked := len(said) > 0; asked != (size >= squashMin) {
+			t.Errorf("%d bytes: asked the builder for a compressed copy: %v (said %q)", size, asked, said)
 		}
 	}
 }

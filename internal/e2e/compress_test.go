@@ -17,8 +17,9 @@ import (
 	"testing"
 )
 
-// compressibleOut writes about 700 KB of text lines as $out.
-const compressibleOut = `i=0; while [ $i -lt 20000 ]; do echo "line $i of an output that compresses well"; i=$((i+1)); done > $out`
+// compressibleOut writes about 2 MB of text lines as $out: enough to go
+// compressed (internal/builder squashMin is 1 MiB).
+const compressibleOut = `i=0; while [ $i -lt 60000 ]; do echo "line $i of an output that compresses well"; i=$((i+1)); done > $out`
 
 // fakeTools writes the given scripts into a new directory and returns a
 // PATH line for a builder's sessions that finds them first.
@@ -57,7 +58,7 @@ func checkOut(t *testing.T, c *client, r result) {
 		t.Fatalf("nix-build exit %d\n%s", r.Code, r.Stderr)
 	}
 	got := c.run(defaultTimeout, "tail", "-n", "1", r.Out).Out
-	if got != "line 19999 of an output that compresses well" {
+	if got != "line 59999 of an output that compresses well" {
 		t.Errorf("the output's last line = %q", got)
 	}
 	c.mustVerify()
