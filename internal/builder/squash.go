@@ -65,11 +65,12 @@ type SquashStats struct {
 type SquashOptions struct {
 	// Level is the level (squash.Levels; 0: squash.DefaultLevel).
 	Level int
-	// Auto stops compressing once a copy (either way) of at least
-	// poorAfter bytes came out at more than poorRatio of its size: the
-	// data turned out incompressible, and compressing it costs the
-	// builder and the hook time for nothing.
-	Auto bool
+	// Auto, if not nil and true, stops compressing once a copy (either
+	// way) of at least poorAfter bytes came out at more than poorRatio of
+	// its size: the data turned out incompressible, and compressing it
+	// costs the builder and the hook time for nothing. It is asked only
+	// after such a copy.
+	Auto func() bool
 	// Logf takes what the compression did (at -v): each copy's sizes,
 	// and once why the builder's copies are not compressed. Nil: dropped.
 	Logf func(format string, args ...any)
@@ -192,7 +193,7 @@ func (s *squashed) dump(p string, w io.Writer, narSize uint64) (err error, ok bo
 // ("from" or "to") the builder of raw bytes that compressed to ratio of
 // their size, when they were enough to tell and compressed poorly.
 func (s *squashed) poor(dir string, raw int64, ratio float64) {
-	if s.o.Auto && raw >= poorAfter && ratio > poorRatio {
+	if raw >= poorAfter && ratio > poorRatio && s.o.Auto != nil && s.o.Auto() {
 		s.logf("not compressing more copies to or from '%s': a copy %s it compressed only to %.0f%%", s.c.Machine.URI, dir, 100*ratio)
 		s.off.Store(true)
 	}

@@ -24,8 +24,10 @@ func (h *hook) squashed(ctx context.Context, c *builder.Conn) builder.Remote {
 	}
 	return c.Squashed(ctx, builder.SquashOptions{
 		Level: h.cfg.Int("compress-level"),
-		Auto:  mode == config.CompressAuto && !h.sshCompression(c),
-		Logf:  func(format string, args ...any) { h.log.Msg(hookproto.LvlTalkative, format, args...) },
+		// Asked only after a copy large enough to tell: reading the SSH
+		// settings again costs a small build's copy back time.
+		Auto: func() bool { return mode == config.CompressAuto && !h.sshCompression(c) },
+		Logf: func(format string, args ...any) { h.log.Msg(hookproto.LvlTalkative, format, args...) },
 	})
 }
 

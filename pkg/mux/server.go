@@ -395,10 +395,20 @@ func (s *Server) handle(ctx context.Context, c *net.UnixConn) {
 	}
 	if a != nil {
 		c.Write(reply(replyStarted, nil))
-		s.refill(ctx, target, argv)
+		// With another command still ready, the replacement starts when
+		// this one ends: its start (a session and a store command on the
+		// builder) would otherwise compete with the build this one
+		// serves, and the next client has one meanwhile.
+		later := s.readyLeft(key) > 0
+		if !later {
+			s.refill(ctx, target, argv)
+		}
 		exit, err := a.st.Attach(sctx, files[0], files[1], files[2])
 		a.st.Close()
 		s.give(target, a.w, err != nil)
+		if later {
+			s.refill(ctx, target, argv)
+		}
 		if err != nil {
 			c.Write(lost(err))
 			return
@@ -507,6 +517,14 @@ func (s *Server) takeReady(key, target string) *ahead {
 		a.w.sessions--
 	}
 	return nil
+}
+
+// readyLeft is how many commands for key are started ahead and not
+// handed out.
+func (s *Server) readyLeft(key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.ready[key])
 }
 
 // refill starts commands ahead for target and argv in the background,
