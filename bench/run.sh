@@ -68,7 +68,7 @@ export NIX_SSHOPTS="-F $work/b1/ssh_config"
 # awareness: this builder's load is the client's own (and that of whatever
 # else runs on the machine), which would turn it away as busy elsewhere.
 echo "load-aware = false" > "$work/offload.conf"
-# Warm connections through the relay (off by default for now).
+# Warm connections through the relay, as by default (connect-persist).
 export OFFLOAD_CONNECT_PERSIST=${OFFLOAD_CONNECT_PERSIST:-30s}
 export OFFLOAD_CONF="$work/offload.conf"
 
