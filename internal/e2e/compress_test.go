@@ -65,8 +65,8 @@ func checkOut(t *testing.T, c *client, r result) {
 }
 
 // The builder's zstd (it logs its words): the output arrives whole, on
-// both protocols and both client Nixes, at compress-level, under
-// compress=on and the default, auto.
+// both protocols and both client Nixes, at compress-level, under the
+// default, auto (a link not measured yet), and compress=on.
 func TestCompressedCopyBack(t *testing.T) {
 	requireEnv(t)
 	t.Parallel()
@@ -78,18 +78,18 @@ func TestCompressedCopyBack(t *testing.T) {
 	t.Run("group", func(t *testing.T) {
 		matrix(t, cells(nixes, protos, directOnly), func(t *testing.T, m cell) {
 			c := m.client(t, b1)
+			// The default, auto, on a link not measured yet: compressed,
+			// at compress-level (3).
+			r := m.build(t, c, drv("squashed-auto", "x86_64-linux", compressibleOut, salt()), m.machines(b1, "x86_64-linux"), "-v")
+			checkOut(t, c, r)
+			wantAll(t, "nix-build's stderr", r.Stderr, "with zstd: ")
 			c.Env = []string{"OFFLOAD_COMPRESS=on", "OFFLOAD_COMPRESS_LEVEL=5"}
-			r := m.build(t, c, drv("squashed", "x86_64-linux", compressibleOut, salt()), m.machines(b1, "x86_64-linux"), "-v")
+			r = m.build(t, c, drv("squashed", "x86_64-linux", compressibleOut, salt()), m.machines(b1, "x86_64-linux"), "-v")
 			checkOut(t, c, r)
 			wantAll(t, "nix-build's stderr", r.Stderr, "with zstd: ", "'"+m.uri(b1)+"'")
 			if r.Out != "" && !strings.Contains(r.Stderr, "copied "+r.Out+" from") {
 				t.Errorf("nix-build's stderr does not say %s was copied compressed:\n%s", r.Out, r.Stderr)
 			}
-			// The default: auto, at compress-level (3).
-			c.Env = nil
-			r = m.build(t, c, drv("squashed-auto", "x86_64-linux", compressibleOut, salt()), m.machines(b1, "x86_64-linux"), "-v")
-			checkOut(t, c, r)
-			wantAll(t, "nix-build's stderr", r.Stderr, "with zstd: ")
 		})
 	})
 	b, err := os.ReadFile(log)
