@@ -613,40 +613,18 @@ func writeTable(w io.Writer, st *statusInfo) {
 // writeReadings is the -v form's table of load readings, left out when no
 // builder has one (load-aware off, or no hook has connected yet).
 func writeReadings(w io.Writer, st *statusInfo) {
-	some := false
-	for _, b := range st.Builders {
-		some = some || b.Reading != nil
-	}
-	if !some {
-		return
-	}
-	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "BUILDER\tREAL STATE")
-	for _, b := range st.Builders {
-		text := "no reading"
-		if b.Reading != nil {
-			text = b.Reading.Format(st.Time)
+	writeSideTable(w, st, "REAL STATE", func(b *builderStatus) (string, bool) {
+		if b.Reading == nil {
+			return "no reading", false
 		}
-		fmt.Fprintf(tw, "%s\t%s\n", printable(b.Name), text)
-	}
-	tw.Flush()
+		return b.Reading.Format(st.Time), true
+	})
 }
 
 // writeLinks is the -v form's table of link measures, left out when no
 // builder has one (no copy of 1 MiB or more yet, or compress = off).
 func writeLinks(w io.Writer, st *statusInfo) {
-	some := false
-	for _, b := range st.Builders {
-		some = some || b.LinkBytesPerSecond != nil || b.CompressedRatio != nil
-	}
-	if !some {
-		return
-	}
-	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "BUILDER\tLINK\tLAST COMPRESSED")
-	for _, b := range st.Builders {
+	writeSideTable(w, st, "LINK\tLAST COMPRESSED", func(b *builderStatus) (string, bool) {
 		link, ratio := "not measured", "-"
 		if b.LinkBytesPerSecond != nil {
 			link = fmtBytes(uint64(*b.LinkBytesPerSecond)) + "/s"
@@ -654,7 +632,29 @@ func writeLinks(w io.Writer, st *statusInfo) {
 		if b.CompressedRatio != nil {
 			ratio = "to " + strconv.FormatFloat(100**b.CompressedRatio, 'f', 1, 64) + " %"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", printable(b.Name), link, ratio)
+		return link + "\t" + ratio, b.LinkBytesPerSecond != nil || b.CompressedRatio != nil
+	})
+}
+
+// writeSideTable writes a table of one row per builder, the columns head
+// and then row's text, after an empty line; it is left out when row
+// reports no builder as known.
+func writeSideTable(w io.Writer, st *statusInfo, head string, row func(b *builderStatus) (text string, known bool)) {
+	rows := make([]string, len(st.Builders))
+	some := false
+	for i := range st.Builders {
+		var known bool
+		rows[i], known = row(&st.Builders[i])
+		some = some || known
+	}
+	if !some {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "BUILDER\t"+head)
+	for i, b := range st.Builders {
+		fmt.Fprintf(tw, "%s\t%s\n", printable(b.Name), rows[i])
 	}
 	tw.Flush()
 }
