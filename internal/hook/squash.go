@@ -132,22 +132,22 @@ func (h *hook) squashed(ctx context.Context, c *builder.Conn) builder.Remote {
 	}
 	uri := c.Machine.URI
 	logf := func(format string, args ...any) { h.log.Msg(hookproto.LvlTalkative, format, args...) }
+	// Read once, and only for a large copy: reading the SSH settings
+	// costs a small build's copy back time.
+	auto := sync.OnceValue(func() bool { return mode == config.CompressAuto && !h.sshCompression(c) })
 	o := builder.SquashOptions{
 		Level: h.cfg.Int("compress-level"),
 		Measured: func(cp builder.Copy) {
 			l := h.updateLink(uri, func(l slots.Link) slots.Link { return measure(l, cp) })
-			if cp.Compressed && l.Plain == poorHold {
+			if cp.Compressed && l.Plain == poorHold && auto() {
 				logf("not compressing more copies to or from '%s' for now: one compressed only to %.1f%%", uri, float64(l.Ratio)/10)
 			}
 		},
 		Logf: logf,
 	}
 	if mode == config.CompressAuto {
-		// Read once, and only for a large copy: reading the SSH
-		// settings costs a small build's copy back time.
-		asked := sync.OnceValue(func() bool { return h.sshCompression(c) })
 		o.Compress = func() bool {
-			if asked() {
+			if !auto() {
 				return true
 			}
 			var compress bool
