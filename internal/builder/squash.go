@@ -39,6 +39,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/offload-nix/offload/pkg/squash"
 	"github.com/offload-nix/offload/pkg/ssh"
@@ -65,23 +66,31 @@ type SquashStats struct {
 type SquashOptions struct {
 	// Level is the level (squash.Levels; 0: squash.DefaultLevel).
 	Level int
-	// Auto, if not nil and true, stops compressing once a copy (either
-	// way) of at least poorAfter bytes came out at more than poorRatio of
-	// its size: the data turned out incompressible, and compressing it
-	// costs the builder and the hook time for nothing. It is asked only
-	// after such a copy.
-	Auto func() bool
+	// Compress, if not nil, is asked before each copy (either way) of at
+	// least squashMin bytes whether it goes compressed; nil: all do. It
+	// must not wait on the builder: it is asked with the copy waiting.
+	Compress func() bool
+	// Measured, if not nil, takes the measure of each copy of at least
+	// squashMin bytes that succeeded, compressed or not.
+	Measured func(Copy)
 	// Logf takes what the compression did (at -v): each copy's sizes,
 	// and once why the builder's copies are not compressed. Nil: dropped.
 	Logf func(format string, args ...any)
 }
 
-// Under compress=auto, a copy of at least poorAfter bytes that compresses
-// to more than poorRatio of its size ends compression for the connection.
-const (
-	poorAfter = 1 << 20
-	poorRatio = 0.9
-)
+// Copy is the measure of one copy to or from a builder.
+type Copy struct {
+	// Raw is the NAR bytes copied, Wire what crossed the link for them
+	// (Raw for an uncompressed copy).
+	Raw, Wire int64
+	// Took is the copy's time, from before its session started (for a
+	// compressed copy) to its last byte.
+	Took time.Duration
+	// Compressed is set for a compressed copy: then Wire/Took is only a
+	// lower bound of the link's rate, since the compressor may have been
+	// the slower.
+	Compressed bool
+}
 
 // squashMin is the least a copy (one path back, one batch up) must carry
 // to go compressed. A compressed copy runs in a session of its own, whose
@@ -134,8 +143,9 @@ func (s *squashed) DumpStorePath(p string, w io.Writer, narSize uint64) error {
 	if narSize < squashMin {
 		return s.Remote.DumpStorePath(p, w, narSize)
 	}
-	if !s.off.Load() {
-		if err, ok := s.dump(p, w, narSize); ok {
+	t0 := time.Now()
+	if s.compress() {
+		if err, ok := s.dump(p, w, narSize, t0); ok {
 			return err
 		}
 		s.off.Store(true)
@@ -143,12 +153,29 @@ func (s *squashed) DumpStorePath(p string, w io.Writer, narSize uint64) error {
 	s.mu.Lock()
 	s.stats.Method = squash.None
 	s.mu.Unlock()
-	return s.Remote.DumpStorePath(p, w, narSize)
+	err := s.Remote.DumpStorePath(p, w, narSize)
+	if err == nil {
+		s.measured(int64(narSize), int64(narSize), t0, false)
+	}
+	return err
+}
+
+// compress reports whether the next copy of at least squashMin bytes
+// goes compressed.
+func (s *squashed) compress() bool {
+	return !s.off.Load() && (s.o.Compress == nil || s.o.Compress())
+}
+
+// measured hands a copy's measure to Measured.
+func (s *squashed) measured(raw, wire int64, t0 time.Time, compressed bool) {
+	if s.o.Measured != nil {
+		s.o.Measured(Copy{Raw: raw, Wire: wire, Took: time.Since(t0), Compressed: compressed})
+	}
 }
 
 // dump copies p's NAR compressed into w. ok is false when the builder
 // could not start the compressed stream; then nothing was written.
-func (s *squashed) dump(p string, w io.Writer, narSize uint64) (err error, ok bool) {
+func (s *squashed) dump(p string, w io.Writer, narSize uint64, t0 time.Time) (err error, ok bool) {
 	sc, ok := s.start(squashCommand(s.c.Machine.Scheme == "ssh-ng", s.c.Machine.Params, p, s.o.Level), "from")
 	if !ok {
 		return nil, false
@@ -185,18 +212,8 @@ func (s *squashed) dump(p string, w io.Writer, narSize uint64) (err error, ok bo
 	s.mu.Unlock()
 	ratio := float64(packed.N) / float64(max(narSize, 1))
 	s.logf("copied %s from '%s' with %v: %d bytes for its %d (%.0f%%)", p, s.c.Machine.URI, m, packed.N, narSize, 100*ratio)
-	s.poor("from", int64(narSize), ratio)
+	s.measured(int64(narSize), packed.N, t0, true)
 	return nil, true
-}
-
-// poor ends compression for the connection, under Auto, after a copy dir
-// ("from" or "to") the builder of raw bytes that compressed to ratio of
-// their size, when they were enough to tell and compressed poorly.
-func (s *squashed) poor(dir string, raw int64, ratio float64) {
-	if raw >= poorAfter && ratio > poorRatio && s.o.Auto != nil && s.o.Auto() {
-		s.logf("not compressing more copies to or from '%s': a copy %s it compressed only to %.0f%%", s.c.Machine.URI, dir, 100*ratio)
-		s.off.Store(true)
-	}
 }
 
 // sideCmd is a command started beside the store protocol for a compressed
@@ -326,13 +343,22 @@ func exportError(what string, err error) error {
 // --import`, or as c.Store does when the builder cannot or a path has what
 // an export stream cannot carry.
 func (s *squashed) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
-	if !s.off.Load() && exportable(infos) && narBytes(infos) >= squashMin {
-		if err, ok := s.upload(infos, open); ok {
+	raw := narBytes(infos)
+	if raw < squashMin || !exportable(infos) {
+		return s.Remote.AddToStoreNars(infos, open)
+	}
+	t0 := time.Now()
+	if s.compress() {
+		if err, ok := s.upload(infos, int64(raw), open, t0); ok {
 			return err
 		}
 		s.off.Store(true)
 	}
-	return s.Remote.AddToStoreNars(infos, open)
+	err := s.Remote.AddToStoreNars(infos, open)
+	if err == nil {
+		s.measured(int64(raw), int64(raw), t0, false)
+	}
+	return err
 }
 
 // narBytes is the sum of infos' NAR sizes.
@@ -358,7 +384,7 @@ func exportable(infos []store.PathInfo) bool {
 
 // upload sends infos as one compressed export stream. ok is false when
 // the builder could not start decompressing; then nothing was opened.
-func (s *squashed) upload(infos []store.PathInfo, open func(i int) (io.Reader, error)) (err error, ok bool) {
+func (s *squashed) upload(infos []store.PathInfo, raw int64, open func(i int) (io.Reader, error), t0 time.Time) (err error, ok bool) {
 	if len(infos) == 0 {
 		return nil, true
 	}
@@ -389,17 +415,13 @@ func (s *squashed) upload(infos []store.PathInfo, open func(i int) (io.Reader, e
 	if err = s.end(sc, err); err != nil {
 		return fmt.Errorf("compressed copy: %w", err), true
 	}
-	var raw int64
-	for i := range infos {
-		raw += int64(infos[i].NarSize)
-	}
 	s.mu.Lock()
 	s.stats.SentRaw += raw
 	s.stats.SentPacked += packed.N
 	s.mu.Unlock()
 	ratio := float64(packed.N) / float64(max(raw, 1))
 	s.logf("copied %d paths to '%s' with %v: %d bytes for their %d (%.0f%%)", len(infos), s.c.Machine.URI, m, packed.N, raw, 100*ratio)
-	s.poor("to", raw, ratio)
+	s.measured(raw, packed.N, t0, true)
 	return nil, true
 }
 

@@ -199,3 +199,38 @@ func TestSquashMin(t *testing.T) {
 		}
 	}
 }
+
+// Compress decides each large copy, both ways, before the builder is
+// asked for anything; Measured takes every large copy, compressed or not.
+func TestSquashDecides(t *testing.T) {
+	for _, size := range []uint64{squashMin - 1, squashMin, 50 << 20} {
+		plain := &plainRemote{}
+		var said []string
+		var asked int
+		var got []Copy
+		c := NewConn(&spec.Machine{Scheme: "ssh", URI: "ssh://b"}, plain, nil)
+		r := c.Squashed(context.Background(), SquashOptions{
+			Compress: func() bool { asked++; return false },
+			Measured: func(cp Copy) { got = append(got, cp) },
+			Logf:     func(f string, a ...any) { said = append(said, fmt.Sprintf(f, a...)) },
+		})
+		if err := r.DumpStorePath(exportPath, io.Discard, size); err != nil {
+			t.Fatalf("%d bytes back: %v", size, err)
+		}
+		if err := r.AddToStoreNars([]store.PathInfo{{Path: exportPath, NarSize: size}}, nil); err != nil {
+			t.Fatalf("%d bytes up: %v", size, err)
+		}
+		large := size >= squashMin
+		if plain.dumps != 1 || plain.uploads != 1 || len(said) > 0 {
+			t.Errorf("%d bytes: %d copies back and %d up over the store session, said %q; want 1 each, nothing said", size, plain.dumps, plain.uploads, said)
+		}
+		if want := map[bool]int{true: 2}[large]; asked != want || len(got) != want {
+			t.Errorf("%d bytes: Compress asked %d times, %d measures; want %d", size, asked, len(got), want)
+		}
+		for _, cp := range got {
+			if cp.Raw != int64(size) || cp.Wire != int64(size) || cp.Compressed || cp.Took <= 0 {
+				t.Errorf("%d bytes: measure %+v", size, cp)
+			}
+		}
+	}
+}

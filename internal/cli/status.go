@@ -70,15 +70,19 @@ Builds,Failures,Unhealthy,Drained}, and .Builders, each with .URI, .Name,
 .Failures, .BytesSent, .BytesReceived, .LastConnectMs, .Drained, .InConfig
 (false: not in the configuration), .Running
 (each .Drv, .Phase, .Since, .SinceUnix, .Bytes), .Reading (the builder's
-last load reading, nil for none; its fields are -1 where unknown) and
-.ReadingAgeSeconds. Functions: json (a value as JSON), bytes (a count as
+last load reading, nil for none; its fields are -1 where unknown),
+.ReadingAgeSeconds, .LinkBytesPerSecond and .CompressedRatio (nil for
+none). Functions: json (a value as JSON), bytes (a count as
 "1.2 MiB"), seconds (a count as "40s", "3m").
 
 -v and --json also show each builder's real state, as the hooks last read
 it over SSH when load-aware is on (and offload check reads it too): CPUs,
 load, pressure, memory, free store space and the Nix builds running there
 from every client, with the reading's age. "unknown" means the builder
-did not tell (not Linux, a forced command, or the reading failed).
+did not tell (not Linux, a forced command, or the reading failed). They
+show too the link to each builder as copies of 1 MiB or more measured it
+(bytes on the wire per second) and how small the last compressed copy
+came out, which compress = auto decides from.
 
 Examples:
   offload status
@@ -167,6 +171,11 @@ type builderStatus struct {
 	// (nil: none yet); ReadingAgeSeconds is its age (nil with it).
 	Reading           *pick.Reading `json:"reading"`
 	ReadingAgeSeconds *int64        `json:"readingAgeSeconds"`
+	// LinkBytesPerSecond is the link's rate as large copies measured it,
+	// CompressedRatio the last compressed copy's size over its
+	// uncompressed size (nil: none yet).
+	LinkBytesPerSecond *int64   `json:"linkBytesPerSecond"`
+	CompressedRatio    *float64 `json:"compressedRatio"`
 }
 
 type runningStatus struct {
@@ -367,6 +376,14 @@ func newStatus(snap, others []slots.Builder, now time.Time) *statusInfo {
 			age := int64(max(now.Sub(r.Time), 0) / time.Second)
 			bs.Reading, bs.ReadingAgeSeconds = &r, &age
 		}
+		if l := b.Link; l.Rate != 0 {
+			rate := int64(l.Rate) * 1024
+			bs.LinkBytesPerSecond = &rate
+		}
+		if l := b.Link; l.Ratio != 0 {
+			ratio := float64(l.Ratio) / 1000
+			bs.CompressedRatio = &ratio
+		}
 		st.Builders = append(st.Builders, bs)
 
 		t := &st.Totals
@@ -565,6 +582,7 @@ func writeTable(w io.Writer, st *statusInfo) {
 	}
 	tw.Flush()
 	writeReadings(w, st)
+	writeLinks(w, st)
 	fmt.Fprintln(w)
 	if st.NoState {
 		fmt.Fprintln(w, "no builds offloaded yet on this machine")
@@ -595,22 +613,48 @@ func writeTable(w io.Writer, st *statusInfo) {
 // writeReadings is the -v form's table of load readings, left out when no
 // builder has one (load-aware off, or no hook has connected yet).
 func writeReadings(w io.Writer, st *statusInfo) {
+	writeSideTable(w, st, "REAL STATE", func(b *builderStatus) (string, bool) {
+		if b.Reading == nil {
+			return "no reading", false
+		}
+		return b.Reading.Format(st.Time), true
+	})
+}
+
+// writeLinks is the -v form's table of link measures, left out when no
+// builder has one (no copy of 1 MiB or more yet, or compress = off).
+func writeLinks(w io.Writer, st *statusInfo) {
+	writeSideTable(w, st, "LINK\tLAST COMPRESSED", func(b *builderStatus) (string, bool) {
+		link, ratio := "not measured", "-"
+		if b.LinkBytesPerSecond != nil {
+			link = fmtBytes(uint64(*b.LinkBytesPerSecond)) + "/s"
+		}
+		if b.CompressedRatio != nil {
+			ratio = "to " + strconv.FormatFloat(100**b.CompressedRatio, 'f', 1, 64) + " %"
+		}
+		return link + "\t" + ratio, b.LinkBytesPerSecond != nil || b.CompressedRatio != nil
+	})
+}
+
+// writeSideTable writes a table of one row per builder, the columns head
+// and then row's text, after an empty line; it is left out when row
+// reports no builder as known.
+func writeSideTable(w io.Writer, st *statusInfo, head string, row func(b *builderStatus) (text string, known bool)) {
+	rows := make([]string, len(st.Builders))
 	some := false
-	for _, b := range st.Builders {
-		some = some || b.Reading != nil
+	for i := range st.Builders {
+		var known bool
+		rows[i], known = row(&st.Builders[i])
+		some = some || known
 	}
 	if !some {
 		return
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "BUILDER\tREAL STATE")
-	for _, b := range st.Builders {
-		text := "no reading"
-		if b.Reading != nil {
-			text = b.Reading.Format(st.Time)
-		}
-		fmt.Fprintf(tw, "%s\t%s\n", printable(b.Name), text)
+	fmt.Fprintln(tw, "BUILDER\t"+head)
+	for i, b := range st.Builders {
+		fmt.Fprintf(tw, "%s\t%s\n", printable(b.Name), rows[i])
 	}
 	tw.Flush()
 }

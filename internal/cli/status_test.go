@@ -106,6 +106,7 @@ func cmdExitCode(ts *testscript.TestScript, neg bool, args []string) {
 //	reading URI LINE|LINE…             a load reading taken now: the lines
 //	                                   of the remote script's output
 //	                                   (pkg/remoteload), or "garbage"
+//	link URI KIBPS PERMILLE            copies measured the link (0: unknown)
 func cmdSlotState(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 || neg {
 		ts.Fatalf("usage: slotstate FILE")
@@ -193,6 +194,13 @@ func writeSlotState(script, path string) (*slots.File, error) {
 			err = perr
 			r.Time = at
 			f.SetReading(w[1], r)
+		case w[0] == "link" && len(w) == 4:
+			rate, _ := strconv.ParseUint(w[2], 10, 32)
+			ratio, _ := strconv.ParseUint(w[3], 10, 16)
+			f.UpdateLink(w[1], func(l slots.Link) slots.Link {
+				l.Rate, l.Ratio = uint32(rate), uint16(ratio)
+				return l
+			})
 		case w[0] == "drain" && len(w) == 2:
 			err = f.SetDrained(w[1], true)
 		case w[0] == "decide" && len(w) >= 4:
@@ -369,7 +377,7 @@ func TestStatusJSONKeys(t *testing.T) {
 	if len(v.Builders) != 1 {
 		t.Fatalf("%d builders, want 1", len(v.Builders))
 	}
-	if got, want := keys(v.Builders[0]), "builds busy bytesReceived bytesSent drained failures healthy inConfig lastConnectMs lastError maxJobs name reading readingAgeSeconds running unhealthyForSeconds uri"; got != want {
+	if got, want := keys(v.Builders[0]), "builds busy bytesReceived bytesSent compressedRatio drained failures healthy inConfig lastConnectMs lastError linkBytesPerSecond maxJobs name reading readingAgeSeconds running unhealthyForSeconds uri"; got != want {
 		t.Errorf("builder keys = %s, want %s", got, want)
 	}
 	var running []map[string]json.RawMessage

@@ -15,6 +15,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/offload-nix/offload/pkg/slots"
+	"github.com/offload-nix/offload/pkg/spec"
 )
 
 // compressibleOut writes about 2 MB of text lines as $out: enough to go
@@ -64,32 +67,40 @@ func checkOut(t *testing.T, c *client, r result) {
 	c.mustVerify()
 }
 
+// zstdLogged starts a builder whose zstd writes its words to the file
+// log, one line a run, and then runs.
+func zstdLogged(t *testing.T) (b *builder, log string) {
+	t.Helper()
+	log = filepath.Join(t.TempDir(), "zstd.log")
+	b = startBuilder(t, "b1", builderOpts{Env: fakeTools(t, map[string]string{
+		"zstd": `echo "$@" >>` + log + `; exec /usr/bin/zstd "$@"`,
+	})})
+	return b, log
+}
+
 // The builder's zstd (it logs its words): the output arrives whole, on
-// both protocols and both client Nixes, at compress-level, under
-// compress=on and the default, auto.
+// both protocols and both client Nixes, at compress-level, under the
+// default, auto (a link not measured yet), and compress=on.
 func TestCompressedCopyBack(t *testing.T) {
 	requireEnv(t)
 	t.Parallel()
-	log := filepath.Join(t.TempDir(), "zstd.log")
-	b1 := startBuilder(t, "b1", builderOpts{Env: fakeTools(t, map[string]string{
-		"zstd": `echo "$@" >>` + log + `; exec /usr/bin/zstd "$@"`,
-	})})
+	b1, log := zstdLogged(t)
 	// The group ends when its parallel cells have.
 	t.Run("group", func(t *testing.T) {
 		matrix(t, cells(nixes, protos, directOnly), func(t *testing.T, m cell) {
 			c := m.client(t, b1)
+			// The default, auto, on a link not measured yet: compressed,
+			// at compress-level (3).
+			r := m.build(t, c, drv("squashed-auto", "x86_64-linux", compressibleOut, salt()), m.machines(b1, "x86_64-linux"), "-v")
+			checkOut(t, c, r)
+			wantAll(t, "nix-build's stderr", r.Stderr, "with zstd: ")
 			c.Env = []string{"OFFLOAD_COMPRESS=on", "OFFLOAD_COMPRESS_LEVEL=5"}
-			r := m.build(t, c, drv("squashed", "x86_64-linux", compressibleOut, salt()), m.machines(b1, "x86_64-linux"), "-v")
+			r = m.build(t, c, drv("squashed", "x86_64-linux", compressibleOut, salt()), m.machines(b1, "x86_64-linux"), "-v")
 			checkOut(t, c, r)
 			wantAll(t, "nix-build's stderr", r.Stderr, "with zstd: ", "'"+m.uri(b1)+"'")
 			if r.Out != "" && !strings.Contains(r.Stderr, "copied "+r.Out+" from") {
 				t.Errorf("nix-build's stderr does not say %s was copied compressed:\n%s", r.Out, r.Stderr)
 			}
-			// The default: auto, at compress-level (3).
-			c.Env = nil
-			r = m.build(t, c, drv("squashed-auto", "x86_64-linux", compressibleOut, salt()), m.machines(b1, "x86_64-linux"), "-v")
-			checkOut(t, c, r)
-			wantAll(t, "nix-build's stderr", r.Stderr, "with zstd: ")
 		})
 	})
 	b, err := os.ReadFile(log)
@@ -129,6 +140,59 @@ func TestCompressedCopyBackIncompressible(t *testing.T) {
 		}
 	}
 	c.mustVerify()
+}
+
+// Under auto, a copy back decides from what earlier copies measured of
+// the builder's link, as the slot file keeps it for every hook: a fast
+// link (a loopback or LAN builder) gets the output as is, without the
+// builder's zstd (it logs its words), a slow one compressed. Either copy
+// leaves its own measure.
+func TestCompressedCopyBackMeasuredLink(t *testing.T) {
+	requireEnv(t)
+	t.Parallel()
+	b1, log := zstdLogged(t)
+	c := newClient(t, b1)
+	state := t.TempDir()
+	c.Env = []string{"OFFLOAD_STATE_DIR=" + state, "OFFLOAD_LOAD_AWARE=false"}
+	const machines = "ssh://b1 x86_64-linux"
+	ms, _, err := spec.ParseBuilders(machines, spec.Options{LocalSystem: "x86_64-linux"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// link stores l as the builder's measure, or reads it (nil).
+	link := func(l *slots.Link) slots.Link {
+		f, err := slots.Open(filepath.Join(state, "slots"), ms, slots.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if l != nil {
+			f.UpdateLink(ms[0].URI, func(slots.Link) slots.Link { return *l })
+		}
+		return f.Snapshot(nil)[0].Link
+	}
+	for _, tt := range []struct {
+		name       string
+		link       slots.Link
+		compressed bool
+		want       string
+	}{
+		{"fast", slots.Link{Rate: 800 << 10}, false, "copying as is to or from 'ssh://b1': its link moves 800.0 MiB/s"},
+		{"slow", slots.Link{Rate: 2 << 10, Ratio: 300}, true, "with zstd: "},
+	} {
+		link(&tt.link)
+		os.Remove(log)
+		r := c.build(drv("link-"+tt.name, "x86_64-linux", compressibleOut, salt()), machines, "-v")
+		checkOut(t, c, r)
+		wantAll(t, tt.name+": nix-build's stderr", r.Stderr, tt.want)
+		_, err := os.Stat(log)
+		if got := strings.Contains(r.Stderr, "with zstd: "); got != tt.compressed || (err == nil) != tt.compressed {
+			t.Errorf("%s link: copied compressed %v, the builder's zstd ran %v; want %v", tt.name, got, err == nil, tt.compressed)
+		}
+		if l := link(nil); l == tt.link || l.Rate == 0 {
+			t.Errorf("%s link: the copy left the measure %+v", tt.name, l)
+		}
+	}
 }
 
 // A builder without zstd: gzip, both ways. The unstable root (Nix 2.34)

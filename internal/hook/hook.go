@@ -27,6 +27,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/offload-nix/offload/internal/builder"
@@ -82,6 +83,9 @@ type hook struct {
 	opts     pick.Options
 	over     []config.ExecEntry // system-exec
 	state    *slots.File        // nil: no shared state (one warning said why)
+	// links are the link measures without shared state (squash.go).
+	linksMu  sync.Mutex
+	links    map[string]slots.Link
 	loads    []pick.Load
 	snap     []slots.Builder
 	gen      uint32

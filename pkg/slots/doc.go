@@ -95,7 +95,13 @@
 //	480     8  total memory in bytes + 1
 //	488     8  free space of the store's filesystem in bytes + 1
 //	496     8  size of the store's filesystem in bytes + 1
-//	504     8  reserved
+//	504     8  the link's measure ([Link]): throughput in KiB/s of
+//	           wire bytes (bits 0-31; 0: unknown), last compressed
+//	           copy's size in thousandths of its own (bits 32-43; 0:
+//	           none), large copies still to go uncompressed (bits
+//	           44-51), compressed copies since the last uncompressed
+//	           one (bits 52-59; 255: none measured uncompressed),
+//	           bits 60-63 zero
 //	512 S*128  slot entries
 //
 // Slot entry j of a record, at record + 512 + j*128:
@@ -124,6 +130,11 @@
 // at the table offset + k*128: FNV-1a 64 hash of the name (0: free) 8, last
 // noted (Unix ns) 8, flags 8 (1: failed under emulation), reserved 8, name
 // 96.
+//
+// The link's measure was a reserved word, zero, in earlier files of
+// version 1: zero reads as unknown, so it needed no new version. Writers
+// change it with one compare-and-swap of the whole word
+// ([File.UpdateLink]).
 //
 // A reading's fields are stored plus one so that zero, the value of a new or
 // older file, means unknown. The one process holding the refresh token

@@ -86,6 +86,7 @@ const (
 	rMemTotal      = 480 // +1
 	rStoreFree     = 488 // +1
 	rStoreSize     = 496 // +1
+	rLink          = 504 // the link's measure (Link)
 	rCountersBegin = rStarted
 	rCountersEnd   = rSystems
 )

@@ -805,6 +805,7 @@ func readRecord(m *mapping, rec int, b *Builder, run []SlotInfo) {
 	b.Uploading = m.load(r+rUpload) != 0
 	b.Reading, b.ReadingOurs = reading(m, r)
 	b.Refreshing = m.load(r+rRefresh) != 0
+	b.Link = linkOf(m.load(r + rLink))
 	readExecs(m, r, b)
 	for j := 0; j < int(m.g.slots); j++ {
 		off := m.g.slotOff(rec, j)

@@ -127,6 +127,8 @@ type Builder struct {
 	ReadingOurs int
 	// Refreshing is set while a process holds the refresh token.
 	Refreshing bool
+	// Link is what large copies measured of the link to the builder.
+	Link Link
 
 	// How the builder runs its systems (ExecOf, ExecProbed): per entry,
 	// the system's hash and the entry word.
