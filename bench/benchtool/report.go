@@ -257,8 +257,8 @@ Medians over the repetitions. Ratio = offload ÷ build-remote (below 1 is
 better for times, memory and size; above 1 is better for throughput).
 "+ ControlPersist" is build-remote with OpenSSH's connection sharing in
 NIX_SSHOPTS (`+"`-o ControlMaster=auto -o ControlPersist=60 -o ControlPath=DIR/%%C`"+`),
-measured for the trivial build, the first build of a burst, the 8 hooks
-at once and the fan-outs; its ratio is offload ÷ that column.
+measured for the trivial build, the first build of a burst and the 8 hooks
+at once; its ratio is offload ÷ that column.
 
 | measurement | unit | offload | build-remote | ratio | better | build-remote + ControlPersist | ratio | better |
 |---|---|--:|--:|--:|:-:|--:|--:|:-:|
