@@ -109,18 +109,40 @@ func (r *raw) failures(s, h string) (failed, total int) {
 type row struct {
 	name, unit  string
 	off, br     float64
+	cm          float64 // build-remote with ControlPersist; NaN when not measured
 	lowerBetter bool
 	scen        []string // scenarios whose failures the row reports
 }
 
 func (w row) ratio() float64 { return w.off / w.br }
 
-// better is how many times better offload is (above 1: offload wins).
-func (w row) better() float64 {
-	if w.lowerBetter {
-		return w.br / w.off
+// better is how many times better offload is than build-remote (above 1:
+// offload wins).
+func (w row) better() float64 { return betterThan(w.off, w.br, w.lowerBetter) }
+
+func betterThan(off, other float64, lowerBetter bool) float64 {
+	if lowerBetter {
+		return other / off
 	}
-	return w.off / w.br
+	return off / other
+}
+
+// winner names who is better, offload or other (named name), by more
+// than 5%; "—" when a value is missing.
+func winner(off, other float64, lowerBetter bool, name string) string {
+	g := betterThan(off, other, lowerBetter)
+	switch {
+	case math.IsNaN(off) || math.IsNaN(other):
+		return "—"
+	case off == other:
+		return "even"
+	case g > 1.05: // +Inf too: offload's 0 against more
+		return "offload"
+	case g < 1/1.05:
+		return name
+	default:
+		return "even"
+	}
 }
 
 func report(rawPath, metaPath, mdPath, svgPath string) error {
@@ -136,9 +158,13 @@ func report(rawPath, metaPath, mdPath, svgPath string) error {
 			}
 		}
 	}
-	const off, br = "offload", "build-remote"
+	const off, br, cm = "offload", "build-remote", "build-remote-cm"
 	both := func(s, m string, scale float64) (float64, float64) {
 		return r.med(s, off, m) * scale, r.med(s, br, m) * scale
+	}
+	withCM := func(s, m string, scale float64) (float64, float64, float64) {
+		a, b := both(s, m, scale)
+		return a, b, r.med(s, cm, m) * scale
 	}
 	rate := func(mib float64, s, m string) (float64, float64) {
 		f := func(h string) float64 {
@@ -152,20 +178,31 @@ func report(rawPath, metaPath, mdPath, svgPath string) error {
 	}
 	local := r.med("local", "local", "wall_ms")
 	var rows []row
+	add3 := func(name, unit string, lower bool, a, b, c float64, scen ...string) {
+		rows = append(rows, row{name: name, unit: unit, off: a, br: b, cm: c, lowerBetter: lower, scen: scen})
+	}
 	add := func(name, unit string, lower bool, a, b float64, scen ...string) {
-		rows = append(rows, row{name: name, unit: unit, off: a, br: b, lowerBetter: lower, scen: scen})
+		add3(name, unit, lower, a, b, math.NaN(), scen...)
+	}
+	// addCM adds a time or count row with the ControlPersist column.
+	addCM := func(name, unit, scen, metric string, scale float64) (a, b, c float64) {
+		a, b, c = withCM(scen, metric, scale)
+		add3(name, unit, true, a, b, c, scen)
+		return a, b, c
 	}
 	a, b := both("decline", "wall_ms", 1)
 	add("decline: nix-build wall time", "ms", true, a, b, "decline")
 	a, b = both("decline", "answer_ms", 1)
 	add("decline: hook start → `# decline`", "ms", true, a, b, "decline")
-	a, b = both("trivial", "answer_ms", 1)
-	add("hook start → `# accept` (trivial build)", "ms", true, a, b, "trivial")
-	a, b = both("trivial", "work_ms", 1)
-	add("trivial remote build: hook's `# accept` → exit", "ms", true, a, b, "trivial")
-	a, b = both("trivial", "wall_ms", 1)
-	add("trivial remote build: nix-build wall time", "ms", true, a, b, "trivial")
-	add("trivial remote build ÷ the same build local", "×", true, a/local, b/local, "trivial")
+	addCM("hook start → `# accept` (trivial build)", "ms", "trivial", "answer_ms", 1)
+	addCM("trivial remote build: hook's `# accept` → exit", "ms", "trivial", "work_ms", 1)
+	a, b, c := addCM("trivial remote build: nix-build wall time", "ms", "trivial", "wall_ms", 1)
+	add3("trivial remote build ÷ the same build local", "×", true, a/local, b/local, c/local, "trivial")
+	addCM("first build of a burst (nothing warm): hook start → `# accept`", "ms", "first", "answer_ms", 1)
+	addCM("first build of a burst: hook's `# accept` → exit", "ms", "first", "work_ms", 1)
+	addCM("first build of a burst: nix-build wall time", "ms", "first", "wall_ms", 1)
+	addCM("new SSH connections for 8 hooks starting at once on one builder (warm)", "count", "burst8", "new_ssh_conns", 1)
+	addCM("8 hooks starting at once: wall time until all 8 nix-builds end", "s", "burst8", "wall_ms", 0.001)
 	for _, c := range []struct {
 		mib             float64
 		scen, path, way string
@@ -180,10 +217,8 @@ func report(rawPath, metaPath, mdPath, svgPath string) error {
 		a, b = rate(c.mib, c.scen, "work_ms")
 		add(size+" "+c.way+": "+size+" ÷ (accept → exit − trivial's)", "MiB/s", false, a, b, c.scen)
 	}
-	a, b = both("fanout2", "wall_ms", 0.001)
-	add("fan-out 20 × 1 s, max-jobs 2 (ideal 10 s)", "s", true, a, b, "fanout2")
-	a, b = both("fanout4", "wall_ms", 0.001)
-	add("fan-out 20 × 1 s, max-jobs 4 (ideal 5 s)", "s", true, a, b, "fanout4")
+	addCM("fan-out 20 × 1 s, max-jobs 2 (ideal 10 s)", "s", "fanout2", "wall_ms", 0.001)
+	addCM("fan-out 20 × 1 s, max-jobs 4 (ideal 5 s)", "s", "fanout4", "wall_ms", 0.001)
 	for _, s := range []struct{ scen, what string }{{"trivial", "trivial build"}, {"copy50", "50 MiB copy back"}, {"up200", "200 MiB upload"}} {
 		a, b = both(s.scen, "hook_rss_kb", 1.0/1024)
 		add("peak RSS, hook process ("+s.what+")", "MiB", true, a, b)
@@ -202,7 +237,8 @@ builds offload, starts a local sshd builder with its own store, and rewrites
 bench/results.md, bench/results.svg, bench/results.tsv and
 bench/results.meta). BENCH_REPS
 (default 5) sets the repetitions of each measurement, BENCH_FANOUT_REPS
-(default 1) those of the slow fan-out runs, BENCH_QEMU_RUNS (default 20) the
+(default 1) those of the slow fan-out runs, BENCH_BURST_REPS (default 2)
+those of the 8 hooks at once, BENCH_QEMU_RUNS (default 20) the
 runs of each start-up command under qemu; BENCH_OUT=dir writes the results
 elsewhere and BENCH_KEEP=1 keeps the scratch directory. It takes about %s
 minutes on the machine below.
@@ -211,7 +247,7 @@ minutes on the machine below.
 - Machine: %s cores, %s, %s MiB RAM, %s; load average %s at the start, %s at the end
 - Nix: %s (build-remote: %s)
 - offload: %s, %s
-- Repetitions: %s of each measurement, %s of each fan-out, hooks alternating (the first hook alternates between repetitions); each build is a new derivation
+- Repetitions: %s of each measurement, %s of each fan-out, %s of the 8 hooks at once, hooks alternating (the first hook alternates between repetitions); each build is a new derivation
 
 A load average above the number of cores means other work shared the
 machine during the run: absolute times are then inflated and noisy, and
@@ -219,32 +255,29 @@ the offload ÷ build-remote ratios of one run are what compare.
 
 Medians over the repetitions. Ratio = offload ÷ build-remote (below 1 is
 better for times, memory and size; above 1 is better for throughput).
+"+ ControlPersist" is build-remote with OpenSSH's connection sharing in
+NIX_SSHOPTS (`+"`-o ControlMaster=auto -o ControlPersist=60 -o ControlPath=DIR/%%C`"+`),
+measured for the trivial build, the first build of a burst and the 8 hooks
+at once; its ratio is offload ÷ that column.
 
-| measurement | unit | offload | build-remote | ratio | better |
-|---|---|--:|--:|--:|:-:|
+| measurement | unit | offload | build-remote | ratio | better | build-remote + ControlPersist | ratio | better |
+|---|---|--:|--:|--:|:-:|--:|--:|:-:|
 `, meta["minutes"], meta["date"], meta["nproc"], meta["cpu"], meta["mem_mib"], meta["kernel"], meta["load_start"], meta["load_end"],
-		meta["nix"], meta["build_remote"], meta["offload_version"], meta["go"], meta["reps"], meta["fanout_reps"])
+		meta["nix"], meta["build_remote"], meta["offload_version"], meta["go"], meta["reps"], meta["fanout_reps"], meta["burst_reps"])
 	for _, w := range rows {
 		note := ""
 		for _, s := range w.scen {
-			for _, h := range []string{off, br} {
+			for _, h := range []string{off, br, cm} {
 				if f, n := r.failures(s, h); f > 0 {
 					note += fmt.Sprintf(" (%s: %d of %d runs failed)", h, f, n)
 				}
 			}
 		}
-		win := "—"
-		if g := w.better(); !math.IsNaN(g) && !math.IsInf(g, 0) {
-			switch {
-			case g > 1.05:
-				win = "offload"
-			case g < 1/1.05:
-				win = "build-remote"
-			default:
-				win = "even"
-			}
+		cmCols := "— | — | —"
+		if !math.IsNaN(w.cm) {
+			cmCols = fmt.Sprintf("%s | %s | %s", num(w.cm), num(w.off/w.cm), winner(w.off, w.cm, w.lowerBetter, "ControlPersist"))
 		}
-		fmt.Fprintf(&md, "| %s%s | %s | %s | %s | %s | %s |\n", w.name, note, w.unit, num(w.off), num(w.br), num(w.ratio()), win)
+		fmt.Fprintf(&md, "| %s%s | %s | %s | %s | %s | %s | %s |\n", w.name, note, w.unit, num(w.off), num(w.br), num(w.ratio()), winner(w.off, w.br, w.lowerBetter, "build-remote"), cmCols)
 	}
 	fmt.Fprintf(&md, "\nReference: the trivial build built locally (max-jobs 1, no builders, `preferLocalBuild = true` so that Nix starts no hook): %s ms.\n", num(local))
 	fmt.Fprintf(&md, "\nPeak RSS is each process's VmHWM from /proc, sampled every 5 ms by the\n"+
@@ -265,6 +298,15 @@ better for times, memory and size; above 1 is better for throughput).
 		"connection's set-up cancels out, noisy on a busy machine) or in accept →\n"+
 		"exit (less noisy); both include writing the data on the builder (50 MiB\n"+
 		"from /dev/urandom) or adding it to the builder's store.\n"+
+		"The first build of a burst is the trivial build with nothing warm: offload's\n"+
+		"relay stopped (`offload relay stop`, as root with the hooks' environment)\n"+
+		"and ssh's control master stopped (`ssh -O exit`) just before; the other\n"+
+		"trivial-build rows come after it, warm. For the 8 hooks at once, a second\n"+
+		"builder runs with OpenSSH's default MaxSessions (10) and LogLevel VERBOSE;\n"+
+		"after one build that warms it, 8 nix-build processes (one new trivial\n"+
+		"derivation each, one client store, 8 slots on the builder) start\n"+
+		"together, and the row counts the `Accepted publickey` lines its sshd\n"+
+		"logged until the last ended.\n"+
 		"On-disk size: offload's static binary (-s -w) against %s\n"+
 		"and the shared libraries ldd lists for it (shared with other programs).\n", meta["nix_bin"])
 
