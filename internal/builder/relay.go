@@ -172,21 +172,15 @@ func dialRelay(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 		return nil, err
 	}
 	if errors.Is(err, mux.ErrNoServer) {
-		exited, serr := startRelay(dir, o.Persist)
-		if serr != nil {
+		// None runs: this hook connects by itself at once, and the relay
+		// it starts serves the hooks after it. Waiting for the relay's
+		// start and its first dial would put both on this hook's way to
+		// "# accept", where Nix's whole scheduler waits: the first build
+		// of a burst would be slower than a direct connection.
+		if _, serr := startRelay(dir, o.Persist); serr != nil {
 			return nil, fmt.Errorf("%w (starting one: %v)", err, serr)
 		}
-		// The relay listens within milliseconds of starting; one that
-		// exits at once found another in its place (stopping, or not
-		// yet listening), and the hook does not wait for that.
-		for i := 0; i < 100 && errors.Is(err, mux.ErrNoServer) && ctx.Err() == nil; i++ {
-			select {
-			case <-exited:
-				return nil, fmt.Errorf("%w: the relay started exited: another holds %s", mux.ErrNoServer, dir)
-			case <-time.After(5 * time.Millisecond):
-			}
-			rs, err = mux.Start(ctx, sock, target, argv)
-		}
+		return nil, fmt.Errorf("%w: one is starting, for the hooks after this one", err)
 	}
 	var me *mux.Error
 	if errors.As(err, &me) && me.Code == mux.CodeServer {

@@ -79,6 +79,28 @@ func relayFaults() []relayFault {
 		{"session ended", func(t *testing.T) string {
 			return serveRelay(t, &mux.Server{UID: -1, Dial: func(ctx context.Context, target string) (mux.Remote, error) { return endedRemote{}, nil }})
 		}},
+		{"none runs yet", func(t *testing.T) string {
+			// A relay is started for the hooks after this one, and
+			// this one does not wait for it (here it never listens).
+			dir := filepath.Join(t.TempDir(), "relay")
+			started := filepath.Join(t.TempDir(), "started")
+			testOnlyRelayExe = []string{"/bin/sh", "-c", `: > "$0"; exec sleep 3`, started}
+			t.Cleanup(func() {
+				testOnlyRelayExe = nil
+				for i := 0; ; i++ {
+					_, err := os.Stat(started)
+					if err == nil {
+						break
+					}
+					if i == 200 {
+						t.Errorf("no relay was started for later hooks: %v", err)
+						break
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			})
+			return dir
+		}},
 		{"cannot start", func(t *testing.T) string {
 			// Another relay holds the directory's lock and does not
 			// listen (it is stopping): a new one exits at once.

@@ -53,10 +53,13 @@ type Pinger interface {
 }
 
 // pingAfter is how long a connection may be quiet before it is pinged
-// on its way to a client, and pingTimeout how long the answer may take.
+// on its way to a client, and pingTimeout how long the answer may take:
+// long enough for a builder's sshd on a busy machine (an answer that is
+// only late drops a good connection, and every hook waiting on it opens
+// another), short enough that a vanished peer costs the hook little.
 var (
 	pingAfter   = 2 * time.Second
-	pingTimeout = time.Second
+	pingTimeout = 3 * time.Second
 )
 
 // Starter is a Remote that can start a command before a client asks for
