@@ -51,6 +51,10 @@ const (
 	EnvRelay = "OFFLOAD_RELAY_DIR"
 	// envPersist is connect-persist as a relay process is given it.
 	envPersist = "OFFLOAD_CONNECT_PERSIST"
+	// envWarm is the target (and its store command) a relay process
+	// starts commands ahead for at once: the builder of the hook that
+	// started it, which connected by itself.
+	envWarm = "OFFLOAD_RELAY_WARM"
 )
 
 // sshEnv are the variables pkg/ssh reads: a relay dials with the
@@ -61,6 +65,12 @@ var sshEnv = []string{"NIX_SSHOPTS", "SSH_AUTH_SOCK"}
 // rootRelayDir is root's relay directory: on the runtime file system,
 // which only root can write to.
 const rootRelayDir = "/run/offload/relay"
+
+// relayWarm is what a relay starts commands ahead for as it starts.
+type relayWarm struct {
+	Target string
+	Argv   []string
+}
 
 // relayTarget is what a relay needs to dial a builder for a hook.
 type relayTarget struct {
@@ -177,7 +187,7 @@ func dialRelay(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 		// start and its first dial would put both on this hook's way to
 		// "# accept", where Nix's whole scheduler waits: the first build
 		// of a burst would be slower than a direct connection.
-		if _, serr := startRelay(dir, o.Persist); serr != nil {
+		if _, serr := startRelay(dir, o.Persist, target, argv); serr != nil {
 			return nil, fmt.Errorf("%w (starting one: %v)", err, serr)
 		}
 		return nil, fmt.Errorf("%w: one is starting, for the hooks after this one", err)
@@ -236,7 +246,7 @@ func (e *relayError) Error() string { return e.msg }
 // startRelay starts a relay process for dir, detached from the hook's
 // process group and session. exited is closed when it ends (at once when
 // another relay holds dir).
-func startRelay(dir string, persist time.Duration) (exited <-chan struct{}, err error) {
+func startRelay(dir string, persist time.Duration, target string, argv []string) (exited <-chan struct{}, err error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -251,7 +261,8 @@ func startRelay(dir string, persist time.Duration) (exited <-chan struct{}, err 
 	if testOnlyRelayExe != nil {
 		cmd = exec.Command(testOnlyRelayExe[0], testOnlyRelayExe[1:]...)
 	}
-	cmd.Env = append(os.Environ(), EnvRelay+"="+dir, envPersist+"="+persist.String())
+	warm, _ := json.Marshal(relayWarm{Target: target, Argv: argv})
+	cmd.Env = append(os.Environ(), EnvRelay+"="+dir, envPersist+"="+persist.String(), envWarm+"="+string(warm))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = "/"
 	if err := closeOnExec(); err != nil {
@@ -309,6 +320,10 @@ func ServeRelay(ctx context.Context, dir string, idle time.Duration) error {
 		Check: func(target string) error { return checkTarget(target, own) },
 		Ready: readyFor,
 		Name:  targetName,
+	}
+	var w relayWarm
+	if json.Unmarshal([]byte(os.Getenv(envWarm)), &w) == nil {
+		s.Warm.Target, s.Warm.Argv = w.Target, w.Argv
 	}
 	return s.Serve(ctx, ln)
 }

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/spec"
+	"github.com/offload-nix/offload/pkg/ssh"
 )
 
 // testBuilder starts scripts/test-builder.sh's builder with sshd's stock
@@ -166,5 +168,49 @@ func TestRelayFallbackBuilds(t *testing.T) {
 				t.Errorf("QueryValidPaths: %v", err)
 			}
 		})
+	}
+}
+
+// TestRelayWarmsAtStart: a relay started by a hook that connected by
+// itself connects to that hook's builder and starts its commands ahead at
+// once, so the next hook finds them ready and opens no connection.
+func TestRelayWarmsAtStart(t *testing.T) {
+	m, getenv, log := testBuilder(t, "ssh")
+	o := Options{Persist: time.Minute, ConnectTimeout: 30 * time.Second, Getenv: getenv,
+		Debugf: func(format string, args ...any) { t.Errorf("not through the relay: "+format, args...) }}
+	warm, err := json.Marshal(relayWarm{Target: relayTargetOf(m, &o), Argv: ssh.RemoteCommand(*m, false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(envWarm, string(warm))
+	o.Relay = filepath.Join(t.TempDir(), "relay")
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- ServeRelay(ctx, o.Relay, time.Minute) }()
+	t.Cleanup(func() {
+		cancel()
+		<-served
+	})
+	for i := 0; ; i++ {
+		st, err := RelayStatus(context.Background(), o.Relay)
+		if err == nil && len(st) == 1 && st[0].Ready > 0 {
+			break
+		}
+		if i == 1000 {
+			t.Fatalf("no command started ahead by the relay alone: %v, %v", st, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := connections(t, log)
+	c, err := Dial(context.Background(), m, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.rs == nil {
+		t.Error("the hook after the relay started did not go through it")
+	}
+	if n := connections(t, log) - before; n != 0 || before != 1 {
+		t.Errorf("SSH connections: %d when the relay had warmed up, %d more for the next hook; want 1 and 0", before, n)
 	}
 }

@@ -110,6 +110,13 @@ type Server struct {
 	// replacement starts in the background. Each counts as a session on
 	// its Remote.
 	Ready func(target string, argv []string) int
+	// Warm, if its Target is set, is a target whose commands Serve
+	// starts ahead at once, before any client asks: the one the process
+	// that started this Server connected to by itself.
+	Warm struct {
+		Target string
+		Argv   []string
+	}
 	// Name, if not nil, names a target for Status (default: itself).
 	Name func(target string) string
 	// Check, if not nil, vets each request's target before it is
@@ -205,6 +212,9 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 	s.lastIdle = time.Now()
 	s.stop = stop
 	s.mu.Unlock()
+	if s.Warm.Target != "" && (s.Check == nil || s.Check(s.Warm.Target) == nil) {
+		s.refill(ctx, s.Warm.Target, s.Warm.Argv)
+	}
 	go func() {
 		t := time.NewTicker(min(idle/4+time.Millisecond, time.Second))
 		defer t.Stop()
