@@ -26,6 +26,12 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 
+# put FILE [MODE]: FILE gets stdin in one step (a restart rewrites files
+# that sessions still running, or starting, read).
+put() {
+	cat > "$1.new.$$" && chmod "${2:-644}" "$1.new.$$" && mv -f "$1.new.$$" "$1"
+}
+
 usage() { echo "usage: $0 start DIR NAME [PORT] | stop DIR | exec DIR CMD..." >&2; exit 2; }
 [ $# -ge 2 ] || usage
 cmd=$1 dir=$2
@@ -46,7 +52,7 @@ start)
 	chmod 600 "$dir/authorized_keys"
 	conf=${BUILDER_NIX_CONF:-"extra-platforms = aarch64-linux riscv64-linux armv7l-linux
 system-features = kvm big-parallel nixos-test benchmark"}
-	cat > "$dir/etc/nix.conf" <<CONF
+	put "$dir/etc/nix.conf" <<CONF
 build-users-group =
 sandbox = false
 substituters =
@@ -54,12 +60,13 @@ max-jobs = 8
 $conf
 CONF
 	enter=
-	rm -f "$dir/sid"
 	if [ "${BUILDER_SID:-}" = 1 ]; then
-		"$here/unstable-root.sh" > "$dir/sid"
+		sid=$("$here/unstable-root.sh")
+		echo "$sid" | put "$dir/sid"
 		enter="'$here/test-client-sid.sh' '$dir'"
 	fi
-	cat > "$dir/session" <<SESSION
+	[ "${BUILDER_SID:-}" = 1 ] || rm -f "$dir/sid"
+	put "$dir/session" 755 <<SESSION
 #!/bin/sh
 # The builder's login: what a real builder's sshd would run, minus the
 # user's shell rc files.
@@ -67,7 +74,6 @@ export HOME='$dir/home' NIX_CONF_DIR='$dir/etc' PATH=/usr/local/bin:/usr/bin:/bi
 ${BUILDER_ENV:+export $BUILDER_ENV}
 exec $enter /bin/sh -c "\$SSH_ORIGINAL_COMMAND"
 SESSION
-	chmod 755 "$dir/session"
 	# A random port can be taken (by another builder, or as the local
 	# end of some connection): try others, unless the port was given.
 	given=$port
@@ -139,8 +145,8 @@ SSHD
 	{
 		echo "[127.0.0.1]:$port $hostkey"
 		echo "$name $hostkey"
-	} > "$dir/known_hosts"
-	cat > "$dir/ssh_config" <<SSHC
+	} | put "$dir/known_hosts"
+	put "$dir/ssh_config" <<SSHC
 Host $name
 	HostName 127.0.0.1
 	Port $port
@@ -151,7 +157,7 @@ Host $name
 	StrictHostKeyChecking yes
 	BatchMode yes
 SSHC
-	cat > "$dir/env" <<ENV
+	put "$dir/env" <<ENV
 BUILDER_NAME=$name
 BUILDER_DIR=$dir
 BUILDER_PORT=$port

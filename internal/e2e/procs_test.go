@@ -274,3 +274,33 @@ func (s *started) wait(t *testing.T, d time.Duration) int {
 	}
 	return 0
 }
+
+// killTree kills pid and every process below it, as a reboot would. It
+// stops them all first, until no new one appears, so that none can fork a
+// process (sshd accepting one more connection, a session starting its
+// command) between the look at /proc and the kill.
+func killTree(pid int) {
+	syscall.Kill(pid, syscall.SIGSTOP)
+	var seen map[int]bool
+	for range 20 {
+		ps := descendants(pid)
+		grew := false
+		for _, p := range ps {
+			if !seen[p] {
+				if seen == nil {
+					seen = map[int]bool{}
+				}
+				seen[p] = true
+				grew = true
+				syscall.Kill(p, syscall.SIGSTOP)
+			}
+		}
+		if !grew {
+			break
+		}
+	}
+	for p := range seen {
+		syscall.Kill(p, syscall.SIGKILL)
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+}

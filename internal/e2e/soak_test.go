@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -75,12 +74,11 @@ in builtins.genList mk %d`, u, n)
 			}
 			script := filepath.Join(repoRoot, "scripts/test-builder.sh")
 			// As a reboot would: the sessions die with the listener
-			// (stopping sshd alone leaves them running).
+			// (stopping sshd alone leaves them running), and no
+			// connection accepted meanwhile outlives it.
 			if data, err := os.ReadFile(filepath.Join(b.Dir, "sshd.pid")); err == nil {
 				pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-				for _, p := range descendants(pid) {
-					syscall.Kill(p, syscall.SIGKILL)
-				}
+				killTree(pid)
 			}
 			exec.Command(script, "stop", b.Dir).Run()
 			time.Sleep(time.Duration(200+rand.IntN(800)) * time.Millisecond)
