@@ -9,7 +9,9 @@
 #   - the root itself is read-only, so no run changes the cached root;
 #   - DIR/nix is bind-mounted over the root's /nix;
 #   - /proc is mounted, /dev and /tmp are bound from the machine (test
-#     files and the offload binary live under /tmp), /run is a tmpfs;
+#     files and the offload binary live under /tmp), /run is DIR/run, so
+#     that every command run with DIR sees the same /run, as on one
+#     machine (offload's relay socket lives there);
 #   - DIR, $TMPDIR and every directory in $OFFLOAD_SID_BINDS
 #     (space-separated) are bound at their own paths when they are not
 #     under /tmp already.
@@ -29,7 +31,7 @@ dir=$1
 shift
 here=$(cd "$(dirname "$0")" && pwd)
 root=$("$here/unstable-root.sh")
-mkdir -p "$dir/nix" "$dir/etc" "$dir/home"
+mkdir -p "$dir/nix" "$dir/etc" "$dir/home" "$dir/run"
 dir=$(cd "$dir" && pwd)
 [ -f "$dir/etc/nix.conf" ] || cat > "$dir/etc/nix.conf" <<CONF
 build-users-group =
@@ -57,7 +59,7 @@ exec unshare --mount --propagation private sh -eu -c '
 	mount -t proc proc "$root/proc"
 	mount --rbind /dev "$root/dev"
 	mount --rbind /tmp "$root/tmp"
-	mount -t tmpfs -o mode=755 tmpfs "$root/run"
+	mount --bind "$dir/run" "$root/run"
 	for d in $binds; do mount --rbind "$d" "$root$d"; done
 	exec chroot "$root" /usr/bin/env \
 		HOME="$dir/home" NIX_CONF_DIR="$dir/etc" \

@@ -128,9 +128,13 @@ func binaryStamp() string {
 	return fmt.Sprintf("%d:%d:%d:%d.%d", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec)
 }
 
-// RelayDir is the relay's directory for this user: rootRelayDir for
-// root, else under $XDG_RUNTIME_DIR, or under stateDir (offload's state
-// directory). "" when the socket path would be too long.
+// RelayDir is the relay's directory for this user and this offload
+// binary: below rootRelayDir for root, else below $XDG_RUNTIME_DIR, or
+// below stateDir (offload's state directory), in a directory named after
+// the binary (binaryStamp). Two binaries in use at once (an upgrade while
+// builds run, a second copy) then each have a relay of their own instead
+// of each stopping the other's. "" when the socket path would be too
+// long.
 func RelayDir(getenv func(string) string, stateDir string) string {
 	var dir string
 	if os.Geteuid() == 0 {
@@ -140,6 +144,8 @@ func RelayDir(getenv func(string) string, stateDir string) string {
 	} else {
 		dir = filepath.Join(stateDir, "relay-"+strconv.Itoa(os.Getuid()))
 	}
+	sum := sha256.Sum256([]byte(binaryStamp()))
+	dir = filepath.Join(dir, hex.EncodeToString(sum[:6]))
 	if len(mux.SocketPath(dir)) > 100 { // sun_path holds 108 bytes
 		return ""
 	}
@@ -181,6 +187,13 @@ func dialRelay(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 		o.logf("not using the connection relay at %s: %v", sock, err)
 		return nil, err
 	}
+	var me *mux.Error
+	if errors.As(err, &me) && me.Code == mux.CodeServer {
+		// The relay refused by itself: stale (another offload binary) or
+		// stopping. It no longer accepts and has given up its directory
+		// to a new relay, even while it finishes the builds it serves.
+		err = fmt.Errorf("%w: %v", mux.ErrNoServer, err)
+	}
 	if errors.Is(err, mux.ErrNoServer) {
 		// None runs: this hook connects by itself at once, and the relay
 		// it starts serves the hooks after it. Waiting for the relay's
@@ -191,10 +204,6 @@ func dialRelay(ctx context.Context, m *spec.Machine, o Options) (*Conn, error) {
 			return nil, fmt.Errorf("%w (starting one: %v)", err, serr)
 		}
 		return nil, fmt.Errorf("%w: one is starting, for the hooks after this one", err)
-	}
-	var me *mux.Error
-	if errors.As(err, &me) && me.Code == mux.CodeServer {
-		return nil, fmt.Errorf("%w: %v", mux.ErrNoServer, err)
 	}
 	if err != nil {
 		return nil, relayErr(m, err)
@@ -311,7 +320,6 @@ func ServeRelay(ctx context.Context, dir string, idle time.Duration) error {
 	if err != nil {
 		return nil
 	}
-	defer lock.Close()
 	own := binaryStamp()
 	s := &mux.Server{
 		Dial:  relayDial,
@@ -320,6 +328,7 @@ func ServeRelay(ctx context.Context, dir string, idle time.Duration) error {
 		Check: func(target string) error { return checkTarget(target, own) },
 		Ready: readyFor,
 		Name:  targetName,
+		Lock:  lock,
 	}
 	var w relayWarm
 	if json.Unmarshal([]byte(os.Getenv(envWarm)), &w) == nil {

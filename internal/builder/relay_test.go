@@ -73,6 +73,8 @@ func serveRelay(t *testing.T, s *mux.Server) string {
 func relayFaults() []relayFault {
 	return []relayFault{
 		{"stale", func(t *testing.T) string {
+			// A new relay is started for the hooks after this one.
+			wantRelayStarted(t)
 			return serveRelay(t, &mux.Server{UID: -1, Check: func(target string) error { return checkTarget(target, "another binary") },
 				Dial: func(ctx context.Context, target string) (mux.Remote, error) { return endedRemote{}, nil }})
 		}},
@@ -82,24 +84,8 @@ func relayFaults() []relayFault {
 		{"none runs yet", func(t *testing.T) string {
 			// A relay is started for the hooks after this one, and
 			// this one does not wait for it (here it never listens).
-			dir := filepath.Join(t.TempDir(), "relay")
-			started := filepath.Join(t.TempDir(), "started")
-			testOnlyRelayExe = []string{"/bin/sh", "-c", `: > "$0"; exec sleep 3`, started}
-			t.Cleanup(func() {
-				testOnlyRelayExe = nil
-				for i := 0; ; i++ {
-					_, err := os.Stat(started)
-					if err == nil {
-						break
-					}
-					if i == 200 {
-						t.Errorf("no relay was started for later hooks: %v", err)
-						break
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
-			})
-			return dir
+			wantRelayStarted(t)
+			return filepath.Join(t.TempDir(), "relay")
 		}},
 		{"cannot start", func(t *testing.T) string {
 			// Another relay holds the directory's lock and does not
@@ -116,6 +102,27 @@ func relayFaults() []relayFault {
 			return dir
 		}},
 	}
+}
+
+// wantRelayStarted makes the relays started during t a stand-in that
+// never listens, and fails t unless one was started by its end.
+func wantRelayStarted(t *testing.T) {
+	started := filepath.Join(t.TempDir(), "started")
+	testOnlyRelayExe = []string{"/bin/sh", "-c", `: > "$0"; exec sleep 3`, started}
+	t.Cleanup(func() {
+		testOnlyRelayExe = nil
+		for i := 0; ; i++ {
+			_, err := os.Stat(started)
+			if err == nil {
+				break
+			}
+			if i == 200 {
+				t.Errorf("no relay was started for later hooks: %v", err)
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
 }
 
 type relayFault struct {

@@ -97,6 +97,10 @@ type builderOpts struct {
 	// Sid runs current Nix in the builder's sessions, from the unstable
 	// root (needs requireSid).
 	Sid bool
+	// MaxSessions is sshd's MaxSessions (0: the script's default, 100).
+	MaxSessions int
+	// Verbose logs every connection sshd accepts to sshd.log.
+	Verbose bool
 }
 
 func startBuilder(t *testing.T, name string, o builderOpts) *builder {
@@ -112,6 +116,12 @@ func startBuilder(t *testing.T, name string, o builderOpts) *builder {
 	}
 	if o.Sid {
 		cmd.Env = append(cmd.Env, "BUILDER_SID=1")
+	}
+	if o.MaxSessions != 0 {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("BUILDER_MAX_SESSIONS=%d", o.MaxSessions))
+	}
+	if o.Verbose {
+		cmd.Env = append(cmd.Env, "BUILDER_LOG_LEVEL=VERBOSE")
 	}
 	out, err := cmd.Output()
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-nix/offload/internal/builder"
 	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/mux"
@@ -55,7 +56,10 @@ func TestRelayOfAnotherUser(t *testing.T) {
 	if err := os.Chown(xdg, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(xdg, "offload-relay")
+	// Where a hook that trusted XDG_RUNTIME_DIR would look: this binary's
+	// directory below it.
+	key := filepath.Base(builder.RelayDir(func(string) string { return "" }, ""))
+	dir := filepath.Join(xdg, "offload-relay", key)
 	cmd := exec.Command(as[0], append(as[1:], bin, "-test.run=^TestRelayOfAnotherUser$")...)
 	cmd.Env = append(os.Environ(), envOtherRelay+"="+dir)
 	var stderr bytes.Buffer

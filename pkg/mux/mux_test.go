@@ -119,6 +119,7 @@ func startServer(t *testing.T, idle time.Duration, uid int, opts ...func(*Server
 	for _, o := range opts {
 		o(ts.Server)
 	}
+	ts.Server.Lock = lock
 	ctx, cancel := context.WithCancel(context.Background())
 	ts.cancel = cancel
 	go func() {
@@ -466,18 +467,22 @@ func TestDeadRemoteNotUsed(t *testing.T) {
 	}
 }
 
+// staleOnNew makes a Server find itself stale when a client asks for
+// the target "new".
+func staleOnNew(s *Server) {
+	s.Check = func(target string) error {
+		if target == "new" {
+			return fmt.Errorf("relay binary changed: %w", ErrStale)
+		}
+		return nil
+	}
+}
+
 // TestStale: a Server whose Check finds it stale refuses with CodeServer
 // (the client connects by itself) and stops accepting, so that the next
 // client starts a fresh one.
 func TestStale(t *testing.T) {
-	ts := startServer(t, time.Minute, -1, func(s *Server) {
-		s.Check = func(target string) error {
-			if target == "new" {
-				return fmt.Errorf("relay binary changed: %w", ErrStale)
-			}
-			return nil
-		}
-	})
+	ts := startServer(t, time.Minute, -1, staleOnNew)
 	if _, _, _, err := run(t, ts.sock, "b1", "true", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -494,6 +499,46 @@ func TestStale(t *testing.T) {
 	}
 	if _, _, _, err := run(t, ts.sock, "b1", "true", ""); !errors.Is(err, ErrNoServer) {
 		t.Errorf("run after the server stopped = %v, want ErrNoServer", err)
+	}
+}
+
+// TestStaleFreesDir: a stale Server that still runs a session (a build
+// that may take hours) lets a new Server listen in its directory at once,
+// and the session goes on to its end.
+func TestStaleFreesDir(t *testing.T) {
+	ts := startServer(t, time.Minute, -1, staleOnNew)
+	type result struct {
+		out string
+		err error
+	}
+	long := make(chan result, 1)
+	go func() {
+		out, _, _, err := run(t, ts.sock, "b1", "sleep 1; echo done", "")
+		long <- result{out, err}
+	}()
+	for i := 0; ; i++ {
+		ts.mu.Lock()
+		active := ts.active
+		ts.mu.Unlock()
+		if active > 0 {
+			break
+		}
+		if i == 500 {
+			t.Fatal("the session did not start")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, _, _, err := run(t, ts.sock, "new", "true", ""); err == nil {
+		t.Fatal("a stale server served a new client")
+	}
+	ln, lock, err := Listen(ts.dir)
+	if err != nil {
+		t.Fatalf("Listen while the stale server finishes a session = %v, want a new server's socket", err)
+	}
+	ln.Close()
+	lock.Close()
+	if r := <-long; r.err != nil || r.out != "done\n" {
+		t.Errorf("the stale server's last session = %q, %v; want done", r.out, r.err)
 	}
 }
 

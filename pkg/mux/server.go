@@ -126,6 +126,12 @@ type Server struct {
 	// Logf, if not nil, receives what went wrong. It must be safe for
 	// concurrent use.
 	Logf func(format string, args ...any)
+	// Lock, if not nil, is the lock Listen took: it is closed as soon as
+	// the Server stops accepting (idle, stale or told to stop), after its
+	// socket is gone, so that a new Server can listen in the directory
+	// while this one finishes the sessions it still runs (a build can
+	// take hours).
+	Lock io.Closer
 
 	mu       sync.Mutex
 	pool     map[string][]*warm
@@ -204,7 +210,15 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 	// with ctx (only the caller's cancel ends them).
 	stopped := make(chan struct{})
 	var once sync.Once
-	stop := func() { once.Do(func() { close(stopped); ln.Close() }) }
+	stop := func() {
+		once.Do(func() {
+			close(stopped)
+			ln.Close() // unlinks the socket
+			if s.Lock != nil {
+				s.Lock.Close()
+			}
+		})
+	}
 	s.mu.Lock()
 	s.pool = make(map[string][]*warm)
 	s.ready = make(map[string][]*ahead)

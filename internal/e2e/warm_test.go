@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: MIT
+
+package e2e
+
+// Warm sessions under a burst: the relay (connect-persist, on by default)
+// holds one SSH connection per builder and store commands started ahead,
+// so hooks that start together do not each open a connection, which a
+// builder with OpenSSH's stock MaxStartups and MaxSessions would refuse
+// or delay.
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestWarmEightHooksAtOnce: once the relay holds a connection to a
+// builder with sshd's stock MaxSessions (10), eight nix-builds started at
+// once, each with a hook of its own, open at most one more SSH connection
+// (counted in sshd's log), and every one builds. Through a nix-daemon the
+// hooks run as the daemon's root, without XDG_RUNTIME_DIR.
+func TestWarmEightHooksAtOnce(t *testing.T) {
+	cs := []cell{
+		{Nix: "2.8", Proto: "ssh"},
+		{Nix: "2.8", Proto: "ssh-ng", Daemon: true},
+		{Nix: "2.34", Proto: "ssh", Daemon: true},
+		{Nix: "2.34", Proto: "ssh-ng"},
+	}
+	matrix(t, cs, func(t *testing.T, m cell) {
+		b1 := startBuilder(t, "b1", builderOpts{MaxSessions: 10, Verbose: true})
+		c := m.client(t, b1)
+		builders := m.machines(b1, "x86_64-linux - 8")
+		// The first build starts the relay (when none runs, or the one
+		// that runs is another binary's), which connects and starts store
+		// commands ahead; the second goes through it.
+		for _, name := range []string{"warm-1", "warm-2"} {
+			r := m.build(t, c, drv(name, "x86_64-linux", "echo warm > $out", salt()), builders, "-v")
+			if r.Code != 0 {
+				t.Fatalf("%s: nix-build exit %d\n%s", name, r.Code, r.Stderr)
+			}
+			time.Sleep(time.Second)
+		}
+		before := accepted(t, b1)
+
+		var script strings.Builder
+		script.WriteString("pids=\n")
+		for i := range 8 {
+			f := c.file(fmt.Sprintf("burst-%d.nix", i), drv("burst", "x86_64-linux", fmt.Sprintf("echo burst %d > $out", i), salt()))
+			args := "nix-build -v --no-out-link " + f
+			if !m.Daemon {
+				args += " --max-jobs 0 --option build-hook " + c.hook() + " --builders '" + builders + "'"
+			}
+			fmt.Fprintf(&script, "%s > %s/burst-%d.out 2> %s/burst-%d.err &\npids=\"$pids $!\"\n", args, c.Dir, i, c.Dir, i)
+		}
+		script.WriteString("st=0\nfor p in $pids; do wait $p || st=$?; done\nexit $st\n")
+		args := []string{"sh", "-c", script.String()}
+		if m.Daemon {
+			writeDaemonConf(t, c, c.hook(), builders)
+			args = append([]string{daemonScript(t, c)}, args...)
+		}
+		r := c.run(3*time.Minute, args...)
+		for i := range 8 {
+			out, _ := os.ReadFile(filepath.Join(c.Dir, fmt.Sprintf("burst-%d.out", i)))
+			p := strings.TrimSpace(string(out))
+			if p == "" {
+				errs, _ := os.ReadFile(filepath.Join(c.Dir, fmt.Sprintf("burst-%d.err", i)))
+				t.Errorf("build %d of the burst printed no output path (exit %d):\n%s", i, r.Code, errs)
+				continue
+			}
+			if got, want := c.run(defaultTimeout, "cat", p).Out, fmt.Sprintf("burst %d", i); got != want {
+				t.Errorf("%s holds %q, want %q", p, got, want)
+			}
+		}
+		if n := accepted(t, b1) - before; n > 1 {
+			t.Errorf("eight hooks at once opened %d new SSH connections to the builder, want at most 1", n)
+			for i := range 8 {
+				errs, _ := os.ReadFile(filepath.Join(c.Dir, fmt.Sprintf("burst-%d.err", i)))
+				t.Logf("build %d's stderr:\n%s", i, errs)
+			}
+		}
+		t.Logf("SSH connections: %d before the burst, %d more for eight hooks at once", before, accepted(t, b1)-before)
+		c.mustVerify()
+	})
+}
+
+// accepted counts the SSH connections b's sshd accepted, from its log
+// (startBuilder with Verbose).
+func accepted(t *testing.T, b *builder) int {
+	t.Helper()
+	log, err := os.ReadFile(filepath.Join(b.Dir, "sshd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Count(log, []byte("Accepted publickey"))
+}
