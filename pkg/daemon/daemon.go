@@ -231,13 +231,15 @@ func (c *Client) Trusted() (known, trusted bool) {
 // after the stream has failed.
 var ErrBroken = errors.New("daemon: connection unusable after an earlier error")
 
-// begin locks the client for one operation.
-func (c *Client) begin() error { return c.g.Begin(ErrBroken) }
+// do runs op as one operation (store.Guard.Do). Errors the daemon
+// reported, and errors found before anything was sent, leave the stream
+// in step; any other error of op leaves the Client unusable.
+func (c *Client) do(op func() error) error { return c.g.Do(ErrBroken, isRemote, op) }
 
-// end unlocks the client, recording err as fatal if it is one. Errors the
-// daemon reported, and errors found before anything was sent, leave the
-// stream in step.
-func (c *Client) end(err error) error { return c.g.End(err, isRemote) }
+// run is do for an operation that returns a value.
+func run[T any](c *Client, op func() (T, error)) (T, error) {
+	return store.Run(&c.g, ErrBroken, isRemote, op)
+}
 
 func isRemote(err error) bool {
 	var r *RemoteError

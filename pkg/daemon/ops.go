@@ -18,11 +18,7 @@ import (
 
 // IsValidPath reports whether path is valid on the daemon's store.
 func (c *Client) IsValidPath(path string) (bool, error) {
-	if err := c.begin(); err != nil {
-		return false, err
-	}
-	ok, err := c.isValidPath(path)
-	return ok, c.end(err)
+	return run(c, func() (bool, error) { return c.isValidPath(path) })
 }
 
 func (c *Client) isValidPath(path string) (bool, error) {
@@ -52,11 +48,7 @@ func (c *Client) flushAndWait(op, path string) error {
 // own substituters (protocol 1.27, Nix 2.4, and later; older daemons do
 // not substitute).
 func (c *Client) QueryValidPaths(paths []string, substitute bool) ([]string, error) {
-	if err := c.begin(); err != nil {
-		return nil, err
-	}
-	valid, err := c.queryValidPaths(paths, substitute)
-	return valid, c.end(err)
+	return run(c, func() ([]string, error) { return c.queryValidPaths(paths, substitute) })
 }
 
 func (c *Client) queryValidPaths(paths []string, substitute bool) ([]string, error) {
@@ -84,12 +76,12 @@ func (c *Client) queryValidPaths(paths []string, substitute bool) ([]string, err
 // The daemon sends the NAR hash in base16; it is returned in the form
 // every store sends, "sha256:<nix32>" (store.FormatSHA256), so that path infos from both kinds
 // of builder compare equal. PathInfo.NarDigest gives the raw digest.
-func (c *Client) QueryPathInfo(path string) (store.PathInfo, bool, error) {
-	if err := c.begin(); err != nil {
-		return store.PathInfo{}, false, err
-	}
-	info, ok, err := c.queryPathInfo(path)
-	return info, ok, c.end(err)
+func (c *Client) QueryPathInfo(path string) (info store.PathInfo, ok bool, err error) {
+	err = c.do(func() error {
+		info, ok, err = c.queryPathInfo(path)
+		return err
+	})
+	return info, ok, err
 }
 
 func (c *Client) queryPathInfo(path string) (store.PathInfo, bool, error) {
@@ -110,11 +102,7 @@ func (c *Client) queryPathInfo(path string) (store.PathInfo, bool, error) {
 // on the daemon's store, in the order asked. Invalid paths are left out.
 // The requests are pipelined: all are written while the replies are read.
 func (c *Client) QueryPathInfos(paths []string) ([]store.PathInfo, error) {
-	if err := c.begin(); err != nil {
-		return nil, err
-	}
-	infos, err := c.queryPathInfos(paths)
-	return infos, c.end(err)
+	return run(c, func() ([]store.PathInfo, error) { return c.queryPathInfos(paths) })
 }
 
 func (c *Client) queryPathInfos(paths []string) ([]store.PathInfo, error) {
@@ -256,10 +244,7 @@ func nix32Hash(h []byte) (string, error) {
 // An error from w leaves the rest of the NAR unread, so the Client is
 // unusable afterwards.
 func (c *Client) NarFromPath(path string, w io.Writer, narSize uint64) error {
-	if err := c.begin(); err != nil {
-		return err
-	}
-	return c.end(c.narFromPath(path, w, narSize))
+	return c.do(func() error { return c.narFromPath(path, w, narSize) })
 }
 
 // narMagic is how every NAR starts: the length of "nix-archive-1".
@@ -334,10 +319,7 @@ func (c *Client) narError(op, path string) error {
 // of the session, so that its garbage collector keeps what is uploaded
 // for a build.
 func (c *Client) AddTempRoot(path string) error {
-	if err := c.begin(); err != nil {
-		return err
-	}
-	return c.end(c.addTempRoot(path))
+	return c.do(func() error { return c.addTempRoot(path) })
 }
 
 func (c *Client) addTempRoot(path string) error {
@@ -406,10 +388,7 @@ type Settings struct {
 // Every field is applied for untrusted users too, except the overrides
 // named in Settings.Overrides.
 func (c *Client) SetOptions(s Settings) error {
-	if err := c.begin(); err != nil {
-		return err
-	}
-	return c.end(c.setOptions(s))
+	return c.do(func() error { return c.setOptions(s) })
 }
 
 func (c *Client) setOptions(s Settings) error {

@@ -53,10 +53,7 @@ func (c *Client) AddToStoreNar(info store.PathInfo, r io.Reader) error {
 // paths before the failing one may have become valid. A transport error
 // leaves the Client unusable.
 func (c *Client) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
-	if err := c.begin(); err != nil {
-		return err
-	}
-	return c.end(c.addToStoreNars(infos, open))
+	return c.do(func() error { return c.addToStoreNars(infos, open) })
 }
 
 func (c *Client) addToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {

@@ -29,11 +29,7 @@ func seconds(d time.Duration) uint64 {
 // The build log streams on the remote's stderr meanwhile. Closing the
 // transport interrupts the build.
 func (c *Client) BuildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string, o store.BuildOptions) (store.BuildResult, error) {
-	if err := c.begin(); err != nil {
-		return store.BuildResult{}, err
-	}
-	res, err := c.buildDerivation(drvPath, d, inputSrcs, o)
-	return res, c.end(err)
+	return run(c, func() (store.BuildResult, error) { return c.buildDerivation(drvPath, d, inputSrcs, o) })
 }
 
 func (c *Client) buildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string, o store.BuildOptions) (store.BuildResult, error) {

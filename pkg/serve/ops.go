@@ -20,11 +20,7 @@ import (
 // its own substituters. Both take effect only with `nix-store --serve
 // --write`.
 func (c *Client) QueryValidPaths(paths []string, lock, substitute bool) ([]string, error) {
-	if err := c.begin(); err != nil {
-		return nil, err
-	}
-	valid, err := c.queryValidPaths(paths, lock, substitute)
-	return valid, c.end(err)
+	return run(c, func() ([]string, error) { return c.queryValidPaths(paths, lock, substitute) })
 }
 
 func (c *Client) queryValidPaths(paths []string, lock, substitute bool) ([]string, error) {
@@ -48,11 +44,7 @@ func (c *Client) queryValidPaths(paths []string, lock, substitute bool) ([]strin
 // QueryPathInfos returns information about those of paths that are valid on
 // the server, in the server's order. Invalid paths are left out.
 func (c *Client) QueryPathInfos(paths []string) ([]store.PathInfo, error) {
-	if err := c.begin(); err != nil {
-		return nil, err
-	}
-	infos, err := c.queryPathInfos(paths)
-	return infos, c.end(err)
+	return run(c, func() ([]store.PathInfo, error) { return c.queryPathInfos(paths) })
 }
 
 func (c *Client) queryPathInfos(paths []string) ([]store.PathInfo, error) {
@@ -124,11 +116,7 @@ func readPathInfos(d *wire.Decoder, version uint64, asked []string) ([]store.Pat
 // everything they reference, transitively, and with includeOutputs also the
 // outputs of derivations in it.
 func (c *Client) QueryClosure(paths []string, includeOutputs bool) ([]string, error) {
-	if err := c.begin(); err != nil {
-		return nil, err
-	}
-	closure, err := c.queryClosure(paths, includeOutputs)
-	return closure, c.end(err)
+	return run(c, func() ([]string, error) { return c.queryClosure(paths, includeOutputs) })
 }
 
 func (c *Client) queryClosure(paths []string, includeOutputs bool) ([]string, error) {
@@ -159,10 +147,7 @@ func (c *Client) queryClosure(paths []string, includeOutputs bool) ([]string, er
 // An error from w leaves the rest of the NAR unread, so the Client is
 // unusable afterwards.
 func (c *Client) DumpStorePath(path string, w io.Writer, narSize uint64) error {
-	if err := c.begin(); err != nil {
-		return err
-	}
-	return c.end(c.dumpStorePath(path, w, narSize))
+	return c.do(func() error { return c.dumpStorePath(path, w, narSize) })
 }
 
 func (c *Client) dumpStorePath(path string, w io.Writer, narSize uint64) error {
@@ -206,10 +191,7 @@ func (c *Client) dumpStorePath(path string, w io.Writer, narSize uint64) error {
 // if one of the infos is malformed; any other error leaves the Client
 // unusable, and a path whose NAR was cut short never becomes valid.
 func (c *Client) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
-	if err := c.begin(); err != nil {
-		return err
-	}
-	return c.end(c.addToStoreNars(infos, open))
+	return c.do(func() error { return c.addToStoreNars(infos, open) })
 }
 
 func (c *Client) addToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {

@@ -159,11 +159,14 @@ func (c *Client) ServerVersion() uint64 { return c.server }
 // the stream has failed.
 var ErrBroken = errors.New("serve: connection unusable after an earlier error")
 
-// begin locks the client for one command.
-func (c *Client) begin() error { return c.g.Begin(ErrBroken) }
+// do runs op as one command (store.Guard.Do): any error of op but one
+// found before anything was sent leaves the Client unusable.
+func (c *Client) do(op func() error) error { return c.g.Do(ErrBroken, nil, op) }
 
-// end unlocks the client, recording err as fatal if it is one.
-func (c *Client) end(err error) error { return c.g.End(err, nil) }
+// run is do for a command that returns a value.
+func run[T any](c *Client, op func() (T, error)) (T, error) {
+	return store.Run(&c.g, ErrBroken, nil, op)
+}
 
 // ioErr wraps a transport or protocol error of op (on path, if any) and
 // attaches the remote's stderr.
