@@ -38,9 +38,9 @@ func (c *Client) buildDerivation(drvPath string, d *drv.Derivation, inputSrcs []
 	if err := c.flushAndWait(op, drvPath); err != nil {
 		return store.BuildResult{}, err
 	}
-	res, err := readBuildResult(newDecoder(c.r, &c.sbuf), c.version)
+	res, err := readBuildResult(newDecoder(c.r, &c.sbuf), c.peer.Version)
 	if err != nil {
-		return store.BuildResult{}, c.ioErr(op, drvPath, err)
+		return store.BuildResult{}, c.peer.IOErr(op, drvPath, err)
 	}
 	return res, nil
 }

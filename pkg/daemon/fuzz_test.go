@@ -27,7 +27,7 @@ func readReplies(f *testing.F, prefix string) [][]byte {
 
 // readerClient is a Client reading b at version v, for the decoders.
 func readerClient(b []byte, v uint64, opts Options) *Client {
-	c := &Client{opts: opts, version: v, br: nil}
+	c := &Client{opts: opts, peer: store.Peer{Proto: "daemon", Version: v}}
 	c.br = bufioReader(bytes.NewReader(b))
 	c.r = wire.NewReader(c.br)
 	c.w = wire.NewWriter(io.Discard)
@@ -61,7 +61,7 @@ func FuzzStderrBuildResult(f *testing.F) {
 		if err != nil {
 			return
 		}
-		res, err := readBuildResult(newDecoder(c.r, &c.sbuf), c.version)
+		res, err := readBuildResult(newDecoder(c.r, &c.sbuf), c.peer.Version)
 		if err != nil {
 			return
 		}
@@ -80,7 +80,7 @@ func FuzzPathInfo(f *testing.F) {
 		if err := c.processStderr("QueryPathInfo", ""); err != nil {
 			return
 		}
-		info, ok, err := readPathInfo(newDecoder(c.r, &c.sbuf), c.version, "/nix/store/x")
+		info, ok, err := readPathInfo(newDecoder(c.r, &c.sbuf), c.peer.Version, "/nix/store/x")
 		if err != nil || !ok {
 			return
 		}

@@ -5,7 +5,6 @@ package daemon
 import (
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -30,7 +29,7 @@ func (c *Client) isValidPath(path string) (bool, error) {
 	}
 	ok, err := newDecoder(c.r, &c.sbuf).Bool()
 	if err != nil {
-		return false, c.ioErr(op, path, wire.NoEOF(err))
+		return false, c.peer.IOErr(op, path, wire.NoEOF(err))
 	}
 	return ok, nil
 }
@@ -38,7 +37,7 @@ func (c *Client) isValidPath(path string) (bool, error) {
 // flushAndWait sends the request and reads the messages up to the result.
 func (c *Client) flushAndWait(op, path string) error {
 	if err := c.w.Flush(); err != nil {
-		return c.ioErr(op, path, err)
+		return c.peer.IOErr(op, path, err)
 	}
 	return c.processStderr(op, path)
 }
@@ -56,7 +55,7 @@ func (c *Client) queryValidPaths(paths []string, substitute bool) ([]string, err
 	c.w.Uint64(opQueryValidPaths)
 	// A StorePathSet: the daemon parses each path and dedups.
 	c.w.Strings(paths)
-	if c.version >= 1<<8|27 {
+	if c.peer.Version >= 1<<8|27 {
 		c.w.Bool(substitute)
 	}
 	if err := c.flushAndWait(op, ""); err != nil {
@@ -65,7 +64,7 @@ func (c *Client) queryValidPaths(paths []string, substitute bool) ([]string, err
 	// The reply is a subset of the request.
 	valid, err := newDecoder(c.r, &c.sbuf).Strings("valid paths", uint64(len(paths)), maxPath)
 	if err != nil {
-		return nil, c.ioErr(op, "", wire.NoEOF(err))
+		return nil, c.peer.IOErr(op, "", wire.NoEOF(err))
 	}
 	return valid, nil
 }
@@ -91,9 +90,9 @@ func (c *Client) queryPathInfo(path string) (store.PathInfo, bool, error) {
 	if err := c.flushAndWait(op, path); err != nil {
 		return store.PathInfo{}, false, err
 	}
-	info, ok, err := readPathInfo(newDecoder(c.r, &c.sbuf), c.version, path)
+	info, ok, err := readPathInfo(newDecoder(c.r, &c.sbuf), c.peer.Version, path)
 	if err != nil {
-		return store.PathInfo{}, false, c.ioErr(op, path, err)
+		return store.PathInfo{}, false, c.peer.IOErr(op, path, err)
 	}
 	return info, ok, nil
 }
@@ -129,16 +128,16 @@ func (c *Client) queryPathInfos(paths []string) ([]store.PathInfo, error) {
 			first = cmpOr(first, err)
 			continue
 		}
-		info, ok, err := readPathInfo(newDecoder(c.r, &c.sbuf), c.version, p)
+		info, ok, err := readPathInfo(newDecoder(c.r, &c.sbuf), c.peer.Version, p)
 		if err != nil {
-			return nil, c.ioErr(op, p, err)
+			return nil, c.peer.IOErr(op, p, err)
 		}
 		if ok {
 			infos = append(infos, info)
 		}
 	}
 	if err := <-werr; err != nil {
-		return nil, c.ioErr(op, "", err)
+		return nil, c.peer.IOErr(op, "", err)
 	}
 	if first != nil {
 		return nil, first
@@ -252,10 +251,8 @@ const narMagic = 13
 
 func (c *Client) narFromPath(path string, w io.Writer, narSize uint64) error {
 	const op = "NarFromPath"
-	if narSize == 0 {
-		// No NAR is empty; sending the request would leave its bytes
-		// unread.
-		return store.Local(fmt.Errorf("daemon: %s%s %s: narSize is 0", c.on(), op, path))
+	if err := c.peer.CheckNARSize(op, path, narSize); err != nil {
+		return err
 	}
 	c.w.Uint64(opNarFromPath)
 	c.w.String(path)
@@ -272,19 +269,7 @@ func (c *Client) narFromPath(path string, w io.Writer, narSize uint64) error {
 	if c.rbuf == nil {
 		c.rbuf = make([]byte, bufSize)
 	}
-	done, err := wire.CopyRaw(w, c.br, narSize, c.rbuf, func(done uint64) {
-		if c.opts.Progress != nil {
-			c.opts.Progress(path, done, narSize)
-		}
-	})
-	var we *wire.WriteError
-	if errors.As(err, &we) {
-		return fmt.Errorf("daemon: %s%s %s: writing NAR: %w", c.on(), op, path, we.Err)
-	}
-	if err != nil {
-		return c.ioErr(op, path, fmt.Errorf("NAR ended after %d of %d bytes: %w", done, narSize, err))
-	}
-	return nil
+	return c.peer.CopyNAR(op, path, w, c.br, narSize, c.rbuf, c.opts.Progress)
 }
 
 // narError looks at the start of a NAR and returns the daemon's error if
@@ -302,17 +287,17 @@ func (c *Client) narError(op, path string) error {
 	case err == nil && binary.LittleEndian.Uint64(b) == narMagic && binary.LittleEndian.Uint64(b[24:]) == stderrError:
 		skip = 32
 	case binary.LittleEndian.Uint64(b) != narMagic:
-		return c.ioErr(op, path, fmt.Errorf("reply does not start a NAR: %x", b[:8]))
+		return c.peer.IOErr(op, path, fmt.Errorf("reply does not start a NAR: %x", b[:8]))
 	default:
 		return nil
 	}
 	c.br.Discard(skip)
-	err = readError(newDecoder(c.r, &c.sbuf), c.version)
+	err = readError(newDecoder(c.r, &c.sbuf), c.peer.Version)
 	if re, ok := err.(*RemoteError); ok {
-		re.Host, re.Op, re.Path, re.fatal = c.opts.Host, op, path, true
+		re.Host, re.Op, re.Path, re.fatal = c.peer.Host, op, path, true
 		return re
 	}
-	return c.ioErr(op, path, wire.NoEOF(err))
+	return c.peer.IOErr(op, path, wire.NoEOF(err))
 }
 
 // AddTempRoot makes path a temporary GC root on the builder for the rest
@@ -330,7 +315,7 @@ func (c *Client) addTempRoot(path string) error {
 		return err
 	}
 	if _, err := c.r.Uint64(); err != nil {
-		return c.ioErr(op, path, wire.NoEOF(err))
+		return c.peer.IOErr(op, path, wire.NoEOF(err))
 	}
 	return nil
 }

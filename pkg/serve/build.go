@@ -37,13 +37,13 @@ func (c *Client) buildDerivation(drvPath string, d *drv.Derivation, inputSrcs []
 	c.w.Uint64(cmdBuildDerivation)
 	c.w.String(drvPath)
 	d.WriteBasic(c.w, inputSrcs)
-	writeBuildOptions(c.w, c.version, o)
+	writeBuildOptions(c.w, c.peer.Version, o)
 	if err := c.w.Flush(); err != nil {
-		return store.BuildResult{}, c.ioErr(op, drvPath, err)
+		return store.BuildResult{}, c.peer.IOErr(op, drvPath, err)
 	}
-	res, err := readBuildResult(newDecoder(c.r, &c.sbuf), c.version)
+	res, err := readBuildResult(newDecoder(c.r, &c.sbuf), c.peer.Version)
 	if err != nil {
-		return store.BuildResult{}, c.ioErr(op, drvPath, err)
+		return store.BuildResult{}, c.peer.IOErr(op, drvPath, err)
 	}
 	return res, nil
 }
