@@ -16,6 +16,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"io"
 	"os"
 	"os/exec"
@@ -381,9 +382,13 @@ func (r *Replies) Mark(name string) {
 	r.last = len(b)
 }
 
-// Save writes each reply to dir/<name>.bin.
-func (r *Replies) Save(t testing.TB, dir string) {
+// repliesDir is where Save keeps the replies, in the test's package.
+var repliesDir = filepath.Join("testdata", "replies")
+
+// Save writes each reply to testdata/replies/<name>.bin.
+func (r *Replies) Save(t testing.TB) {
 	t.Helper()
+	dir := repliesDir
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -394,16 +399,16 @@ func (r *Replies) Save(t testing.TB, dir string) {
 	}
 }
 
-// ReadReplies returns the replies Save wrote to dir whose names begin with
+// ReadReplies returns the replies Save wrote whose names begin with
 // prefix, to seed a fuzz target. It fails t if there are none.
-func ReadReplies(t testing.TB, dir, prefix string) [][]byte {
+func ReadReplies(t testing.TB, prefix string) [][]byte {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, prefix+"*.bin"))
+	files, err := filepath.Glob(filepath.Join(repliesDir, prefix+"*.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(files) == 0 {
-		t.Fatalf("no %s*.bin", filepath.Join(dir, prefix))
+		t.Fatalf("no %s*.bin", filepath.Join(repliesDir, prefix))
 	}
 	var out [][]byte
 	for _, file := range files {
@@ -571,6 +576,36 @@ func CheckBuilt(t testing.TB, res store.BuildResult, out string) {
 	}
 	if len(res.BuiltOutputs) != 1 || res.BuiltOutputs[0].Name != "out" || res.BuiltOutputs[0].OutPath != filepath.Base(out) {
 		t.Errorf("BuiltOutputs = %+v, want out → %s", res.BuiltOutputs, filepath.Base(out))
+	}
+}
+
+// CheckOutput fails t unless info, what a client reported about the
+// output of the test derivation "ok", describes a file saying hi, and
+// fetch, the client's call that copies a NAR into w, gives that NAR, which
+// hashes as Nix's own tools say.
+func (s *Store) CheckOutput(t testing.TB, info store.PathInfo, fetch func(path string, w io.Writer, narSize uint64) error) {
+	t.Helper()
+	want := NarFile([]byte("hi\n"), false)
+	if info.NarSize != uint64(len(want)) || info.NarHash != NarHash(want) {
+		t.Errorf("path info of %s = %+v, want the NAR of a file saying hi", info.Path, info)
+	}
+	var nar bytes.Buffer
+	if err := fetch(info.Path, &nar, info.NarSize); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(nar.Bytes(), want) {
+		t.Errorf("NAR of %s = %q, want %q", info.Path, nar.Bytes(), want)
+	}
+	digest, err := info.NarDigest()
+	if err != nil || sha256.Sum256(nar.Bytes()) != digest {
+		t.Errorf("sha256 of the NAR of %s does not match its narHash %s (%v)", info.Path, info.NarHash, err)
+	}
+	dumpSum := strings.Fields(s.Run(t, "nix-store --dump "+info.Path+" | sha256sum"))[0]
+	if hex.EncodeToString(digest[:]) != dumpSum {
+		t.Errorf("NarDigest(%s) = %x, nix-store --dump | sha256sum = %s", info.Path, digest, dumpSum)
+	}
+	if b32 := strings.TrimSpace(s.Run(t, "nix-hash --type sha256 --to-base32 "+dumpSum)); "sha256:"+b32 != info.NarHash {
+		t.Errorf("nix-hash --to-base32 %s = %s, the client reported %s", dumpSum, b32, info.NarHash)
 	}
 }
 
