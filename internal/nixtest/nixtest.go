@@ -32,6 +32,7 @@ import (
 	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/store"
+	"github.com/offload-nix/offload/pkg/wire"
 )
 
 // NarFile returns the NAR of a single regular file (src/libutil/archive.cc,
@@ -468,24 +469,49 @@ func (w *signalWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// PassedOn checks that call, which copies a NAR into the writer it is
-// given, passes on the first n bytes without waiting for the rest: a
-// server that announced a larger NAR and then stays silent must not hold
-// back what it did send. name names call in messages.
-func PassedOn(t testing.TB, name string, n int, call func(w io.Writer) error) {
+// AnswerNAR is a fake server's answer to a request for a NAR: it reads the
+// request, an operation word and a store path, from r, then writes the
+// words pre (the daemon's STDERR_LAST) and nar to w. It returns the first
+// error of either stream.
+func AnswerNAR(r *wire.Reader, w *wire.Writer, nar []byte, pre ...uint64) error {
+	if _, err := r.Uint64(); err != nil {
+		return err
+	}
+	if _, err := r.String(); err != nil {
+		return err
+	}
+	for _, x := range pre {
+		w.Uint64(x)
+	}
+	if err := w.Raw(nar); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// fetchPath is the store path the NAR fetches of PassedOn and BenchFetch
+// ask for.
+const fetchPath = "/nix/store/00000000000000000000000000000000-p"
+
+// PassedOn checks that fetch, a client's call that copies a NAR into w,
+// passes on the sent bytes a server sent without waiting for the rest: it
+// asks for a NAR 4096 bytes longer, as a server that announced a larger
+// NAR and then stays silent would have it, and such a server must not
+// have what it did send held back. name names fetch in messages.
+func PassedOn(t testing.TB, name string, sent int, fetch func(path string, w io.Writer, narSize uint64) error) {
 	t.Helper()
-	w := &signalWriter{want: n, got: make(chan struct{})}
+	w := &signalWriter{want: sent, got: make(chan struct{})}
 	got := w.got
 	done := make(chan error, 1)
-	go func() { done <- call(w) }()
+	go func() { done <- fetch(fetchPath, w, uint64(sent)+4096) }()
 	select {
 	case <-got:
 	case err := <-done:
-		t.Fatalf("%s returned %v before passing on the %d bytes sent", name, err, n)
+		t.Fatalf("%s returned %v before passing on the %d bytes sent", name, err, sent)
 	case <-time.After(5 * time.Second):
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		t.Fatalf("the writer got %d of the %d bytes sent within 5 s", w.n, n)
+		t.Fatalf("the writer got %d of the %d bytes sent within 5 s", w.n, sent)
 	}
 }
 
@@ -607,6 +633,12 @@ func (s *Store) CheckOutput(t testing.TB, info store.PathInfo, fetch func(path s
 	if b32 := strings.TrimSpace(s.Run(t, "nix-hash --type sha256 --to-base32 "+dumpSum)); "sha256:"+b32 != info.NarHash {
 		t.Errorf("nix-hash --to-base32 %s = %s, the client reported %s", dumpSum, b32, info.NarHash)
 	}
+}
+
+// BenchFetch runs fetch, a client's call that copies a NAR into w, b.N
+// times, each for nar, which the server sends whole.
+func BenchFetch(b *testing.B, nar []byte, fetch func(path string, w io.Writer, narSize uint64) error) {
+	Bench(b, len(nar), func() error { return fetch(fetchPath, io.Discard, uint64(len(nar))) })
 }
 
 // Bench runs op b.N times, each moving n bytes, and fails b at op's first
