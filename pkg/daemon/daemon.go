@@ -148,7 +148,6 @@ func New(r io.Reader, w io.Writer, opts Options) (*Client, error) {
 	}
 	c.r = wire.NewReader(c.br)
 	if err := c.handshake(); err != nil {
-		c.g.Break(err)
 		return nil, err
 	}
 	return c, nil

@@ -17,10 +17,6 @@ type Guard struct {
 	err error // set once the stream is unusable
 }
 
-// Break marks the stream unusable because of err, outside any operation
-// (a failed handshake).
-func (g *Guard) Break(err error) { g.err = err }
-
 // Err returns the error that made the stream unusable, or nil.
 func (g *Guard) Err() error { return g.err }
 
