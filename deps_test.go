@@ -106,7 +106,7 @@ var rules = map[string]rule{
 	"cmd/offload": {imports: []string{"internal/cli"}},
 	// Test support and tools.
 	"internal/testenv": {},
-	"internal/nixtest": {imports: []string{"internal/testenv", "pkg/drv", "pkg/store"}, notStd: []string{"net", "net/http"}},
+	"internal/nixtest": {imports: []string{"internal/testenv", "pkg/drv", "pkg/store", "pkg/wire"}, notStd: []string{"net", "net/http"}},
 	"internal/e2e":     {},
 	"bench/benchtool":  {},
 	"bench/emulation":  {},

@@ -16,6 +16,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"io"
 	"os"
 	"os/exec"
@@ -31,6 +32,7 @@ import (
 	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/store"
+	"github.com/offload-nix/offload/pkg/wire"
 )
 
 // NarFile returns the NAR of a single regular file (src/libutil/archive.cc,
@@ -381,9 +383,13 @@ func (r *Replies) Mark(name string) {
 	r.last = len(b)
 }
 
-// Save writes each reply to dir/<name>.bin.
-func (r *Replies) Save(t testing.TB, dir string) {
+// repliesDir is where Save keeps the replies, in the test's package.
+var repliesDir = filepath.Join("testdata", "replies")
+
+// Save writes each reply to testdata/replies/<name>.bin.
+func (r *Replies) Save(t testing.TB) {
 	t.Helper()
+	dir := repliesDir
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -394,16 +400,16 @@ func (r *Replies) Save(t testing.TB, dir string) {
 	}
 }
 
-// ReadReplies returns the replies Save wrote to dir whose names begin with
+// ReadReplies returns the replies Save wrote whose names begin with
 // prefix, to seed a fuzz target. It fails t if there are none.
-func ReadReplies(t testing.TB, dir, prefix string) [][]byte {
+func ReadReplies(t testing.TB, prefix string) [][]byte {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, prefix+"*.bin"))
+	files, err := filepath.Glob(filepath.Join(repliesDir, prefix+"*.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(files) == 0 {
-		t.Fatalf("no %s*.bin", filepath.Join(dir, prefix))
+		t.Fatalf("no %s*.bin", filepath.Join(repliesDir, prefix))
 	}
 	var out [][]byte
 	for _, file := range files {
@@ -463,24 +469,49 @@ func (w *signalWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// PassedOn checks that call, which copies a NAR into the writer it is
-// given, passes on the first n bytes without waiting for the rest: a
-// server that announced a larger NAR and then stays silent must not hold
-// back what it did send. name names call in messages.
-func PassedOn(t testing.TB, name string, n int, call func(w io.Writer) error) {
+// AnswerNAR is a fake server's answer to a request for a NAR: it reads the
+// request, an operation word and a store path, from r, then writes the
+// words pre (the daemon's STDERR_LAST) and nar to w. It returns the first
+// error of either stream.
+func AnswerNAR(r *wire.Reader, w *wire.Writer, nar []byte, pre ...uint64) error {
+	if _, err := r.Uint64(); err != nil {
+		return err
+	}
+	if _, err := r.String(); err != nil {
+		return err
+	}
+	for _, x := range pre {
+		w.Uint64(x)
+	}
+	if err := w.Raw(nar); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// fetchPath is the store path the NAR fetches of PassedOn and BenchFetch
+// ask for.
+const fetchPath = "/nix/store/00000000000000000000000000000000-p"
+
+// PassedOn checks that fetch, a client's call that copies a NAR into w,
+// passes on the sent bytes a server sent without waiting for the rest: it
+// asks for a NAR 4096 bytes longer, as a server that announced a larger
+// NAR and then stays silent would have it, and such a server must not
+// have what it did send held back. name names fetch in messages.
+func PassedOn(t testing.TB, name string, sent int, fetch func(path string, w io.Writer, narSize uint64) error) {
 	t.Helper()
-	w := &signalWriter{want: n, got: make(chan struct{})}
+	w := &signalWriter{want: sent, got: make(chan struct{})}
 	got := w.got
 	done := make(chan error, 1)
-	go func() { done <- call(w) }()
+	go func() { done <- fetch(fetchPath, w, uint64(sent)+4096) }()
 	select {
 	case <-got:
 	case err := <-done:
-		t.Fatalf("%s returned %v before passing on the %d bytes sent", name, err, n)
+		t.Fatalf("%s returned %v before passing on the %d bytes sent", name, err, sent)
 	case <-time.After(5 * time.Second):
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		t.Fatalf("the writer got %d of the %d bytes sent within 5 s", w.n, n)
+		t.Fatalf("the writer got %d of the %d bytes sent within 5 s", w.n, sent)
 	}
 }
 
@@ -572,6 +603,42 @@ func CheckBuilt(t testing.TB, res store.BuildResult, out string) {
 	if len(res.BuiltOutputs) != 1 || res.BuiltOutputs[0].Name != "out" || res.BuiltOutputs[0].OutPath != filepath.Base(out) {
 		t.Errorf("BuiltOutputs = %+v, want out → %s", res.BuiltOutputs, filepath.Base(out))
 	}
+}
+
+// CheckOutput fails t unless info, what a client reported about the
+// output of the test derivation "ok", describes a file saying hi, and
+// fetch, the client's call that copies a NAR into w, gives that NAR, which
+// hashes as Nix's own tools say.
+func (s *Store) CheckOutput(t testing.TB, info store.PathInfo, fetch func(path string, w io.Writer, narSize uint64) error) {
+	t.Helper()
+	want := NarFile([]byte("hi\n"), false)
+	if info.NarSize != uint64(len(want)) || info.NarHash != NarHash(want) {
+		t.Errorf("path info of %s = %+v, want the NAR of a file saying hi", info.Path, info)
+	}
+	var nar bytes.Buffer
+	if err := fetch(info.Path, &nar, info.NarSize); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(nar.Bytes(), want) {
+		t.Errorf("NAR of %s = %q, want %q", info.Path, nar.Bytes(), want)
+	}
+	digest, err := info.NarDigest()
+	if err != nil || sha256.Sum256(nar.Bytes()) != digest {
+		t.Errorf("sha256 of the NAR of %s does not match its narHash %s (%v)", info.Path, info.NarHash, err)
+	}
+	dumpSum := strings.Fields(s.Run(t, "nix-store --dump "+info.Path+" | sha256sum"))[0]
+	if hex.EncodeToString(digest[:]) != dumpSum {
+		t.Errorf("NarDigest(%s) = %x, nix-store --dump | sha256sum = %s", info.Path, digest, dumpSum)
+	}
+	if b32 := strings.TrimSpace(s.Run(t, "nix-hash --type sha256 --to-base32 "+dumpSum)); "sha256:"+b32 != info.NarHash {
+		t.Errorf("nix-hash --to-base32 %s = %s, the client reported %s", dumpSum, b32, info.NarHash)
+	}
+}
+
+// BenchFetch runs fetch, a client's call that copies a NAR into w, b.N
+// times, each for nar, which the server sends whole.
+func BenchFetch(b *testing.B, nar []byte, fetch func(path string, w io.Writer, narSize uint64) error) {
+	Bench(b, len(nar), func() error { return fetch(fetchPath, io.Discard, uint64(len(nar))) })
 }
 
 // Bench runs op b.N times, each moving n bytes, and fails b at op's first

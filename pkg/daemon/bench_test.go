@@ -15,22 +15,11 @@ import (
 // in-memory pipe.
 func BenchmarkNarFromPath(b *testing.B) {
 	nar := nixtest.BigNar(64 << 20)
-	const p = "/nix/store/00000000000000000000000000000000-big"
 	c := newFakeClient(b, 0x123, Options{}, func(f *fake) {
-		for {
-			if _, err := f.r.Uint64(); err != nil {
-				return
-			}
-			if _, err := f.r.String(); err != nil {
-				return
-			}
-			f.msg(stderrLast)
-			if f.w.Raw(nar) != nil || f.w.Flush() != nil {
-				return
-			}
+		for nixtest.AnswerNAR(f.r, f.w, nar, stderrLast) == nil {
 		}
 	})
-	nixtest.Bench(b, len(nar), func() error { return c.NarFromPath(p, io.Discard, uint64(len(nar))) })
+	nixtest.BenchFetch(b, nar, c.NarFromPath)
 }
 
 // BenchmarkAddToStoreNars uploads a 64 MiB NAR and a small one with

@@ -26,11 +26,7 @@ import (
 // daemon that refuses the request (an untrusted user asking for an
 // input-addressed derivation: ErrNotTrusted) gives a *RemoteError.
 func (c *Client) BuildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string) (store.BuildResult, error) {
-	if err := c.begin(); err != nil {
-		return store.BuildResult{}, err
-	}
-	res, err := c.buildDerivation(drvPath, d, inputSrcs)
-	return res, c.end(err)
+	return run(c, func() (store.BuildResult, error) { return c.buildDerivation(drvPath, d, inputSrcs) })
 }
 
 func (c *Client) buildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string) (store.BuildResult, error) {
@@ -42,9 +38,9 @@ func (c *Client) buildDerivation(drvPath string, d *drv.Derivation, inputSrcs []
 	if err := c.flushAndWait(op, drvPath); err != nil {
 		return store.BuildResult{}, err
 	}
-	res, err := readBuildResult(newDecoder(c.r, &c.sbuf), c.version)
+	res, err := readBuildResult(newDecoder(c.r, &c.sbuf), c.peer.Version)
 	if err != nil {
-		return store.BuildResult{}, c.ioErr(op, drvPath, err)
+		return store.BuildResult{}, c.peer.IOErr(op, drvPath, err)
 	}
 	return res, nil
 }

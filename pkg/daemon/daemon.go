@@ -117,8 +117,7 @@ type Client struct {
 	br         *bufio.Reader
 	r          *wire.Reader
 	w          *wire.Writer
-	server     uint64 // the daemon's version word
-	version    uint64 // negotiated: min(ClientVersion, server)
+	peer       store.Peer
 	nixVersion string
 	trust      uint64 // 0 unknown, 1 trusted, 2 not trusted
 
@@ -143,12 +142,12 @@ type Client struct {
 func New(r io.Reader, w io.Writer, opts Options) (*Client, error) {
 	c := &Client{
 		opts: opts,
+		peer: store.Peer{Proto: "daemon", Host: opts.Host, Stderr: opts.Stderr},
 		br:   bufio.NewReaderSize(r, bufSize),
 		w:    wire.NewWriter(w),
 	}
 	c.r = wire.NewReader(c.br)
 	if err := c.handshake(); err != nil {
-		c.g.Break(err)
 		return nil, err
 	}
 	return c, nil
@@ -157,37 +156,35 @@ func New(r io.Reader, w io.Writer, opts Options) (*Client, error) {
 func (c *Client) handshake() error {
 	const op = "handshake"
 	// The daemon reads the version after answering the magic.
-	hello := store.Hello{Magic1: magic1, Magic2: magic2, Version: ClientVersion,
-		Prefix: "daemon: " + c.on(), Program: "nix-daemon --stdio"}
-	v, err := hello.Exchange(c.br, c.w, func(err error) error { return c.ioErr(op, "", err) })
+	hello := store.Hello{Magic1: magic1, Magic2: magic2, Version: ClientVersion, Program: "nix-daemon --stdio"}
+	v, err := hello.Exchange(c.br, c.w, &c.peer)
 	if err != nil {
 		return err
 	}
 	if v>>8 != 1 || v < MinDaemonVersion {
 		return fmt.Errorf("daemon: %sunsupported Nix daemon protocol version %s (need 1.x, at least %s, Nix 2.0)",
-			c.on(), store.VersionString(v), store.VersionString(MinDaemonVersion))
+			c.peer.On(), store.VersionString(v), store.VersionString(MinDaemonVersion))
 	}
-	c.server = v
-	c.version = min(v, ClientVersion)
+	c.peer.Negotiate(v, ClientVersion)
 	// Obsolete CPU affinity (≥1.14) and reserveSpace (≥1.11); every
 	// accepted daemon has both.
 	c.w.Uint64(0)
 	c.w.Uint64(0)
 	if err := c.w.Flush(); err != nil {
-		return c.ioErr(op, "", err)
+		return c.peer.IOErr(op, "", err)
 	}
-	if c.version >= 1<<8|33 {
+	if c.peer.Version >= 1<<8|33 {
 		d := newDecoder(c.r, &c.sbuf)
 		if c.nixVersion, err = d.String("Nix version", maxShort); err != nil {
-			return c.ioErr(op, "", wire.NoEOF(err))
+			return c.peer.IOErr(op, "", wire.NoEOF(err))
 		}
 	}
-	if c.version >= 1<<8|35 {
+	if c.peer.Version >= 1<<8|35 {
 		if c.trust, err = c.r.Uint64(); err != nil {
-			return c.ioErr(op, "", wire.NoEOF(err))
+			return c.peer.IOErr(op, "", wire.NoEOF(err))
 		}
 		if c.trust > 2 {
-			return c.ioErr(op, "", fmt.Errorf("invalid trust value %d", c.trust))
+			return c.peer.IOErr(op, "", fmt.Errorf("invalid trust value %d", c.trust))
 		}
 	}
 	// The daemon's startup messages, ended by LAST; an ERROR here is the
@@ -199,19 +196,12 @@ func (c *Client) handshake() error {
 	return nil
 }
 
-func (c *Client) on() string {
-	if c.opts.Host == "" {
-		return ""
-	}
-	return c.opts.Host + ": "
-}
-
 // Version returns the negotiated protocol version, as a version word
 // (major<<8 | minor).
-func (c *Client) Version() uint64 { return c.version }
+func (c *Client) Version() uint64 { return c.peer.Version }
 
 // DaemonVersion returns the version word the daemon announced.
-func (c *Client) DaemonVersion() uint64 { return c.server }
+func (c *Client) DaemonVersion() uint64 { return c.peer.Server }
 
 // NixVersion returns the Nix version the daemon reported, such as "2.8.0",
 // or "" if it is older than protocol 1.33.
@@ -231,21 +221,17 @@ func (c *Client) Trusted() (known, trusted bool) {
 // after the stream has failed.
 var ErrBroken = errors.New("daemon: connection unusable after an earlier error")
 
-// begin locks the client for one operation.
-func (c *Client) begin() error { return c.g.Begin(ErrBroken) }
+// do runs op as one operation (store.Guard.Do). Errors the daemon
+// reported, and errors found before anything was sent, leave the stream
+// in step; any other error of op leaves the Client unusable.
+func (c *Client) do(op func() error) error { return c.g.Do(ErrBroken, isRemote, op) }
 
-// end unlocks the client, recording err as fatal if it is one. Errors the
-// daemon reported, and errors found before anything was sent, leave the
-// stream in step.
-func (c *Client) end(err error) error { return c.g.End(err, isRemote) }
+// run is do for an operation that returns a value.
+func run[T any](c *Client, op func() (T, error)) (T, error) {
+	return store.Run(&c.g, ErrBroken, isRemote, op)
+}
 
 func isRemote(err error) bool {
 	var r *RemoteError
 	return errors.As(err, &r) && !r.fatal
-}
-
-// ioErr wraps a transport or protocol error of op (on path, if any) and
-// attaches the remote's stderr.
-func (c *Client) ioErr(op, path string, err error) error {
-	return store.TransportError("daemon: "+c.on(), op, path, err, c.opts.Stderr)
 }

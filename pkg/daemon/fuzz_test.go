@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -21,13 +20,9 @@ import (
 // `go test -run TestReal ./pkg/daemon -args -update`) and hand-made
 // messages.
 
-func readReplies(f *testing.F, prefix string) [][]byte {
-	return nixtest.ReadReplies(f, filepath.Join("testdata", "replies"), prefix)
-}
-
 // readerClient is a Client reading b at version v, for the decoders.
 func readerClient(b []byte, v uint64, opts Options) *Client {
-	c := &Client{opts: opts, version: v, br: nil}
+	c := &Client{opts: opts, peer: store.Peer{Proto: "daemon", Version: v}}
 	c.br = bufioReader(bytes.NewReader(b))
 	c.r = wire.NewReader(c.br)
 	c.w = wire.NewWriter(io.Discard)
@@ -43,10 +38,10 @@ func checkLine(t *testing.T, line []byte) {
 // FuzzStderrBuildResult decodes a BuildDerivation reply: the messages up to
 // LAST, then the BuildResult.
 func FuzzStderrBuildResult(f *testing.F) {
-	for _, b := range readReplies(f, "build-") {
+	for _, b := range nixtest.ReadReplies(f, "build-") {
 		f.Add(b, uint8(34))
 	}
-	f.Add(readReplies(f, "untrusted-upload")[0], uint8(35))
+	f.Add(nixtest.ReadReplies(f, "untrusted-upload")[0], uint8(35))
 	f.Add([]byte{}, uint8(25))
 	f.Fuzz(func(t *testing.T, b []byte, minor uint8) {
 		c := readerClient(b, 1<<8|uint64(minor), Options{Log: func(l []byte) { checkLine(t, l) }, Phase: func(string) {}})
@@ -61,7 +56,7 @@ func FuzzStderrBuildResult(f *testing.F) {
 		if err != nil {
 			return
 		}
-		res, err := readBuildResult(newDecoder(c.r, &c.sbuf), c.version)
+		res, err := readBuildResult(newDecoder(c.r, &c.sbuf), c.peer.Version)
 		if err != nil {
 			return
 		}
@@ -71,16 +66,16 @@ func FuzzStderrBuildResult(f *testing.F) {
 
 // FuzzPathInfo decodes a QueryPathInfo reply.
 func FuzzPathInfo(f *testing.F) {
-	for _, b := range readReplies(f, "pathinfo") {
+	for _, b := range nixtest.ReadReplies(f, "pathinfo") {
 		f.Add(b, uint8(34))
 	}
-	f.Add(readReplies(f, "pathinfo")[0], uint8(16))
+	f.Add(nixtest.ReadReplies(f, "pathinfo")[0], uint8(16))
 	f.Fuzz(func(t *testing.T, b []byte, minor uint8) {
 		c := readerClient(b, 1<<8|uint64(minor), Options{})
 		if err := c.processStderr("QueryPathInfo", ""); err != nil {
 			return
 		}
-		info, ok, err := readPathInfo(newDecoder(c.r, &c.sbuf), c.version, "/nix/store/x")
+		info, ok, err := readPathInfo(newDecoder(c.r, &c.sbuf), c.peer.Version, "/nix/store/x")
 		if err != nil || !ok {
 			return
 		}
@@ -99,10 +94,10 @@ func FuzzPathInfo(f *testing.F) {
 func FuzzClient(f *testing.F) {
 	var session []byte
 	for _, name := range []string{"handshake", "setoptions", "validpaths", "pathinfo", "build-logs"} {
-		session = append(session, readReplies(f, name)[0]...)
+		session = append(session, nixtest.ReadReplies(f, name)[0]...)
 	}
 	f.Add(session)
-	f.Add(append(readReplies(f, "handshake")[0], readReplies(f, "build-failed")[0]...))
+	f.Add(append(nixtest.ReadReplies(f, "handshake")[0], nixtest.ReadReplies(f, "build-failed")[0]...))
 	f.Add([]byte("Welcome!\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := New(bytes.NewReader(b), nixtest.Discard{}, Options{Log: func([]byte) {}})

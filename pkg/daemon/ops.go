@@ -5,7 +5,6 @@ package daemon
 import (
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -18,11 +17,7 @@ import (
 
 // IsValidPath reports whether path is valid on the daemon's store.
 func (c *Client) IsValidPath(path string) (bool, error) {
-	if err := c.begin(); err != nil {
-		return false, err
-	}
-	ok, err := c.isValidPath(path)
-	return ok, c.end(err)
+	return run(c, func() (bool, error) { return c.isValidPath(path) })
 }
 
 func (c *Client) isValidPath(path string) (bool, error) {
@@ -34,7 +29,7 @@ func (c *Client) isValidPath(path string) (bool, error) {
 	}
 	ok, err := newDecoder(c.r, &c.sbuf).Bool()
 	if err != nil {
-		return false, c.ioErr(op, path, wire.NoEOF(err))
+		return false, c.peer.IOErr(op, path, wire.NoEOF(err))
 	}
 	return ok, nil
 }
@@ -42,7 +37,7 @@ func (c *Client) isValidPath(path string) (bool, error) {
 // flushAndWait sends the request and reads the messages up to the result.
 func (c *Client) flushAndWait(op, path string) error {
 	if err := c.w.Flush(); err != nil {
-		return c.ioErr(op, path, err)
+		return c.peer.IOErr(op, path, err)
 	}
 	return c.processStderr(op, path)
 }
@@ -52,11 +47,7 @@ func (c *Client) flushAndWait(op, path string) error {
 // own substituters (protocol 1.27, Nix 2.4, and later; older daemons do
 // not substitute).
 func (c *Client) QueryValidPaths(paths []string, substitute bool) ([]string, error) {
-	if err := c.begin(); err != nil {
-		return nil, err
-	}
-	valid, err := c.queryValidPaths(paths, substitute)
-	return valid, c.end(err)
+	return run(c, func() ([]string, error) { return c.queryValidPaths(paths, substitute) })
 }
 
 func (c *Client) queryValidPaths(paths []string, substitute bool) ([]string, error) {
@@ -64,7 +55,7 @@ func (c *Client) queryValidPaths(paths []string, substitute bool) ([]string, err
 	c.w.Uint64(opQueryValidPaths)
 	// A StorePathSet: the daemon parses each path and dedups.
 	c.w.Strings(paths)
-	if c.version >= 1<<8|27 {
+	if c.peer.Version >= 1<<8|27 {
 		c.w.Bool(substitute)
 	}
 	if err := c.flushAndWait(op, ""); err != nil {
@@ -73,7 +64,7 @@ func (c *Client) queryValidPaths(paths []string, substitute bool) ([]string, err
 	// The reply is a subset of the request.
 	valid, err := newDecoder(c.r, &c.sbuf).Strings("valid paths", uint64(len(paths)), maxPath)
 	if err != nil {
-		return nil, c.ioErr(op, "", wire.NoEOF(err))
+		return nil, c.peer.IOErr(op, "", wire.NoEOF(err))
 	}
 	return valid, nil
 }
@@ -84,12 +75,12 @@ func (c *Client) queryValidPaths(paths []string, substitute bool) ([]string, err
 // The daemon sends the NAR hash in base16; it is returned in the form
 // every store sends, "sha256:<nix32>" (store.FormatSHA256), so that path infos from both kinds
 // of builder compare equal. PathInfo.NarDigest gives the raw digest.
-func (c *Client) QueryPathInfo(path string) (store.PathInfo, bool, error) {
-	if err := c.begin(); err != nil {
-		return store.PathInfo{}, false, err
-	}
-	info, ok, err := c.queryPathInfo(path)
-	return info, ok, c.end(err)
+func (c *Client) QueryPathInfo(path string) (info store.PathInfo, ok bool, err error) {
+	err = c.do(func() error {
+		info, ok, err = c.queryPathInfo(path)
+		return err
+	})
+	return info, ok, err
 }
 
 func (c *Client) queryPathInfo(path string) (store.PathInfo, bool, error) {
@@ -99,9 +90,9 @@ func (c *Client) queryPathInfo(path string) (store.PathInfo, bool, error) {
 	if err := c.flushAndWait(op, path); err != nil {
 		return store.PathInfo{}, false, err
 	}
-	info, ok, err := readPathInfo(newDecoder(c.r, &c.sbuf), c.version, path)
+	info, ok, err := readPathInfo(newDecoder(c.r, &c.sbuf), c.peer.Version, path)
 	if err != nil {
-		return store.PathInfo{}, false, c.ioErr(op, path, err)
+		return store.PathInfo{}, false, c.peer.IOErr(op, path, err)
 	}
 	return info, ok, nil
 }
@@ -110,11 +101,7 @@ func (c *Client) queryPathInfo(path string) (store.PathInfo, bool, error) {
 // on the daemon's store, in the order asked. Invalid paths are left out.
 // The requests are pipelined: all are written while the replies are read.
 func (c *Client) QueryPathInfos(paths []string) ([]store.PathInfo, error) {
-	if err := c.begin(); err != nil {
-		return nil, err
-	}
-	infos, err := c.queryPathInfos(paths)
-	return infos, c.end(err)
+	return run(c, func() ([]store.PathInfo, error) { return c.queryPathInfos(paths) })
 }
 
 func (c *Client) queryPathInfos(paths []string) ([]store.PathInfo, error) {
@@ -141,16 +128,16 @@ func (c *Client) queryPathInfos(paths []string) ([]store.PathInfo, error) {
 			first = cmpOr(first, err)
 			continue
 		}
-		info, ok, err := readPathInfo(newDecoder(c.r, &c.sbuf), c.version, p)
+		info, ok, err := readPathInfo(newDecoder(c.r, &c.sbuf), c.peer.Version, p)
 		if err != nil {
-			return nil, c.ioErr(op, p, err)
+			return nil, c.peer.IOErr(op, p, err)
 		}
 		if ok {
 			infos = append(infos, info)
 		}
 	}
 	if err := <-werr; err != nil {
-		return nil, c.ioErr(op, "", err)
+		return nil, c.peer.IOErr(op, "", err)
 	}
 	if first != nil {
 		return nil, first
@@ -256,10 +243,7 @@ func nix32Hash(h []byte) (string, error) {
 // An error from w leaves the rest of the NAR unread, so the Client is
 // unusable afterwards.
 func (c *Client) NarFromPath(path string, w io.Writer, narSize uint64) error {
-	if err := c.begin(); err != nil {
-		return err
-	}
-	return c.end(c.narFromPath(path, w, narSize))
+	return c.do(func() error { return c.narFromPath(path, w, narSize) })
 }
 
 // narMagic is how every NAR starts: the length of "nix-archive-1".
@@ -267,10 +251,8 @@ const narMagic = 13
 
 func (c *Client) narFromPath(path string, w io.Writer, narSize uint64) error {
 	const op = "NarFromPath"
-	if narSize == 0 {
-		// No NAR is empty; sending the request would leave its bytes
-		// unread.
-		return store.Local(fmt.Errorf("daemon: %s%s %s: narSize is 0", c.on(), op, path))
+	if err := c.peer.CheckNARSize(op, path, narSize); err != nil {
+		return err
 	}
 	c.w.Uint64(opNarFromPath)
 	c.w.String(path)
@@ -287,19 +269,7 @@ func (c *Client) narFromPath(path string, w io.Writer, narSize uint64) error {
 	if c.rbuf == nil {
 		c.rbuf = make([]byte, bufSize)
 	}
-	done, err := wire.CopyRaw(w, c.br, narSize, c.rbuf, func(done uint64) {
-		if c.opts.Progress != nil {
-			c.opts.Progress(path, done, narSize)
-		}
-	})
-	var we *wire.WriteError
-	if errors.As(err, &we) {
-		return fmt.Errorf("daemon: %s%s %s: writing NAR: %w", c.on(), op, path, we.Err)
-	}
-	if err != nil {
-		return c.ioErr(op, path, fmt.Errorf("NAR ended after %d of %d bytes: %w", done, narSize, err))
-	}
-	return nil
+	return c.peer.CopyNAR(op, path, w, c.br, narSize, c.rbuf, c.opts.Progress)
 }
 
 // narError looks at the start of a NAR and returns the daemon's error if
@@ -317,27 +287,24 @@ func (c *Client) narError(op, path string) error {
 	case err == nil && binary.LittleEndian.Uint64(b) == narMagic && binary.LittleEndian.Uint64(b[24:]) == stderrError:
 		skip = 32
 	case binary.LittleEndian.Uint64(b) != narMagic:
-		return c.ioErr(op, path, fmt.Errorf("reply does not start a NAR: %x", b[:8]))
+		return c.peer.IOErr(op, path, fmt.Errorf("reply does not start a NAR: %x", b[:8]))
 	default:
 		return nil
 	}
 	c.br.Discard(skip)
-	err = readError(newDecoder(c.r, &c.sbuf), c.version)
+	err = readError(newDecoder(c.r, &c.sbuf), c.peer.Version)
 	if re, ok := err.(*RemoteError); ok {
-		re.Host, re.Op, re.Path, re.fatal = c.opts.Host, op, path, true
+		re.Host, re.Op, re.Path, re.fatal = c.peer.Host, op, path, true
 		return re
 	}
-	return c.ioErr(op, path, wire.NoEOF(err))
+	return c.peer.IOErr(op, path, wire.NoEOF(err))
 }
 
 // AddTempRoot makes path a temporary GC root on the builder for the rest
 // of the session, so that its garbage collector keeps what is uploaded
 // for a build.
 func (c *Client) AddTempRoot(path string) error {
-	if err := c.begin(); err != nil {
-		return err
-	}
-	return c.end(c.addTempRoot(path))
+	return c.do(func() error { return c.addTempRoot(path) })
 }
 
 func (c *Client) addTempRoot(path string) error {
@@ -348,7 +315,7 @@ func (c *Client) addTempRoot(path string) error {
 		return err
 	}
 	if _, err := c.r.Uint64(); err != nil {
-		return c.ioErr(op, path, wire.NoEOF(err))
+		return c.peer.IOErr(op, path, wire.NoEOF(err))
 	}
 	return nil
 }
@@ -406,10 +373,7 @@ type Settings struct {
 // Every field is applied for untrusted users too, except the overrides
 // named in Settings.Overrides.
 func (c *Client) SetOptions(s Settings) error {
-	if err := c.begin(); err != nil {
-		return err
-	}
-	return c.end(c.setOptions(s))
+	return c.do(func() error { return c.setOptions(s) })
 }
 
 func (c *Client) setOptions(s Settings) error {

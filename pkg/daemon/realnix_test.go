@@ -15,12 +15,10 @@ package daemon
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"io"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -188,27 +186,9 @@ func TestRealDaemon(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("QueryPathInfo(%s) = %v, %v", out, ok, err)
 	}
-	wantNar := nixtest.NarFile([]byte("hi\n"), false)
-	if info.NarSize != uint64(len(wantNar)) || info.NarHash != nixtest.NarHash(wantNar) {
-		t.Errorf("QueryPathInfo(%s) = %+v, want the NAR of a file saying hi", out, info)
-	}
-	var nar bytes.Buffer
-	if err := sess.NarFromPath(out, &nar, info.NarSize); err != nil {
-		t.Fatal(err)
-	}
-	if digest, _ := info.NarDigest(); sha256.Sum256(nar.Bytes()) != digest {
-		t.Errorf("sha256 of NarFromPath(%s) does not match its narHash", out)
-	}
-	if !bytes.Equal(nar.Bytes(), wantNar) {
-		t.Errorf("NarFromPath(%s) = %q, want %q", out, nar.Bytes(), wantNar)
-	}
-	// The hash agrees with Nix's own tools.
-	dumpSum := strings.Fields(s.Run(t, "nix-store --dump "+out+" | sha256sum"))[0]
-	if digest, _ := info.NarDigest(); hex.EncodeToString(digest[:]) != dumpSum {
-		t.Errorf("NarDigest(%s) = %x, nix-store --dump | sha256sum = %s", out, digest, dumpSum)
-	}
+	s.CheckOutput(t, info, sess.NarFromPath)
 	// The uploaded big path comes back as it went.
-	nar.Reset()
+	var nar bytes.Buffer
 	if err := sess.NarFromPath(cl.Infos[2].Path, &nar, cl.Infos[2].NarSize); err != nil || !bytes.Equal(nar.Bytes(), cl.NARs[2]) {
 		t.Errorf("NarFromPath(%s) = %d bytes, %v; want the uploaded NAR", cl.Infos[2].Path, nar.Len(), err)
 	}
@@ -286,7 +266,7 @@ func TestRealDaemon(t *testing.T) {
 		t.Errorf("QueryValidPaths after the daemon exited = %v, want ErrBroken", err)
 	}
 	if *update {
-		rec.Save(t, filepath.Join("testdata", "replies"))
+		rec.Save(t)
 	}
 }
 
@@ -392,7 +372,7 @@ HOME=/nonexistent setpriv --reuid=nobody --regid=nogroup --clear-groups nix-daem
 		t.Errorf("BuildDerivation as an untrusted user = %v, want ErrNotTrusted", err)
 	}
 	if *update {
-		rec.Save(t, filepath.Join("testdata", "replies"))
+		rec.Save(t)
 	}
 }
 

@@ -16,17 +16,10 @@ import (
 // end and can give up, and a watchdog that counts bytes sees where they
 // stopped. Holding back a partial chunk hid both.
 func TestNarFromPathStalled(t *testing.T) {
-	const p = "/nix/store/00000000000000000000000000000000-p"
 	nar := nixtest.NarFile([]byte("a small file\n"), false)
 	c := newFakeClient(t, 0x123, Options{}, func(f *fake) {
-		f.r.Uint64()
-		f.r.String()
-		f.msg(stderrLast)
-		f.w.Raw(nar)
-		f.w.Flush()
+		nixtest.AnswerNAR(f.r, f.w, nar, stderrLast)
 		io.Copy(io.Discard, f.r.Underlying()) // until the client hangs up
 	})
-	nixtest.PassedOn(t, "NarFromPath", len(nar), func(w io.Writer) error {
-		return c.NarFromPath(p, w, uint64(len(nar))+4096)
-	})
+	nixtest.PassedOn(t, "NarFromPath", len(nar), c.NarFromPath)
 }

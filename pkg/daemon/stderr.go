@@ -132,7 +132,7 @@ func (c *Client) processStderrFrom(op, path string, src io.Reader) error {
 	for {
 		msg, err := c.r.Uint64()
 		if err != nil {
-			return c.ioErr(op, path, wire.NoEOF(err))
+			return c.peer.IOErr(op, path, wire.NoEOF(err))
 		}
 		if msg == stderrLast {
 			return nil
@@ -140,10 +140,10 @@ func (c *Client) processStderrFrom(op, path string, src io.Reader) error {
 		if err := c.message(msg, src); err != nil {
 			var re *RemoteError
 			if errors.As(err, &re) {
-				re.Host, re.Op, re.Path = c.opts.Host, op, path
+				re.Host, re.Op, re.Path = c.peer.Host, op, path
 				return re
 			}
-			return c.ioErr(op, path, wire.NoEOF(err))
+			return c.peer.IOErr(op, path, wire.NoEOF(err))
 		}
 	}
 }
@@ -160,7 +160,7 @@ func (c *Client) message(msg uint64, src io.Reader) error {
 		c.logLine(line)
 		return nil
 	case stderrError:
-		return readError(d, c.version)
+		return readError(d, c.peer.Version)
 	case stderrStartActivity:
 		// id, level, type, text, fields, parent
 		for range 3 {

@@ -53,15 +53,12 @@ func (c *Client) AddToStoreNar(info store.PathInfo, r io.Reader) error {
 // paths before the failing one may have become valid. A transport error
 // leaves the Client unusable.
 func (c *Client) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
-	if err := c.begin(); err != nil {
-		return err
-	}
-	return c.end(c.addToStoreNars(infos, open))
+	return c.do(func() error { return c.addToStoreNars(infos, open) })
 }
 
 func (c *Client) addToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
 	op := "AddMultipleToStore"
-	if c.version < 1<<8|32 || len(infos) == 1 {
+	if c.peer.Version < 1<<8|32 || len(infos) == 1 {
 		op = "AddToStoreNar"
 	}
 
@@ -73,7 +70,7 @@ func (c *Client) addToStoreNars(infos []store.PathInfo, open func(i int) (io.Rea
 	// valid already, and read it as the next path's header instead
 	// (Store::addMultipleToStore; fixed by EnsureRead in 2.35), so only
 	// paths missing there are sent.
-	if len(infos) > 1 && c.version >= 1<<8|32 {
+	if len(infos) > 1 && c.peer.Version >= 1<<8|32 {
 		paths := make([]string, len(infos))
 		for i := range infos {
 			paths[i] = infos[i].Path
@@ -116,7 +113,7 @@ func (c *Client) addToStoreNars(infos []store.PathInfo, open func(i int) (io.Rea
 
 func (c *Client) addToStoreNar(p *store.PathInfo, hash string, i int, open func(int) (io.Reader, error)) error {
 	const op = "AddToStoreNar"
-	if c.version >= 1<<8|23 {
+	if c.peer.Version >= 1<<8|23 {
 		c.w.Uint64(opAddToStoreNar)
 		writePathInfo(c.w, p, hash, true)
 		c.w.Bool(false) // repair
@@ -138,7 +135,7 @@ func (c *Client) addToStoreNar(p *store.PathInfo, hash string, i int, open func(
 	c.w.Bool(false) // repair
 	c.w.Bool(true)  // dontCheckSigs
 	if err := c.w.Flush(); err != nil {
-		return c.ioErr(op, p.Path, err)
+		return c.peer.IOErr(op, p.Path, err)
 	}
 	return c.processStderrFrom(op, p.Path, io.LimitReader(r, int64(p.NarSize)))
 }
@@ -211,7 +208,7 @@ func (s *frameSink) Write(p []byte) (int, error) {
 // soon after stop is set: the daemon has failed the operation.
 func (c *Client) framed(op, path string, body func(fw *wire.Writer, stop *atomic.Bool) error) error {
 	if err := c.w.Flush(); err != nil {
-		return c.ioErr(op, path, err)
+		return c.peer.IOErr(op, path, err)
 	}
 	var stop atomic.Bool
 	done := make(chan error, 1)
@@ -233,11 +230,11 @@ func (c *Client) framed(op, path string, body func(fw *wire.Writer, stop *atomic
 		// local failure: the daemon then fails on a short stream and
 		// stays in step.
 		if err := c.fbuf.Flush(); err != nil {
-			werr = cmpOr(werr, &writeError{c.ioErr(op, path, err)})
+			werr = cmpOr(werr, &writeError{c.peer.IOErr(op, path, err)})
 		} else if err := c.w.Uint64(0); err != nil {
-			werr = cmpOr(werr, &writeError{c.ioErr(op, path, err)})
+			werr = cmpOr(werr, &writeError{c.peer.IOErr(op, path, err)})
 		} else if err := c.w.Flush(); err != nil {
-			werr = cmpOr(werr, &writeError{c.ioErr(op, path, err)})
+			werr = cmpOr(werr, &writeError{c.peer.IOErr(op, path, err)})
 		}
 	}
 	if isTransport(werr) {
@@ -254,7 +251,7 @@ func (c *Client) framed(op, path string, body func(fw *wire.Writer, stop *atomic
 		return rerr
 	case errors.Is(werr, errStopped):
 		if rerr == nil {
-			return c.ioErr(op, path, errors.New("the daemon ended the operation before the upload was complete"))
+			return c.peer.IOErr(op, path, errors.New("the daemon ended the operation before the upload was complete"))
 		}
 		return rerr
 	case rerr == nil || isRemote(rerr):
@@ -306,7 +303,7 @@ func (c *Client) sendNar(fw *wire.Writer, p *store.PathInfo, i int, open func(in
 		}
 		if err != nil {
 			if c.sink.err != nil {
-				return &writeError{c.ioErr(op, p.Path, c.sink.err)}
+				return &writeError{c.peer.IOErr(op, p.Path, c.sink.err)}
 			}
 			return fmt.Errorf("daemon: %s %s: reading NAR: %w", op, p.Path, err)
 		}

@@ -15,21 +15,11 @@ import (
 // in-memory pipe.
 func BenchmarkDumpStorePath(b *testing.B) {
 	nar := nixtest.BigNar(64 << 20)
-	const p = "/nix/store/00000000000000000000000000000000-big"
 	c := newFakeClient(b, func(f *fake) {
-		for {
-			if _, err := f.r.Uint64(); err != nil {
-				return
-			}
-			if _, err := f.r.String(); err != nil {
-				return
-			}
-			if f.w.Raw(nar) != nil || f.w.Flush() != nil {
-				return
-			}
+		for nixtest.AnswerNAR(f.r, f.w, nar) == nil {
 		}
 	})
-	nixtest.Bench(b, len(nar), func() error { return c.DumpStorePath(p, io.Discard, uint64(len(nar))) })
+	nixtest.BenchFetch(b, nar, c.DumpStorePath)
 }
 
 // BenchmarkAddToStoreNars uploads a 64 MiB NAR to a fake server over an

@@ -29,11 +29,7 @@ func seconds(d time.Duration) uint64 {
 // The build log streams on the remote's stderr meanwhile. Closing the
 // transport interrupts the build.
 func (c *Client) BuildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string, o store.BuildOptions) (store.BuildResult, error) {
-	if err := c.begin(); err != nil {
-		return store.BuildResult{}, err
-	}
-	res, err := c.buildDerivation(drvPath, d, inputSrcs, o)
-	return res, c.end(err)
+	return run(c, func() (store.BuildResult, error) { return c.buildDerivation(drvPath, d, inputSrcs, o) })
 }
 
 func (c *Client) buildDerivation(drvPath string, d *drv.Derivation, inputSrcs []string, o store.BuildOptions) (store.BuildResult, error) {
@@ -41,13 +37,13 @@ func (c *Client) buildDerivation(drvPath string, d *drv.Derivation, inputSrcs []
 	c.w.Uint64(cmdBuildDerivation)
 	c.w.String(drvPath)
 	d.WriteBasic(c.w, inputSrcs)
-	writeBuildOptions(c.w, c.version, o)
+	writeBuildOptions(c.w, c.peer.Version, o)
 	if err := c.w.Flush(); err != nil {
-		return store.BuildResult{}, c.ioErr(op, drvPath, err)
+		return store.BuildResult{}, c.peer.IOErr(op, drvPath, err)
 	}
-	res, err := readBuildResult(newDecoder(c.r, &c.sbuf), c.version)
+	res, err := readBuildResult(newDecoder(c.r, &c.sbuf), c.peer.Version)
 	if err != nil {
-		return store.BuildResult{}, c.ioErr(op, drvPath, err)
+		return store.BuildResult{}, c.peer.IOErr(op, drvPath, err)
 	}
 	return res, nil
 }

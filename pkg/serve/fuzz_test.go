@@ -4,7 +4,6 @@ package serve
 
 import (
 	"bytes"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -17,12 +16,8 @@ import (
 // the real nix-store --serve (testdata/replies, rewritten by
 // `go test -run TestRealServe -update`) and the hand-made tables.
 
-func readReplies(f *testing.F, prefix string) [][]byte {
-	return nixtest.ReadReplies(f, filepath.Join("testdata", "replies"), prefix)
-}
-
 func FuzzReadBuildResult(f *testing.F) {
-	for _, b := range readReplies(f, "build-") {
+	for _, b := range nixtest.ReadReplies(f, "build-") {
 		f.Add(b, uint8(7))
 	}
 	f.Add(buildResultBytes(0x202, store.PermanentFailure, "boom", nil), uint8(2))
@@ -36,7 +31,7 @@ func FuzzReadBuildResult(f *testing.F) {
 }
 
 func FuzzReadPathInfos(f *testing.F) {
-	for _, b := range readReplies(f, "pathinfos") {
+	for _, b := range nixtest.ReadReplies(f, "pathinfos") {
 		f.Add(b)
 	}
 	var b bytes.Buffer
@@ -69,10 +64,10 @@ func FuzzClient(f *testing.F) {
 	hello := serverHello(0x207)
 	session := slices.Clone(hello)
 	for _, name := range []string{"validpaths", "pathinfos", "build-built"} {
-		session = append(session, readReplies(f, name)[0]...)
+		session = append(session, nixtest.ReadReplies(f, name)[0]...)
 	}
 	f.Add(session)
-	f.Add(append(hello, readReplies(f, "build-failed")[0]...))
+	f.Add(append(hello, nixtest.ReadReplies(f, "build-failed")[0]...))
 	f.Add([]byte("Welcome!\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := New(bytes.NewReader(b), nixtest.Discard{}, Options{})

@@ -20,11 +20,7 @@ import (
 // its own substituters. Both take effect only with `nix-store --serve
 // --write`.
 func (c *Client) QueryValidPaths(paths []string, lock, substitute bool) ([]string, error) {
-	if err := c.begin(); err != nil {
-		return nil, err
-	}
-	valid, err := c.queryValidPaths(paths, lock, substitute)
-	return valid, c.end(err)
+	return run(c, func() ([]string, error) { return c.queryValidPaths(paths, lock, substitute) })
 }
 
 func (c *Client) queryValidPaths(paths []string, lock, substitute bool) ([]string, error) {
@@ -34,13 +30,13 @@ func (c *Client) queryValidPaths(paths []string, lock, substitute bool) ([]strin
 	c.w.Bool(substitute)
 	c.w.Strings(paths)
 	if err := c.w.Flush(); err != nil {
-		return nil, c.ioErr(op, "", err)
+		return nil, c.peer.IOErr(op, "", err)
 	}
 	d := newDecoder(c.r, &c.sbuf)
 	// The reply is a subset of the request.
 	valid, err := d.Strings("valid paths", uint64(len(paths)), maxPath)
 	if err != nil {
-		return nil, c.ioErr(op, "", err)
+		return nil, c.peer.IOErr(op, "", err)
 	}
 	return valid, nil
 }
@@ -48,11 +44,7 @@ func (c *Client) queryValidPaths(paths []string, lock, substitute bool) ([]strin
 // QueryPathInfos returns information about those of paths that are valid on
 // the server, in the server's order. Invalid paths are left out.
 func (c *Client) QueryPathInfos(paths []string) ([]store.PathInfo, error) {
-	if err := c.begin(); err != nil {
-		return nil, err
-	}
-	infos, err := c.queryPathInfos(paths)
-	return infos, c.end(err)
+	return run(c, func() ([]store.PathInfo, error) { return c.queryPathInfos(paths) })
 }
 
 func (c *Client) queryPathInfos(paths []string) ([]store.PathInfo, error) {
@@ -60,11 +52,11 @@ func (c *Client) queryPathInfos(paths []string) ([]store.PathInfo, error) {
 	c.w.Uint64(cmdQueryPathInfos)
 	c.w.Strings(paths)
 	if err := c.w.Flush(); err != nil {
-		return nil, c.ioErr(op, "", err)
+		return nil, c.peer.IOErr(op, "", err)
 	}
-	infos, err := readPathInfos(newDecoder(c.r, &c.sbuf), c.version, paths)
+	infos, err := readPathInfos(newDecoder(c.r, &c.sbuf), c.peer.Version, paths)
 	if err != nil {
-		return nil, c.ioErr(op, "", err)
+		return nil, c.peer.IOErr(op, "", err)
 	}
 	return infos, nil
 }
@@ -124,11 +116,7 @@ func readPathInfos(d *wire.Decoder, version uint64, asked []string) ([]store.Pat
 // everything they reference, transitively, and with includeOutputs also the
 // outputs of derivations in it.
 func (c *Client) QueryClosure(paths []string, includeOutputs bool) ([]string, error) {
-	if err := c.begin(); err != nil {
-		return nil, err
-	}
-	closure, err := c.queryClosure(paths, includeOutputs)
-	return closure, c.end(err)
+	return run(c, func() ([]string, error) { return c.queryClosure(paths, includeOutputs) })
 }
 
 func (c *Client) queryClosure(paths []string, includeOutputs bool) ([]string, error) {
@@ -137,11 +125,11 @@ func (c *Client) queryClosure(paths []string, includeOutputs bool) ([]string, er
 	c.w.Bool(includeOutputs)
 	c.w.Strings(paths)
 	if err := c.w.Flush(); err != nil {
-		return nil, c.ioErr(op, "", err)
+		return nil, c.peer.IOErr(op, "", err)
 	}
 	closure, err := newDecoder(c.r, &c.sbuf).Strings("closure", maxList, maxPath)
 	if err != nil {
-		return nil, c.ioErr(op, "", wire.NoEOF(err))
+		return nil, c.peer.IOErr(op, "", wire.NoEOF(err))
 	}
 	return closure, nil
 }
@@ -159,37 +147,20 @@ func (c *Client) queryClosure(paths []string, includeOutputs bool) ([]string, er
 // An error from w leaves the rest of the NAR unread, so the Client is
 // unusable afterwards.
 func (c *Client) DumpStorePath(path string, w io.Writer, narSize uint64) error {
-	if err := c.begin(); err != nil {
-		return err
-	}
-	return c.end(c.dumpStorePath(path, w, narSize))
+	return c.do(func() error { return c.dumpStorePath(path, w, narSize) })
 }
 
 func (c *Client) dumpStorePath(path string, w io.Writer, narSize uint64) error {
 	const op = "DumpStorePath"
-	if narSize == 0 {
-		// No NAR is empty; sending the command would leave its bytes
-		// unread.
-		return store.Local(fmt.Errorf("serve: %s%s %s: narSize is 0", c.on(), op, path))
+	if err := c.peer.CheckNARSize(op, path, narSize); err != nil {
+		return err
 	}
 	c.w.Uint64(cmdDumpStorePath)
 	c.w.String(path)
 	if err := c.w.Flush(); err != nil {
-		return c.ioErr(op, path, err)
+		return c.peer.IOErr(op, path, err)
 	}
-	done, err := wire.CopyRaw(w, c.br, narSize, c.rbuf, func(done uint64) {
-		if c.opts.Progress != nil {
-			c.opts.Progress(path, done, narSize)
-		}
-	})
-	var we *wire.WriteError
-	if errors.As(err, &we) {
-		return fmt.Errorf("serve: %s%s %s: writing NAR: %w", c.on(), op, path, we.Err)
-	}
-	if err != nil {
-		return c.ioErr(op, path, fmt.Errorf("NAR ended after %d of %d bytes: %w", done, narSize, err))
-	}
-	return nil
+	return c.peer.CopyNAR(op, path, w, c.br, narSize, c.rbuf, c.opts.Progress)
 }
 
 // AddToStoreNars uploads store paths to the server with AddToStoreNar. The
@@ -206,10 +177,7 @@ func (c *Client) dumpStorePath(path string, w io.Writer, narSize uint64) error {
 // if one of the infos is malformed; any other error leaves the Client
 // unusable, and a path whose NAR was cut short never becomes valid.
 func (c *Client) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
-	if err := c.begin(); err != nil {
-		return err
-	}
-	return c.end(c.addToStoreNars(infos, open))
+	return c.do(func() error { return c.addToStoreNars(infos, open) })
 }
 
 func (c *Client) addToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
@@ -266,7 +234,7 @@ func (c *Client) readAcks(infos []store.PathInfo, stop *atomic.Bool) error {
 		}
 		if err != nil {
 			stop.Store(true)
-			return c.ioErr("AddToStoreNar", infos[i].Path, wire.NoEOF(err))
+			return c.peer.IOErr("AddToStoreNar", infos[i].Path, wire.NoEOF(err))
 		}
 	}
 	return nil
@@ -303,7 +271,7 @@ func (c *Client) writeNars(infos []store.PathInfo, hashes []string, open func(i 
 		// Flush after each path so the server can start on it; the
 		// buffer is full most of the time anyway.
 		if err := c.w.Flush(); err != nil {
-			return &writeError{c.ioErr(op, p.Path, err)}
+			return &writeError{c.peer.IOErr(op, p.Path, err)}
 		}
 	}
 	return nil
@@ -322,7 +290,7 @@ func (c *Client) copyNar(p *store.PathInfo, r io.Reader, stop *atomic.Bool) erro
 		n, err := io.ReadFull(r, chunk)
 		if n > 0 {
 			if werr := c.w.Raw(chunk[:n]); werr != nil {
-				return &writeError{c.ioErr(op, p.Path, werr)}
+				return &writeError{c.peer.IOErr(op, p.Path, werr)}
 			}
 			done += uint64(n)
 			if c.opts.Progress != nil {

@@ -12,11 +12,9 @@ package serve
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"io"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -125,28 +123,7 @@ func TestRealServe(t *testing.T) {
 	if err != nil || len(outInfos) != 1 {
 		t.Fatalf("QueryPathInfos(%s) = %+v, %v", out, outInfos, err)
 	}
-	wantNar := nixtest.NarFile([]byte("hi\n"), false)
-	if outInfos[0].NarSize != uint64(len(wantNar)) || outInfos[0].NarHash != nixtest.NarHash(wantNar) {
-		t.Errorf("QueryPathInfos(%s) = %+v, want the NAR of a file saying hi", out, outInfos[0])
-	}
-	var nar bytes.Buffer
-	if err := sess.DumpStorePath(out, &nar, outInfos[0].NarSize); err != nil {
-		t.Fatal(err)
-	}
-	if digest, _ := outInfos[0].NarDigest(); sha256.Sum256(nar.Bytes()) != digest {
-		t.Errorf("sha256 of DumpStorePath(%s) does not match its narHash", out)
-	}
-	// The hash decoding agrees with Nix's own tools.
-	dumpSum := strings.Fields(s.Run(t, "nix-store --dump "+out+" | sha256sum"))[0]
-	if digest, _ := outInfos[0].NarDigest(); hex.EncodeToString(digest[:]) != dumpSum {
-		t.Errorf("NarDigest(%s) = %x, nix-store --dump | sha256sum = %s", out, digest, dumpSum)
-	}
-	if b32 := strings.TrimSpace(s.Run(t, "nix-hash --type sha256 --to-base32 "+dumpSum)); "sha256:"+b32 != outInfos[0].NarHash {
-		t.Errorf("nix-hash --to-base32 %s = %s, server sent %s", dumpSum, b32, outInfos[0].NarHash)
-	}
-	if !bytes.Equal(nar.Bytes(), wantNar) {
-		t.Errorf("DumpStorePath(%s) = %q, want %q", out, nar.Bytes(), wantNar)
-	}
+	s.CheckOutput(t, outInfos[0], sess.DumpStorePath)
 	rec.Mark("")
 
 	// Two outputs, sent sorted by name.
@@ -187,7 +164,7 @@ func TestRealServe(t *testing.T) {
 	}
 
 	if *update {
-		rec.Save(t, filepath.Join("testdata", "replies"))
+		rec.Save(t)
 	}
 }
 

@@ -90,12 +90,11 @@ type Options struct {
 
 // Client is a serve-protocol client on one stream. Create it with New.
 type Client struct {
-	opts    Options
-	br      *bufio.Reader
-	r       *wire.Reader
-	w       *wire.Writer
-	server  uint64 // the server's version word
-	version uint64 // negotiated: min(ClientVersion, server)
+	opts Options
+	br   *bufio.Reader
+	r    *wire.Reader
+	w    *wire.Writer
+	peer store.Peer
 
 	g    store.Guard
 	rbuf []byte
@@ -112,6 +111,7 @@ type Client struct {
 func New(r io.Reader, w io.Writer, opts Options) (*Client, error) {
 	c := &Client{
 		opts: opts,
+		peer: store.Peer{Proto: "serve", Host: opts.Host, Stderr: opts.Stderr},
 		br:   bufio.NewReaderSize(r, bufSize),
 		w:    wire.NewWriter(w),
 		rbuf: make([]byte, bufSize),
@@ -119,54 +119,41 @@ func New(r io.Reader, w io.Writer, opts Options) (*Client, error) {
 	}
 	c.r = wire.NewReader(c.br)
 	if err := c.handshake(); err != nil {
-		c.g.Break(err)
 		return nil, err
 	}
 	return c, nil
 }
 
 func (c *Client) handshake() error {
-	hello := store.Hello{Magic1: magic1, Magic2: magic2, Version: ClientVersion,
-		Prefix: "serve: " + c.on(), Program: "nix-store --serve"}
-	v, err := hello.Exchange(c.br, c.w, func(err error) error { return c.ioErr("handshake", "", err) })
+	hello := store.Hello{Magic1: magic1, Magic2: magic2, Version: ClientVersion, Program: "nix-store --serve"}
+	v, err := hello.Exchange(c.br, c.w, &c.peer)
 	if err != nil {
 		return err
 	}
 	if v>>8 != 2 || v < MinServerVersion {
 		return fmt.Errorf("serve: %sunsupported 'nix-store --serve' protocol version %s (need 2.x, at least %s)",
-			c.on(), store.VersionString(v), store.VersionString(MinServerVersion))
+			c.peer.On(), store.VersionString(v), store.VersionString(MinServerVersion))
 	}
-	c.server = v
-	c.version = min(v, ClientVersion)
+	c.peer.Negotiate(v, ClientVersion)
 	return nil
-}
-
-func (c *Client) on() string {
-	if c.opts.Host == "" {
-		return ""
-	}
-	return c.opts.Host + ": "
 }
 
 // Version returns the negotiated protocol version, as a version word
 // (major<<8 | minor).
-func (c *Client) Version() uint64 { return c.version }
+func (c *Client) Version() uint64 { return c.peer.Version }
 
 // ServerVersion returns the version word the server announced.
-func (c *Client) ServerVersion() uint64 { return c.server }
+func (c *Client) ServerVersion() uint64 { return c.peer.Server }
 
 // ErrBroken is wrapped by the error a Client returns for every command after
 // the stream has failed.
 var ErrBroken = errors.New("serve: connection unusable after an earlier error")
 
-// begin locks the client for one command.
-func (c *Client) begin() error { return c.g.Begin(ErrBroken) }
+// do runs op as one command (store.Guard.Do): any error of op but one
+// found before anything was sent leaves the Client unusable.
+func (c *Client) do(op func() error) error { return c.g.Do(ErrBroken, nil, op) }
 
-// end unlocks the client, recording err as fatal if it is one.
-func (c *Client) end(err error) error { return c.g.End(err, nil) }
-
-// ioErr wraps a transport or protocol error of op (on path, if any) and
-// attaches the remote's stderr.
-func (c *Client) ioErr(op, path string, err error) error {
-	return store.TransportError("serve: "+c.on(), op, path, err, c.opts.Stderr)
+// run is do for a command that returns a value.
+func run[T any](c *Client, op func() (T, error)) (T, error) {
+	return store.Run(&c.g, ErrBroken, nil, op)
 }

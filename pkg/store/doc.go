@@ -5,7 +5,9 @@
 // of a remote build ([BuildOptions], [BuildResult]), store path and hash
 // parsing, the diagnosis of a remote shell that printed to stdout, and
 // what the two protocols' clients do alike: the [Hello] that opens a
-// stream, the [Guard] that keeps it in step, the checks before an upload
+// stream, the [Peer] that names its other end in errors and copies the
+// NARs it sends, the [Guard] that keeps the stream in step and runs one
+// operation at a time ([Run]), the checks before an upload
 // ([UploadHashes], [NAREnd]) and the built outputs of a result
 // ([ReadBuiltOutputs]).
 //

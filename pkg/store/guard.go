@@ -17,10 +17,6 @@ type Guard struct {
 	err error // set once the stream is unusable
 }
 
-// Break marks the stream unusable because of err, outside any operation
-// (a failed handshake).
-func (g *Guard) Break(err error) { g.err = err }
-
 // Err returns the error that made the stream unusable, or nil.
 func (g *Guard) Err() error { return g.err }
 
@@ -46,6 +42,26 @@ func (g *Guard) End(err error, inStep func(error) bool) error {
 	}
 	g.mu.Unlock()
 	return err
+}
+
+// Do runs op as one operation: it begins it (see Begin), runs op and ends
+// it with op's error (see End).
+func (g *Guard) Do(broken error, inStep func(error) bool, op func() error) error {
+	if err := g.Begin(broken); err != nil {
+		return err
+	}
+	return g.End(op(), inStep)
+}
+
+// Run is Do for an operation that returns a value: it returns op's value
+// with its error, or the zero value if the operation could not begin.
+func Run[T any](g *Guard, broken error, inStep func(error) bool, op func() (T, error)) (T, error) {
+	if err := g.Begin(broken); err != nil {
+		var zero T
+		return zero, err
+	}
+	v, err := op()
+	return v, g.End(err, inStep)
 }
 
 // localError marks an error found before anything was sent, which leaves

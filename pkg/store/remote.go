@@ -24,32 +24,33 @@ type Hello struct {
 	Magic1, Magic2 uint64
 	// Version is the protocol version the client claims.
 	Version uint64
-	// Prefix starts error messages ("serve: builder: "), and Program
-	// names what should answer ("nix-store --serve").
-	Prefix, Program string
+	// Program names what should answer ("nix-store --serve").
+	Program string
 }
 
 // Exchange sends the magic number and the version in one write, as Nix
 // clients send them, then reads the server's magic number and returns the
-// version word that follows it. A failure of the stream is returned
-// through ioErr; bytes other than the magic number as a ShellNoiseError.
-func (h Hello) Exchange(br *bufio.Reader, w *wire.Writer, ioErr func(error) error) (uint64, error) {
+// version word that follows it. A failure of the stream is returned as
+// p's IOErr of "handshake"; bytes other than the magic number as a
+// ShellNoiseError.
+func (h Hello) Exchange(br *bufio.Reader, w *wire.Writer, p *Peer) (uint64, error) {
+	const op = "handshake"
 	w.Uint64(h.Magic1)
 	w.Uint64(h.Version)
 	if err := w.Flush(); err != nil {
-		return 0, ioErr(err)
+		return 0, p.IOErr(op, "", err)
 	}
 	var first [8]byte
 	n, err := io.ReadFull(br, first[:])
 	if n == 0 && err != nil {
-		return 0, ioErr(err)
+		return 0, p.IOErr(op, "", err)
 	}
 	if n < len(first) || binary.LittleEndian.Uint64(first[:]) != h.Magic2 {
-		return 0, ShellNoiseError(h.Prefix, h.Program, first[:n], br)
+		return 0, ShellNoiseError(p.Prefix(), h.Program, first[:n], br)
 	}
 	v, err := wire.NewReader(br).Uint64()
 	if err != nil {
-		return 0, ioErr(wire.NoEOF(err))
+		return 0, p.IOErr(op, "", wire.NoEOF(err))
 	}
 	return v, nil
 }
