@@ -195,17 +195,12 @@ func overlapAfterFirstEnd(path string) (int, error) {
 // sleepers is an expression of n derivations that each append their start
 // and end times to logFile and run for secs seconds.
 func sleepers(prefix string, n int, secs float64, logFile string) string {
-	return fmt.Sprintf(`
-let mk = i: derivation {
-  name = "%s-${toString i}"; system = "x86_64-linux"; builder = "/bin/sh"; u = %q;
-  args = [ "-c" ''
+	return drvs(prefix, n, fmt.Sprintf(`''
     echo start $(/bin/date +%%s.%%N) >> %s
     /bin/sleep %g
     echo end $(/bin/date +%%s.%%N) >> %s
     echo ${toString i} > $out
-  '' ];
-};
-in builtins.genList mk %d`, prefix, unique(), logFile, secs, logFile, n)
+  ''`, logFile, secs, logFile))
 }
 
 // buildAll runs nix-build for each client at once and returns the results
@@ -439,10 +434,7 @@ func TestLoadRealBuilds(t *testing.T) {
 	a.Env, b.Env = []string{"OFFLOAD_LOAD_AWARE=false"}, env
 	dir := t.TempDir()
 	logFile, release := filepath.Join(dir, "times"), filepath.Join(dir, "release")
-	expr := fmt.Sprintf(`
-let mk = i: derivation {
-  name = "spin-${toString i}"; system = "x86_64-linux"; builder = "/bin/sh"; u = %q;
-  args = [ "-c" ''
+	expr := drvs("spin", 2, fmt.Sprintf(`''
     echo start $(/bin/date +%%s.%%N) >> %s
     # Spin until released, for at most 60 s.
     stop=$(( $(/bin/date +%%s) + 60 )) n=0
@@ -451,9 +443,7 @@ let mk = i: derivation {
     done
     echo end $(/bin/date +%%s.%%N) >> %s
     echo $n > $out
-  '' ];
-};
-in builtins.genList mk 2`, unique(), logFile, release, logFile)
+  ''`, logFile, release, logFile))
 	done := make(chan result, 1)
 	go func() { done <- buildAll(t, []*client{a}, []string{expr}, builders)[0] }()
 	defer func() {
