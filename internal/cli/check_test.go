@@ -5,7 +5,6 @@ package cli
 import (
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"net"
@@ -19,6 +18,7 @@ import (
 	"github.com/offload-nix/offload/internal/testenv"
 	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/spec"
+	"github.com/offload-nix/offload/pkg/ssh"
 	gossh "golang.org/x/crypto/ssh"
 )
 
@@ -105,11 +105,6 @@ func clientKeyPEM(t *testing.T) string {
 	return string(pem.EncodeToMemory(b))
 }
 
-// pinned is the machines file's host key field for k.
-func pinned(k gossh.PublicKey) string {
-	return base64.StdEncoding.EncodeToString(gossh.MarshalAuthorizedKey(k))
-}
-
 // Connection failures: each is a ✗ with its class, recorded in the slot
 // file, and found within the connect timeout. The SSH server is
 // x/crypto's, which gets as far as the host key; the real builder cases
@@ -139,7 +134,7 @@ func TestCheckFailures(t *testing.T) {
 	env := map[string]string{"NIX_SSHOPTS": "-i " + filepath.Join(h.dir, "id_client")}
 	builders := strings.Join([]string{
 		"ssh://root@127.0.0.1:" + strconv.Itoa(refused) + " x86_64-linux",
-		"ssh://root@127.0.0.1:" + strconv.Itoa(sshPort) + " x86_64-linux - 1 1 - - " + pinned(other.PublicKey()),
+		"ssh://root@127.0.0.1:" + strconv.Itoa(sshPort) + " x86_64-linux - 1 1 - - " + ssh.PinnedKey(other.PublicKey()),
 		"ssh://root@127.0.0.1:" + strconv.Itoa(silentPort) + " x86_64-linux",
 		"ssh-ng://root@127.0.0.1:" + strconv.Itoa(refused) + " x86_64-linux",
 	}, "\n")
@@ -212,7 +207,7 @@ func TestCheckUsage(t *testing.T) {
 		{"unknown builder", []string{"check", "--builders", "ssh://b1 x86_64-linux", "b9"}, ExitUsage, nil, "b9"},
 		{"bad line", []string{"check", "--builders", "ssh://b1 x86_64-linux - x", "--explain", "b1"}, ExitOK,
 			[]string{"HostName               10.0.0.7", "ssh_config:2", "NIX_SSHOPTS -i"}, ""},
-		{"explain a builder", []string{"check", "--builders", "ssh://b1 x86_64-linux - 1 1 - - " + pinned(newHostKey(t).PublicKey()), "--explain", "b1"}, ExitOK,
+		{"explain a builder", []string{"check", "--builders", "ssh://b1 x86_64-linux - 1 1 - - " + ssh.PinnedKey(newHostKey(t).PublicKey()), "--explain", "b1"}, ExitOK,
 			[]string{"builder ssh://b1", "Port                   2222", "User                   builder", "PinnedHostKey", "RemoteCommand          nix-store --serve --write"}, ""},
 		{"explain any host", []string{"check", "--builders", "", "--explain", "b1"}, ExitOK,
 			[]string{"not in the machines", "HostName               10.0.0.7"}, ""},

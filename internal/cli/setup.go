@@ -5,7 +5,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,8 +17,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/offload-nix/offload/internal/builder"
 	"github.com/offload-nix/offload/pkg/nixconf"
@@ -393,7 +390,7 @@ func probeTrust(ctx context.Context, m spec.Machine, opts ssh.Options) (trusted,
 	c, err := builder.Dial(ctx, &m, builder.Options{ConnectTimeout: opts.ConnectTimeout, Getenv: opts.Env, Logf: opts.Logf})
 	var he *builder.HandshakeError
 	if errors.As(err, &he) && he.HostKey != nil {
-		hostKey = base64.StdEncoding.EncodeToString(gossh.MarshalAuthorizedKey(he.HostKey))
+		hostKey = ssh.PinnedKey(he.HostKey)
 	}
 	if err != nil {
 		return "unknown", err.Error(), hostKey
@@ -402,7 +399,7 @@ func probeTrust(ctx context.Context, m spec.Machine, opts ssh.Options) (trusted,
 	stop := context.AfterFunc(ctx, c.Abort)
 	defer stop()
 	if k := c.HostKey(); k != nil {
-		hostKey = base64.StdEncoding.EncodeToString(gossh.MarshalAuthorizedKey(k))
+		hostKey = ssh.PinnedKey(k)
 	}
 	trusted, detail = c.ProbeTrust()
 	return trusted, detail, hostKey

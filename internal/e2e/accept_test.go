@@ -37,12 +37,9 @@ func TestFanOutRespectsMaxJobs(t *testing.T) {
 	b1 := startBuilder(t, "b1", builderOpts{})
 	c := newClient(t, b1)
 	logFile := filepath.Join(t.TempDir(), "times")
-	expr := fmt.Sprintf(`
-let mk = i: derivation {
-  name = "fan-${toString i}"; system = "x86_64-linux"; builder = "/bin/sh"; u = %q;
-  args = [ "-c" ''
-    L=%s
-    echo start $(/bin/date +%%s.%%N) >> $L
+	expr := drvs("fan", 20, `''
+    L=`+logFile+`
+    echo start $(/bin/date +%s.%N) >> $L
     # Hold until a second build runs (or 2 s pass), then 1 s more: the
     # builds overlap whenever the hook lets them.
     i=0
@@ -50,11 +47,9 @@ let mk = i: derivation {
       /bin/sleep 0.1; i=$((i + 1))
     done
     /bin/sleep 1
-    echo end $(/bin/date +%%s.%%N) >> $L
+    echo end $(/bin/date +%s.%N) >> $L
     echo ${toString i} > $out
-  '' ];
-};
-in builtins.genList mk 20`, unique(), logFile)
+  ''`)
 	start := time.Now()
 	r := c.build(expr, "ssh://b1 x86_64-linux - 2")
 	wall := time.Since(start)
@@ -155,10 +150,7 @@ func TestOneBuilderDown(t *testing.T) {
 	// A backoff longer than the build, however slow the machine: within
 	// it, no hook may try bdown again.
 	c.Env = []string{"OFFLOAD_UNHEALTHY_BACKOFF=5m"}
-	expr := fmt.Sprintf(`
-let mk = i: derivation { name = "d-${toString i}"; system = "x86_64-linux"; builder = "/bin/sh"; u = %q;
-  args = [ "-c" "echo ${toString i} > $out" ]; };
-in builtins.genList mk 4`, unique())
+	expr := drvs("d", 4, `"echo ${toString i} > $out"`)
 	r := c.build(expr, builders)
 	if r.Code != 0 {
 		t.Fatalf("nix-build exit %d\n%s", r.Code, r.Stderr)
@@ -206,10 +198,7 @@ func TestConcurrentUploadsOnce(t *testing.T) {
 	}
 	copy(big, unique())
 	c.file("big.bin", string(big))
-	expr := fmt.Sprintf(`
-let mk = i: derivation { name = "uses-big-${toString i}"; system = "x86_64-linux"; builder = "/bin/sh"; u = %q;
-  args = [ "-c" "/usr/bin/wc -c < ${./big.bin} > $out" ]; };
-in builtins.genList mk 2`, unique())
+	expr := drvs("uses-big", 2, `"/usr/bin/wc -c < ${./big.bin} > $out"`)
 	r := c.build(expr, "ssh://b1 x86_64-linux - 4")
 	if r.Code != 0 {
 		t.Fatalf("nix-build exit %d\n%s", r.Code, r.Stderr)

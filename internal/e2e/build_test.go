@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -106,7 +105,7 @@ func TestFailingBuild(t *testing.T) {
 	requireEnv(t)
 	t.Parallel()
 	b1 := startBuilder(t, "b1", builderOpts{})
-	matrix(t, tagged(cells(nixes, protos, modes), func(m cell) string { return "exit" + strconv.Itoa(failExit(m)) }), func(t *testing.T, m cell) {
+	matrix(t, byExit(cells(nixes, protos, modes), failExit), func(t *testing.T, m cell) {
 		failingScenario(t, m, b1)
 	})
 }
@@ -143,7 +142,7 @@ func TestDecline(t *testing.T) {
 	requireEnv(t)
 	t.Parallel()
 	b1 := startBuilder(t, "b1", builderOpts{})
-	matrix(t, tagged(cells(nixes, protos, modes), func(m cell) string { return "exit" + strconv.Itoa(declineExit(m)) }), func(t *testing.T, m cell) {
+	matrix(t, byExit(cells(nixes, protos, modes), declineExit), func(t *testing.T, m cell) {
 		c := m.client(t, b1)
 		r := m.build(t, c, drv("riscv", "riscv64-linux", `echo > $out`, `requiredSystemFeatures = ["kvm"]; `+salt()),
 			m.machines(b1, "x86_64-linux,aarch64-linux"))
@@ -555,7 +554,7 @@ func TestBuilderOnCurrentNix(t *testing.T) {
 	if major != 2 || minor < 32 {
 		t.Fatalf("the builder runs Nix %d.%d, want ≥ 2.32", major, minor)
 	}
-	matrix(t, tagged(cells(nixes, []string{"ssh"}, directOnly), func(m cell) string { return "exit" + strconv.Itoa(failExit(m)) }), func(t *testing.T, m cell) {
+	matrix(t, byExit(cells(nixes, []string{"ssh"}, directOnly), failExit), func(t *testing.T, m cell) {
 		chainScenario(t, m, b1)
 		failingScenario(t, m, b1)
 	})

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -43,6 +44,11 @@ func startEmulationBuilders(t *testing.T) (emu, native *builder) {
 	return emu, native
 }
 
+// emuBuilders is the machines file of the emulation tests: emu is faster
+// and emulating, so the default preference sends a build there first.
+const emuBuilders = "ssh://emu x86_64-linux,aarch64-linux - 2 4 ; ssh://native aarch64-linux - 2 1"
+
+// attempts is how many builds b started, from its /nix/attempts.
 func attempts(t *testing.T, b *builder) int {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(b.Dir, "nix", "attempts"))
@@ -53,6 +59,20 @@ func attempts(t *testing.T, b *builder) int {
 		t.Fatal(err)
 	}
 	return strings.Count(string(data), "attempt")
+}
+
+// wantAttempts fails unless the builders bs saw want attempts, in order;
+// when says at which point, stderr is the last build's.
+func wantAttempts(t *testing.T, when, stderr string, bs []*builder, want ...int) {
+	t.Helper()
+	got := make([]int, len(bs))
+	names := make([]string, len(bs))
+	for i, b := range bs {
+		got[i], names[i] = attempts(t, b), b.Name
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("%s: attempts on %s: %v, want %v\n%s", when, strings.Join(names, ", "), got, want, stderr)
+	}
 }
 
 // A build that fails on the emulating builder is built again on the native
@@ -73,25 +93,17 @@ func TestEmulationFallbackToNative(t *testing.T) {
 func testEmulationFallback(t *testing.T, m cell, commands bool) {
 	emu, native := startEmulationBuilders(t)
 	c := m.client(t, emu, native)
-	// emu is faster and emulating: the default preference sends it there.
-	builders := "ssh://emu x86_64-linux,aarch64-linux - 2 4 ; ssh://native aarch64-linux - 2 1"
+	both := []*builder{emu, native}
 
-	r := c.build(emuDrv("flaky-under-qemu", unique()), builders)
+	r := c.build(emuDrv("flaky-under-qemu", unique()), emuBuilders)
 	if r.Code != 0 {
 		t.Fatalf("nix-build failed (code %d):\n%s", r.Code, r.Stderr)
 	}
-	if n, m := attempts(t, emu), attempts(t, native); n != 1 || m != 1 {
-		t.Errorf("attempts: %d on emu, %d on native; want 1 and 1\n%s", n, m, r.Stderr)
-	}
-	for _, want := range []string{
+	wantAttempts(t, "after the first build", r.Stderr, both, 1, 1)
+	wantAll(t, "the log", r.Stderr,
 		"Illegal instruction",
 		"failed on 'ssh://emu', which runs aarch64-linux under emulation",
-		"building it again on 'ssh://native', which runs it natively",
-	} {
-		if !strings.Contains(r.Stderr, want) {
-			t.Errorf("the log lacks %q:\n%s", want, r.Stderr)
-		}
-	}
+		"building it again on 'ssh://native', which runs it natively")
 	if !native.has(t, r.Out) || emu.has(t, r.Out) {
 		t.Errorf("output %s: on native %v, on emu %v; want only native", r.Out, native.has(t, r.Out), emu.has(t, r.Out))
 	}
@@ -101,17 +113,15 @@ func testEmulationFallback(t *testing.T, m cell, commands bool) {
 	}
 
 	if commands {
-		checkMachinesExec(t, c, builders)
+		checkMachinesExec(t, c)
 	}
 
 	// The same name again, another derivation: native first.
-	r = c.build(emuDrv("flaky-under-qemu", unique()), builders)
+	r = c.build(emuDrv("flaky-under-qemu", unique()), emuBuilders)
 	if r.Code != 0 {
 		t.Fatalf("second nix-build failed (code %d):\n%s", r.Code, r.Stderr)
 	}
-	if n, m := attempts(t, emu), attempts(t, native); n != 1 || m != 2 {
-		t.Errorf("after the second build: %d attempts on emu, %d on native; want 1 and 2\n%s", n, m, r.Stderr)
-	}
+	wantAttempts(t, "after the second build", r.Stderr, both, 1, 2)
 	if strings.Contains(r.Stderr, "building it again") {
 		t.Errorf("the second build was retried:\n%s", r.Stderr)
 	}
@@ -120,7 +130,7 @@ func testEmulationFallback(t *testing.T, m cell, commands bool) {
 		return
 	}
 	// pick explains it.
-	pr := c.run(defaultTimeout, offloadBin, "pick", "--system", "aarch64-linux", "--name", "flaky-under-qemu", "--builders", builders)
+	pr := c.run(defaultTimeout, offloadBin, "pick", "--system", "aarch64-linux", "--name", "flaky-under-qemu", "--builders", emuBuilders)
 	if !strings.Contains(pr.Out, "accept ssh://native") || !strings.Contains(pr.Out, "emu: emulates aarch64-linux, where this derivation failed lately") {
 		t.Errorf("offload pick --name flaky-under-qemu:\n%s%s", pr.Out, pr.Stderr)
 	}
@@ -140,9 +150,7 @@ func TestEmulationFailureWithoutNative(t *testing.T) {
 	if r.Code == 0 {
 		t.Fatalf("nix-build succeeded:\n%s", r.Stderr)
 	}
-	if n := attempts(t, emu); n != 1 {
-		t.Errorf("%d attempts on emu, want 1\n%s", n, r.Stderr)
-	}
+	wantAttempts(t, "after the build", r.Stderr, []*builder{emu}, 1)
 	if !strings.Contains(r.Stderr, "Illegal instruction") || !strings.Contains(r.Stderr, "fails-under-qemu") {
 		t.Errorf("the report lacks the build's log or name:\n%s", r.Stderr)
 	}
@@ -153,9 +161,9 @@ func TestEmulationFailureWithoutNative(t *testing.T) {
 
 // checkMachinesExec: the retry probed the native builder, and `offload
 // machines` says so.
-func checkMachinesExec(t *testing.T, c *client, builders string) {
+func checkMachinesExec(t *testing.T, c *client) {
 	t.Helper()
-	mr := c.run(defaultTimeout, offloadBin, "machines", "--json", "--builders", builders)
+	mr := c.run(defaultTimeout, offloadBin, "machines", "--json", "--builders", emuBuilders)
 	var ms []struct {
 		URI  string `json:"uri"`
 		Exec map[string]struct {
@@ -175,7 +183,6 @@ func checkMachinesExec(t *testing.T, c *client, builders string) {
 			t.Errorf("machines: %s runs aarch64-linux %q (from %q), want %q", m.URI, e.Runs, e.Source, want)
 		}
 	}
-
 }
 
 // A timeout set by the user is not a failure emulation explains: no
@@ -185,15 +192,12 @@ func TestEmulationTimeoutNotRetried(t *testing.T) {
 	t.Parallel()
 	emu, native := startEmulationBuilders(t)
 	c := newClient(t, emu, native)
-	builders := "ssh://emu x86_64-linux,aarch64-linux - 2 4 ; ssh://native aarch64-linux - 2 1"
-	r := c.build(drv("slow-under-qemu", "aarch64-linux", `echo attempt >> /nix/attempts; /bin/sleep 30; echo > $out`, `u = "`+unique()+`";`),
-		builders, "--timeout", "2")
+	r := c.build(drv("slow-under-qemu", "aarch64-linux", `echo attempt >> /nix/attempts; /bin/sleep 30; echo > $out`, salt()),
+		emuBuilders, "--timeout", "2")
 	if r.Code == 0 {
 		t.Fatalf("nix-build succeeded:\n%s", r.Stderr)
 	}
-	if n, m := attempts(t, emu), attempts(t, native); n != 1 || m != 0 {
-		t.Errorf("attempts: %d on emu, %d on native; want 1 and 0\n%s", n, m, r.Stderr)
-	}
+	wantAttempts(t, "after the build", r.Stderr, []*builder{emu, native}, 1, 0)
 	if !strings.Contains(r.Stderr, "timed out") || strings.Contains(r.Stderr, "building it again") {
 		t.Errorf("want a timeout and no retry:\n%s", r.Stderr)
 	}
@@ -210,28 +214,23 @@ func TestEmulationFailsEverywhereNotRemembered(t *testing.T) {
 	t.Parallel()
 	emu, native := startEmulationBuilders(t)
 	c := newClient(t, emu, native)
-	builders := "ssh://emu x86_64-linux,aarch64-linux - 2 4 ; ssh://native aarch64-linux - 2 1"
 	const name = "firefox-130.0"
 
-	r := c.build(drv(name, "aarch64-linux", `echo attempt >> /nix/attempts; exit 1`, `u = "`+unique()+`";`), builders)
+	r := c.build(drv(name, "aarch64-linux", `echo attempt >> /nix/attempts; exit 1`, salt()), emuBuilders)
 	if r.Code == 0 {
 		t.Fatalf("the derivation that fails everywhere built:\n%s", r.Stderr)
 	}
-	if n, m := attempts(t, emu), attempts(t, native); n != 1 || m != 1 {
-		t.Errorf("attempts: %d on emu, %d on native; want 1 and 1 (the retry on the native builder)\n%s", n, m, r.Stderr)
-	}
+	wantAttempts(t, "after the build that fails everywhere (and its retry on native)", r.Stderr, []*builder{emu, native}, 1, 1)
 
-	pr := c.run(defaultTimeout, offloadBin, "pick", "--system", "aarch64-linux", "--name", name, "--builders", builders)
+	pr := c.run(defaultTimeout, offloadBin, "pick", "--system", "aarch64-linux", "--name", name, "--builders", emuBuilders)
 	if !strings.Contains(pr.Out, "accept ssh://emu") || strings.Contains(pr.Out, "failed lately") {
 		t.Errorf("offload pick --name %s after a build that failed everywhere:\n%s%s", name, pr.Out, pr.Stderr)
 	}
 
 	// Another user's derivation of the same name, which builds anywhere.
-	r = c.build(drv(name, "aarch64-linux", `echo attempt >> /nix/attempts; echo ok > $out`, `u = "`+unique()+`";`), builders)
+	r = c.build(drv(name, "aarch64-linux", `echo attempt >> /nix/attempts; echo ok > $out`, salt()), emuBuilders)
 	if r.Code != 0 {
 		t.Fatalf("second nix-build failed (code %d):\n%s", r.Code, r.Stderr)
 	}
-	if n, m := attempts(t, emu), attempts(t, native); n != 2 || m != 1 {
-		t.Errorf("after the second build: %d attempts on emu, %d on native; want 2 and 1 (steered by the failure)\n%s", n, m, r.Stderr)
-	}
+	wantAttempts(t, "after the second build, which goes to emu: the name is not remembered", r.Stderr, []*builder{emu, native}, 2, 1)
 }

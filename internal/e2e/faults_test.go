@@ -332,10 +332,7 @@ func TestStateDirBroken(t *testing.T) {
 			// the test's too.
 			fallback := filepath.Join(t.TempDir(), "xdg")
 			c.Env = []string{"OFFLOAD_LOAD_AWARE=false", "OFFLOAD_STATE_DIR=" + state, "XDG_STATE_HOME=" + fallback}
-			expr := fmt.Sprintf(`
-let mk = i: derivation { name = "state-${toString i}"; system = "x86_64-linux"; builder = "/bin/sh"; u = %q;
-  args = [ "-c" "echo ${toString i} > $out" ]; };
-in builtins.genList mk 2`, unique())
+			expr := drvs("state", 2, `"echo ${toString i} > $out"`)
 			r := c.build(expr, "ssh://b1 x86_64-linux - 2")
 			if r.Code != 0 {
 				t.Fatalf("nix-build exit %d with a %s state directory\n%s", r.Code, tt.name, r.Stderr)

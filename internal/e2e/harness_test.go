@@ -314,6 +314,19 @@ func drv(name, system, script string, extra string) string {
 	return fmt.Sprintf(`derivation { name = %q; system = %q; builder = "/bin/sh"; args = [ "-c" %q ]; %s }`, name, system, script, extra)
 }
 
+// drvs builds an expression of n x86_64-linux derivations, name-0 to
+// name-<n-1>, each salted with unique and running script, a Nix string
+// (quoted, and able to use i, the derivation's index). The build
+// environment has no PATH: use absolute paths.
+func drvs(name string, n int, script string) string {
+	return fmt.Sprintf(`
+let mk = i: derivation {
+  name = "%s-${toString i}"; system = "x86_64-linux"; builder = "/bin/sh"; u = %q;
+  args = [ "-c" %s ];
+};
+in builtins.genList mk %d`, name, unique(), script, n)
+}
+
 var uniqueMu sync.Mutex
 var uniqueN int
 

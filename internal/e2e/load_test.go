@@ -93,6 +93,30 @@ func scriptLoad(t *testing.T, b *builder, answer string) string {
 	return file
 }
 
+// scriptIdle makes b read idle, whatever the machine does: a real reading
+// of a test builder is this whole machine's, with the builds of other
+// tests running at the same time, which could keep b away (busy
+// elsewhere) from a build the test means it to take.
+func scriptIdle(t *testing.T, b *builder) {
+	t.Helper()
+	if err := os.WriteFile(scriptLoad(t, b, ""), []byte(reading()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// buildOn builds a new derivation named name as c with builders, and
+// fails unless b built it and avoided did not.
+func buildOn(t *testing.T, c *client, builders, name string, b, avoided *builder) {
+	t.Helper()
+	r := c.build(drv(name, "x86_64-linux", `echo `+name+` > $out`, salt()), builders)
+	if r.Code != 0 {
+		t.Fatalf("nix-build of %s: exit %d\n%s", name, r.Code, r.Stderr)
+	}
+	if !b.has(t, r.Out) || avoided.has(t, r.Out) {
+		t.Errorf("%s: built on %s %v, on %s %v; want on %[2]s only\n%[6]s", name, b.Name, b.has(t, r.Out), avoided.Name, avoided.has(t, r.Out), r.Stderr)
+	}
+}
+
 // reading returns the output of the load script for a builder with these
 // lines after the header; the rest is an idle 2-CPU Linux builder with
 // plenty of memory and store space, so that each case shows one figure.
@@ -171,17 +195,12 @@ func overlapAfterFirstEnd(path string) (int, error) {
 // sleepers is an expression of n derivations that each append their start
 // and end times to logFile and run for secs seconds.
 func sleepers(prefix string, n int, secs float64, logFile string) string {
-	return fmt.Sprintf(`
-let mk = i: derivation {
-  name = "%s-${toString i}"; system = "x86_64-linux"; builder = "/bin/sh"; u = %q;
-  args = [ "-c" ''
+	return drvs(prefix, n, fmt.Sprintf(`''
     echo start $(/bin/date +%%s.%%N) >> %s
     /bin/sleep %g
     echo end $(/bin/date +%%s.%%N) >> %s
     echo ${toString i} > $out
-  '' ];
-};
-in builtins.genList mk %d`, prefix, unique(), logFile, secs, logFile, n)
+  ''`, logFile, secs, logFile))
 }
 
 // buildAll runs nix-build for each client at once and returns the results
@@ -326,11 +345,7 @@ func TestLoadThresholds(t *testing.T) {
 	bs := startBuilder(t, "bs", builderOpts{})
 	b2 := startBuilder(t, "b2", builderOpts{})
 	answer := scriptLoad(t, bs, "")
-	// b2 reads idle too: its real reading would be this whole machine's,
-	// with the builds of other tests, and could keep it away as well.
-	if err := os.WriteFile(scriptLoad(t, b2, ""), []byte(reading()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	scriptIdle(t, b2)
 	c := newLoadClient(t, bs, b2)
 	const builders = "ssh://bs x86_64-linux - 2 2; ssh://b2 x86_64-linux - 2"
 
@@ -395,22 +410,10 @@ func TestLoadThresholds(t *testing.T) {
 
 	// The hook, with a fresh busy reading: b2 builds, bs is not asked.
 	setReading(t, reading("loadavg 7.90 6.00 5.00 9/812 40123"))
-	r := c.build(drv("thresholds-busy", "x86_64-linux", `echo busy > $out`, `u = "`+unique()+`";`), builders)
-	if r.Code != 0 {
-		t.Fatalf("nix-build: exit %d\n%s", r.Code, r.Stderr)
-	}
-	if !b2.has(t, r.Out) || bs.has(t, r.Out) {
-		t.Errorf("with bs busy elsewhere the build went to bs, not b2 (b2 has it: %v)", b2.has(t, r.Out))
-	}
+	buildOn(t, c, builders, "thresholds-busy", b2, bs)
 	// And once bs reads idle, bs builds.
 	setReading(t, reading())
-	r = c.build(drv("thresholds-idle", "x86_64-linux", `echo idle > $out`, `u = "`+unique()+`";`), builders)
-	if r.Code != 0 {
-		t.Fatalf("nix-build: exit %d\n%s", r.Code, r.Stderr)
-	}
-	if !bs.has(t, r.Out) {
-		t.Errorf("with bs idle the build did not go to bs")
-	}
+	buildOn(t, c, builders, "thresholds-idle", bs, b2)
 }
 
 // A sanity check with real CPU-bound builds, not a timing bound: board A
@@ -431,10 +434,7 @@ func TestLoadRealBuilds(t *testing.T) {
 	a.Env, b.Env = []string{"OFFLOAD_LOAD_AWARE=false"}, env
 	dir := t.TempDir()
 	logFile, release := filepath.Join(dir, "times"), filepath.Join(dir, "release")
-	expr := fmt.Sprintf(`
-let mk = i: derivation {
-  name = "spin-${toString i}"; system = "x86_64-linux"; builder = "/bin/sh"; u = %q;
-  args = [ "-c" ''
+	expr := drvs("spin", 2, fmt.Sprintf(`''
     echo start $(/bin/date +%%s.%%N) >> %s
     # Spin until released, for at most 60 s.
     stop=$(( $(/bin/date +%%s) + 60 )) n=0
@@ -443,9 +443,7 @@ let mk = i: derivation {
     done
     echo end $(/bin/date +%%s.%%N) >> %s
     echo $n > $out
-  '' ];
-};
-in builtins.genList mk 2`, unique(), logFile, release, logFile)
+  ''`, logFile, release, logFile))
 	done := make(chan result, 1)
 	go func() { done <- buildAll(t, []*client{a}, []string{expr}, builders)[0] }()
 	defer func() {
@@ -503,27 +501,13 @@ func TestLoadStoreFull(t *testing.T) {
 	if out, err := full.exec(t, "sh", "-c", "mount -t tmpfs -o size=16m,mode=1775 offload-test /nix/store && head -c 15728640 /dev/zero > /nix/store/.fill && df -k /nix/store"); err != nil {
 		t.Fatalf("mounting a small store on the builder: %v\n%s", err, out)
 	}
-	// b2 reads idle (scripted): its real reading would be this whole
-	// machine's, with the builds of other tests running at the same time,
-	// which could make it busy elsewhere too.
-	if err := os.WriteFile(scriptLoad(t, b2, ""), []byte(reading()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	scriptIdle(t, b2)
 	c := newLoadClient(t, full, b2)
 	// Load per CPU and pressure measure this whole machine: off.
 	c.Env = []string{"OFFLOAD_LOAD_MAX_PER_CPU=0", "OFFLOAD_MEMORY_PRESSURE_MAX=0"}
 	// full is the faster: without its reading it would get the build.
 	const builders = "ssh://full x86_64-linux - 2 2; ssh://b2 x86_64-linux - 2"
-	r := c.build(drv("store-full", "x86_64-linux", `echo hi > $out`, `u = "`+unique()+`";`), builders)
-	if r.Code != 0 {
-		t.Fatalf("nix-build: exit %d\n%s", r.Code, r.Stderr)
-	}
-	if !b2.has(t, r.Out) {
-		t.Errorf("the build did not go to b2\n%s", r.Stderr)
-	}
-	if full.has(t, r.Out) {
-		t.Errorf("the build went to the builder with a full store")
-	}
+	buildOn(t, c, builders, "store-full", b2, full)
 	out, _, _ := offloadIn(t, c, "pick", "--system", "x86_64-linux", "--builders", builders)
 	if !regexp.MustCompile(`full: store nearly full: \d+(\.\d)? (KiB|MiB) free`).MatchString(out) {
 		t.Errorf("offload pick does not say why full is avoided:\n%s", out)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +73,12 @@ func tagged(cs []cell, tag func(cell) string) []cell {
 		cs[i].Tag = tag(cs[i])
 	}
 	return cs
+}
+
+// byExit tags every cell of cs with the exit code nix-build ends with
+// there, exit(cell), as "exit100".
+func byExit(cs []cell, exit func(cell) int) []cell {
+	return tagged(cs, func(m cell) string { return "exit" + strconv.Itoa(exit(m)) })
 }
 
 // matrix runs scenario in every cell as a parallel subtest. A cell on

@@ -112,34 +112,36 @@ func requireClientNix(t *testing.T, c *client, minor int) {
 	}
 }
 
-// Nix ≥ 2.31 accepts ssh://host:port (49ba061) and Nix 2.34 passes the
-// URI to the hook as written; offload dials the port itself. The
-// ssh_config names no port for b1, and the known_hosts files are empty:
-// only the URI's port and the pinned key lead to the builder.
+// Nix ≥ 2.31 accepts ssh://host:port (49ba061) and ssh-ng://host:port,
+// and Nix 2.34 passes the URI to the hook as written, with or without the
+// daemon; offload dials the port itself. The ssh_config names no port for
+// b1, and the known_hosts files are empty: only the URI's port and the
+// pinned key lead to the builder.
 func TestPortInURIPinnedHostKeyNix234(t *testing.T) {
-	requireSid(t)
+	requireEnv(t)
 	t.Parallel()
 	b1 := startBuilder(t, "b1", builderOpts{})
-	c := newSidClient(t, b1)
-	requireClientNix(t, c, 31)
-	pinnedOnlyConfig(t, c, b1, 0)
-	uri := fmt.Sprintf("ssh://b1:%d", b1.Port)
-	r := c.build(drv("port", "x86_64-linux", `echo port > $out`, `u = "`+unique()+`";`),
-		uri+" x86_64-linux - 1 1 - - "+b1.HostKeyB64)
-	if r.Code != 0 {
-		t.Fatalf("nix-build exit %d with %s\n%s", r.Code, uri, r.Stderr)
-	}
-	if !strings.Contains(r.Stderr, "on '"+uri+"'") {
-		t.Errorf("nix-build did not say it built on %s:\n%s", uri, r.Stderr)
-	}
-	if strings.Contains(r.Stderr, "Nix before 2.31") {
-		// offload dials the port itself, with any Nix; the warning
-		// speaks of Nix's own build-remote, which does not run here.
-		t.Logf("the hook warned about the port although it dials it itself:\n%s", r.Stderr)
-	}
-	if !b1.has(t, r.Out) {
-		t.Errorf("%s not built on b1", r.Out)
-	}
+	matrix(t, cells([]string{"2.34"}, protos, modes), func(t *testing.T, m cell) {
+		c := m.client(t, b1)
+		requireClientNix(t, c, 31)
+		pinnedOnlyConfig(t, c, b1, 0)
+		uri := fmt.Sprintf("%s:%d", m.uri(b1), b1.Port)
+		r := m.build(t, c, drv("port", "x86_64-linux", `echo port > $out`, salt()), uri+" x86_64-linux - 1 1 - - "+b1.HostKeyB64)
+		if r.Code != 0 {
+			t.Fatalf("nix-build exit %d with %s\n%s", r.Code, uri, r.Stderr)
+		}
+		if !strings.Contains(r.Stderr, "on '"+uri+"'") {
+			t.Errorf("nix-build did not say it built on %s:\n%s", uri, r.Stderr)
+		}
+		if strings.Contains(r.Stderr, "Nix before 2.31") {
+			// offload dials the port itself, with any Nix; the warning
+			// speaks of Nix's own build-remote, which does not run here.
+			t.Logf("the hook warned about the port although it dials it itself:\n%s", r.Stderr)
+		}
+		if !b1.has(t, r.Out) {
+			t.Errorf("%s not built on b1", r.Out)
+		}
+	})
 }
 
 // Nix ≥ 2.17 reads build-hook as a list of words (d2ce2e8) and, since
@@ -148,11 +150,16 @@ func TestPortInURIPinnedHostKeyNix234(t *testing.T) {
 // 2.34 starts offload with argv [offload, hook, 3], and offload takes it
 // for hook mode.
 func TestHookArgvWordsNix234(t *testing.T) {
-	requireSid(t)
+	requireEnv(t)
 	t.Parallel()
 	b1 := startBuilder(t, "b1", builderOpts{})
-	c := newSidClient(t, b1)
-	requireClientNix(t, c, 17)
+	matrix(t, cells([]string{"2.34"}, []string{"ssh"}, directOnly), func(t *testing.T, m cell) {
+		hookArgvWords(t, m.client(t, b1), b1)
+	})
+}
+
+func hookArgvWords(t *testing.T, c *client, b1 *builder) {
+	t.Helper()
 	hook := hookCopy(t)
 	c.file("etc/nix.conf", fmt.Sprintf("build-users-group =\nsandbox = false\nsubstituters =\nbuild-hook = %s hook\n", hook))
 
@@ -179,7 +186,7 @@ func TestHookArgvWordsNix234(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	expr := drv("argv", "x86_64-linux", `/bin/sleep 1; echo argv > $out`, `u = "`+unique()+`";`)
+	expr := drv("argv", "x86_64-linux", `/bin/sleep 1; echo argv > $out`, salt())
 	b := c.start("nix-build", "--no-out-link", c.file("argv.nix", expr), "--max-jobs", "0", "--builders", "ssh://b1 x86_64-linux")
 	code := b.wait(t, time.Minute)
 	close(stop)

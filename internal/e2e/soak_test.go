@@ -41,12 +41,7 @@ func TestSoakChaos(t *testing.T) {
 	c := newClient(t, bs...)
 	c.Env = []string{"OFFLOAD_LOAD_AWARE=false", "OFFLOAD_UNHEALTHY_BACKOFF=1s", "OFFLOAD_UNHEALTHY_BACKOFF_MAX=2s"}
 	builders := "ssh://b1 x86_64-linux - 2\nssh://b2 x86_64-linux - 2\nssh://b3 x86_64-linux - 2"
-	u := unique()
-	expr := fmt.Sprintf(`
-let mk = i: derivation { name = "soak-${toString i}"; system = "x86_64-linux"; builder = "/bin/sh"; u = %q;
-  args = [ "-c" "/bin/sleep 1; echo soak ${toString i} > $out" ]; };
-in builtins.genList mk %d`, u, n)
-	f := c.file("soak.nix", expr)
+	f := c.file("soak.nix", drvs("soak", n, `"/bin/sleep 1; echo soak ${toString i} > $out"`))
 	build := func() result {
 		return c.run(10*time.Minute, "nix-build", "--no-out-link", "--keep-going", f, "--max-jobs", "0",
 			"--option", "build-hook", offloadBin, "--builders", builders)

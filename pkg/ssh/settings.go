@@ -425,6 +425,12 @@ func layerIndex(ls []*layer, key string, v sourced) int {
 	return len(ls)
 }
 
+// PinnedKey returns the machines file's host key field for k: base64 of
+// its public key line, as ParsePinnedKey reads it.
+func PinnedKey(k gossh.PublicKey) string {
+	return base64.StdEncoding.EncodeToString(gossh.MarshalAuthorizedKey(k))
+}
+
 // ParsePinnedKey decodes a machines file host key: base64 of a public
 // key line such as "ssh-ed25519 AAAA… comment" (src/libstore/ssh.cc,
 // SSHMaster::addCommonSSHOpts).

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -331,5 +332,27 @@ func compression(want bool) func(s *Settings) string {
 			return fmt.Sprintf("Compression = %v, want %v", s.Compression, want)
 		}
 		return ""
+	}
+}
+
+// The host key field setup suggests for a builder's key is the form
+// Nix's own build-remote passes to ssh, base64 of the key's public key
+// line (as in its .pub file, without the comment), and ParsePinnedKey
+// reads it back as that key.
+func TestPinnedKeyRoundTrip(t *testing.T) {
+	pub := keygen(t, t.TempDir(), "host", "ed25519", "") + ".pub"
+	k, _ := readPubKey(t, pub)
+	data, err := os.ReadFile(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	field := PinnedKey(k)
+	line, err := base64.StdEncoding.DecodeString(field)
+	if want := strings.Join(strings.Fields(string(data))[:2], " ") + "\n"; err != nil || string(line) != want {
+		t.Errorf("PinnedKey = %q, decoded %q (%v), want base64 of %q", field, line, err, want)
+	}
+	got, err := ParsePinnedKey(field)
+	if err != nil || !bytes.Equal(got.Marshal(), k.Marshal()) {
+		t.Errorf("ParsePinnedKey(PinnedKey(k)) = %v, %v; want k back", got, err)
 	}
 }
