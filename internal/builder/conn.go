@@ -144,6 +144,24 @@ func (c *Conn) End() {
 	}
 }
 
+// Leave closes the connection once a build's outputs are home, without
+// waiting for the builder's store command to exit (closing its database
+// takes it 10 to 40 ms, a wait Nix would see) or for the rest of its
+// stderr. Close may still be called; it returns at once.
+func (c *Conn) Leave() {
+	c.side.close()
+	switch {
+	case c.rs != nil:
+		if c.unhook != nil {
+			c.unhook()
+		}
+		c.rs.Close()
+		c.rs.Release()
+	case c.client != nil:
+		c.client.Close()
+	}
+}
+
 // Abort closes the connection itself without waiting, which unblocks
 // every session on it. Close still has to be called.
 func (c *Conn) Abort() {

@@ -97,3 +97,39 @@ func accepted(t *testing.T, b *builder) int {
 	}
 	return bytes.Count(log, []byte("Accepted publickey"))
 }
+
+// TestBuildEndsWithoutBuilderExit: once the outputs are home, the hook
+// exits without waiting for the builder's store command to exit (here it
+// lingers 20 s after its input closes; a real one takes 10 to 40 ms to
+// close its database), through the relay and directly.
+func TestBuildEndsWithoutBuilderExit(t *testing.T) {
+	linger := `st=$?; sleep 20; exit $st`
+	b1 := startBuilder(t, "b1", builderOpts{Env: fakeTools(t, map[string]string{
+		"nix-store":  `/usr/bin/nix-store "$@"; ` + linger,
+		"nix-daemon": `/usr/bin/nix-daemon "$@"; ` + linger,
+	})})
+	cs := tagged(cells(nixes, protos, directOnly), func(m cell) string {
+		if m.Nix == "2.8" {
+			return "relay"
+		}
+		return "no-relay"
+	})
+	matrix(t, cs, func(t *testing.T, m cell) {
+		c := m.client(t, b1)
+		if m.Tag == "no-relay" {
+			c.Env = append(c.Env, "OFFLOAD_CONNECT_PERSIST=0")
+		}
+		start := time.Now()
+		r := m.build(t, c, drv("linger", "x86_64-linux", "echo linger > $out", salt()), m.machines(b1, "x86_64-linux"))
+		took := time.Since(start)
+		if r.Code != 0 {
+			t.Fatalf("nix-build exit %d\n%s", r.Code, r.Stderr)
+		}
+		if got := c.run(defaultTimeout, "cat", r.Out).Out; got != "linger" {
+			t.Errorf("%s holds %q, want linger", r.Out, got)
+		}
+		if took > 15*time.Second {
+			t.Errorf("nix-build took %v: the hook waited for the builder's store command to exit", took.Round(time.Millisecond))
+		}
+	})
+}

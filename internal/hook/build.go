@@ -57,8 +57,14 @@ func (h *hook) buildOn(ctx context.Context, rn *run) (int, *store.BuildResult) {
 	// closes at once, since it was started with ctx (pkg/ssh): whatever
 	// waits on the builder returns, and the builder's nix-store --serve
 	// sees the hangup and stops the build (TestHookKilledMidBuild).
-	defer rn.c.Close()
 	ok := false
+	defer func() {
+		if ok {
+			rn.c.Leave()
+		} else {
+			rn.c.Close()
+		}
+	}()
 	defer func() { rn.r.done(ok, rn.sent, rn.received) }()
 	// From here on the builder's stderr is the build log.
 	if h.env.BuildLog != nil {
