@@ -7,13 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/offload-nix/offload/internal/builder"
 )
 
 type relayCmd struct {
-	Stop relayStopCmd `cmd:"" help:"Stop this user's connection relay."`
+	Stop relayStopCmd `cmd:"" help:"Stop this user's connection relays."`
 }
 
 func (relayCmd) Help() string {
@@ -30,8 +32,9 @@ type relayStopCmd struct{}
 
 func (relayStopCmd) Help() string {
 	return `Makes the relay stop taking hooks (they connect by themselves, or the
-next one starts a fresh relay); builds running through it go on to their
-end, and it exits then. Run it as the user whose relay it is: root for
+next one starts a fresh relay), and those other offload binaries of the
+same user left running; builds running through them go on to their end,
+and they exit then. Run it as the user whose relay it is: root for
 nix-daemon's hooks.
 
 Example:
@@ -45,15 +48,33 @@ func (relayStopCmd) Run(rc *runContext) error {
 	}
 	ctx, cancel := context.WithTimeout(rc.ctx, 5*time.Second)
 	defer cancel()
-	err = builder.StopRelay(ctx, dir)
-	if builder.NoRelay(err) {
+	// This binary's relay, and those other offload binaries of this user
+	// left (an upgrade's old one runs until it has been idle for
+	// connect-persist): each in a directory of its own beside this one.
+	dirs := []string{dir}
+	parent := filepath.Dir(dir)
+	if ents, err := os.ReadDir(parent); err == nil {
+		for _, e := range ents {
+			if d := filepath.Join(parent, e.Name()); e.IsDir() && d != dir {
+				dirs = append(dirs, d)
+			}
+		}
+	}
+	stopped := 0
+	for _, d := range dirs {
+		err := builder.StopRelay(ctx, d)
+		if builder.NoRelay(err) {
+			continue
+		}
+		if err != nil {
+			return failed(fmt.Errorf("relay stop: %w", err), "")
+		}
+		fmt.Fprintf(rc.env.Stdout, "relay at %s stopping\n", d)
+		stopped++
+	}
+	if stopped == 0 {
 		fmt.Fprintf(rc.env.Stdout, "no relay runs at %s\n", dir)
-		return nil
 	}
-	if err != nil {
-		return failed(fmt.Errorf("relay stop: %w", err), "")
-	}
-	fmt.Fprintf(rc.env.Stdout, "relay at %s stopping\n", dir)
 	return nil
 }
 

@@ -23,27 +23,34 @@ func TestMain(m *testing.M) {
 }
 
 // TestRelayStop: offload relay stop says when no relay runs, and stops
-// one that does; status -v shows a running one.
+// one that does, with the one another offload binary of the same user
+// left beside it; status -v shows this binary's.
 func TestRelayStop(t *testing.T) {
 	defer func(d string) { testOnlyRelayDir = d }(testOnlyRelayDir)
-	testOnlyRelayDir = filepath.Join(t.TempDir(), "relay")
+	base := filepath.Join(t.TempDir(), "relay")
+	testOnlyRelayDir = filepath.Join(base, "this")
 	out, errOut, code := run(t, nil, nil, "relay", "stop")
 	if code != 0 || !strings.HasPrefix(out, "no relay runs at ") {
 		t.Errorf("relay stop without a relay = %q, %q, exit %d", out, errOut, code)
 	}
 
-	served := make(chan error, 1)
-	go func() { served <- builder.ServeRelay(context.Background(), testOnlyRelayDir, time.Minute) }()
-	for i := 0; ; i++ {
-		if _, err := builder.RelayStatus(context.Background(), testOnlyRelayDir); err == nil {
-			break
+	other := filepath.Join(base, "other")
+	var served []chan error
+	for _, dir := range []string{testOnlyRelayDir, other} {
+		ch := make(chan error, 1)
+		go func() { ch <- builder.ServeRelay(context.Background(), dir, time.Minute) }()
+		served = append(served, ch)
+		for i := 0; ; i++ {
+			if _, err := builder.RelayStatus(context.Background(), dir); err == nil {
+				break
+			}
+			if i == 500 {
+				t.Fatalf("the relay in %s did not listen", dir)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		if i == 500 {
-			t.Fatal("the relay did not listen")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	// status -v ends with it.
+	// status -v ends with this binary's.
 	var b strings.Builder
 	rc := &runContext{ctx: context.Background(), env: Env{Getenv: func(string) string { return "" }}}
 	rc.writeRelay(&b)
@@ -52,15 +59,18 @@ func TestRelayStop(t *testing.T) {
 	}
 
 	out, errOut, code = run(t, nil, nil, "relay", "stop")
-	if code != 0 || !strings.Contains(out, "stopping") {
-		t.Errorf("relay stop = %q, %q, exit %d; want stopping", out, errOut, code)
+	want := "relay at " + testOnlyRelayDir + " stopping\nrelay at " + other + " stopping\n"
+	if code != 0 || out != want {
+		t.Errorf("relay stop = %q, %q, exit %d; want %q", out, errOut, code, want)
 	}
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Errorf("ServeRelay = %v", err)
+	for i, ch := range served {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Errorf("ServeRelay = %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("relay %d still runs 5 s after relay stop", i)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the relay still runs 5 s after relay stop")
 	}
 }
