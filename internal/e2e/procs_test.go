@@ -42,7 +42,14 @@ func hookCopy(t *testing.T) string {
 // procsOf returns the pids of the processes whose executable is the file
 // exe, but for connection relays. It compares files, not names: a process
 // chrooted into the unstable root shows another path in /proc/<pid>/exe.
-func procsOf(exe string) []int {
+func procsOf(exe string) []int { return processes(exe, false) }
+
+// relaysOf returns the pids of the connection relays run from exe.
+func relaysOf(exe string) []int { return processes(exe, true) }
+
+// processes returns the pids of the processes run from exe that are
+// relays, or that are not.
+func processes(exe string, relays bool) []int {
 	want, err := os.Stat(exe)
 	if err != nil {
 		return nil
@@ -54,7 +61,7 @@ func procsOf(exe string) []int {
 		if err != nil {
 			continue
 		}
-		if fi, err := os.Stat("/proc/" + e.Name() + "/exe"); err == nil && os.SameFile(fi, want) && !isRelay(pid) {
+		if fi, err := os.Stat("/proc/" + e.Name() + "/exe"); err == nil && os.SameFile(fi, want) && isRelay(pid) == relays {
 			pids = append(pids, pid)
 		}
 	}
