@@ -344,7 +344,11 @@ func exportError(what string, err error) error {
 // an export stream cannot carry.
 func (s *squashed) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
 	raw := narBytes(infos)
-	if raw < squashMin || !exportable(infos) {
+	if raw < squashMin {
+		return s.Remote.AddToStoreNars(infos, open)
+	}
+	if p := unexportable(infos); p != "" {
+		s.logf("copying %d paths to '%s' as is: '%s' is content-addressed or signed, which only Nix's own protocol carries", len(infos), s.c.Machine.URI, p)
 		return s.Remote.AddToStoreNars(infos, open)
 	}
 	t0 := time.Now()
@@ -370,16 +374,17 @@ func narBytes(infos []store.PathInfo) uint64 {
 	return n
 }
 
-// exportable reports whether an export stream carries all of infos: none
-// is content-addressed or signed. A signature is what lets a builder's
-// daemon take a path from a user it does not trust.
-func exportable(infos []store.PathInfo) bool {
+// unexportable returns the first of infos that an export stream cannot
+// carry, "" when it carries them all: a content-addressed or signed path.
+// A content address or a signature is what lets a builder's daemon take a
+// path from a user it does not trust.
+func unexportable(infos []store.PathInfo) string {
 	for i := range infos {
 		if infos[i].CA != "" || len(infos[i].Sigs) > 0 {
-			return false
+			return infos[i].Path
 		}
 	}
-	return true
+	return ""
 }
 
 // upload sends infos as one compressed export stream. ok is false when

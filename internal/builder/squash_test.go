@@ -144,21 +144,21 @@ func TestWriteExport(t *testing.T) {
 	}
 }
 
-func TestExportable(t *testing.T) {
+func TestUnexportable(t *testing.T) {
 	plain := store.PathInfo{Path: exportPath, References: []string{exportPath}, Deriver: "/nix/store/x.drv"}
 	signed, ca := plain, plain
-	signed.Sigs = []string{"cache.nixos.org-1:sig"}
-	ca.CA = "fixed:r:sha256:0000000000000000000000000000000000000000000000000000"
+	signed.Path, signed.Sigs = "/nix/store/00000000000000000000000000000000-signed", []string{"cache.nixos.org-1:sig"}
+	ca.Path, ca.CA = "/nix/store/00000000000000000000000000000000-ca", "fixed:r:sha256:0000000000000000000000000000000000000000000000000000"
 	for _, tt := range []struct {
 		infos []store.PathInfo
-		want  bool
+		want  string
 	}{
-		{[]store.PathInfo{plain, plain}, true},
-		{[]store.PathInfo{plain, signed}, false},
-		{[]store.PathInfo{ca}, false},
+		{[]store.PathInfo{plain, plain}, ""},
+		{[]store.PathInfo{plain, signed}, signed.Path},
+		{[]store.PathInfo{ca}, ca.Path},
 	} {
-		if got := exportable(tt.infos); got != tt.want {
-			t.Errorf("exportable(%+v) = %v, want %v", tt.infos, got, tt.want)
+		if got := unexportable(tt.infos); got != tt.want {
+			t.Errorf("unexportable(%+v) = %q, want %q", tt.infos, got, tt.want)
 		}
 	}
 }

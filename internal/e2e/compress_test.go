@@ -346,3 +346,32 @@ func TestCompressedUpload(t *testing.T) {
 		uploadScenario(t, m, c, dep, b1, "zstd")
 	})
 }
+
+// A content-addressed input (here from nix-store --add, as a source
+// tarball is) goes up as is, said at -v: the export stream of a
+// compressed upload cannot carry its content address.
+func TestUploadContentAddressedAsIs(t *testing.T) {
+	requireEnv(t)
+	t.Parallel()
+	b1 := startBuilder(t, "b1", builderOpts{})
+	c := newClient(t, b1)
+	var text strings.Builder
+	for i := range 60000 {
+		fmt.Fprintf(&text, "line %d of a source that compresses well %s\n", i, unique())
+	}
+	src := c.file("src.txt", text.String())
+	add := c.nixStore("--add", src)
+	if add.Code != 0 {
+		t.Fatalf("nix-store --add: exit %d\n%s", add.Code, add.Stderr)
+	}
+	top := fmt.Sprintf(`derivation { name = "ca-up"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "/usr/bin/tail -n 1 ${builtins.storePath %q} > $out" ]; %s }`, add.Out, salt())
+	r := c.build(top, "ssh://b1 x86_64-linux", "-v")
+	if r.Code != 0 {
+		t.Fatalf("nix-build exit %d\n%s", r.Code, r.Stderr)
+	}
+	wantAll(t, "nix-build's stderr", r.Stderr, "copying 1 paths to 'ssh://b1' as is: '"+add.Out+"' is content-addressed")
+	if got := c.run(defaultTimeout, "cat", r.Out).Out; !strings.HasPrefix(got, "line 59999 of a source") {
+		t.Errorf("the output holds %q", got)
+	}
+	c.mustVerify()
+}
