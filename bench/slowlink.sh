@@ -17,7 +17,7 @@
 #         client → builder;
 #   upb:  the same, but the input is a path the client built (input-
 #         addressed, as a locally built dependency is), before the timing.
-# Then, on the first rate, the CPU time the hook itself spends per MiB it
+# Then, on one rate (the first), the CPU time the hook itself spends per MiB it
 # copies, for the amd64 offload natively and its arm64 build under
 # qemu-aarch64-static (a stand-in for a board), compress auto and off:
 # user + sys of the hook process alone (all its threads), read when it has
@@ -47,6 +47,8 @@
 #                                    the first rate (its slowest column)
 #   SLOWLINK_CPU_REPS=3              repetitions of each CPU-time row; 0
 #                                    leaves them out
+#   SLOWLINK_CPU_LINK=first rate     the rate of the CPU-time rows (auto
+#                                    compresses below 50 MiB/s)
 #   SLOWLINK_OUT=bench/slowlink.md   where the tables go too ("": nowhere)
 #   SLOWLINK_KEEP=1                  keep the scratch directory (logs of
 #                                    every build, at nix-build -v)
@@ -59,6 +61,7 @@ REPS=${SLOWLINK_REPS:-5}
 PLAIN_REPS=${SLOWLINK_PLAIN_REPS:-$REPS}
 CPU_REPS=${SLOWLINK_CPU_REPS:-3}
 OUT=${SLOWLINK_OUT-bench/slowlink.md}
+CPU_LINK=${SLOWLINK_CPU_LINK:-${RATES%% *}}
 BR=/usr/libexec/nix/build-remote
 QEMU=/usr/bin/qemu-aarch64-static
 MIB=50
@@ -286,16 +289,16 @@ for link in $RATES unshaped; do
 	done
 done
 
-# CPU rows: the first rate, each kind, native and under qemu, auto and off.
+# CPU rows: each kind, native and under qemu, auto and off.
 : > "$work/cputable"
 if [ "$CPU_REPS" -gt 0 ]; then
-	shape "$first"
+	shape "$CPU_LINK"
 	for kind in $KINDS; do
 		rep=1
 		while [ $rep -le "$CPU_REPS" ]; do
 			for v in cpu-amd64-auto cpu-arm64-auto cpu-amd64-off cpu-arm64-off; do
-				t=$(run "$first" "$kind" "$v" "$rep")
-				say "$first $kind $v #$rep: $t ms ($(tail -n 1 "$work/cpu.$v.$kind"))"
+				t=$(run "$CPU_LINK" "$kind" "$v" "$rep")
+				say "$CPU_LINK $kind $v #$rep: $t ms ($(tail -n 1 "$work/cpu.$v.$kind"))"
 				echo "$t" >> "$work/w.$v.$kind"
 			done
 			rep=$((rep + 1))
@@ -305,7 +308,7 @@ if [ "$CPU_REPS" -gt 0 ]; then
 			kids=$(awk '{ print $3 + $4 }' "$work/cpu.$v.$kind" | median)
 			printf '%s\t%s\t%s\t%s\t%s\n' "$kind" "$v" "$own" "$kids" "$(median < "$work/w.$v.$kind")" >> "$work/cputable"
 		done
-		done_with "$first" "$kind"
+		done_with "$CPU_LINK" "$kind"
 	done
 fi
 
@@ -345,7 +348,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 	done < "$work/table"
 	if [ -s "$work/cputable" ]; then
 		echo
-		echo "CPU time of the hook per MiB copied, on the $first link with the relay"
+		echo "CPU time of the hook per MiB copied, on the $CPU_LINK link with the relay"
 		echo "off: user + sys of the hook process alone (for arm64: the qemu process"
 		echo "running it, translation included) ÷ $MIB MiB; the local nix-store it"
 		echo "waits for (native either way) apart; median of $CPU_REPS."
