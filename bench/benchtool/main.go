@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 
-// Command benchtool is the helper of bench/run.sh. It has three modes:
+// Command benchtool is the helper of bench/run.sh and bench/slowlink.sh.
+// It has four modes:
 //
 //   - With BENCH_HOOK set, it is a build hook shim: Nix runs it as its
 //     build hook; it starts a monitor process and then execs the hook named
@@ -16,6 +17,9 @@
 //   - "benchtool time N CMD..." runs CMD N times and prints the median wall
 //     time in milliseconds and the largest peak RSS in KiB (getrusage of
 //     the child).
+//   - "benchtool cpu OUT CMD..." runs CMD (a build hook: it keeps fds 4
+//     and 5) and appends the CPU seconds of CMD's own process and of the
+//     children it waited for to OUT (bench/slowlink.sh).
 //   - "benchtool report RAW META MD SVG" reads the records and writes the
 //     results table and chart.
 package main
@@ -49,6 +53,9 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) >= 4 && os.Args[1] == "cpu" {
+		os.Exit(cpuCmd(os.Args[2], os.Args[3:]))
+	}
 	if len(os.Args) == 6 && os.Args[1] == "report" {
 		if err := report(os.Args[2], os.Args[3], os.Args[4], os.Args[5]); err != nil {
 			fmt.Fprintln(os.Stderr, "benchtool:", err)
@@ -56,7 +63,7 @@ func main() {
 		}
 		return
 	}
-	fmt.Fprintln(os.Stderr, "usage: benchtool time N CMD... | benchtool report RAW META MD SVG (or BENCH_HOOK=... as a build hook)")
+	fmt.Fprintln(os.Stderr, "usage: benchtool time N CMD... | benchtool cpu OUT CMD... | benchtool report RAW META MD SVG (or BENCH_HOOK=... as a build hook)")
 	os.Exit(2)
 }
 
