@@ -157,7 +157,8 @@ func (c *Conn) Leave() {
 		}
 		c.rs.Close()
 		c.rs.Release()
-	case c.client != nil:
+	case c.sess != nil:
+		c.sess.Stdin.Close() // a local store command ends on it
 		c.client.Close()
 	}
 }
