@@ -14,23 +14,21 @@ package builder
 //     failure: the bytes already given cannot be taken back.
 //   - The compressing command is fixed words: store paths and the store's
 //     URI (quoted as the store command's is) are the only other words.
-//   - Uploads go as an export stream into the builder's `nix-store
-//     --import`, which registers each path with the references and
-//     deriver the stream carries, the ones the store protocol would have
-//     sent. The stream carries no content address or signatures, so a
-//     batch with a content-addressed or signed path goes through the
-//     store protocol. Each NAR is hashed here as it
-//     goes and checked against its path info before its registration is
-//     sent: a local NAR that changed cannot become valid there. The
-//     builder's command says which decompressor it runs before anything
-//     is sent, so a builder that cannot gets the store protocol's copy
-//     with nothing lost.
+//   - Uploads go as the serve protocol's AddToStoreNar into the builder's
+//     `nix-store --serve --write` behind its decompressor: the path info
+//     it carries (references, deriver, content address, signatures) is
+//     the one the store protocol would have sent, and the builder checks
+//     each NAR against its hash as it would there. Everything is sent
+//     before any answer is read (serve.Upload), since the decompressor
+//     may pass the last bytes on only when its input ends. The builder's
+//     command says which decompressor it runs before anything is sent,
+//     so a builder that cannot gets the store protocol's copy with
+//     nothing lost.
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -41,6 +39,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/offload-nix/offload/pkg/serve"
 	"github.com/offload-nix/offload/pkg/squash"
 	"github.com/offload-nix/offload/pkg/ssh"
 	"github.com/offload-nix/offload/pkg/store"
@@ -340,15 +339,10 @@ func exportError(what string, err error) error {
 }
 
 // AddToStoreNars uploads infos compressed into the builder's `nix-store
-// --import`, or as c.Store does when the builder cannot or a path has what
-// an export stream cannot carry.
+// --serve --write`, or as c.Store does when the builder cannot.
 func (s *squashed) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.Reader, error)) error {
 	raw := narBytes(infos)
 	if raw < squashMin {
-		return s.Remote.AddToStoreNars(infos, open)
-	}
-	if p := unexportable(infos); p != "" {
-		s.logf("copying %d paths to '%s' as is: '%s' is content-addressed or signed, which only Nix's own protocol carries", len(infos), s.c.Machine.URI, p)
 		return s.Remote.AddToStoreNars(infos, open)
 	}
 	t0 := time.Now()
@@ -374,32 +368,14 @@ func narBytes(infos []store.PathInfo) uint64 {
 	return n
 }
 
-// unexportable returns the first of infos that an export stream cannot
-// carry, "" when it carries them all: a content-addressed or signed path.
-// A content address or a signature is what lets a builder's daemon take a
-// path from a user it does not trust.
-func unexportable(infos []store.PathInfo) string {
-	for i := range infos {
-		if infos[i].CA != "" || len(infos[i].Sigs) > 0 {
-			return infos[i].Path
-		}
-	}
-	return ""
-}
-
-// upload sends infos as one compressed export stream. ok is false when
-// the builder could not start decompressing; then nothing was opened.
+// upload sends infos compressed in a session of their own. ok is false
+// when the builder could not start decompressing; then nothing was
+// opened.
 func (s *squashed) upload(infos []store.PathInfo, raw int64, open func(i int) (io.Reader, error), t0 time.Time) (err error, ok bool) {
 	if len(infos) == 0 {
 		return nil, true
 	}
-	digests := make([][32]byte, len(infos))
-	for i := range infos {
-		if digests[i], err = infos[i].NarDigest(); err != nil {
-			return fmt.Errorf("%s: %w", infos[i].Path, err), true
-		}
-	}
-	sc, ok := s.start(importCommand(s.c.Machine.Scheme == "ssh-ng", s.c.Machine.Params), "to")
+	sc, ok := s.start(uploadCommand(s.c.Machine.Scheme == "ssh-ng", s.c.Machine.Params), "to")
 	if !ok {
 		return nil, false
 	}
@@ -412,10 +388,10 @@ func (s *squashed) upload(infos []store.PathInfo, raw int64, open func(i int) (i
 		return nil, false
 	}
 	packed := &squash.Counter{W: sc.in}
-	err = writeExport(packed, m, s.o.Level, infos, digests, open)
+	zw, err := squash.NewWriter(packed, m, s.o.Level)
 	if err == nil {
-		sc.st.Stdin.Close()
-		_, err = io.Copy(io.Discard, br) // the paths it imported
+		in := &squashInput{zw: zw, st: sc.st}
+		err = serve.Upload(br, in, serve.Options{Host: s.c.Machine.Name, Stderr: sc.tail.Last}, infos, open)
 	}
 	if err = s.end(sc, err); err != nil {
 		return fmt.Errorf("compressed copy: %w", err), true
@@ -430,67 +406,30 @@ func (s *squashed) upload(infos []store.PathInfo, raw int64, open func(i int) (i
 	return nil, true
 }
 
-// writeExport writes infos as an export stream (Nix
-// src/libstore/export-import.cc, exportPaths), compressed with m at
-// level, into w. Each NAR must hash to its digest before its
-// registration is written.
-func writeExport(w io.Writer, m squash.Method, level int, infos []store.PathInfo, digests [][32]byte, open func(i int) (io.Reader, error)) error {
-	zw, err := squash.NewWriter(w, m, level)
-	if err != nil {
-		return err
-	}
-	ww := wire.NewWriter(zw)
-	for i := range infos {
-		p := &infos[i]
-		r, err := open(i)
-		if err != nil {
-			return err
-		}
-		if err := ww.Uint64(1); err != nil {
-			return err
-		}
-		h := sha256.New()
-		if _, err := io.CopyN(rawWriter{ww}, io.TeeReader(r, h), int64(p.NarSize)); err != nil {
-			if errors.Is(err, io.EOF) {
-				err = fmt.Errorf("%s: its NAR is shorter than its %d bytes", p.Path, p.NarSize)
-			}
-			return err
-		}
-		if [32]byte(h.Sum(nil)) != digests[i] {
-			return fmt.Errorf("%s: its NAR does not match its hash in the local store", p.Path)
-		}
-		for _, err := range []error{ww.Uint64(exportMagic), ww.String(p.Path), ww.Strings(p.References), ww.String(p.Deriver), ww.Uint64(0)} {
-			if err != nil {
-				return err
-			}
-		}
-	}
-	if err := ww.Uint64(0); err != nil {
-		return err
-	}
-	if err := ww.Flush(); err != nil {
-		return err
-	}
-	return zw.Close()
+// squashInput is the compressed input of an upload's session: Close ends
+// the compressed stream, then the session's input.
+type squashInput struct {
+	zw io.WriteCloser
+	st *Stream
 }
 
-type rawWriter struct{ w *wire.Writer }
+func (in *squashInput) Write(p []byte) (int, error) { return in.zw.Write(p) }
 
-func (r rawWriter) Write(p []byte) (int, error) {
-	if err := r.w.Raw(p); err != nil {
-		return 0, err
+func (in *squashInput) Close() error {
+	if err := in.zw.Close(); err != nil {
+		return err
 	}
-	return len(p), nil
+	return in.st.Stdin.Close()
 }
 
-// importCommand is the shell line that says which of zstd and gzip the
+// uploadCommand is the shell line that says which of zstd and gzip the
 // builder has, on a line of its own, once nix-store is there and the
-// decompressor decompresses, and then imports an export stream compressed
-// with it: `z=zstd; command -v zstd >/dev/null || z=gzip; command -v $z
-// >/dev/null && command -v nix-store >/dev/null && $z -c </dev/null | $z
-// -dc && echo $z && $z -dc | nix-store [--store S] --import`. nix-store is
-// storeCommand's.
-func importCommand(ng bool, params map[string]string) []string {
+// decompressor decompresses, and then serves the store protocol from its
+// decompressed input: `z=zstd; command -v zstd >/dev/null || z=gzip;
+// command -v $z >/dev/null && command -v nix-store >/dev/null && $z -c
+// </dev/null | $z -dc && echo $z && $z -dc | nix-store [--store S]
+// --serve --write`. nix-store is storeCommand's.
+func uploadCommand(ng bool, params map[string]string) []string {
 	nixStore := storeCommand(ng, params)
 	if nixStore == nil {
 		return nil
@@ -498,7 +437,7 @@ func importCommand(ng bool, params map[string]string) []string {
 	argv := []string{"z=zstd;", "command", "-v", "zstd", ">/dev/null", "||", "z=gzip;",
 		"command", "-v", "$z", ">/dev/null", "&&", "command", "-v", nixStore[0], ">/dev/null", "&&", "$z", "-c", "</dev/null", "|", "$z", "-dc", "&&",
 		"echo", "$z", "&&", "$z", "-dc", "|"}
-	return append(append(argv, nixStore...), "--import")
+	return append(append(argv, nixStore...), "--serve", "--write")
 }
 
 // storeCommand is the builder's nix-store with the store's URI: "nix-store",

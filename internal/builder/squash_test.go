@@ -5,7 +5,6 @@ package builder
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/offload-nix/offload/pkg/spec"
-	"github.com/offload-nix/offload/pkg/squash"
 	"github.com/offload-nix/offload/pkg/store"
 )
 
@@ -101,64 +99,12 @@ func TestSquashCommand(t *testing.T) {
 	}
 	const head = "z=zstd; command -v zstd >/dev/null || z=gzip; command -v $z >/dev/null && command -v nix-store >/dev/null && $z -c </dev/null | $z -dc && echo $z && $z -dc | "
 	for params, want := range map[string]string{
-		"":                head + "nix-store --import",
-		"local?root=/x y": head + "nix-store --store 'local?root=/x y' --import",
+		"":                head + "nix-store --serve --write",
+		"local?root=/x y": head + "nix-store --store 'local?root=/x y' --serve --write",
 	} {
-		got := strings.Join(importCommand(true, map[string]string{"remote-store": params}), " ")
+		got := strings.Join(uploadCommand(true, map[string]string{"remote-store": params}), " ")
 		if got != want {
-			t.Errorf("importCommand(remote-store %q) = %q, want %q", params, got, want)
-		}
-	}
-}
-
-// writeExport's stream, decompressed, is what readExport reads (and
-// `nix-store --import` imports); a NAR that does not match its hash is
-// refused before its registration is written.
-func TestWriteExport(t *testing.T) {
-	nar := bytes.Repeat([]byte("nar bytes"), 1000)
-	info := store.PathInfo{Path: exportPath, NarSize: uint64(len(nar)),
-		References: []string{"/nix/store/11111111111111111111111111111111-dep"},
-		Deriver:    "/nix/store/22222222222222222222222222222222-out.drv"}
-	digest := sha256.Sum256(nar)
-	open := func(int) (io.Reader, error) { return bytes.NewReader(nar), nil }
-	for _, m := range []squash.Method{squash.Zstd, squash.Gzip} {
-		var z bytes.Buffer
-		if err := writeExport(&z, m, 3, []store.PathInfo{info}, [][32]byte{digest}, open); err != nil {
-			t.Fatalf("%v: writeExport = %v", m, err)
-		}
-		r, got, err := squash.NewReader(&z)
-		if err != nil || got != m {
-			t.Fatalf("%v: NewReader = %v, %v", m, got, err)
-		}
-		plain, _ := io.ReadAll(r)
-		if want := export(nar, exportPath, 0); !bytes.Equal(plain, want) {
-			t.Errorf("%v: the stream is\n%q\nwant\n%q", m, plain, want)
-		}
-	}
-	var z bytes.Buffer
-	bad := digest
-	bad[0] ^= 1
-	err := writeExport(&z, squash.Zstd, 3, []store.PathInfo{info}, [][32]byte{bad}, open)
-	if err == nil || !strings.Contains(err.Error(), "does not match its hash") {
-		t.Errorf("writeExport of a changed NAR = %v", err)
-	}
-}
-
-func TestUnexportable(t *testing.T) {
-	plain := store.PathInfo{Path: exportPath, References: []string{exportPath}, Deriver: "/nix/store/x.drv"}
-	signed, ca := plain, plain
-	signed.Path, signed.Sigs = "/nix/store/00000000000000000000000000000000-signed", []string{"cache.nixos.org-1:sig"}
-	ca.Path, ca.CA = "/nix/store/00000000000000000000000000000000-ca", "fixed:r:sha256:0000000000000000000000000000000000000000000000000000"
-	for _, tt := range []struct {
-		infos []store.PathInfo
-		want  string
-	}{
-		{[]store.PathInfo{plain, plain}, ""},
-		{[]store.PathInfo{plain, signed}, signed.Path},
-		{[]store.PathInfo{ca}, ca.Path},
-	} {
-		if got := unexportable(tt.infos); got != tt.want {
-			t.Errorf("unexportable(%+v) = %q, want %q", tt.infos, got, tt.want)
+			t.Errorf("uploadCommand(remote-store %q) = %q, want %q", params, got, want)
 		}
 	}
 }

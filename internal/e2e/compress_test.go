@@ -348,30 +348,93 @@ func TestCompressedUpload(t *testing.T) {
 }
 
 // A content-addressed input (here from nix-store --add, as a source
-// tarball is) goes up as is, said at -v: the export stream of a
-// compressed upload cannot carry its content address.
-func TestUploadContentAddressedAsIs(t *testing.T) {
+// tarball is) goes up compressed too, and keeps its content address on
+// the builder: the serve protocol's upload carries it.
+func TestUploadContentAddressedCompressed(t *testing.T) {
 	requireEnv(t)
 	t.Parallel()
 	b1 := startBuilder(t, "b1", builderOpts{})
-	c := newClient(t, b1)
-	var text strings.Builder
-	for i := range 60000 {
-		fmt.Fprintf(&text, "line %d of a source that compresses well %s\n", i, unique())
+	matrix(t, cells(nixes, protos, directOnly), func(t *testing.T, m cell) {
+		c := m.client(t, b1)
+		var text strings.Builder
+		for i := range 60000 {
+			fmt.Fprintf(&text, "line %d of a source that compresses well %s\n", i, unique())
+		}
+		src := c.file("src.txt", text.String())
+		add := c.nixStore("--add", src)
+		if add.Code != 0 {
+			t.Fatalf("nix-store --add: exit %d\n%s", add.Code, add.Stderr)
+		}
+		top := fmt.Sprintf(`derivation { name = "ca-up"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "/usr/bin/tail -n 1 ${builtins.storePath %q} > $out" ]; %s }`, add.Out, salt())
+		r := m.build(t, c, top, m.machines(b1, "x86_64-linux"), "-v")
+		if r.Code != 0 {
+			t.Fatalf("nix-build exit %d\n%s", r.Code, r.Stderr)
+		}
+		wantAll(t, "nix-build's stderr", r.Stderr, "copied 1 paths to '"+m.uri(b1)+"' with zstd")
+		if got := c.run(defaultTimeout, "cat", r.Out).Out; !strings.HasPrefix(got, "line 59999 of a source") {
+			t.Errorf("the output holds %q", got)
+		}
+		info, err := b1.exec(t, "nix", "--extra-experimental-features", "nix-command", "path-info", "--json", add.Out)
+		if err != nil || !strings.Contains(info, `"ca":"fixed:r:sha256:`) {
+			t.Errorf("%s on %s: %v\n%s; want its content address", add.Out, b1.Name, err, info)
+		}
+		c.mustVerify()
+	})
+}
+
+// A compressed upload cut short, or with bytes changed on the way, fails
+// the build cleanly: the path is not valid on the builder, and the slot
+// is free.
+func TestCompressedUploadBroken(t *testing.T) {
+	requireEnv(t)
+	t.Parallel()
+	// The builder's decompressor (zstd -dc) gets the first 20000 bytes
+	// of the stream, and then nothing or two bytes changed and the rest;
+	// its check that it decompresses (a stream of a few bytes) is
+	// untouched.
+	const first = `case "$1" in -dc) f=$(mktemp); head -c 20000 >"$f"; if [ $(wc -c <"$f") -lt 20000 ]; then exec /usr/bin/zstd "$@" <"$f"; fi; `
+	for _, tt := range []struct{ name, zstd string }{
+		{"cut", first + `/usr/bin/zstd "$@" <"$f"; s=$?; cat >/dev/null; exit $s;; esac; exec /usr/bin/zstd "$@"`},
+		{"corrupt", first + `{ cat "$f"; printf '\125\252'; tail -c +3; } | /usr/bin/zstd "$@";; esac; exec /usr/bin/zstd "$@"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dep := startBuilder(t, "dep", builderOpts{})
+			b := startBuilder(t, "b1", builderOpts{Env: fakeTools(t, map[string]string{"zstd": tt.zstd})})
+			for _, proto := range protos {
+				c := newClient(t, dep, b)
+				c.Env = []string{"OFFLOAD_COMPRESS=on"}
+				u := unique()
+				depExpr := fmt.Sprintf(`derivation { name = "updep"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" %q ]; u = %q; }`, compressibleOut, u)
+				r := c.build(depExpr, proto+"://dep x86_64-linux")
+				checkOut(t, c, r)
+				depOut := r.Out
+				top := fmt.Sprintf(`derivation { name = "uptop"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "/bin/cat ${%s} > $out" ]; u = %q; }`, depExpr, u)
+				builders := proto + "://b1 x86_64-linux"
+				r = c.build(top, builders, "-v")
+				if r.Code == 0 {
+					t.Fatalf("%s: nix-build succeeded with a %s upload\n%s", proto, tt.name, r.Stderr)
+				}
+				wantAll(t, "nix-build's stderr", r.Stderr, "compressed copy: ")
+				noHookCrash(t, r.Stderr)
+				if b.has(t, depOut) {
+					t.Errorf("%s: %s is valid on the builder after a %s upload", proto, depOut, tt.name)
+				}
+				// What nix-store restored of it before it failed stays
+				// there invalid, as after any failed copy into a Nix
+				// store, until its next copy or the garbage collector
+				// deletes it.
+				for _, l := range strings.Split(r.Stderr, "\n") {
+					if strings.Contains(l, "compressed copy: ") {
+						t.Logf("%s: %s", proto, l)
+					}
+				}
+				for _, s := range c.slotSnapshot(t, builders) {
+					if s.Busy != 0 {
+						t.Errorf("%s: %d slots of %s still held", proto, s.Busy, s.URI)
+					}
+				}
+			}
+		})
 	}
-	src := c.file("src.txt", text.String())
-	add := c.nixStore("--add", src)
-	if add.Code != 0 {
-		t.Fatalf("nix-store --add: exit %d\n%s", add.Code, add.Stderr)
-	}
-	top := fmt.Sprintf(`derivation { name = "ca-up"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "/usr/bin/tail -n 1 ${builtins.storePath %q} > $out" ]; %s }`, add.Out, salt())
-	r := c.build(top, "ssh://b1 x86_64-linux", "-v")
-	if r.Code != 0 {
-		t.Fatalf("nix-build exit %d\n%s", r.Code, r.Stderr)
-	}
-	wantAll(t, "nix-build's stderr", r.Stderr, "copying 1 paths to 'ssh://b1' as is: '"+add.Out+"' is content-addressed")
-	if got := c.run(defaultTimeout, "cat", r.Out).Out; !strings.HasPrefix(got, "line 59999 of a source") {
-		t.Errorf("the output holds %q", got)
-	}
-	c.mustVerify()
 }

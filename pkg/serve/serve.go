@@ -109,6 +109,20 @@ type Client struct {
 // error says what was received instead: usually a shell startup file on the
 // remote that prints to stdout.
 func New(r io.Reader, w io.Writer, opts Options) (*Client, error) {
+	c := newClient(r, w, opts)
+	v, err := hello.Exchange(c.br, c.w, &c.peer)
+	if err == nil {
+		err = c.accept(v)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+var hello = store.Hello{Magic1: magic1, Magic2: magic2, Version: ClientVersion, Program: "nix-store --serve"}
+
+func newClient(r io.Reader, w io.Writer, opts Options) *Client {
 	c := &Client{
 		opts: opts,
 		peer: store.Peer{Proto: "serve", Host: opts.Host, Stderr: opts.Stderr},
@@ -118,18 +132,11 @@ func New(r io.Reader, w io.Writer, opts Options) (*Client, error) {
 		wbuf: make([]byte, bufSize),
 	}
 	c.r = wire.NewReader(c.br)
-	if err := c.handshake(); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return c
 }
 
-func (c *Client) handshake() error {
-	hello := store.Hello{Magic1: magic1, Magic2: magic2, Version: ClientVersion, Program: "nix-store --serve"}
-	v, err := hello.Exchange(c.br, c.w, &c.peer)
-	if err != nil {
-		return err
-	}
+// accept takes the version v the server announced, or refuses it.
+func (c *Client) accept(v uint64) error {
 	if v>>8 != 2 || v < MinServerVersion {
 		return fmt.Errorf("serve: %sunsupported 'nix-store --serve' protocol version %s (need 2.x, at least %s)",
 			c.peer.On(), store.VersionString(v), store.VersionString(MinServerVersion))

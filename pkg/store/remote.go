@@ -34,12 +34,24 @@ type Hello struct {
 // p's IOErr of "handshake"; bytes other than the magic number as a
 // ShellNoiseError.
 func (h Hello) Exchange(br *bufio.Reader, w *wire.Writer, p *Peer) (uint64, error) {
-	const op = "handshake"
+	h.Send(w)
+	if err := w.Flush(); err != nil {
+		return 0, p.IOErr("handshake", "", err)
+	}
+	return h.Answer(br, p)
+}
+
+// Send buffers the magic number and the version in w, for a client that
+// sends its first commands before the server answers.
+func (h Hello) Send(w *wire.Writer) {
 	w.Uint64(h.Magic1)
 	w.Uint64(h.Version)
-	if err := w.Flush(); err != nil {
-		return 0, p.IOErr(op, "", err)
-	}
+}
+
+// Answer reads the server's answer to Send: its magic number, and returns
+// the version word that follows it. Errors are Exchange's.
+func (h Hello) Answer(br *bufio.Reader, p *Peer) (uint64, error) {
+	const op = "handshake"
 	var first [8]byte
 	n, err := io.ReadFull(br, first[:])
 	if n == 0 && err != nil {
