@@ -63,12 +63,19 @@ type SquashStats struct {
 
 // SquashOptions are how Squashed compresses.
 type SquashOptions struct {
-	// Level is the level (squash.Levels; 0: squash.DefaultLevel).
+	// Level is the level (squash.Levels). 0 is auto: squash.DefaultLevel,
+	// and for an upload that would take at least squash.TuneTime as is
+	// on the link LinkRate knows, the level squash.Tune chooses on its
+	// first bytes.
 	Level int
+	// LinkRate, if not nil, returns what the builder's link moves, in
+	// bytes a second, as earlier copies measured it (0: unknown).
+	LinkRate func() float64
 	// Compress, if not nil, is asked before each copy (either way) of at
-	// least squashMin bytes whether it goes compressed; nil: all do. It
-	// must not wait on the builder: it is asked with the copy waiting.
-	Compress func() bool
+	// least squashMin bytes, raw of them, whether it goes compressed;
+	// nil: all do. It must not wait on the builder: it is asked with the
+	// copy waiting.
+	Compress func(raw int64) bool
 	// Measured, if not nil, takes the measure of each copy of at least
 	// squashMin bytes that succeeded, compressed or not.
 	Measured func(Copy)
@@ -143,7 +150,7 @@ func (s *squashed) DumpStorePath(p string, w io.Writer, narSize uint64) error {
 		return s.Remote.DumpStorePath(p, w, narSize)
 	}
 	t0 := time.Now()
-	if s.compress() {
+	if s.compress(int64(narSize)) {
 		if err, ok := s.dump(p, w, narSize, t0); ok {
 			return err
 		}
@@ -159,10 +166,10 @@ func (s *squashed) DumpStorePath(p string, w io.Writer, narSize uint64) error {
 	return err
 }
 
-// compress reports whether the next copy of at least squashMin bytes
-// goes compressed.
-func (s *squashed) compress() bool {
-	return !s.off.Load() && (s.o.Compress == nil || s.o.Compress())
+// compress reports whether the next copy, of raw bytes (at least
+// squashMin), goes compressed.
+func (s *squashed) compress(raw int64) bool {
+	return !s.off.Load() && (s.o.Compress == nil || s.o.Compress(raw))
 }
 
 // measured hands a copy's measure to Measured.
@@ -346,7 +353,7 @@ func (s *squashed) AddToStoreNars(infos []store.PathInfo, open func(i int) (io.R
 		return s.Remote.AddToStoreNars(infos, open)
 	}
 	t0 := time.Now()
-	if s.compress() {
+	if s.compress(int64(raw)) {
 		if err, ok := s.upload(infos, int64(raw), open, t0); ok {
 			return err
 		}
@@ -388,7 +395,11 @@ func (s *squashed) upload(infos []store.PathInfo, raw int64, open func(i int) (i
 		return nil, false
 	}
 	packed := &squash.Counter{W: sc.in}
-	zw, err := squash.NewWriter(packed, m, s.o.Level)
+	level, open, err := s.tune(m, infos, raw, open)
+	var zw io.WriteCloser
+	if err == nil {
+		zw, err = squash.NewWriter(packed, m, level)
+	}
 	if err == nil {
 		in := &squashInput{zw: zw, st: sc.st}
 		err = serve.Upload(br, in, serve.Options{Host: s.c.Machine.Name, Stderr: sc.tail.Last}, infos, open)
@@ -404,6 +415,56 @@ func (s *squashed) upload(infos []store.PathInfo, raw int64, open func(i int) (i
 	s.logf("copied %d paths to '%s' with %v: %d bytes for their %d (%.0f%%)", len(infos), s.c.Machine.URI, m, packed.N, raw, 100*ratio)
 	s.measured(raw, packed.N, t0, true)
 	return nil, true
+}
+
+// tune returns the level of an upload of infos with m (Level, or at auto
+// what squash.Tune chooses on the first squash.TuneSample bytes of the
+// first NAR, read ahead here), and open giving that NAR whole.
+func (s *squashed) tune(m squash.Method, infos []store.PathInfo, raw int64, open func(i int) (io.Reader, error)) (int, func(i int) (io.Reader, error), error) {
+	if s.o.Level != 0 || s.o.LinkRate == nil {
+		return s.o.Level, open, nil
+	}
+	rate := s.o.LinkRate()
+	if rate <= 0 || float64(raw)/rate < squash.TuneTime.Seconds() {
+		return 0, open, nil
+	}
+	first, err := open(0)
+	if err != nil {
+		return 0, nil, err
+	}
+	sample := make([]byte, min(squash.TuneSample, infos[0].NarSize))
+	n, err := io.ReadFull(first, sample)
+	sample = sample[:n]
+	var level int
+	var why string
+	if err == nil || err == io.ErrUnexpectedEOF || err == io.EOF {
+		level, why, err = squash.Tune(m, 0, sample, rate)
+	}
+	if err != nil {
+		readCloser{from: first}.Close()
+		return 0, nil, err
+	}
+	s.logf("copying %d paths to '%s' with %v at level %d: %s", len(infos), s.c.Machine.URI, m, level, why)
+	return level, func(i int) (io.Reader, error) {
+		if i == 0 {
+			return readCloser{io.MultiReader(bytes.NewReader(sample), first), first}, nil
+		}
+		return open(i)
+	}, nil
+}
+
+// readCloser reads from Reader and closes what its NAR came from, if
+// anything.
+type readCloser struct {
+	io.Reader
+	from io.Reader
+}
+
+func (r readCloser) Close() error {
+	if c, ok := r.from.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }
 
 // squashInput is the compressed input of an upload's session: Close ends

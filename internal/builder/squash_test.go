@@ -156,7 +156,7 @@ func TestSquashDecides(t *testing.T) {
 		var got []Copy
 		c := NewConn(&spec.Machine{Scheme: "ssh", URI: "ssh://b"}, plain, nil)
 		r := c.Squashed(context.Background(), SquashOptions{
-			Compress: func() bool { asked++; return false },
+			Compress: func(int64) bool { asked++; return false },
 			Measured: func(cp Copy) { got = append(got, cp) },
 			Logf:     func(f string, a ...any) { said = append(said, fmt.Sprintf(f, a...)) },
 		})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"time"
 
 	"github.com/offload-nix/offload/internal/builder"
 	"github.com/offload-nix/offload/pkg/config"
@@ -30,7 +31,12 @@ import (
 //   - A rate known only from compressed copies is a lower bound (the
 //     compressor may have been the slower), so one copy goes as is to
 //     measure the link: the first after the link became known, and one
-//     in every remeasureEvery compressed copies after.
+//     in every remeasureEvery compressed copies after; but only a copy
+//     that takes at most measureBudget as is at that lower bound. A
+//     larger one goes compressed and leaves the measure to a later one:
+//     on a slow link a large copy as is costs far more than any
+//     measure is worth (50 MiB at 20 Mbit: 22 s, against 6 s
+//     compressed).
 //   - Otherwise: compress.
 //
 // Every copy of at least squashMin measures: an uncompressed one moves
@@ -55,15 +61,21 @@ const (
 	// remeasureEvery is how many compressed copies pass between two copies
 	// as is that measure the link's real rate.
 	remeasureEvery = 64
+	// measureBudget is the longest a copy that measures the link may
+	// take as is, at the rate compressed copies measured. It lets a
+	// gigabit or loopback link, where compressed copies of binaries move
+	// some 10-20 MiB/s of wire bytes, be measured with copies of 80 MiB
+	// and more, and a 20 Mbit one with copies of up to ~18 MiB.
+	measureBudget = 8 * time.Second
 	// sinceMeasuring in a measure's Since says that a hook decided to
 	// measure a link that only compressed copies measured before.
 	sinceMeasuring = slots.SinceNone - 1
 )
 
-// compressNext decides whether the next large copy on a link measured l
-// goes compressed, and returns the measure to store: it counts down the
-// copies that go as is. why says why a copy goes as is.
-func compressNext(l slots.Link) (next slots.Link, compress bool, why string) {
+// compressNext decides whether the next large copy, of raw bytes, on a
+// link measured l goes compressed, and returns the measure to store: it
+// counts down the copies that go as is. why says why a copy goes as is.
+func compressNext(l slots.Link, raw int64) (next slots.Link, compress bool, why string) {
 	switch {
 	case l.Rate == 0:
 		return l, true, ""
@@ -72,7 +84,8 @@ func compressNext(l slots.Link) (next slots.Link, compress bool, why string) {
 		return l, false, fmt.Sprintf("a copy compressed only to %.1f%% lately", float64(l.Ratio)/10)
 	case l.Rate >= linkFast:
 		return l, false, fmt.Sprintf("its link moves %s", rate(l.Rate))
-	case l.Since == slots.SinceNone || l.Since >= remeasureEvery && l.Since < sinceMeasuring:
+	case (l.Since == slots.SinceNone || l.Since >= remeasureEvery && l.Since < sinceMeasuring) &&
+		float64(raw) <= float64(l.Rate)*1024*measureBudget.Seconds():
 		why = fmt.Sprintf("measuring its link, which compressed copies moved at least %s", rate(l.Rate))
 		if l.Since == slots.SinceNone {
 			l.Since = sinceMeasuring // one hook measures; the others compress meanwhile
@@ -119,7 +132,8 @@ func rate(kib uint32) string {
 }
 
 // squashed is c.Store with copies to and from the builder compressed at
-// compress-level as the compress setting and the machine say
+// compress-level (auto: internal/builder's SquashOptions.Level) as the
+// compress setting and the machine say
 // (internal/builder's Squashed): off, never; on, always; auto, as the
 // link's measure says (above), unless the machine's SSH settings ask for
 // compression (?compress=true in its URI, -C in NIX_SSHOPTS, Compression
@@ -143,17 +157,23 @@ func (h *hook) squashed(ctx context.Context, c *builder.Conn) builder.Remote {
 				logf("not compressing more copies to or from '%s' for now: one compressed only to %.1f%%", uri, float64(l.Ratio)/10)
 			}
 		},
+		// What the link moved: uncompressed copies' rate, or a lower
+		// bound of it from compressed ones, which is what a level is
+		// chosen against.
+		LinkRate: func() float64 {
+			return float64(h.updateLink(uri, func(l slots.Link) slots.Link { return l }).Rate) * 1024
+		},
 		Logf: logf,
 	}
 	if mode == config.CompressAuto {
-		o.Compress = func() bool {
+		o.Compress = func(raw int64) bool {
 			if !auto() {
 				return true
 			}
 			var compress bool
 			var why string
 			h.updateLink(uri, func(l slots.Link) slots.Link {
-				l, compress, why = compressNext(l)
+				l, compress, why = compressNext(l, raw)
 				return l
 			})
 			if !compress {

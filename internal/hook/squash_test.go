@@ -22,7 +22,7 @@ type link struct {
 // copy decides and measures one copy and reports whether it went
 // compressed.
 func (k *link) copy(raw int64) bool {
-	l, compress, _ := compressNext(k.l)
+	l, compress, _ := compressNext(k.l, raw)
 	cp := builder.Copy{Raw: raw, Wire: raw, Compressed: compress}
 	secs := float64(raw) / k.rate
 	if compress {
@@ -49,28 +49,38 @@ func TestCompressNext(t *testing.T) {
 	for _, tt := range []struct {
 		name               string
 		rate, zrate, ratio float64
+		raw                int64 // 0: 50 MiB
 		want               string
 	}{
 		// The measured case: loopback, incompressible. One compressed
 		// copy, then as is for good (once the link is measured fast).
-		{"loopback-random", 800 * mib, 300 * mib, 1.0, "cpppppppppppppppppppppppppppppppp"},
+		{"loopback-random", 800 * mib, 300 * mib, 1.0, 0, "cpppppppppppppppppppppppppppppppp"},
 		// Loopback, compressible, the compressor the slower: its wire
 		// rate is only a lower bound, so the next copy measures the
 		// link as is, and finds it fast.
-		{"loopback-text", 800 * mib, 60 * mib, 0.3, "cpppppppppppppppppppppppppppppppp"},
+		{"loopback-text", 800 * mib, 60 * mib, 0.3, 0, "cpppppppppppppppppppppppppppppppp"},
 		// Gigabit: as loopback.
-		{"gigabit-text", 110 * mib, 60 * mib, 0.3, "cpppppppppppppppppppppppppppppppp"},
-		// 20 Mbit, compressible: compressed but for one copy that
-		// measures the link, at first and then every remeasureEvery.
-		{"20mbit-text", 2.4 * mib, 60 * mib, 0.3, "cp" + rep('c', remeasureEvery) + "p" + rep('c', 31-remeasureEvery)},
-		// 100 Mbit, compressible: compressed.
-		{"100mbit-text", 12 * mib, 60 * mib, 0.3, "cp" + rep('c', 31)},
+		{"gigabit-text", 110 * mib, 60 * mib, 0.3, 0, "cpppppppppppppppppppppppppppppppp"},
+		// 20 Mbit, compressible, copies of 4 MiB: compressed but for
+		// one copy that measures the link, at first and then every
+		// remeasureEvery.
+		{"20mbit-text-4MiB", 2.4 * mib, 60 * mib, 0.3, 4 * mib, "cp" + rep('c', remeasureEvery) + "p" + rep('c', 31-remeasureEvery)},
+		// Copies of 50 MiB there would take 21 s as is, more than
+		// measureBudget: all compressed.
+		{"20mbit-text", 2.4 * mib, 60 * mib, 0.3, 0, rep('c', 100)},
+		// 100 Mbit, compressible: compressed, but for the one copy
+		// that measures the link (4 s as is).
+		{"100mbit-text", 12 * mib, 60 * mib, 0.3, 0, "cp" + rep('c', 31)},
 		// 20 Mbit, incompressible: poorHold copies as is after each
 		// compressed one.
-		{"20mbit-random", 2.4 * mib, 300 * mib, 1.0, "c" + rep('p', poorHold) + "c" + rep('p', 15)},
+		{"20mbit-random", 2.4 * mib, 300 * mib, 1.0, 0, "c" + rep('p', poorHold) + "c" + rep('p', 15)},
 	} {
 		k := &link{rate: tt.rate, zrate: tt.zrate, ratio: tt.ratio}
-		if got := k.plays(len(tt.want), 50*mib); got != tt.want {
+		raw := tt.raw
+		if raw == 0 {
+			raw = 50 * mib
+		}
+		if got := k.plays(len(tt.want), raw); got != tt.want {
 			t.Errorf("%s:\n got %s\nwant %s (last measure %+v)", tt.name, got, tt.want, k.l)
 		}
 	}
@@ -100,11 +110,20 @@ func TestCompressNextFromMeasure(t *testing.T) {
 		{slots.Link{Rate: 2 << 10, Since: sinceMeasuring}, true},
 		{slots.Link{Rate: 2 << 10, Ratio: 990, Plain: 1}, false},
 	} {
-		if _, got, _ := compressNext(tt.l); got != tt.want {
-			t.Errorf("compressNext(%+v) = %v, want %v", tt.l, got, tt.want)
+		if _, got, _ := compressNext(tt.l, 1<<20); got != tt.want {
+			t.Errorf("compressNext(%+v, 1 MiB) = %v, want %v", tt.l, got, tt.want)
 		}
 	}
-	l := measure(slots.Link{Rate: 1000, Since: 7}, builder.Copy{Raw: 5000 << 10, Wire: 5000 << 10, Took: time.Second})
+	// A copy that would take more than measureBudget as is does not
+	// measure; it leaves the measure to the next.
+	l := slots.Link{Rate: 2 << 10, Since: slots.SinceNone}
+	if next, got, _ := compressNext(l, 17<<20); !got || next != l {
+		t.Errorf("compressNext(%+v, 17 MiB) = %+v, %v; want compressed, the measure left as it was", l, next, got)
+	}
+	if _, got, _ := compressNext(l, 16<<20); got {
+		t.Errorf("compressNext(%+v, 16 MiB) compresses; want the copy that measures", l)
+	}
+	l = measure(slots.Link{Rate: 1000, Since: 7}, builder.Copy{Raw: 5000 << 10, Wire: 5000 << 10, Took: time.Second})
 	if l.Rate != 2000 || l.Since != 0 {
 		t.Errorf("after a copy as is at 5000 KiB/s on 1000: %+v, want rate 2000, since 0", l)
 	}

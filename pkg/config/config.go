@@ -85,7 +85,7 @@ var registry = []Setting{
 	{Name: "system-exec", Default: "", Doc: "how builders run systems where probing cannot tell: BUILDER/SYSTEM=native or =emulated, space-separated (BUILDER: name or URI)", parse: execList},
 	{Name: "fetch-on-builder", Default: "true", Doc: "an input the builder lacks that a fixed-output derivation makes (a source tarball, a checkout) is fetched by the builder when that costs less to upload than the input itself; false for builders without internet access", parse: boolean},
 	{Name: "compress", Default: CompressAuto, Doc: "compress copies to and from builders with zstd (or gzip): on, off, or auto (on unless earlier copies measured the builder's link fast or the data incompressible); ?compress=true in the machine's URI, -C in NIX_SSHOPTS and Compression yes in ssh_config mean on", parse: oneOf(CompressAuto, CompressOn, CompressOff)},
-	{Name: "compress-level", Default: "3", Doc: "the level of compressed copies: 1 (fastest) to 19 (smallest); zstd's levels, gzip's up to 9", parse: wholeNumber(1, 19)},
+	{Name: "compress-level", Default: LevelAuto, Doc: "the level of compressed copies: 1 (fastest) to 19 (smallest), zstd's levels, gzip's up to 9; or auto: 3, and for an upload on a link measured slow a higher level when this machine compresses fast enough to keep the link busy", parse: levelOrAuto},
 	{Name: "stall-timeout", Default: "10m", Doc: "how long a builder may send and take no byte while offload waits on it (a copy, a query; a build: after max-silent-time) before the connection is closed and the builder marked unhealthy", parse: duration(1)},
 
 	// Real load of shared builders (docs/choosing-builders.md). The
@@ -195,6 +195,31 @@ func oneOf(choices ...string) func(string) (any, error) {
 		}
 		return nil, fmt.Errorf("must be one of %s", strings.Join(choices, ", "))
 	}
+}
+
+// LevelAuto is compress-level's auto, which Int reads as 0.
+const LevelAuto = "auto"
+
+// level is compress-level's value: 1 to 19, or 0 for auto.
+type level int
+
+func (l level) String() string {
+	if l == 0 {
+		return LevelAuto
+	}
+	return strconv.Itoa(int(l))
+}
+
+// levelOrAuto accepts compress-level's values: auto or 1 to 19.
+func levelOrAuto(s string) (any, error) {
+	if s == LevelAuto {
+		return level(0), nil
+	}
+	n, err := wholeNumber(1, 19)(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w, or auto", err)
+	}
+	return level(n.(int)), nil
 }
 
 // wholeNumber accepts whole numbers from lo to hi.
@@ -420,7 +445,12 @@ func (c *Config) Bool(name string) bool { return c.get(name).(bool) }
 func (c *Config) Size(name string) int64 { return c.get(name).(int64) }
 
 // Int returns a whole-number setting.
-func (c *Config) Int(name string) int { return c.get(name).(int) }
+func (c *Config) Int(name string) int {
+	if l, ok := c.get(name).(level); ok {
+		return int(l) // compress-level: 0 for auto
+	}
+	return c.get(name).(int)
+}
 
 // LoadAware is load-aware.
 func (c *Config) LoadAware() bool { return c.Bool("load-aware") }

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -180,8 +181,13 @@ func NewWriter(w io.Writer, m Method, level int) (io.WriteCloser, error) {
 	case None:
 		return nopCloser{w}, nil
 	case Zstd:
+		el := zstd.EncoderLevelFromZstd(level)
+		if e, ok := tried[el].Get().(*zstd.Encoder); ok {
+			e.Reset(w)
+			return e, nil
+		}
 		e, err := zstd.NewWriter(w,
-			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
+			zstd.WithEncoderLevel(el),
 			zstd.WithEncoderConcurrency(1),
 			zstd.WithWindowSize(4<<20))
 		if err != nil {
@@ -197,6 +203,11 @@ func NewWriter(w io.Writer, m Method, level int) (io.WriteCloser, error) {
 	}
 	return nil, fmt.Errorf("squash: cannot compress with %v", m)
 }
+
+// tried holds the zstd encoders Tune used, by strategy, for the copy it
+// tuned: setting one up costs more than its trial (tens of ms for the
+// best strategy here).
+var tried [zstd.SpeedBestCompression + 1]sync.Pool
 
 type nopCloser struct{ io.Writer }
 
