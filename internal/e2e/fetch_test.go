@@ -89,9 +89,10 @@ func (s *srcServer) remove(name string) {
 // A derivation whose input a fixed-output derivation made, that the
 // board built first: the builder fetches the input itself and nothing is
 // uploaded; when the builder cannot fetch it (404, connection refused) or
-// fetch-on-builder is off, the input is uploaded; the build succeeds each
-// way. Direct and through a daemon (the setting only direct: it is set in
-// the client's environment).
+// fetch-on-builder is off, the input is uploaded; after a failed fetch,
+// the next input it could fetch goes up without its trying; the build
+// succeeds each way. Direct and through a daemon (the setting only
+// direct: it is set in the client's environment).
 func TestFetchOnBuilder(t *testing.T) {
 	requireEnv(t)
 	t.Parallel()
@@ -124,15 +125,26 @@ func fetchScenario(t *testing.T, m cell, b1 *builder, srv *srcServer) {
 		stopped bool // the server is gone
 		env     []string
 		fetched bool
+		// held: after the failed fetch before it, not tried (the
+		// client's slot file keeps the failure).
+		held bool
+		// fresh: on a client of its own, which knows of no failed
+		// fetch.
+		fresh bool
 	}{
 		{name: "fetched", fetched: true},
 		{name: "404", gone: true},
-		{name: "refused", stopped: true},
+		{name: "held", held: true},
+		{name: "refused", stopped: true, fresh: true},
 		{name: "off", env: []string{"OFFLOAD_FETCH_ON_BUILDER=false"}},
 	} {
 		if m.Daemon && tt.env != nil {
 			// A daemon's hook does not see the client's environment.
 			continue
+		}
+		if tt.fresh {
+			c.mustVerify()
+			c = m.client(t, b1)
 		}
 		t.Run(tt.name, func(t *testing.T) {
 			u := unique()
@@ -194,8 +206,11 @@ func fetchScenario(t *testing.T, m cell, b1 *builder, srv *srcServer) {
 			if tt.gone && (asked != 1 || !strings.Contains(r.Stderr, "uploading it")) {
 				t.Errorf("builder's requests %d, want 1, with the reason said at -v\n%s", asked, r.Stderr)
 			}
-			if tt.env != nil && asked != 0 {
-				t.Errorf("fetch-on-builder off: the builder asked %d times", asked)
+			if (tt.env != nil || tt.held) && asked != 0 {
+				t.Errorf("%s: the builder asked %d times", tt.name, asked)
+			}
+			if tt.held && !strings.Contains(r.Stderr, "a fetch failed there lately") {
+				t.Errorf("the upload without a fetch was not said at -v\n%s", r.Stderr)
 			}
 		})
 	}

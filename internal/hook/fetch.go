@@ -11,6 +11,7 @@ import (
 	"github.com/offload-nix/offload/pkg/drv"
 	"github.com/offload-nix/offload/pkg/hookproto"
 	"github.com/offload-nix/offload/pkg/localstore"
+	"github.com/offload-nix/offload/pkg/slots"
 	"github.com/offload-nix/offload/pkg/store"
 )
 
@@ -23,7 +24,9 @@ import (
 // uploaded (none for builtin:fetchurl), and only when they cost fewer
 // bytes than the output itself. Whatever goes wrong here (no .drv on the
 // board, the builder cannot reach the URL) leaves the input to the upload,
-// said at -v (Talkative); it never fails the build.
+// said at -v (Talkative); it never fails the build. After a fetch failed,
+// the builder's next noFetchHold chances are uploads (kept with its link
+// measure in the slot file).
 //
 // The derivation is sent as a BasicDerivation (BuildDerivation), so no
 // .drv file needs to be on the builder, the way Nix's build-remote sends
@@ -34,6 +37,15 @@ import (
 // ssh-ng:// an untrusted user may build it too: the daemon allows
 // BuildDerivation of content-addressed derivations to anyone (Nix 2.8
 // src/libstore/daemon.cc, wopBuildDerivation).
+
+// noFetchHold is how many hooks with inputs the builder could fetch
+// upload them without trying after a fetch there failed: a builder
+// without network access (fetch-on-builder left on) may take minutes to
+// fail each one (Nix retries a download download-attempts times, and a
+// connection that nobody refuses waits for connect-timeout). A fetch
+// that failed for its own reason (a dead URL) costs the next ones their
+// upload.
+const noFetchHold = slots.MaxNoFetch
 
 // fetchPlan is one missing input to realise on the builder.
 type fetchPlan struct {
@@ -79,6 +91,18 @@ func (h *hook) fetchOnBuilder(ctx context.Context, rn *run, missing []string) (s
 	if len(plans) == 0 {
 		return missing, 0
 	}
+	var left uint8
+	h.updateLink(rn.m.URI, func(l slots.Link) slots.Link {
+		left = l.NoFetch
+		if l.NoFetch > 0 {
+			l.NoFetch--
+		}
+		return l
+	})
+	if left > 0 {
+		h.log.Msg(hookproto.LvlTalkative, "uploading every input to '%s' without fetching there: a fetch failed there lately (%d more times before it tries again)", rn.m.URI, left-1)
+		return missing, 0
+	}
 	sent, err = h.upload(ctx, rn.c, rn.j, extra, rn.r)
 	if err != nil {
 		rn.j.closeLocal()
@@ -100,8 +124,12 @@ func (h *hook) fetchOnBuilder(ctx context.Context, rn *run, missing []string) (s
 			if msg == "" {
 				msg = res.Status.String()
 			}
-			h.log.Msg(hookproto.LvlTalkative, "fetching '%s' on '%s' failed, uploading it: %s", p.out, rn.m.URI, msg)
-			continue
+			// Most likely the builder cannot reach the network (or not
+			// quickly): the next noFetchHold hooks with inputs it could
+			// fetch upload them without trying.
+			h.updateLink(rn.m.URI, func(l slots.Link) slots.Link { l.NoFetch = noFetchHold; return l })
+			h.log.Msg(hookproto.LvlTalkative, "fetching '%s' on '%s' failed, uploading it (and without trying, the next %d times there): %s", p.out, rn.m.URI, noFetchHold, msg)
+			break
 		}
 		done = append(done, p.out)
 	}

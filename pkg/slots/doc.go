@@ -101,7 +101,8 @@
 //	           none), large copies still to go uncompressed (bits
 //	           44-51), compressed copies since the last uncompressed
 //	           one (bits 52-59; 255: none measured uncompressed),
-//	           bits 60-63 zero
+//	           fetchable inputs still to go up without a fetch on the
+//	           builder after one failed there (bits 60-63)
 //	512 S*128  slot entries
 //
 // Slot entry j of a record, at record + 512 + j*128:

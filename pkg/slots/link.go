@@ -20,24 +20,31 @@ type Link struct {
 	// Since counts the compressed copies since the last uncompressed one,
 	// at most SinceNone-1; SinceNone: no uncompressed copy measured Rate.
 	Since uint8
+	// NoFetch is how many more times inputs that the builder could fetch
+	// go up without its trying, after a fetch there failed; at most
+	// MaxNoFetch.
+	NoFetch uint8
 }
 
 // Limits of a Link's fields in the file.
 const (
-	MaxRatio  = 1<<12 - 1
-	SinceNone = math.MaxUint8
+	MaxRatio   = 1<<12 - 1
+	SinceNone  = math.MaxUint8
+	MaxNoFetch = 1<<4 - 1
 )
 
 func (l Link) word() uint64 {
-	return uint64(l.Rate) | uint64(min(l.Ratio, MaxRatio))<<32 | uint64(l.Plain)<<44 | uint64(l.Since)<<52
+	return uint64(l.Rate) | uint64(min(l.Ratio, MaxRatio))<<32 | uint64(l.Plain)<<44 | uint64(l.Since)<<52 |
+		uint64(min(l.NoFetch, MaxNoFetch))<<60
 }
 
 func linkOf(w uint64) Link {
 	return Link{
-		Rate:  uint32(w),
-		Ratio: uint16(field(w, 32, 12)),
-		Plain: uint8(field(w, 44, 8)),
-		Since: uint8(field(w, 52, 8)),
+		Rate:    uint32(w),
+		Ratio:   uint16(field(w, 32, 12)),
+		Plain:   uint8(field(w, 44, 8)),
+		Since:   uint8(field(w, 52, 8)),
+		NoFetch: uint8(field(w, 60, 4)),
 	}
 }
 

@@ -23,7 +23,7 @@ func TestLink(t *testing.T) {
 	if l := f.Snapshot(nil)[0].Link; l != (Link{}) {
 		t.Fatalf("new record's link = %+v, want unknown", l)
 	}
-	want := Link{Rate: 1<<32 - 1, Ratio: 2000, Plain: 16, Since: SinceNone}
+	want := Link{Rate: 1<<32 - 1, Ratio: 2000, Plain: 16, Since: SinceNone, NoFetch: MaxNoFetch}
 	if l, ok := f.UpdateLink("ssh://a", func(Link) Link { return want }); !ok || l != want {
 		t.Fatalf("UpdateLink = %+v, %v; want %+v, true", l, ok, want)
 	}
@@ -35,6 +35,9 @@ func TestLink(t *testing.T) {
 	}
 	if l, _ := f.UpdateLink("ssh://a", func(l Link) Link { l.Ratio = 60000; return l }); l.Ratio != MaxRatio {
 		t.Errorf("ratio 60000 stored as %d, want %d", l.Ratio, MaxRatio)
+	}
+	if l, _ := f.UpdateLink("ssh://b", func(l Link) Link { l.NoFetch = 200; return l }); l.NoFetch != MaxNoFetch || l.Since != 0 {
+		t.Errorf("NoFetch 200 stored as %+v, want %d and nothing else", l, MaxNoFetch)
 	}
 	if _, ok := f.UpdateLink("ssh://nope", func(l Link) Link { t.Error("next called for an unknown builder"); return l }); ok {
 		t.Error("UpdateLink of an unknown builder succeeded")
@@ -64,7 +67,7 @@ func TestLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := binary.NativeEndian.Uint64(b[headerSize+504:])
-	if got := w &^ (1<<32 - 1); got != uint64(MaxRatio)<<32|16<<44|SinceNone<<52 {
+	if got := w &^ (1<<32 - 1); got != uint64(MaxRatio)<<32|16<<44|SinceNone<<52|MaxNoFetch<<60 {
 		t.Errorf("record word at 504 = %#x", w)
 	}
 	ro, err := Open(path, ms, Options{ReadOnly: true})
