@@ -180,3 +180,26 @@ func TestSquashDecides(t *testing.T) {
 		}
 	}
 }
+
+// A copy back goes at level 9 only on a slow link that it would take 5 s
+// or more to cross as is.
+func TestBackLevel(t *testing.T) {
+	const mib = 1 << 20
+	for _, tt := range []struct {
+		rate float64
+		size uint64
+		want int
+	}{
+		{0, 50 * mib, 0},           // unknown link
+		{2.3 * mib, 50 * mib, 9},   // 20 Mbit
+		{2.3 * mib, 8 * mib, 0},    // 20 Mbit, 3.5 s as is
+		{2.3 * mib, 12 * mib, 9},   // 20 Mbit, 5.2 s as is
+		{11 * mib, 100 * mib, 0},   // 100 Mbit
+		{backSlow, 1 << 30, 0},     // the bound
+		{backSlow - 1, 1 << 30, 9}, // just below
+	} {
+		if got := backLevel(tt.rate, tt.size); got != tt.want {
+			t.Errorf("backLevel(%.1f MiB/s, %d MiB) = %d, want %d", tt.rate/mib, tt.size/mib, got, tt.want)
+		}
+	}
+}
