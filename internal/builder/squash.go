@@ -184,8 +184,8 @@ func (s *squashed) measured(raw, wire int64, t0 time.Time, compressed bool) {
 func (s *squashed) dump(p string, w io.Writer, narSize uint64, t0 time.Time) (err error, ok bool) {
 	level := s.o.Level
 	if level == 0 && s.o.LinkRate != nil {
-		if rate := s.o.LinkRate(); backLevel(rate, narSize) != 0 {
-			level = backLevel(rate, narSize)
+		rate := s.o.LinkRate()
+		if level = backLevel(rate, narSize); level != 0 {
 			s.logf("copying %s from '%s' compressed at level %d there: the link moves %.1f MiB/s", p, s.c.Machine.URI, level, rate/(1<<20))
 		}
 	}

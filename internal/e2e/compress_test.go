@@ -316,12 +316,10 @@ func TestCompressedCopyBackBroken(t *testing.T) {
 // the client's store has.
 func uploadScenario(t *testing.T, m cell, c *client, dep, b *builder, want string) {
 	t.Helper()
-	u := unique()
-	depExpr := fmt.Sprintf(`derivation { name = "updep"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" %q ]; u = %q; }`, compressibleOut, u)
+	depExpr, top := uploadExprs()
 	r := m.build(t, c, depExpr, m.machines(dep, "x86_64-linux"))
 	checkOut(t, c, r)
 	depOut := r.Out
-	top := fmt.Sprintf(`derivation { name = "uptop"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "/bin/cat ${%s} > $out" ]; u = %q; }`, depExpr, u)
 	r = m.build(t, c, top, m.machines(b, "x86_64-linux"), "-v")
 	checkOut(t, c, r)
 	wantAll(t, "nix-build's stderr", r.Stderr, "copied 1 paths to '"+m.uri(b)+"' with "+want)
@@ -332,6 +330,16 @@ func uploadScenario(t *testing.T, m cell, c *client, dep, b *builder, want strin
 			t.Errorf("nix-store -q %s %s: %q on %s (%v), %q on the client", q, depOut, there, b.Name, err, local.Out)
 		}
 	}
+}
+
+// uploadExprs returns a new derivation of compressibleOut, dep, and one
+// that reads its output, top: built on a builder that lacks dep's
+// output, top needs it uploaded.
+func uploadExprs() (dep, top string) {
+	u := unique()
+	dep = fmt.Sprintf(`derivation { name = "updep"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" %q ]; u = %q; }`, compressibleOut, u)
+	top = fmt.Sprintf(`derivation { name = "uptop"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "/bin/cat ${%s} > $out" ]; u = %q; }`, dep, u)
+	return dep, top
 }
 
 // Uploads go compressed too, with the builder's zstd, on both protocols
@@ -404,12 +412,10 @@ func TestCompressedUploadBroken(t *testing.T) {
 			for _, proto := range protos {
 				c := newClient(t, dep, b)
 				c.Env = []string{"OFFLOAD_COMPRESS=on"}
-				u := unique()
-				depExpr := fmt.Sprintf(`derivation { name = "updep"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" %q ]; u = %q; }`, compressibleOut, u)
+				depExpr, top := uploadExprs()
 				r := c.build(depExpr, proto+"://dep x86_64-linux")
 				checkOut(t, c, r)
 				depOut := r.Out
-				top := fmt.Sprintf(`derivation { name = "uptop"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "/bin/cat ${%s} > $out" ]; u = %q; }`, depExpr, u)
 				builders := proto + "://b1 x86_64-linux"
 				r = c.build(top, builders, "-v")
 				if r.Code == 0 {
