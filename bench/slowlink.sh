@@ -27,7 +27,13 @@
 # (OFFLOAD_CONNECT_PERSIST=0) so that no copy runs in another process.
 #
 # Each measurement is the median of REPS nix-build wall times, the
-# hooks alternating within a repetition (the first one rotating). Each
+# hooks alternating within a repetition (the first one rotating). Before
+# each build the script syncs and waits SETTLE seconds: a build leaves
+# 50 MiB in the builder's and the client's stores for the kernel to write
+# back, and without the pause the next build in the rotation paid for it
+# (offload auto, which follows offload off, came out 1.04-1.16 × off on
+# the unshaped link; with it, 0.99, and 1.02 with off and auto alone in
+# turn, ABBA). Each
 # offload variant has a client store (and so a state-dir with its link
 # measure for compress=auto) of its own for each link and kind, as a
 # builder first used: what auto learnt of one kind (rand, which it then
@@ -49,6 +55,8 @@
 #                                    leaves them out
 #   SLOWLINK_CPU_LINK=first rate     the rate of the CPU-time rows (auto
 #                                    compresses below 50 MiB/s)
+#   SLOWLINK_SETTLE=1                seconds to wait, after sync, before
+#                                    each timed build
 #   SLOWLINK_OUT=bench/slowlink.md   where the tables go too ("": nowhere)
 #   SLOWLINK_KEEP=1                  keep the scratch directory (logs of
 #                                    every build, at nix-build -v)
@@ -62,6 +70,7 @@ PLAIN_REPS=${SLOWLINK_PLAIN_REPS:-$REPS}
 CPU_REPS=${SLOWLINK_CPU_REPS:-3}
 OUT=${SLOWLINK_OUT-bench/slowlink.md}
 CPU_LINK=${SLOWLINK_CPU_LINK:-${RATES%% *}}
+SETTLE=${SLOWLINK_SETTLE:-1}
 BR=/usr/libexec/nix/build-remote
 QEMU=/usr/bin/qemu-aarch64-static
 MIB=50
@@ -76,6 +85,7 @@ command -v tc >/dev/null || die "tc not found (Debian package iproute2)"
 for n in "$REPS" "$PLAIN_REPS" "$CPU_REPS"; do
 	case $n in '' | *[!0-9]*) die "repetitions: $n: want a whole number" ;; esac
 done
+case $SETTLE in '' | *[!0-9.]*) die "SLOWLINK_SETTLE: $SETTLE: want seconds" ;; esac
 export PATH="$PATH:/usr/local/go/bin"
 
 work=$(mktemp -d /tmp/offload-slowlink.XXXXXX)
@@ -210,6 +220,8 @@ run() {
 			{ tail -n 5 "$work/last.err" >&2; die "building the input for $u failed"; }
 	fi
 	log=$work/logs/$u.err
+	sync
+	sleep "$SETTLE"
 	t0=$(date +%s%N)
 	# shellcheck disable=SC2086 # envs: words without spaces
 	"$repo/scripts/test-client.sh" "$c" env $envs nix-build -v --no-out-link "$work/slow.nix" \
@@ -318,7 +330,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 	echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'), $(($(date +%s) - T0)) s in all"
 	echo "- Machine: $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r); load average $load_end at the end"
 	echo "- Nix: $(nix-store --version); offload $version, $(go env GOVERSION); $($QEMU --version 2>/dev/null | head -n 1)"
-	echo "- Repetitions: $REPS of each measurement (plain build-remote on $first: $PLAIN_REPS), $CPU_REPS of each CPU row; medians"
+	echo "- Repetitions: $REPS of each measurement (plain build-remote on $first: $PLAIN_REPS), $CPU_REPS of each CPU row; medians; sync and $SETTLE s before each build"
 	echo
 	echo "Wall time of nix-build (s), median. Ratios: offload auto ÷ build-remote"
 	echo "?compress=true, ÷ plain build-remote, ÷ offload off. \"auto did\" is what"
