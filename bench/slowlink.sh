@@ -28,6 +28,12 @@
 #
 # Each measurement is the median of REPS nix-build wall times, the
 # hooks alternating within a repetition (the first one rotating). Before
+# them each hook makes one build of the same kind on its new client, timed
+# apart (the "first build" column): it starts the client's relay, warms
+# its store, and, under compress=auto, copies compressed to measure the
+# link, as the first large copy to a builder the client does not know
+# does. The medians are of the builds after it: what every later build
+# costs. Before
 # each build the script syncs and waits SETTLE seconds: a build leaves
 # 50 MiB in the builder's and the client's stores for the kernel to write
 # back, and without the pause the next build in the rotation paid for it
@@ -198,10 +204,13 @@ run() {
 	c=$work/c-$link-$kind-$var
 	u="$link-$kind-$var-$rep-$(date +%s%N)"
 	envs= hook=$work/offload uri="ssh://b1"
+	# The first build (REP 0) writes what it did and its CPU time apart.
+	pre=
+	[ "$rep" != 0 ] || pre=first-
 	case $var in
 	off | auto | on) envs="OFFLOAD_COMPRESS=$var" ;;
 	cpu-*)
-		envs="OFFLOAD_COMPRESS=${var##*-} OFFLOAD_CONNECT_PERSIST=0 SLOWLINK_CPU=$work/cpu.$var.$kind"
+		envs="OFFLOAD_COMPRESS=${var##*-} OFFLOAD_CONNECT_PERSIST=0 SLOWLINK_CPU=$work/${pre}cpu.$var.$kind"
 		hook=$work/hook-$(echo "$var" | cut -d- -f2)
 		;;
 	br) hook=$BR ;;
@@ -232,9 +241,9 @@ run() {
 	# What offload did with the copy (at -v it says when it compresses).
 	if [ "$var" = auto ]; then
 		if p=$(grep -o "with [a-z]*: [0-9]* bytes for [a-z]* [0-9]* ([0-9]*%)" "$log" | tail -n 1 | grep .); then
-			echo "$p" | sed 's/with \([a-z]*\):.*(\([0-9]*%\))/\1 to \2/' >> "$work/did.$link.$kind"
+			echo "$p" | sed 's/with \([a-z]*\):.*(\([0-9]*%\))/\1 to \2/' >> "$work/${pre}did.$link.$kind"
 		else
-			echo "not compressed" >> "$work/did.$link.$kind"
+			echo "not compressed" >> "$work/${pre}did.$link.$kind"
 		fi
 	fi
 	echo $(((t1 - t0) / 1000000))
@@ -281,6 +290,12 @@ for link in $RATES unshaped; do
 	for kind in $KINDS; do
 		for v in $VARS; do : > "$work/t.$v"; done
 		: > "$work/did.$link.$kind"
+		: > "$work/first-did.$link.$kind"
+		for v in $VARS; do
+			t=$(run "$link" "$kind" "$v" 0)
+			say "$link $kind $v, first build: $t ms"
+			eval "f_$v=\$t"
+		done
 		rep=1
 		while [ $rep -le "$REPS" ]; do
 			# Rotate which hook goes first.
@@ -295,8 +310,9 @@ for link in $RATES unshaped; do
 		done
 		for v in $VARS; do eval "m_$v=\$(median < \"\$work/t.$v\")"; done
 		did=$(sort "$work/did.$link.$kind" | uniq -c | awk '{ n = $1; $1 = ""; printf "%s%d×%s", s, n, $0; s = ", " }')
-		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$link" "$kind" "$m_off" "$m_auto" "$m_on" "$m_br" "$m_brc" \
-			"$(ratio "$m_auto" "$m_brc")" "$(ratio "$m_auto" "$m_br")" "$(ratio "$m_auto" "$m_off")" "$did" >> "$work/table"
+		did="first: $(cat "$work/first-did.$link.$kind"); then $did"
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$link" "$kind" "$m_off" "$m_auto" "$m_on" "$m_br" "$m_brc" \
+			"$(ratio "$m_auto" "$m_brc")" "$(ratio "$m_auto" "$m_br")" "$(ratio "$m_auto" "$m_off")" "$f_off" "$f_auto" "$did" >> "$work/table"
 		done_with "$link" "$kind"
 	done
 done
@@ -306,6 +322,10 @@ done
 if [ "$CPU_REPS" -gt 0 ]; then
 	shape "$CPU_LINK"
 	for kind in $KINDS; do
+		for v in cpu-amd64-auto cpu-arm64-auto cpu-amd64-off cpu-arm64-off; do
+			t=$(run "$CPU_LINK" "$kind" "$v" 0)
+			say "$CPU_LINK $kind $v, first build: $t ms"
+		done
 		rep=1
 		while [ $rep -le "$CPU_REPS" ]; do
 			for v in cpu-amd64-auto cpu-arm64-auto cpu-amd64-off cpu-arm64-off; do
@@ -330,24 +350,26 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 	echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'), $(($(date +%s) - T0)) s in all"
 	echo "- Machine: $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r); load average $load_end at the end"
 	echo "- Nix: $(nix-store --version); offload $version, $(go env GOVERSION); $($QEMU --version 2>/dev/null | head -n 1)"
-	echo "- Repetitions: $REPS of each measurement (plain build-remote on $first: $PLAIN_REPS), $CPU_REPS of each CPU row; medians; sync and $SETTLE s before each build"
+	echo "- Repetitions: $REPS of each measurement (plain build-remote on $first: $PLAIN_REPS), $CPU_REPS of each CPU row; medians, after a first build on each client (timed apart); sync and $SETTLE s before each build"
 	echo
 	echo "Wall time of nix-build (s), median. Ratios: offload auto ÷ build-remote"
 	echo "?compress=true, ÷ plain build-remote, ÷ offload off. \"auto did\" is what"
 	echo "offload's hook said at -v about each copy under compress=auto (zstd and"
-	echo "the compressed size, or not compressed)."
+	echo "the compressed size, or not compressed). \"first build\" is the wall time"
+	echo "of each client's first build, before the timed ones, for offload off and"
+	echo "auto (auto measures the link with it)."
 	echo
-	echo "| link | copy | offload off | offload auto | offload on | build-remote | build-remote ?compress=true | auto ÷ ?compress=true | auto ÷ build-remote | auto ÷ off | auto did |"
-	echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"
-	while IFS='	' read -r link kind off auto on br brc r1 r2 r3 did; do
-		echo "| $link | $(kind_name "$kind") | $(secs "$off") | $(secs "$auto") | $(secs "$on") | $(secs "$br") | $(secs "$brc") | $r1 | $r2 | $r3 | $did |"
+	echo "| link | copy | offload off | offload auto | offload on | build-remote | build-remote ?compress=true | auto ÷ ?compress=true | auto ÷ build-remote | auto ÷ off | first build, off / auto | auto did |"
+	echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
+	while IFS='	' read -r link kind off auto on br brc r1 r2 r3 foff fauto did; do
+		echo "| $link | $(kind_name "$kind") | $(secs "$off") | $(secs "$auto") | $(secs "$on") | $(secs "$br") | $(secs "$brc") | $r1 | $r2 | $r3 | $(secs "$foff") / $(secs "$fauto") | $did |"
 	done < "$work/table"
 	echo
 	echo "Targets:"
 	echo
 	echo "| target | ratio | result |"
 	echo "|---|--:|---|"
-	while IFS='	' read -r link kind off auto on br brc r1 r2 r3 did; do
+	while IFS='	' read -r link kind off auto on br brc r1 r2 r3 foff fauto did; do
 		case $link/$kind in
 		20mbit/bins)
 			echo "| real binaries at 20 Mbit: auto ≤ 0.8 × build-remote ?compress=true | $r1 | $(target "$r1" 0.8) |"
