@@ -72,7 +72,7 @@ Builds,Failures,Unhealthy,Drained}, and .Builders, each with .URI, .Name,
 (each .Drv, .Phase, .Since, .SinceUnix, .Bytes), .Reading (the builder's
 last load reading, nil for none; its fields are -1 where unknown),
 .ReadingAgeSeconds, .LinkBytesPerSecond and .CompressedRatio (nil for
-none). Functions: json (a value as JSON), bytes (a count as
+none), .FetchPausedFor. Functions: json (a value as JSON), bytes (a count as
 "1.2 MiB"), seconds (a count as "40s", "3m").
 
 -v and --json also show each builder's real state, as the hooks last read
@@ -82,7 +82,9 @@ from every client, with the reading's age. "unknown" means the builder
 did not tell (not Linux, a forced command, or the reading failed). They
 show too the link to each builder as copies of 1 MiB or more measured it
 (bytes on the wire per second) and how small the last compressed copy
-came out, which compress = auto decides from.
+came out, which compress = auto decides from, and, after a source failed
+to download on a builder, for how many more builds that could fetch a
+source there the hooks upload it instead (fetch-on-builder).
 
 Examples:
   offload status
@@ -176,6 +178,9 @@ type builderStatus struct {
 	// uncompressed size (nil: none yet).
 	LinkBytesPerSecond *int64   `json:"linkBytesPerSecond"`
 	CompressedRatio    *float64 `json:"compressedRatio"`
+	// FetchPausedFor is how many more builds upload the inputs the
+	// builder could fetch, after a fetch there failed (0: none).
+	FetchPausedFor int `json:"fetchPausedFor"`
 }
 
 type runningStatus struct {
@@ -384,6 +389,7 @@ func newStatus(snap, others []slots.Builder, now time.Time) *statusInfo {
 			ratio := float64(l.Ratio) / 1000
 			bs.CompressedRatio = &ratio
 		}
+		bs.FetchPausedFor = int(b.Link.NoFetch)
 		st.Builders = append(st.Builders, bs)
 
 		t := &st.Totals
@@ -621,18 +627,22 @@ func writeReadings(w io.Writer, st *statusInfo) {
 	})
 }
 
-// writeLinks is the -v form's table of link measures, left out when no
-// builder has one (no copy of 1 MiB or more yet, or compress = off).
+// writeLinks is the -v form's table of link measures and paused fetches,
+// left out when no builder has either (no copy of 1 MiB or more yet, or
+// compress = off, and no failed fetch lately).
 func writeLinks(w io.Writer, st *statusInfo) {
-	writeSideTable(w, st, "LINK\tLAST COMPRESSED", func(b *builderStatus) (string, bool) {
-		link, ratio := "not measured", "-"
+	writeSideTable(w, st, "LINK\tLAST COMPRESSED\tFETCHES", func(b *builderStatus) (string, bool) {
+		link, ratio, fetch := "not measured", "-", "-"
 		if b.LinkBytesPerSecond != nil {
 			link = fmtBytes(uint64(*b.LinkBytesPerSecond)) + "/s"
 		}
 		if b.CompressedRatio != nil {
 			ratio = "to " + strconv.FormatFloat(100**b.CompressedRatio, 'f', 1, 64) + " %"
 		}
-		return link + "\t" + ratio, b.LinkBytesPerSecond != nil || b.CompressedRatio != nil
+		if b.FetchPausedFor > 0 {
+			fetch = "paused for " + strconv.Itoa(b.FetchPausedFor) + " more builds (one failed)"
+		}
+		return link + "\t" + ratio + "\t" + fetch, b.LinkBytesPerSecond != nil || b.CompressedRatio != nil || b.FetchPausedFor > 0
 	})
 }
 

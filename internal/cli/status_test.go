@@ -106,7 +106,9 @@ func cmdExitCode(ts *testscript.TestScript, neg bool, args []string) {
 //	reading URI LINE|LINE…             a load reading taken now: the lines
 //	                                   of the remote script's output
 //	                                   (pkg/remoteload), or "garbage"
-//	link URI KIBPS PERMILLE            copies measured the link (0: unknown)
+//	link URI KIBPS PERMILLE [NOFETCH]  copies measured the link (0: unknown);
+//	                                   NOFETCH builds upload instead of
+//	                                   fetching there
 func cmdSlotState(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 || neg {
 		ts.Fatalf("usage: slotstate FILE")
@@ -194,11 +196,15 @@ func writeSlotState(script, path string) (*slots.File, error) {
 			err = perr
 			r.Time = at
 			f.SetReading(w[1], r)
-		case w[0] == "link" && len(w) == 4:
+		case w[0] == "link" && (len(w) == 4 || len(w) == 5):
 			rate, _ := strconv.ParseUint(w[2], 10, 32)
 			ratio, _ := strconv.ParseUint(w[3], 10, 16)
+			var noFetch uint64
+			if len(w) == 5 {
+				noFetch, _ = strconv.ParseUint(w[4], 10, 8)
+			}
 			f.UpdateLink(w[1], func(l slots.Link) slots.Link {
-				l.Rate, l.Ratio = uint32(rate), uint16(ratio)
+				l.Rate, l.Ratio, l.NoFetch = uint32(rate), uint16(ratio), uint8(noFetch)
 				return l
 			})
 		case w[0] == "drain" && len(w) == 2:
@@ -377,7 +383,7 @@ func TestStatusJSONKeys(t *testing.T) {
 	if len(v.Builders) != 1 {
 		t.Fatalf("%d builders, want 1", len(v.Builders))
 	}
-	if got, want := keys(v.Builders[0]), "builds busy bytesReceived bytesSent compressedRatio drained failures healthy inConfig lastConnectMs lastError linkBytesPerSecond maxJobs name reading readingAgeSeconds running unhealthyForSeconds uri"; got != want {
+	if got, want := keys(v.Builders[0]), "builds busy bytesReceived bytesSent compressedRatio drained failures fetchPausedFor healthy inConfig lastConnectMs lastError linkBytesPerSecond maxJobs name reading readingAgeSeconds running unhealthyForSeconds uri"; got != want {
 		t.Errorf("builder keys = %s, want %s", got, want)
 	}
 	var running []map[string]json.RawMessage

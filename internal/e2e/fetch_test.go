@@ -10,6 +10,7 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/offload-nix/offload/pkg/slots"
 )
 
 // srcServer serves one file per path and counts the requests for each;
@@ -211,6 +214,19 @@ func fetchScenario(t *testing.T, m cell, b1 *builder, srv *srcServer) {
 			}
 			if tt.held && !strings.Contains(r.Stderr, "a fetch failed there lately") {
 				t.Errorf("the upload without a fetch was not said at -v\n%s", r.Stderr)
+			}
+			// offload status counts the builds that upload instead.
+			paused := map[string]int{"fetched": 0, "404": slots.MaxNoFetch, "held": slots.MaxNoFetch - 1, "refused": slots.MaxNoFetch}
+			if want, ok := paused[tt.name]; ok {
+				out, _ := statusOf(t, c, builders, "--json")
+				var st statusJSON
+				if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Builders) != 1 || st.Builders[0].FetchPausedFor != want {
+					t.Errorf("status --json: fetchPausedFor, want %d (%v):\n%s", want, err, out)
+				}
+				out, _ = statusOf(t, c, builders, "-v")
+				if line := fmt.Sprintf("paused for %d more builds", want); want > 0 && !strings.Contains(out, line) {
+					t.Errorf("status -v does not say %q:\n%s", line, out)
+				}
 			}
 		})
 	}

@@ -31,6 +31,7 @@ type statusJSON struct {
 		LastConnectMs       int64  `json:"lastConnectMs"`
 		Drained             bool   `json:"drained"`
 		InConfig            bool   `json:"inConfig"`
+		FetchPausedFor      int    `json:"fetchPausedFor"`
 		Running             []struct {
 			Drv       string `json:"drv"`
 			Phase     string `json:"phase"`
