@@ -28,21 +28,22 @@
 #
 # Each measurement is the median of REPS nix-build wall times, the
 # hooks alternating within a repetition (the first one rotating). Before
-# them each hook makes one build of the same kind on its new client, timed
-# apart (the "first build" column): it starts the client's relay, warms
-# its store, and, under compress=auto, copies compressed to measure the
-# link, as the first large copy to a builder the client does not know
-# does. The medians are of the builds after it: what every later build
-# costs. Before
-# each build the script syncs and waits SETTLE seconds: a build leaves
-# 50 MiB in the builder's and the client's stores for the kernel to write
-# back, and without the pause the next build in the rotation paid for it
-# (offload auto, which follows offload off, came out 1.04-1.16 × off on
-# the unshaped link; with it, 0.99, and 1.02 with off and auto alone in
-# turn, ABBA). Each
-# offload variant has a client store (and so a state-dir with its link
-# measure for compress=auto) of its own for each link and kind, as a
-# builder first used: what auto learnt of one kind (rand, which it then
+# them each hook makes one build of the same kind on its new client,
+# timed apart (the "first build" column): it starts the client's relay,
+# warms its store and, under compress=auto, copies compressed to measure
+# the link, as a client's first large copy to a builder does. The
+# medians are of the builds after it: what every later build costs.
+#
+# Before each build the script syncs and waits SETTLE seconds: a build
+# leaves 50 MiB in the builder's and the client's stores for the kernel
+# to write back, and without the pause the next build in the rotation
+# paid for it (offload auto, which follows offload off, came out
+# 1.04-1.16 x off on the unshaped link; with it, 0.99, and 1.02 with off
+# and auto alone in turn, ABBA).
+#
+# Each offload variant has a client store (and so a state-dir with its
+# link measure for compress=auto) of its own for each link and kind, as
+# a builder first used: what auto learnt of one kind (rand, which it then
 # copies as is for 16 copies) or link does not decide another's. Writes
 # Markdown tables on standard output and to SLOWLINK_OUT. Needs root, ip
 # and tc (iproute2), qemu-user-static for the CPU rows, and what
