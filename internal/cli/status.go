@@ -641,6 +641,9 @@ func writeLinks(w io.Writer, st *statusInfo) {
 		}
 		if b.FetchPausedFor > 0 {
 			fetch = "paused for " + strconv.Itoa(b.FetchPausedFor) + " more builds (one failed)"
+			if b.FetchPausedFor == 1 {
+				fetch = "paused for 1 more build (one failed)"
+			}
 		}
 		return link + "\t" + ratio + "\t" + fetch, b.LinkBytesPerSecond != nil || b.CompressedRatio != nil || b.FetchPausedFor > 0
 	})
